@@ -1,0 +1,1 @@
+"""The metalab benchmark suite: ``python -m benchmarks`` (or ``nox -s bench``)."""

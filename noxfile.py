@@ -1,0 +1,51 @@
+"""Sessions for tests, lint, type checking and benchmarks (``nox -l`` lists them)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests", "lint", "typecheck"]
+
+PROJECT = nox.project.load_toml("pyproject.toml")
+TEST = nox.project.dependency_groups(PROJECT, "test")
+TYPING = nox.project.dependency_groups(PROJECT, "typing")
+LINT = nox.project.dependency_groups(PROJECT, "lint")
+BENCH = nox.project.dependency_groups(PROJECT, "bench")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite: unit, conformance, property, compat and integration (real Postgres)."""
+    session.install("-e", ".[all]", *TEST)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def tests_postgres(session: nox.Session) -> None:
+    """Only the tests that need PostgreSQL."""
+    session.install("-e", ".[all]", *TEST)
+    session.run("pytest", "-m", "postgres", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    session.install(*LINT)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over src, tests, benchmarks, examples and this noxfile."""
+    session.install("-e", ".[all]", *TYPING)
+    session.run("mypy", *session.posargs)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """The benchmark workload; arguments after ``--`` go to ``python -m benchmarks``."""
+    session.install("-e", ".[all]", *BENCH)
+    session.run("python", "-m", "benchmarks", *session.posargs)

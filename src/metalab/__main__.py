@@ -1,0 +1,5 @@
+"""``python -m metalab`` runs the command line."""
+
+from metalab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,259 @@
+"""Versioned JSON encoding of every document metalab persists.
+
+Documents are written as compact, standard (RFC 8259) JSON whose first member is
+``"schema_version": 1``. Standard JSON has no NaN or infinities, so a non-finite float
+anywhere in a document is written as the one-member object ``{"$float": "NaN"}``
+(``"Infinity"``, ``"-Infinity"``); a user mapping that happens to look like such a
+marker (its only key is ``"$float"`` or ``"$dict"``) is wrapped as ``{"$dict": {...}}``,
+so every value round-trips exactly and Postgres ``jsonb`` accepts every file.
+
+Decoding has two paths. Bytes that start with the current version tag and contain no
+``$`` (what metalab writes for ordinary records) are decoded by msgspec straight into
+the Struct. Everything else takes the general path: parse (accepting the bare ``NaN``
+tokens that metalab 0.1 wrote), read the version, upgrade documents written by metalab
+0.1, unescape markers and validate with ``msgspec.convert``. An unknown version raises
+:class:`~metalab.errors.UnsupportedSchemaVersionError`; malformed JSON or a value of the
+wrong type raises :class:`~metalab.errors.CorruptRecordError` naming the JSON path.
+
+Timestamps in metalab 0.1 documents are naive local times; they are read as the local
+time of the machine that reads them (the original writer's time zone is not recorded)
+and converted to UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Callable
+from typing import Any, Final, Generic, TypeVar
+
+import msgspec
+
+from metalab.errors import CorruptRecordError, UnsupportedSchemaVersionError
+from metalab.records import (
+    ArtifactManifest,
+    DerivedMetrics,
+    ExperimentManifest,
+    ResultDocument,
+    RunRecord,
+    StoreMeta,
+    ensure_aware,
+)
+
+__all__ = [
+    "ARTIFACT_MANIFEST",
+    "CURRENT_VERSION",
+    "DERIVED",
+    "EXPERIMENT_MANIFEST",
+    "LEGACY_VERSION",
+    "RESULT",
+    "RUN_RECORD",
+    "STORE_META",
+    "DocumentCodec",
+    "escape_json",
+    "unescape_json",
+]
+
+CURRENT_VERSION: Final = 1
+LEGACY_VERSION: Final = "0.1"
+SUPPORTED_VERSIONS: Final = (CURRENT_VERSION, LEGACY_VERSION)
+
+_FAST_PREFIX: Final = b'{"schema_version":1,'
+_FLOAT_KEY: Final = "$float"
+_DICT_KEY: Final = "$dict"
+_MARKER_KEYS: Final = frozenset({_FLOAT_KEY, _DICT_KEY})
+_NONFINITE_NAMES: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+D = TypeVar("D", bound=msgspec.Struct)
+_Upgrade = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _nonfinite_name(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def escape_json(value: Any) -> Any:
+    """Return ``value`` with non-finite floats and marker-like mappings escaped.
+
+    ``value`` is made of JSON builtins (dict, list or tuple, str, int, float, bool,
+    None), as ``msgspec.to_builtins`` returns them.
+    """
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return {_FLOAT_KEY: _nonfinite_name(value)}
+    if isinstance(value, dict):
+        escaped = {k: escape_json(v) for k, v in value.items()}
+        if len(value) == 1 and next(iter(value)) in _MARKER_KEYS:
+            return {_DICT_KEY: escaped}
+        return escaped
+    if isinstance(value, list | tuple):
+        return [escape_json(v) for v in value]
+    return value
+
+
+def unescape_json(value: Any) -> Any:
+    """Invert :func:`escape_json`."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            key, inner = next(iter(value.items()))
+            if key == _FLOAT_KEY and isinstance(inner, str) and inner in _NONFINITE_NAMES:
+                return _NONFINITE_NAMES[inner]
+            if key == _DICT_KEY and isinstance(inner, dict):
+                return {k: unescape_json(v) for k, v in inner.items()}
+        return {k: unescape_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unescape_json(v) for v in value]
+    return value
+
+
+class DocumentCodec(Generic[D]):
+    """Encoder and decoder of one document type.
+
+    Args:
+        doc_type: The Struct type of the document.
+        upgrade_legacy: Turns a metalab 0.1 document (parsed JSON, version key
+            removed) into the current shape; ``None`` if 0.1 had no such document.
+    """
+
+    def __init__(self, doc_type: type[D], upgrade_legacy: _Upgrade | None) -> None:
+        self.doc_type = doc_type
+        self._upgrade_legacy = upgrade_legacy
+        self._encoder = msgspec.json.Encoder()
+        self._decode_fast = msgspec.json.Decoder(doc_type).decode
+        self._timestamp_fields: tuple[str, ...] = getattr(doc_type, "timestamp_fields", ())
+
+    def encode(self, doc: D) -> bytes:
+        """Encode a document to compact, standard JSON bytes.
+
+        Raises:
+            ValueError: A timestamp of the document is naive.
+        """
+        doc = self._in_utc(doc)
+        buf = self._encoder.encode(doc)
+        # msgspec writes a non-finite float as ``null``; records rarely hold a real
+        # ``null`` (defaults are omitted), so only then is the slower escape needed.
+        if b"null" in buf or b"$" in buf:
+            buf = self._encoder.encode(escape_json(msgspec.to_builtins(doc)))
+        return buf
+
+    def _in_utc(self, doc: D) -> D:
+        changes: dict[str, dt.datetime] = {}
+        for name in self._timestamp_fields:
+            value: dt.datetime | None = getattr(doc, name)
+            if value is not None and value.tzinfo is not dt.UTC:
+                changes[name] = ensure_aware(value, f"{self.doc_type.__name__}.{name}")
+        return msgspec.structs.replace(doc, **changes) if changes else doc
+
+    def decode(self, data: bytes, *, source: str = "<bytes>") -> D:
+        """Decode and validate a document, upgrading older formats.
+
+        Args:
+            data: The raw bytes, as read from a file or a database.
+            source: Where the bytes came from, used in error messages.
+
+        Raises:
+            CorruptRecordError: The bytes are not valid JSON or do not match the type.
+            UnsupportedSchemaVersionError: The document was written by an unknown version.
+        """
+        if data.startswith(_FAST_PREFIX) and b"$" not in data:
+            try:
+                return self._decode_fast(data)
+            except msgspec.DecodeError as exc:
+                raise CorruptRecordError(source, str(exc)) from exc
+        return self._decode_general(data, source)
+
+    def _decode_general(self, data: bytes, source: str) -> D:
+        try:
+            # The stdlib parser accepts the bare NaN / Infinity tokens of metalab 0.1.
+            obj = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CorruptRecordError(source, f"malformed JSON: {exc}") from exc
+        if not isinstance(obj, dict):
+            raise CorruptRecordError(source, f"expected a JSON object, got {type(obj).__name__}")
+        version: object = obj.pop("schema_version", None)
+        if version is None:
+            # metalab 0.1 marked run records with "_schema_version" and left the
+            # other documents unversioned.
+            version = obj.pop("_schema_version", LEGACY_VERSION)
+        if type(version) is int and version == CURRENT_VERSION:
+            obj = unescape_json(obj)
+        elif version == LEGACY_VERSION and self._upgrade_legacy is not None:
+            try:
+                obj = self._upgrade_legacy(obj)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CorruptRecordError(source, f"cannot upgrade 0.1 document: {exc!r}") from exc
+        else:
+            supported = SUPPORTED_VERSIONS if self._upgrade_legacy else (CURRENT_VERSION,)
+            raise UnsupportedSchemaVersionError(source, version, supported)
+        try:
+            return msgspec.convert(obj, self.doc_type)
+        except msgspec.ValidationError as exc:
+            raise CorruptRecordError(source, str(exc)) from exc
+
+
+def _legacy_time(value: object) -> object:
+    """Read a 0.1 naive local timestamp as local time and express it in UTC."""
+    if not isinstance(value, str):
+        return value
+    parsed = dt.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.astimezone()
+    return parsed.astimezone(dt.UTC).isoformat()
+
+
+def _relative_artifact_uri(uri: str) -> str:
+    """Map an absolute 0.1 artifact path to one relative to the store root.
+
+    metalab 0.1 wrote ``<root>/artifacts/<run_id>/<file>``; the store may since have
+    moved, so only the part from ``artifacts/`` on is kept.
+    """
+    normalised = uri.replace("\\", "/")
+    cut = normalised.rfind("/artifacts/")
+    if cut < 0:
+        return uri
+    return normalised[cut + 1 :]
+
+
+def _upgrade_artifacts(artifacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [dict(a, uri=_relative_artifact_uri(a["uri"])) for a in artifacts]
+
+
+def _upgrade_run_record(obj: dict[str, Any]) -> dict[str, Any]:
+    out = dict(obj)
+    out["params"] = out.pop("params_resolved", None) or {}
+    for key in ("started_at", "finished_at"):
+        if key in out:
+            out[key] = _legacy_time(out[key])
+    out["artifacts"] = _upgrade_artifacts(out.get("artifacts") or [])
+    out["warnings"] = [
+        w if isinstance(w, str) else json.dumps(w) for w in out.get("warnings") or []
+    ]
+    return out
+
+
+def _upgrade_derived(obj: dict[str, Any]) -> dict[str, Any]:
+    return {"metrics": obj}
+
+
+def _upgrade_manifest(obj: dict[str, Any]) -> dict[str, Any]:
+    return dict(obj, submitted_at=_legacy_time(obj["submitted_at"]))
+
+
+def _upgrade_artifact_manifest(obj: dict[str, Any]) -> dict[str, Any]:
+    return {"artifacts": _upgrade_artifacts(obj.get("artifacts") or [])}
+
+
+def _unchanged(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj
+
+
+RUN_RECORD: Final = DocumentCodec(RunRecord, _upgrade_run_record)
+DERIVED: Final = DocumentCodec(DerivedMetrics, _upgrade_derived)
+RESULT: Final = DocumentCodec(ResultDocument, _unchanged)
+EXPERIMENT_MANIFEST: Final = DocumentCodec(ExperimentManifest, _upgrade_manifest)
+ARTIFACT_MANIFEST: Final = DocumentCodec(ArtifactManifest, _upgrade_artifact_manifest)
+STORE_META: Final = DocumentCodec(StoreMeta, _unchanged)

@@ -1,0 +1,263 @@
+"""The one exception hierarchy of metalab.
+
+Every error metalab raises on purpose is a :class:`MetalabError`. Families that have
+an obvious builtin meaning also derive from that builtin, so ``except ValueError``
+keeps working for configuration mistakes::
+
+    MetalabError(Exception)
+    ├── ConfigError(MetalabError, ValueError)        bad config value, from_dict failure
+    │   ├── LocatorError(ConfigError)                unparsable locator, missing parameter
+    │   └── UnknownSchemeError(ConfigError)          .scheme, .known
+    ├── RegistryError(MetalabError)                  plugin failed to load or register
+    ├── MissingDependencyError(MetalabError, ImportError)   .module, .extra, .feature
+    ├── CapabilityError(MetalabError, TypeError)     store lacks a Supports* protocol
+    └── StoreError(MetalabError)
+        ├── ArtifactNotFoundError(StoreError, FileNotFoundError)
+        ├── CorruptRecordError(StoreError)           .path, .reason
+        │   └── UnsupportedSchemaVersionError(CorruptRecordError)  .found, .supported
+        ├── ExperimentMismatchError(StoreError)      .path, .expected, .found
+        └── IndexUnavailableError(StoreError)        the Postgres index cannot be reached
+    MetalabWarning(UserWarning)
+    └── IndexStaleWarning                            files were written, the index lags
+
+Exceptions carry their inputs as attributes and build the message from them. They
+survive pickling (executors ship them between processes) because each one keeps
+``args`` equal to its constructor arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "ArtifactNotFoundError",
+    "CapabilityError",
+    "ConfigError",
+    "CorruptRecordError",
+    "ExperimentMismatchError",
+    "IndexStaleWarning",
+    "IndexUnavailableError",
+    "LocatorError",
+    "MetalabError",
+    "MetalabWarning",
+    "MissingDependencyError",
+    "RegistryError",
+    "StoreError",
+    "UnknownSchemeError",
+    "UnsupportedSchemaVersionError",
+]
+
+
+class MetalabError(Exception):
+    """Root of every error metalab raises on purpose."""
+
+
+class ConfigError(MetalabError, ValueError):
+    """A configuration value is invalid; the message names it and says what is expected."""
+
+
+class LocatorError(ConfigError):
+    """A store locator (path or URI) cannot be parsed or lacks a required part."""
+
+
+class UnknownSchemeError(ConfigError):
+    """No store is registered for a locator's scheme.
+
+    Attributes:
+        scheme: The scheme that was asked for.
+        locator: The locator it came from (already redacted by the caller).
+        known: The schemes that are registered.
+    """
+
+    def __init__(self, scheme: str, locator: str, known: Iterable[str]) -> None:
+        self.scheme = scheme
+        self.locator = locator
+        self.known = tuple(sorted(known))
+        super().__init__(scheme, locator, self.known)
+
+    def __str__(self) -> str:
+        return (
+            f"unknown store scheme {self.scheme!r} in {self.locator!r}; "
+            f"known: {', '.join(self.known) or '(none)'} "
+            "(register one with a 'metalab.stores' entry point "
+            "or by subclassing metalab.store.StoreConfig with a `scheme` class variable)"
+        )
+
+
+class RegistryError(MetalabError):
+    """A store plugin could not be loaded or registered."""
+
+
+class MissingDependencyError(MetalabError, ImportError):
+    """An optional dependency needed by a feature is not installed.
+
+    Attributes:
+        module: The module that failed to import.
+        extra: The metalab extra that installs it.
+        feature: The feature that needs it.
+    """
+
+    def __init__(self, module: str, extra: str, feature: str) -> None:
+        self.module = module
+        self.extra = extra
+        self.feature = feature
+        super().__init__(module, extra, feature)
+        # ImportError keeps its own ``name`` attribute; fill it for tools that read it.
+        self.name = module
+
+    def __str__(self) -> str:
+        return (
+            f"{self.feature} needs the optional dependency {self.module!r}, "
+            f"which is not installed; install the {self.extra!r} extra:\n"
+            f"    pip install 'metalab[{self.extra}]'\n"
+            f"    uv add 'metalab[{self.extra}]'"
+        )
+
+
+class CapabilityError(MetalabError, TypeError):
+    """A store does not implement a capability that an operation needs.
+
+    Attributes:
+        store_type: The qualified name of the store's class.
+        capability: The name of the missing ``Supports*`` protocol.
+        operation: What was being attempted.
+    """
+
+    def __init__(self, store_type: str, capability: str, operation: str) -> None:
+        self.store_type = store_type
+        self.capability = capability
+        self.operation = operation
+        super().__init__(store_type, capability, operation)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.operation} needs a store that implements {self.capability}, "
+            f"but {self.store_type} does not; use a store that has it "
+            "(FileStore and PostgresStore implement every capability)"
+        )
+
+
+class StoreError(MetalabError):
+    """A store could not complete an operation."""
+
+
+class ArtifactNotFoundError(StoreError, FileNotFoundError):
+    """An artifact that was asked for does not exist.
+
+    Attributes:
+        run_id: The run the artifact was looked up in.
+        artifact: The artifact name.
+    """
+
+    def __init__(self, run_id: str, artifact: str) -> None:
+        self.run_id = run_id
+        self.artifact = artifact
+        super().__init__(run_id, artifact)
+
+    def __str__(self) -> str:
+        return (
+            f"run {self.run_id!r} has no artifact {self.artifact!r}; "
+            "list_artifacts(run_id) shows the ones it has"
+        )
+
+
+class CorruptRecordError(StoreError):
+    """A stored document cannot be decoded.
+
+    Attributes:
+        path: Where the document was read from (a file path or another description).
+        reason: What is wrong, including the JSON path of the problem when known.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(path, reason)
+
+    def __str__(self) -> str:
+        return (
+            f"corrupt record at {self.path!r}: {self.reason}; "
+            "restore the file from a backup or delete the run and run it again"
+        )
+
+
+class UnsupportedSchemaVersionError(CorruptRecordError):
+    """A stored document was written by a newer (or unknown) format version.
+
+    Attributes:
+        path: Where the document was read from.
+        found: The version the document declares.
+        supported: The versions this metalab can read.
+    """
+
+    def __init__(self, path: str, found: object, supported: Iterable[object]) -> None:
+        self.found = found
+        self.supported = tuple(supported)
+        StoreError.__init__(self, path, found, self.supported)
+        self.path = path
+        self.reason = f"schema version {found!r} is not supported"
+
+    def __str__(self) -> str:
+        known = ", ".join(repr(v) for v in self.supported)
+        return (
+            f"document at {self.path!r} has schema version {self.found!r}, "
+            f"but this metalab reads only {known}; upgrade metalab to read it"
+        )
+
+
+class ExperimentMismatchError(StoreError):
+    """A directory already belongs to a different experiment.
+
+    Attributes:
+        path: The experiment directory.
+        expected: The experiment id that was asked for.
+        found: The experiment id recorded in the directory's ``_meta.json``.
+    """
+
+    def __init__(self, path: str, expected: str, found: str | None) -> None:
+        self.path = path
+        self.expected = expected
+        self.found = found
+        super().__init__(path, expected, found)
+
+    def __str__(self) -> str:
+        return (
+            f"directory {self.path!r} belongs to experiment {self.found!r}, "
+            f"not {self.expected!r}; use a different store root or experiment id"
+        )
+
+
+class IndexUnavailableError(StoreError):
+    """The Postgres index could not be reached.
+
+    Files written before the error are kept; ``sync_index()`` indexes them later.
+    """
+
+
+class MetalabWarning(UserWarning):
+    """Root of the warnings metalab emits."""
+
+
+class IndexStaleWarning(MetalabWarning):
+    """A write reached the files but not the index; ``sync_index()`` will repair it."""
+
+
+for _cls in (
+    MetalabError,
+    ConfigError,
+    LocatorError,
+    UnknownSchemeError,
+    RegistryError,
+    MissingDependencyError,
+    CapabilityError,
+    StoreError,
+    ArtifactNotFoundError,
+    CorruptRecordError,
+    UnsupportedSchemaVersionError,
+    ExperimentMismatchError,
+    IndexUnavailableError,
+    MetalabWarning,
+    IndexStaleWarning,
+):
+    _cls.__module__ = "metalab.errors"
+del _cls

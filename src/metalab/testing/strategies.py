@@ -1,0 +1,223 @@
+"""Hypothesis strategies for every metalab record type.
+
+They reach the corners the codec must survive: unicode keys and values, nested
+params, NaN and infinities, integers at the edge of JSON's safe range, keys that look
+like the codec's own escape markers, and empty as well as large collections.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+
+from hypothesis import strategies as st
+
+from metalab.records import (
+    ArtifactDescriptor,
+    ArtifactManifest,
+    DerivedMetrics,
+    ErrorInfo,
+    ExperimentManifest,
+    JSONValue,
+    MetricValue,
+    OperationRef,
+    Provenance,
+    ResultDocument,
+    RunRecord,
+    Status,
+    StoreMeta,
+)
+
+__all__ = [
+    "artifact_descriptors",
+    "aware_datetimes",
+    "derived_metrics",
+    "experiment_ids",
+    "experiment_manifests",
+    "json_values",
+    "metric_values",
+    "result_documents",
+    "run_ids",
+    "run_records",
+    "store_metas",
+]
+
+MAX_SAFE_INT = 2**53 - 1
+
+#: Keys that collide with the codec's escape markers, mixed into every mapping.
+_TRICKY_KEYS = st.sampled_from(["$float", "$dict", "schema_version", "", "null", "NaN"])
+
+keys: st.SearchStrategy[str] = st.one_of(st.text(max_size=12), _TRICKY_KEYS)
+safe_ints: st.SearchStrategy[int] = st.integers(-MAX_SAFE_INT, MAX_SAFE_INT)
+any_floats: st.SearchStrategy[float] = st.floats(allow_nan=True, allow_infinity=True)
+
+
+def json_values(max_leaves: int = 20) -> st.SearchStrategy[JSONValue]:
+    """Nested JSON values, non-finite floats and marker-like keys included."""
+    scalars: st.SearchStrategy[JSONValue] = st.one_of(
+        st.none(), st.booleans(), safe_ints, any_floats, st.text(max_size=20)
+    )
+    return st.recursive(
+        scalars,
+        lambda children: st.one_of(
+            st.lists(children, max_size=5),
+            st.dictionaries(keys, children, max_size=5),
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+def metric_values() -> st.SearchStrategy[MetricValue]:
+    """Metric values: booleans, safe ints, any floats and strings."""
+    return st.one_of(st.booleans(), safe_ints, any_floats, st.text(max_size=20))
+
+
+def aware_datetimes(*, utc: bool = True) -> st.SearchStrategy[dt.datetime]:
+    """Timezone-aware datetimes: in UTC as metalab writes them, or at any fixed offset."""
+    offsets = st.integers(-14 * 60, 14 * 60).map(
+        lambda minutes: dt.timezone(dt.timedelta(minutes=minutes))
+    )
+    # hypothesis takes naive bounds and attaches the zones itself.
+    return st.datetimes(
+        min_value=dt.datetime(1971, 1, 1),  # noqa: DTZ001
+        max_value=dt.datetime(2200, 1, 1),  # noqa: DTZ001
+        timezones=st.just(dt.UTC) if utc else st.one_of(st.just(dt.UTC), offsets),
+    )
+
+
+def run_ids() -> st.SearchStrategy[str]:
+    """Run ids as metalab writes them (64 hex) and as metalab 0.1 wrote them (16 hex)."""
+    return st.sampled_from([16, 64]).flatmap(
+        lambda n: st.text(alphabet="0123456789abcdef", min_size=n, max_size=n)
+    )
+
+
+def experiment_ids() -> st.SearchStrategy[str]:
+    """``name:version`` experiment ids made of characters that are safe in paths."""
+    part = st.text(alphabet=string.ascii_letters + string.digits + "-_.", min_size=1, max_size=16)
+    return (
+        st.tuples(part, part)
+        .map(lambda nv: f"{nv[0]}:{nv[1]}")
+        .filter(lambda eid: eid.split(":")[0] not in {".", ".."})
+    )
+
+
+def _json_dicts(max_size: int = 8) -> st.SearchStrategy[dict[str, JSONValue]]:
+    return st.dictionaries(keys, json_values(8), max_size=max_size)
+
+
+def provenances() -> st.SearchStrategy[Provenance]:
+    """Provenance blocks with optional fields present or absent."""
+    opt_text = st.none() | st.text(max_size=20)
+    return st.builds(
+        Provenance,
+        code_hash=st.text(max_size=16),
+        python_version=opt_text,
+        metalab_version=opt_text,
+        executor_id=opt_text,
+        host=opt_text,
+        extra=_json_dicts(3),
+    )
+
+
+def artifact_descriptors() -> st.SearchStrategy[ArtifactDescriptor]:
+    """Artifact descriptors with relative URIs and sha256-shaped hashes."""
+    return st.builds(
+        ArtifactDescriptor,
+        name=st.text(min_size=1, max_size=16),
+        kind=st.sampled_from(["json", "bytes", "file", "numpy"]),
+        format=st.sampled_from(["json", "bin", "npy", "txt"]),
+        uri=st.text(min_size=1, max_size=40),
+        content_hash=st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+        size_bytes=st.integers(0, 2**40),
+        artifact_id=st.none() | st.uuids().map(str),
+        metadata=_json_dicts(3),
+    )
+
+
+def error_infos() -> st.SearchStrategy[ErrorInfo]:
+    """Captured exceptions."""
+    return st.builds(ErrorInfo, type=st.text(max_size=20), message=st.text(), traceback=st.text())
+
+
+def run_records(
+    *, statuses: st.SearchStrategy[Status] | None = None
+) -> st.SearchStrategy[RunRecord]:
+    """Run records in every status, with nested params and any metric values."""
+    status_st: st.SearchStrategy[Status] = statuses or st.sampled_from(
+        ["running", "success", "failed", "cancelled"]
+    )
+    return st.builds(
+        RunRecord,
+        run_id=run_ids(),
+        experiment_id=experiment_ids(),
+        status=status_st,
+        started_at=aware_datetimes(),
+        finished_at=st.none() | aware_datetimes(),
+        duration_ms=st.none() | st.floats(min_value=0, allow_infinity=False),
+        params=_json_dicts(),
+        metrics=st.dictionaries(keys, metric_values(), max_size=25),
+        tags=st.lists(st.text(max_size=10), max_size=4).map(tuple),
+        artifacts=st.lists(artifact_descriptors(), max_size=3).map(tuple),
+        error=st.none() | error_infos(),
+        provenance=provenances(),
+        context_fingerprint=st.text(alphabet="0123456789abcdef", max_size=64),
+        params_fingerprint=st.text(alphabet="0123456789abcdef", max_size=64),
+        seed_fingerprint=st.text(alphabet="0123456789abcdef", max_size=64),
+        warnings=st.lists(st.text(max_size=30), max_size=3).map(tuple),
+        notes=st.none() | st.text(max_size=40),
+    )
+
+
+def derived_metrics() -> st.SearchStrategy[DerivedMetrics]:
+    """Derived-metric documents."""
+    return st.builds(DerivedMetrics, metrics=st.dictionaries(keys, metric_values(), max_size=10))
+
+
+def result_documents() -> st.SearchStrategy[ResultDocument]:
+    """Structured results (``capture.data``)."""
+    return st.builds(
+        ResultDocument,
+        data=json_values(40),
+        dtype=st.none() | st.sampled_from(["float64", "int32"]),
+        shape=st.none() | st.lists(st.integers(0, 1000), max_size=4).map(tuple),
+        metadata=_json_dicts(3),
+    )
+
+
+def experiment_manifests() -> st.SearchStrategy[ExperimentManifest]:
+    """Experiment submission manifests."""
+    return st.builds(
+        ExperimentManifest,
+        experiment_id=experiment_ids(),
+        name=st.text(min_size=1, max_size=16),
+        version=st.text(min_size=1, max_size=8),
+        submitted_at=aware_datetimes(),
+        description=st.none() | st.text(max_size=40),
+        tags=st.lists(st.text(max_size=10), max_size=4).map(tuple),
+        metadata=_json_dicts(3),
+        context_fingerprint=st.text(alphabet="0123456789abcdef", max_size=64),
+        operation=st.none()
+        | st.builds(OperationRef, name=st.text(min_size=1, max_size=12), ref=st.text(max_size=20)),
+        params=_json_dicts(4),
+        seeds=_json_dicts(3),
+        run_ids=st.lists(run_ids(), max_size=10).map(tuple),
+        total_runs=st.integers(0, 10**6),
+    )
+
+
+def artifact_manifests() -> st.SearchStrategy[ArtifactManifest]:
+    """Per-run artifact manifests."""
+    return st.builds(
+        ArtifactManifest, artifacts=st.lists(artifact_descriptors(), max_size=4).map(tuple)
+    )
+
+
+def store_metas() -> st.SearchStrategy[StoreMeta]:
+    """``_meta.json`` documents, scoped and standalone."""
+    return st.builds(
+        StoreMeta,
+        experiment_id=st.none() | experiment_ids(),
+        created_at=st.none() | aware_datetimes(),
+        index_stale=st.booleans(),
+    )
