@@ -1,0 +1,71 @@
+"""Stores: where run records, artifacts, logs and structured results live.
+
+The filesystem store is the default and the source of truth; the PostgreSQL store
+adds a query index on top of it. Both, and any third-party store, are reached through
+the same locators (``"./experiments"``, ``"file:///..."``, ``"postgresql://..."``) and
+configs. ``PostgresStore``, ``PostgresStoreConfig`` and ``PostgresIndex`` are loaded on
+first use, so importing this package never imports psycopg.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Final
+
+from metalab.store._factory import coerce_store_config, create_store, parse_to_config
+from metalab.store.abc import (
+    ProgressCallback,
+    Store,
+    StoreConfig,
+    StoreLike,
+    SupportsArtifactStreaming,
+    SupportsBulkPut,
+    SupportsDelete,
+    SupportsExperimentManifests,
+    SupportsExperiments,
+    SupportsIndexRebuild,
+    SupportsLogs,
+    SupportsStructuredResults,
+    SupportsWorkingDirectory,
+    require_capability,
+)
+from metalab.store.locator import LocatorInfo, parse_locator
+
+__all__ = [
+    "LocatorInfo",
+    "ProgressCallback",
+    "Store",
+    "StoreConfig",
+    "StoreLike",
+    "SupportsArtifactStreaming",
+    "SupportsBulkPut",
+    "SupportsDelete",
+    "SupportsExperimentManifests",
+    "SupportsExperiments",
+    "SupportsIndexRebuild",
+    "SupportsLogs",
+    "SupportsStructuredResults",
+    "SupportsWorkingDirectory",
+    "coerce_store_config",
+    "create_store",
+    "parse_locator",
+    "parse_to_config",
+    "require_capability",
+]
+
+_LAZY: Final = {
+    "PostgresStoreConfig": "metalab.store._postgres_config",
+    "PostgresStore": "metalab.store._postgres_store",
+    "PostgresIndex": "metalab.store._postgres_index",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'metalab.store' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,398 @@
+"""The storage contract: the ``Store`` protocol, its capabilities and ``StoreConfig``.
+
+``Store`` is what the runner, ``load_results`` and ``export_store`` consume. It is a
+structural protocol: a third-party store satisfies it by having the methods, with no
+metalab base class. Everything a store may or may not offer lives in small
+``@runtime_checkable`` ``Supports*`` protocols that callers test with ``isinstance``;
+:func:`require_capability` turns a missing one into a
+:class:`~metalab.errors.CapabilityError` that names the store and the protocol.
+
+``StoreConfig`` is the serialisable description of a store: a frozen, keyword-only
+dataclass that crosses process boundaries (``to_dict``/``from_dict``, pickle) and whose
+``connect()`` is the only place that touches the outside world. Subclassing it with a
+``scheme`` class variable registers the scheme for locators such as ``myscheme://...``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
+
+import msgspec
+
+from metalab.errors import CapabilityError, ConfigError
+from metalab.records import (
+    ArtifactDescriptor,
+    DerivedMetrics,
+    ExperimentManifest,
+    JSONValue,
+    MetricValue,
+    ResultDocument,
+    RunRecord,
+)
+
+if TYPE_CHECKING:
+    from metalab.store.locator import LocatorInfo
+
+__all__ = [
+    "ArtifactSource",
+    "ProgressCallback",
+    "Store",
+    "StoreConfig",
+    "StoreLike",
+    "SupportsArtifactStreaming",
+    "SupportsBulkPut",
+    "SupportsDelete",
+    "SupportsExperimentManifests",
+    "SupportsExperiments",
+    "SupportsIndexRebuild",
+    "SupportsLogs",
+    "SupportsStructuredResults",
+    "SupportsWorkingDirectory",
+    "require_capability",
+]
+
+ArtifactSource = bytes | bytearray | memoryview | os.PathLike[str]
+"""What ``put_artifact`` accepts: the bytes themselves, or the path of a file to copy."""
+
+ProgressCallback = Callable[[int, int | None], None]
+"""Called as ``progress(done, total)``; ``total`` is ``None`` when not known in advance."""
+
+
+class Store(Protocol):
+    """A place that keeps run records, artifacts and derived metrics.
+
+    **Invariants**
+
+    - Files are the source of truth: a store that indexes elsewhere (PostgresStore)
+      writes the files first and can rebuild its index from them.
+    - A record never moves backwards: putting a ``running`` record for a run whose
+      stored record is finished (``success``, ``failed``, ``cancelled``) keeps the
+      finished one. Any other put replaces the stored record.
+    - ``get_*`` returns ``None`` for a missing run (never raises); ``get_artifact``
+      raises :class:`~metalab.errors.ArtifactNotFoundError`, since an artifact name
+      comes from a descriptor the caller already holds.
+    - Ids are validated before they reach a path or a query: a run id or artifact
+      name that could escape the store (``..``, separators, NUL, absurd lengths) is a
+      :class:`~metalab.errors.ConfigError`, and nothing is written.
+    - A stored document that cannot be decoded raises
+      :class:`~metalab.errors.CorruptRecordError` naming where it is; it is never
+      skipped silently.
+
+    **Thread and process safety**
+
+    Every method may be called from several threads, and several processes may
+    write to one store at once (different runs or the same run): writes are atomic
+    replacements, so a reader sees either the old or the new document, never a torn
+    one.
+
+    **Ownership**
+
+    Returned records are immutable Structs; the store keeps no reference the caller
+    could mutate. Call :meth:`close` (or use the store as a context manager) to
+    release connections and file handles.
+    """
+
+    def put_run_record(self, record: RunRecord) -> None:
+        """Store a record; a ``running`` one never replaces a finished one."""
+        ...
+
+    def get_run_record(self, run_id: str) -> RunRecord | None:
+        """Return the record of ``run_id``, or ``None`` if there is none."""
+        ...
+
+    def list_run_records(self, experiment_id: str | None = None) -> list[RunRecord]:
+        """Return every record (of one experiment, if given), in no particular order."""
+        ...
+
+    def run_exists(self, run_id: str) -> bool:
+        """Return whether a record of ``run_id`` is stored."""
+        ...
+
+    def put_artifact(
+        self,
+        run_id: str,
+        name: str,
+        data: ArtifactSource,
+        *,
+        kind: str = "bytes",
+        format: str = "bin",
+        metadata: Mapping[str, JSONValue] | None = None,
+    ) -> ArtifactDescriptor:
+        """Store an artifact of a run and return its descriptor (with sha256 and size)."""
+        ...
+
+    def get_artifact(self, run_id: str, name: str) -> bytes:
+        """Return an artifact's bytes; raise ``ArtifactNotFoundError`` if it is missing."""
+        ...
+
+    def list_artifacts(self, run_id: str) -> list[ArtifactDescriptor]:
+        """Return the descriptors of a run's artifacts (empty if it has none)."""
+        ...
+
+    def put_derived(self, run_id: str, metrics: Mapping[str, MetricValue]) -> None:
+        """Store (replace) the derived metrics of a run."""
+        ...
+
+    def get_derived(self, run_id: str) -> DerivedMetrics | None:
+        """Return the derived metrics of a run, or ``None`` if there are none."""
+        ...
+
+    def derived_exists(self, run_id: str) -> bool:
+        """Return whether derived metrics of ``run_id`` are stored."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and handles; the store is unusable afterwards."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+@runtime_checkable
+class SupportsWorkingDirectory(Protocol):
+    """The store has a directory on the local filesystem where its files live."""
+
+    def get_working_directory(self) -> Path:
+        """Return the directory holding this store's layout (``runs/``, ``logs/``, ...)."""
+        ...
+
+
+@runtime_checkable
+class SupportsLogs(Protocol):
+    """The store keeps text logs per run.
+
+    The four methods go together: ``log_path`` is where a running operation streams
+    its log, and ``get_log``/``list_logs`` read what was written there or through
+    ``put_log``.
+    """
+
+    def put_log(self, run_id: str, name: str, text: str) -> None:
+        """Store (replace) the log ``name`` of a run."""
+        ...
+
+    def get_log(self, run_id: str, name: str) -> str | None:
+        """Return a log's text, or ``None`` if there is no such log."""
+        ...
+
+    def list_logs(self, run_id: str) -> list[str]:
+        """Return the names of a run's logs (empty if it has none)."""
+        ...
+
+    def log_path(self, run_id: str, name: str) -> Path:
+        """Return the file a log is streamed to (its directory exists)."""
+        ...
+
+
+@runtime_checkable
+class SupportsStructuredResults(Protocol):
+    """The store keeps named structured results per run (``capture.data``)."""
+
+    def put_result(self, run_id: str, name: str, result: ResultDocument) -> None:
+        """Store (replace) the result ``name`` of a run."""
+        ...
+
+    def get_result(self, run_id: str, name: str) -> ResultDocument | None:
+        """Return a result, or ``None`` if there is no such result."""
+        ...
+
+    def list_results(self, run_id: str) -> list[str]:
+        """Return the names of a run's results (empty if it has none)."""
+        ...
+
+
+@runtime_checkable
+class SupportsExperimentManifests(Protocol):
+    """The store keeps one manifest per submission of an experiment."""
+
+    def put_experiment_manifest(self, manifest: ExperimentManifest) -> None:
+        """Store a submission manifest (manifests accumulate; none is replaced)."""
+        ...
+
+    def list_experiment_manifests(
+        self, experiment_id: str | None = None
+    ) -> list[ExperimentManifest]:
+        """Return manifests, oldest submission first."""
+        ...
+
+
+@runtime_checkable
+class SupportsExperiments(Protocol):
+    """The store can tell which experiments it holds."""
+
+    def list_experiments(self) -> list[str]:
+        """Return the ids of the experiments with data in this store, sorted."""
+        ...
+
+
+@runtime_checkable
+class SupportsArtifactStreaming(Protocol):
+    """Artifacts can be read as streams instead of whole ``bytes``."""
+
+    def open_artifact(self, run_id: str, name: str) -> IO[bytes]:
+        """Open an artifact for binary reading; raise ``ArtifactNotFoundError`` if missing."""
+        ...
+
+
+@runtime_checkable
+class SupportsBulkPut(Protocol):
+    """Many records can be written faster together than one by one."""
+
+    def put_run_records(self, records: Iterable[RunRecord]) -> int:
+        """Store every record (same rules as ``put_run_record``); return how many."""
+        ...
+
+
+@runtime_checkable
+class SupportsDelete(Protocol):
+    """Runs can be deleted."""
+
+    def delete_run(self, run_id: str) -> bool:
+        """Delete everything of a run; return whether there was anything to delete."""
+        ...
+
+
+@runtime_checkable
+class SupportsIndexRebuild(Protocol):
+    """The store has an index that can be rebuilt from its files."""
+
+    def rebuild_index(self, progress: ProgressCallback | None = None) -> int:
+        """Rebuild the index from the files; return the number of records indexed."""
+        ...
+
+
+C = TypeVar("C")
+
+
+def require_capability(store: object, capability: type[C], operation: str) -> C:
+    """Return ``store`` typed as ``capability``, or raise ``CapabilityError``.
+
+    Args:
+        store: Any store.
+        capability: A ``Supports*`` protocol.
+        operation: What needs it, for the message (e.g. ``"capture.log()"``).
+    """
+    if not isinstance(store, capability):
+        raise CapabilityError(type(store).__qualname__, capability.__name__, operation)
+    return store
+
+
+@runtime_checkable
+class StoreConfig(Protocol):
+    """The serialisable description of a store; ``connect()`` opens it.
+
+    Implementations are ``@dataclass(frozen=True, kw_only=True)`` classes that
+    subclass this protocol explicitly to inherit :meth:`scoped`, :meth:`to_dict` and
+    friends, and to register their ``scheme``. They hold only plain values (str,
+    int, float, bool, None, tuples), so they pickle and survive ``to_dict`` /
+    :meth:`from_dict`; they normalise in ``__post_init__`` (e.g. absolute paths).
+
+    Attributes:
+        scheme: The locator scheme (``"file"``, ``"postgresql"``, ...).
+        aliases: Other schemes handled by the same class (``"postgres"``).
+        experiment_id: The experiment this config is scoped to, or ``None``.
+    """
+
+    scheme: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+    experiment_id: str | None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Only classes that define their own scheme register (not intermediate bases).
+        scheme = cls.__dict__.get("scheme")
+        if isinstance(scheme, str):
+            from metalab.store import registry as registry_module
+
+            for name in (scheme, *cls.__dict__.get("aliases", ())):
+                registry_module.registry.register(name, cls)
+
+    def connect(self) -> Store:
+        """Open the store this config describes."""
+        ...
+
+    @classmethod
+    def from_locator(cls, info: LocatorInfo, **kwargs: Any) -> Self:
+        """Build a config from a parsed locator plus keyword overrides."""
+        ...
+
+    def to_locator(self) -> str:
+        """Render this config as a locator string (inverse of ``from_locator``)."""
+        raise NotImplementedError(f"{type(self).__qualname__} cannot render a locator")
+
+    @property
+    def is_scoped(self) -> bool:
+        """Whether this config is bound to one experiment."""
+        return self.experiment_id is not None
+
+    def scoped(self, experiment_id: str) -> Self:
+        """Return this config bound to ``experiment_id``.
+
+        Raises:
+            ConfigError: The config is already scoped to a different experiment.
+        """
+        value: object = experiment_id
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"experiment_id must be a non-empty string, got {experiment_id!r}")
+        if self.experiment_id not in (None, experiment_id):
+            raise ConfigError(
+                f"config is already scoped to {self.experiment_id!r} and cannot be "
+                f"re-scoped to {experiment_id!r}; scope the unscoped collection config instead"
+            )
+        return dataclasses.replace(self, experiment_id=experiment_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as plain builtins with its scheme under ``"_type"``.
+
+        Fields still at their default are left out (``from_dict`` restores them), so
+        a scoped ``FileStoreConfig`` gives exactly
+        ``{"root": "/abs/path", "experiment_id": "my_exp:1.0", "_type": "file"}``.
+        """
+        data: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.default is not dataclasses.MISSING and value == field.default:
+                continue
+            data[field.name] = msgspec.to_builtins(value)
+        data["_type"] = self.scheme
+        return data
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> StoreConfig:
+        """Rebuild a config from :meth:`to_dict` output, validating every field.
+
+        Raises:
+            ConfigError: ``_type`` is missing or unknown, or a field is invalid.
+        """
+        from metalab.store import registry as registry_module
+
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a store config dict must be a mapping, got {type(data).__name__}")
+        fields = dict(data)
+        scheme = fields.pop("_type", None)
+        if not isinstance(scheme, str):
+            raise ConfigError(
+                f"store config dict has no '_type' naming its scheme: {sorted(fields)!r}"
+            )
+        cls = registry_module.registry.get(scheme)
+        try:
+            config: StoreConfig = msgspec.convert(fields, cls)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"invalid {cls.__qualname__} dict: {exc}") from exc
+        return config
+
+
+StoreLike = str | os.PathLike[str] | StoreConfig
+"""What ``run(store=...)``, ``load_results`` and ``create_store`` accept."""
