@@ -7,7 +7,9 @@ keeps working for configuration mistakes::
     MetalabError(Exception)
     ├── ConfigError(MetalabError, ValueError)        bad config value, from_dict failure
     │   ├── LocatorError(ConfigError)                unparsable locator, missing parameter
-    │   └── UnknownSchemeError(ConfigError)          .scheme, .known
+    │   ├── UnknownSchemeError(ConfigError)          .scheme, .known
+    │   └── QueryError(ConfigError)                  a query that cannot be run
+    │       └── QuerySyntaxError(QueryError)         .text, .column, .expected
     ├── RegistryError(MetalabError)                  plugin failed to load or register
     ├── MissingDependencyError(MetalabError, ImportError)   .module, .extra, .feature
     ├── CapabilityError(MetalabError, TypeError)     store lacks a Supports* protocol
@@ -41,6 +43,8 @@ __all__ = [
     "MetalabError",
     "MetalabWarning",
     "MissingDependencyError",
+    "QueryError",
+    "QuerySyntaxError",
     "RegistryError",
     "StoreError",
     "UnknownSchemeError",
@@ -81,6 +85,35 @@ class UnknownSchemeError(ConfigError):
             f"known: {', '.join(self.known) or '(none)'} "
             "(register one with a 'metalab.stores' entry point "
             "or by subclassing metalab.store.StoreConfig with a `scheme` class variable)"
+        )
+
+
+class QueryError(ConfigError):
+    """A query is invalid: an unknown field, an operator that does not apply, a bad value."""
+
+
+class QuerySyntaxError(QueryError):
+    """A query string cannot be parsed.
+
+    Attributes:
+        text: The query string.
+        column: 1-based column of the problem.
+        expected: What the parser expected there.
+        found: What it found instead.
+    """
+
+    def __init__(self, text: str, column: int, expected: str, found: str) -> None:
+        self.text = text
+        self.column = column
+        self.expected = expected
+        self.found = found
+        super().__init__(text, column, expected, found)
+
+    def __str__(self) -> str:
+        caret = " " * (self.column - 1) + "^"
+        return (
+            f"invalid query at column {self.column}: expected {self.expected}, "
+            f"found {self.found}\n    {self.text}\n    {caret}"
         )
 
 
@@ -247,6 +280,8 @@ for _cls in (
     ConfigError,
     LocatorError,
     UnknownSchemeError,
+    QueryError,
+    QuerySyntaxError,
     RegistryError,
     MissingDependencyError,
     CapabilityError,

@@ -15,6 +15,8 @@ from metalab.errors import (
     LocatorError,
     MetalabError,
     MissingDependencyError,
+    QueryError,
+    QuerySyntaxError,
     RegistryError,
     StoreError,
     UnknownSchemeError,
@@ -35,6 +37,8 @@ EXAMPLES: list[MetalabError] = [
     UnsupportedSchemaVersionError("/x/runs/a.json", 7, (1, "0.1")),
     ExperimentMismatchError("/x/a_1", "a:1", "a_1"),
     IndexUnavailableError("connection refused"),
+    QueryError("unknown field 'foo'"),
+    QuerySyntaxError("params.lr <", 12, "a value", "end of query"),
 ]
 
 

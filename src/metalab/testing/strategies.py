@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import string
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -36,6 +37,10 @@ __all__ = [
     "experiment_manifests",
     "json_values",
     "metric_values",
+    "queries",
+    "query_derived",
+    "query_expressions",
+    "query_records",
     "result_documents",
     "run_ids",
     "run_records",
@@ -220,4 +225,142 @@ def store_metas() -> st.SearchStrategy[StoreMeta]:
         experiment_id=st.none() | experiment_ids(),
         created_at=st.none() | aware_datetimes(),
         index_stale=st.booleans(),
+    )
+
+
+#: Small pools of keys and values so random queries and random records meet.
+_Q_PARAM_KEYS = ("a", "b", "lr", "opt")
+_Q_METRIC_KEYS = ("m1", "m2", "val acc")
+_Q_STRINGS = ("", "adam", "sgd", "Zeta", "ä", "adam ")
+_Q_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def _query_scalars() -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.booleans(),
+        st.integers(-3, 3),
+        st.sampled_from([0.5, -1.25, 2.0, 1e-3, float("inf"), float("-inf"), 3.0]),
+        st.sampled_from(_Q_STRINGS),
+    )
+
+
+def _query_values() -> st.SearchStrategy[Any]:
+    scalar = st.one_of(_query_scalars(), st.just(float("nan")), st.none())
+    return st.one_of(
+        scalar,
+        st.lists(_query_scalars(), max_size=3),
+        st.dictionaries(st.sampled_from(("x", "y")), _query_scalars(), max_size=2),
+    )
+
+
+def query_records(experiment_id: str = "q:1") -> st.SearchStrategy[RunRecord]:
+    """Records whose keys and values overlap with :func:`queries`, for engine comparisons."""
+    metric = st.one_of(
+        st.booleans(),
+        st.integers(-3, 3),
+        st.sampled_from([0.5, -1.25, 2.0, 3.0, float("nan"), float("inf")]),
+        st.sampled_from(_Q_STRINGS),
+    )
+    offsets = st.integers(0, 10_000).map(lambda s: _Q_EPOCH + dt.timedelta(seconds=s))
+    return st.builds(
+        RunRecord,
+        run_id=st.text(alphabet="0123456789abcdef", min_size=16, max_size=16),
+        experiment_id=st.just(experiment_id),
+        status=st.sampled_from(["running", "success", "failed", "cancelled"]),
+        started_at=offsets,
+        finished_at=st.none() | offsets,
+        duration_ms=st.none() | st.sampled_from([0.0, 1.5, 100.0, 2500.0]),
+        params=st.dictionaries(st.sampled_from(_Q_PARAM_KEYS), _query_values(), max_size=4),
+        metrics=st.dictionaries(st.sampled_from(_Q_METRIC_KEYS), metric, max_size=3),
+        tags=st.lists(st.sampled_from(("x", "y", "z")), max_size=2, unique=True).map(tuple),
+    )
+
+
+def query_derived() -> st.SearchStrategy[dict[str, MetricValue]]:
+    """Derived metrics over the same small key pool."""
+    return st.dictionaries(
+        st.sampled_from(("d1", "d2")),
+        st.one_of(st.integers(-3, 3), st.sampled_from([0.5, 2.0, float("nan")])),
+        max_size=2,
+    )
+
+
+@st.composite
+def _predicates(draw: st.DrawFn) -> Any:
+    from metalab.query import Compare, Contains, Exists, Field, In
+
+    kind = draw(st.sampled_from(["params", "metrics", "derived", "record"]))
+    if kind == "params":
+        path = draw(st.sampled_from([(k,) for k in _Q_PARAM_KEYS] + [("a", "x"), ("b", "y")]))
+        fld = Field("params", path)
+    elif kind == "metrics":
+        fld = Field("metrics", (draw(st.sampled_from(_Q_METRIC_KEYS)),))
+    elif kind == "derived":
+        fld = Field("derived", (draw(st.sampled_from(("d1", "d2"))),))
+    else:
+        name = draw(st.sampled_from(["status", "tags", "duration_ms", "started_at", "run_id"]))
+        fld = Field("record", (name,))
+    if fld.kind == "list":
+        return Contains(fld, draw(st.sampled_from(("x", "y", "w"))))
+    if fld.kind == "timestamp":
+        literal: Any = _Q_EPOCH + dt.timedelta(seconds=draw(st.integers(0, 10_000)))
+    elif fld.kind == "number":
+        literal = draw(st.sampled_from([0.0, 1.5, 100, 2500.0, float("inf")]))
+    elif fld.kind == "string":
+        literal = draw(st.sampled_from(["success", "failed", "running", "cancelled"]))
+    else:
+        literal = draw(_query_scalars())
+    op: Any = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "in", "not in", "exists"]))
+    if op == "exists":
+        return Exists(fld)
+    if op in ("in", "not in"):
+        values = [literal, *draw(st.lists(st.just(literal) | _same_kind(fld), max_size=2))]
+        return In(fld, tuple(values), negated=op == "not in")
+    if isinstance(literal, bool) and op not in ("==", "!="):
+        op = "=="
+    return Compare(fld, op, literal)
+
+
+def _same_kind(fld: Any) -> st.SearchStrategy[Any]:
+    if fld.kind == "string":
+        return st.sampled_from(["success", "failed"])
+    if fld.kind == "number":
+        return st.sampled_from([1.5, 100])
+    if fld.kind == "timestamp":
+        return st.just(_Q_EPOCH)
+    return _query_scalars()
+
+
+def query_expressions() -> st.SearchStrategy[Any]:
+    """Random filters over the keys of :func:`query_records` (``metalab.query`` ASTs)."""
+    from metalab.query import And, Not, Or
+
+    return st.recursive(
+        _predicates(),
+        lambda children: st.one_of(
+            st.lists(children, min_size=2, max_size=3).map(lambda xs: And(tuple(xs))),
+            st.lists(children, min_size=2, max_size=3).map(lambda xs: Or(tuple(xs))),
+            children.map(Not),
+        ),
+        max_leaves=6,
+    )
+
+
+def queries() -> st.SearchStrategy[Any]:
+    """Random complete queries: filter, sort keys, limit and offset."""
+    from metalab.query import Field, OrderBy, Query
+
+    sort_fields = st.sampled_from(
+        [Field("params", (k,)) for k in _Q_PARAM_KEYS]
+        + [Field("metrics", (k,)) for k in _Q_METRIC_KEYS]
+        + [Field("derived", ("d1",)), Field("record", ("duration_ms",))]
+        + [Field("record", ("started_at",)), Field("record", ("status",))]
+    )
+    order = st.lists(st.builds(OrderBy, sort_fields, st.booleans()), max_size=2).map(tuple)
+    return st.builds(
+        Query,
+        where=st.none() | query_expressions(),
+        order_by=order,
+        limit=st.none() | st.integers(0, 10),
+        offset=st.integers(0, 3),
     )
