@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import bench_codec
+from benchmarks import bench_codec, bench_file_store
 from benchmarks._harness import Report
 
 Suite = Callable[..., None]
@@ -16,6 +16,7 @@ Suite = Callable[..., None]
 #: name -> (function, default sizes). Sizes follow shared/bench/WORKLOAD.md.
 SUITES: dict[str, tuple[Suite, tuple[int, ...]]] = {
     "codec": (bench_codec.run, (100_000,)),
+    "file": (bench_file_store.run, (10_000, 100_000)),
 }
 
 

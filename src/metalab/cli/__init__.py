@@ -1,13 +1,26 @@
-"""The ``metalab`` command line."""
+"""The ``metalab`` command line (also ``python -m metalab``).
+
+Exit codes: 0 success, 1 problems found or the operation failed, 2 usage errors (bad
+arguments, a locator that cannot be parsed, a store lacking the capability a command
+needs). Errors go to stderr as one readable line; ``--json`` output goes to stdout.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from collections.abc import Sequence
 
 from metalab._version import __version__
+from metalab.cli import _runs, _store
+from metalab.errors import CapabilityError, ConfigError, MetalabError, QueryError
 
 __all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,14 +28,47 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metalab",
         description="Reproducible experiments and their stores.",
+        epilog="Run 'metalab COMMAND --help' for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=f"metalab {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _store.add_parser(commands)
+    _runs.add_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code."""
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits with 2 on usage errors, 0 on --help
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(handler(args))
+    except (ConfigError, CapabilityError) as exc:
+        _error(exc)
+        return EXIT_USAGE
+    except MetalabError as exc:
+        _error(exc)
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        sys.stderr.write("metalab: interrupted\n")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary reports, never dumps a traceback
+        _error(exc, prefix=f"unexpected {type(exc).__name__}: ")
+        return EXIT_PROBLEMS
+
+
+def _error(exc: BaseException, prefix: str = "") -> None:
+    text = str(exc)
+    # Query errors draw a caret under the query on later lines; one line says it all.
+    message = text.splitlines()[0] if isinstance(exc, QueryError) else " ".join(text.split())
+    sys.stderr.write(f"metalab: error: {prefix}{message}\n")

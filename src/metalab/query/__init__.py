@@ -63,6 +63,7 @@ from metalab.query._ast import (
     Scalar,
     order_from,
 )
+from metalab.query._catalog import FieldInfo, field_catalog
 from metalab.query._parser import parse_order, parse_where
 from metalab.query._python import select
 
@@ -74,6 +75,7 @@ __all__ = [
     "Expr",
     "F",
     "Field",
+    "FieldInfo",
     "FieldRef",
     "In",
     "Not",
@@ -82,6 +84,7 @@ __all__ = [
     "Query",
     "Scalar",
     "build_query",
+    "field_catalog",
     "parse_order",
     "parse_where",
     "select",

@@ -6,7 +6,7 @@ import datetime as dt
 import math
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from metalab.query._ast import (
     And,
@@ -24,7 +24,18 @@ from metalab.query._ast import (
 )
 from metalab.records import MetricValue, RunRecord
 
-__all__ = ["DerivedLookup", "category", "compile_filter", "field_value", "select"]
+if TYPE_CHECKING:
+    from metalab.store.abc import Store
+
+__all__ = [
+    "DerivedLookup",
+    "category",
+    "compile_filter",
+    "derived_lookup",
+    "field_value",
+    "query_store",
+    "select",
+]
 
 DerivedLookup = Callable[[RunRecord], Mapping[str, MetricValue] | None]
 """Returns the derived metrics of a run (``None`` if it has none)."""
@@ -200,3 +211,18 @@ def select(
         rows = _order(rows, key)
     end = None if query.limit is None else query.offset + query.limit
     return [record for record, _ in rows[query.offset : end]]
+
+
+def derived_lookup(store: Store) -> DerivedLookup:
+    """Read a run's derived metrics from ``store`` (for queries on ``derived.*``)."""
+
+    def lookup(record: RunRecord) -> Mapping[str, MetricValue] | None:
+        doc = store.get_derived(record.run_id)
+        return None if doc is None else doc.metrics
+
+    return lookup
+
+
+def query_store(store: Store, query: Query, experiment_id: str | None) -> list[RunRecord]:
+    """Answer ``query`` over a store's records in Python (stores without an index)."""
+    return select(store.list_run_records(experiment_id), query, derived_lookup(store))

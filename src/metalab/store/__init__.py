@@ -13,6 +13,8 @@ import importlib
 from typing import Final
 
 from metalab.store._factory import coerce_store_config, create_store, parse_to_config
+from metalab.store._file import FileStore, FileStoreConfig, ScanResult
+from metalab.store._memory import MemoryStore, MemoryStoreConfig
 from metalab.store.abc import (
     ProgressCallback,
     Store,
@@ -24,7 +26,9 @@ from metalab.store.abc import (
     SupportsExperimentManifests,
     SupportsExperiments,
     SupportsIndexRebuild,
+    SupportsIndexSync,
     SupportsLogs,
+    SupportsQuery,
     SupportsStructuredResults,
     SupportsWorkingDirectory,
     require_capability,
@@ -32,8 +36,13 @@ from metalab.store.abc import (
 from metalab.store.locator import LocatorInfo, parse_locator
 
 __all__ = [
+    "FileStore",
+    "FileStoreConfig",
     "LocatorInfo",
+    "MemoryStore",
+    "MemoryStoreConfig",
     "ProgressCallback",
+    "ScanResult",
     "Store",
     "StoreConfig",
     "StoreLike",
@@ -43,7 +52,9 @@ __all__ = [
     "SupportsExperimentManifests",
     "SupportsExperiments",
     "SupportsIndexRebuild",
+    "SupportsIndexSync",
     "SupportsLogs",
+    "SupportsQuery",
     "SupportsStructuredResults",
     "SupportsWorkingDirectory",
     "coerce_store_config",

@@ -36,6 +36,7 @@ from metalab.records import (
 )
 
 if TYPE_CHECKING:
+    from metalab.query import FieldInfo, Query
     from metalab.store.locator import LocatorInfo
 
 __all__ = [
@@ -50,7 +51,9 @@ __all__ = [
     "SupportsExperimentManifests",
     "SupportsExperiments",
     "SupportsIndexRebuild",
+    "SupportsIndexSync",
     "SupportsLogs",
+    "SupportsQuery",
     "SupportsStructuredResults",
     "SupportsWorkingDirectory",
     "require_capability",
@@ -79,6 +82,9 @@ class Store(Protocol):
     - Ids are validated before they reach a path or a query: a run id or artifact
       name that could escape the store (``..``, separators, NUL, absurd lengths) is a
       :class:`~metalab.errors.ConfigError`, and nothing is written.
+    - A store scoped to one experiment holds only that experiment: putting a record
+      (or manifest) of another experiment raises
+      :class:`~metalab.errors.ExperimentMismatchError` and writes nothing.
     - A stored document that cannot be decoded raises
       :class:`~metalab.errors.CorruptRecordError` naming where it is; it is never
       skipped silently.
@@ -269,6 +275,37 @@ class SupportsIndexRebuild(Protocol):
 
     def rebuild_index(self, progress: ProgressCallback | None = None) -> int:
         """Rebuild the index from the files; return the number of records indexed."""
+        ...
+
+
+@runtime_checkable
+class SupportsQuery(Protocol):
+    """The store can filter, sort and window runs itself, and describe its fields.
+
+    Both methods go together. A store with an index answers them in the database;
+    the file and memory stores evaluate the same query language in Python (the
+    semantics are in :mod:`metalab.query`; property tests hold the engines equal).
+    """
+
+    def query_runs(self, query: Query) -> list[RunRecord]:
+        """Return the runs matching ``query``, in its order and window."""
+        ...
+
+    def fields(self, experiment_id: str | None = None) -> list[FieldInfo]:
+        """Return the field catalog of an experiment (default: the store's own)."""
+        ...
+
+
+@runtime_checkable
+class SupportsIndexSync(Protocol):
+    """The store's index can be brought up to date with its files incrementally."""
+
+    def sync_index(self) -> object:
+        """Index what changed in the files since the last sync; return a report."""
+        ...
+
+    def is_index_stale(self) -> bool:
+        """Whether the index may lag behind the files (until the next sync)."""
         ...
 
 

@@ -1,0 +1,110 @@
+"""Output for the command line: tables, CSV, JSON and progress bars."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO, Any
+
+__all__ = ["emit_json", "emit_rows", "progress_bar"]
+
+
+def emit_json(data: Any, out: IO[str] | None = None) -> None:
+    """Write ``data`` as indented JSON (non-finite floats as strings)."""
+    stream = out or sys.stdout
+    json.dump(_jsonable(data), stream, indent=2, sort_keys=False)
+    stream.write("\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | bool) or value is None:
+        return value
+    if isinstance(value, float):
+        return value
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def emit_rows(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    fmt: str = "table",
+    out: IO[str] | None = None,
+) -> None:
+    """Write rows as an aligned text table, CSV or a JSON list of objects."""
+    stream = out or sys.stdout
+    if fmt == "json":
+        emit_json([dict(zip(columns, row, strict=True)) for row in rows], stream)
+        return
+    if fmt == "csv":
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[_cell(v) for v in row] for row in rows])
+        return
+    text = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in text)]) for i, c in enumerate(columns)]
+    stream.write(
+        "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n"
+    )
+    for row in text:
+        stream.write(
+            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n"
+        )
+
+
+def _quiet(done: int, total: int | None) -> None:
+    """Draw nothing (pipes, CI, --json)."""
+
+
+@contextmanager
+def progress_bar(description: str, *, enabled: bool) -> Iterator[Callable[[int, int | None], None]]:
+    """Yield a ``progress(done, total)`` callback drawing a bar on a terminal.
+
+    The bar uses rich when it is installed and a one-line fallback otherwise; it
+    draws nothing when ``enabled`` is false or stderr is not a terminal (pipes, CI).
+    """
+    if not (enabled and sys.stderr.isatty()):
+        yield _quiet
+        return
+    try:
+        from rich.progress import Progress
+    except ImportError:
+        last = [-1]
+
+        def plain(done: int, total: int | None) -> None:
+            percent = int(100 * done / total) if total else -1
+            if percent != last[0]:
+                last[0] = percent
+                shown = f"{percent}%" if total else f"{done}"
+                sys.stderr.write(f"\r{description}: {shown}")
+                sys.stderr.flush()
+
+        yield plain
+        sys.stderr.write("\n")
+        return
+    with Progress(transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def fancy(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield fancy

@@ -1,0 +1,69 @@
+"""``metalab runs ls``: list the runs of an experiment, filtered and sorted."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from metalab.cli._output import emit_rows
+from metalab.query import build_query, select
+from metalab.records import MetricValue, RunRecord
+from metalab.store import coerce_store_config
+
+__all__ = ["add_parser"]
+
+_FIXED = ("run_id", "status", "started_at", "duration_ms")
+
+
+def add_parser(commands: Any) -> None:
+    """Add ``runs`` and its subcommands."""
+    runs = commands.add_parser("runs", help="list and filter runs")
+    sub = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND", required=True)
+    ls = sub.add_parser(
+        "ls",
+        help="list the runs of an experiment",
+        description="List runs. --where takes the query language of metalab.query, e.g. "
+        '"params.lr < 0.01 and metrics.acc >= 0.9".',
+    )
+    ls.add_argument("locator", help="a path, file:// or postgresql:// locator")
+    ls.add_argument("--experiment", metavar="ID", help="the experiment (needed for a collection)")
+    ls.add_argument("--where", metavar="EXPR", help="filter, e.g. 'status == \"success\"'")
+    ls.add_argument(
+        "--sort",
+        metavar="KEY",
+        action="append",
+        help="sort key, e.g. 'metrics.acc desc' or -metrics.acc",
+    )
+    ls.add_argument("--limit", type=int, metavar="N", help="at most N runs")
+    ls.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="output format"
+    )
+    ls.set_defaults(handler=_ls)
+
+
+def _row(record: RunRecord, params: list[str], metrics: list[str]) -> list[Any]:
+    return [
+        record.run_id,
+        record.status,
+        record.started_at.isoformat(),
+        record.duration_ms,
+        *(record.params.get(k) for k in params),
+        *(record.metrics.get(k) for k in metrics),
+    ]
+
+
+def _ls(args: argparse.Namespace) -> int:
+    query = build_query(args.where, order_by=args.sort, limit=args.limit)
+    config = coerce_store_config(args.locator, experiment_id=args.experiment)
+    with config.connect() as store:
+
+        def derived(record: RunRecord) -> dict[str, MetricValue] | None:
+            doc = store.get_derived(record.run_id)
+            return None if doc is None else doc.metrics
+
+        records = select(store.list_run_records(config.experiment_id), query, derived)
+    params = sorted({k for r in records for k in r.params})
+    metrics = sorted({k for r in records for k in r.metrics})
+    columns = [*_FIXED, *(f"params.{k}" for k in params), *(f"metrics.{k}" for k in metrics)]
+    emit_rows(columns, [_row(r, params, metrics) for r in records], args.format)
+    return 0

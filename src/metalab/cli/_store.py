@@ -1,0 +1,402 @@
+"""``metalab store ...``: export, ls, info, verify, rebuild-index, sync-index, gc."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import hashlib
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from metalab import _codec
+from metalab.cli._output import emit_json, emit_rows, progress_bar
+from metalab.errors import (
+    ArtifactNotFoundError,
+    CapabilityError,
+    ConfigError,
+    CorruptRecordError,
+)
+from metalab.records import utc_now
+from metalab.store import (
+    Store,
+    StoreConfig,
+    SupportsArtifactStreaming,
+    SupportsDelete,
+    SupportsExperiments,
+    SupportsIndexRebuild,
+    SupportsIndexSync,
+    SupportsWorkingDirectory,
+    coerce_store_config,
+)
+from metalab.store.locator import redact
+from metalab.store.transfer import KINDS, export_store, sha256_matches
+
+__all__ = ["add_parser"]
+
+_STATUSES: Final = ("success", "failed", "cancelled", "running")
+_DURATION: Final = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>[smhd])$")
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_CHUNK: Final = 1 << 20
+
+
+def add_parser(commands: Any) -> None:
+    """Add ``store`` and its subcommands."""
+    store = commands.add_parser("store", help="inspect, copy and repair stores")
+    sub = store.add_subparsers(dest="store_command", metavar="SUBCOMMAND", required=True)
+
+    export = sub.add_parser("export", help="copy experiments from one store to another")
+    export.add_argument("--from", dest="source", required=True, metavar="SRC", help="source")
+    export.add_argument("--to", dest="destination", required=True, metavar="DST", help="target")
+    export.add_argument("--experiment", metavar="ID", help="only this experiment")
+    export.add_argument("--no-artifacts", action="store_true", help="do not copy artifacts")
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace destination items that differ"
+    )
+    export.add_argument("--json", action="store_true", help="print the report as JSON")
+    export.set_defaults(handler=_export)
+
+    ls = sub.add_parser("ls", help="experiments with run counts by status")
+    ls.add_argument("locator", help="a path, file:// or postgresql:// locator")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(handler=_ls)
+
+    info = sub.add_parser("info", help="backend, layout version, sizes, index state")
+    info.add_argument("locator")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(handler=_info)
+
+    verify = sub.add_parser(
+        "verify", help="check every record, artifact hash and the index; changes nothing"
+    )
+    verify.add_argument("locator")
+    verify.add_argument("--experiment", metavar="ID", help="only this experiment")
+    verify.add_argument("--json", action="store_true", help="print JSON")
+    verify.set_defaults(handler=_verify)
+
+    rebuild = sub.add_parser("rebuild-index", help="rebuild the index from the files")
+    rebuild.add_argument("locator")
+    rebuild.set_defaults(handler=_rebuild)
+
+    sync = sub.add_parser("sync-index", help="index what changed in the files")
+    sync.add_argument("locator")
+    sync.add_argument("--json", action="store_true", help="print JSON")
+    sync.set_defaults(handler=_sync)
+
+    gc = sub.add_parser(
+        "gc", help="remove leftover temp files and runs stuck in 'running' (dry run by default)"
+    )
+    gc.add_argument("locator")
+    gc.add_argument(
+        "--older-than",
+        default="24h",
+        metavar="AGE",
+        help="only runs started (and temp files written) longer ago than AGE, e.g. 30m, 24h, 7d "
+        "(default: 24h)",
+    )
+    gc.add_argument("--apply", action="store_true", help="really remove (default: dry run)")
+    gc.add_argument("--json", action="store_true", help="print JSON")
+    gc.set_defaults(handler=_gc)
+
+
+@contextmanager
+def _connected(config: StoreConfig) -> Iterator[Store]:
+    store = config.connect()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _missing(store: object, capability: str, operation: str) -> CapabilityError:
+    return CapabilityError(type(store).__qualname__, capability, operation)
+
+
+def _experiments(config: StoreConfig, only: str | None = None) -> list[str]:
+    if only is not None:
+        return [only]
+    if config.is_scoped:
+        assert config.experiment_id is not None
+        return [config.experiment_id]
+    with _connected(config) as store:
+        if not isinstance(store, SupportsExperiments):
+            raise _missing(store, "SupportsExperiments", "listing the experiments of a store")
+        return store.list_experiments()
+
+
+def _scoped(config: StoreConfig, experiment_id: str) -> AbstractContextManager[Store]:
+    return _connected(config.scoped(experiment_id))
+
+
+def _export(args: argparse.Namespace) -> int:
+    with progress_bar("exporting", enabled=not args.json) as progress:
+        report = export_store(
+            args.source,
+            args.destination,
+            args.experiment,
+            artifacts=not args.no_artifacts,
+            overwrite=args.overwrite,
+            progress=progress,
+        )
+    counts = {kind: dataclasses.asdict(report.counts[kind]) for kind in KINDS}
+    if args.json:
+        emit_json(
+            {"experiments": report.experiments, "counts": counts, "problems": report.problems}
+        )
+    else:
+        rows = [[kind, *counts[kind].values()] for kind in KINDS]
+        emit_rows(["kind", "copied", "skipped", "conflicts", "failed"], rows)
+        for problem in report.problems:
+            sys.stderr.write(f"metalab: {problem}\n")
+    return 0 if report.ok else 1
+
+
+def _ls(args: argparse.Namespace) -> int:
+    config = coerce_store_config(args.locator)
+    rows = []
+    for eid in _experiments(config):
+        with _scoped(config, eid) as store:
+            counts = Counter(r.status for r in store.list_run_records(eid))
+        rows.append([eid, sum(counts.values()), *(counts.get(s, 0) for s in _STATUSES)])
+    columns = ["experiment", "runs", *_STATUSES]
+    if args.json:
+        emit_json([dict(zip(columns, row, strict=True)) for row in rows])
+    else:
+        emit_rows(columns, rows)
+    return 0
+
+
+def _directory_size(path: Path) -> tuple[int, int]:
+    files = size = 0
+    for base, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                size += (Path(base) / name).stat().st_size
+            except FileNotFoundError:
+                continue
+            files += 1
+    return files, size
+
+
+def _info(args: argparse.Namespace) -> int:
+    config = coerce_store_config(args.locator)
+    info: dict[str, Any] = {
+        "locator": redact(args.locator),
+        "backend": type(config).__name__.removesuffix("Config"),
+        "scheme": config.scheme,
+        "experiment_id": config.experiment_id,
+    }
+    with _connected(config) as store:
+        experiments = store.list_experiments() if isinstance(store, SupportsExperiments) else []
+        info["experiments"] = experiments
+        info["runs"] = len(store.list_run_records(config.experiment_id))
+        if isinstance(store, SupportsWorkingDirectory):
+            directory = store.get_working_directory()
+            info["directory"] = str(directory)
+            files, size = _directory_size(directory)
+            info["files"], info["bytes"] = files, size
+            meta_path = directory / "_meta.json"
+            try:
+                meta = _codec.STORE_META.decode(meta_path.read_bytes(), source=str(meta_path))
+            except FileNotFoundError:
+                info["layout"] = "collection" if experiments else "empty"
+            else:
+                info["layout"] = f"schema version {_codec.CURRENT_VERSION}"
+                info["created_at"] = meta.created_at.isoformat() if meta.created_at else None
+        if isinstance(store, SupportsIndexSync):
+            info["index"] = (
+                "stale (run 'metalab store sync-index')" if store.is_index_stale() else "up to date"
+            )
+    if args.json:
+        emit_json(info)
+    else:
+        width = max(len(k) for k in info)
+        for key, value in info.items():
+            shown = ", ".join(value) if isinstance(value, list) else value
+            sys.stdout.write(f"{key.ljust(width)}  {shown}\n")
+    return 0
+
+
+def _sha256(store: Store, run_id: str, name: str) -> str:
+    digest = hashlib.sha256()
+    if isinstance(store, SupportsArtifactStreaming):
+        with store.open_artifact(run_id, name) as stream:
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+    else:
+        digest.update(store.get_artifact(run_id, name))
+    return digest.hexdigest()
+
+
+def _verify(args: argparse.Namespace) -> int:
+    config = coerce_store_config(args.locator)
+    problems: list[str] = []
+    checked: Counter[str] = Counter()
+    for eid in _experiments(config, args.experiment):
+        with _scoped(config, eid) as store:
+            problems.extend(_verify_records(store, eid, checked))
+            problems.extend(_verify_index(store, eid, checked))
+    if args.json:
+        emit_json({"checked": dict(checked), "problems": problems, "ok": not problems})
+    else:
+        for problem in problems:
+            sys.stdout.write(f"PROBLEM  {problem}\n")
+        summary = ", ".join(f"{n} {kind}" for kind, n in sorted(checked.items()))
+        sys.stdout.write(f"checked {summary}: {len(problems)} problem(s)\n")
+    return 1 if problems else 0
+
+
+def _verify_records(store: Store, eid: str, checked: Counter[str]) -> list[str]:
+    problems: list[str] = []
+    # A PostgresStore keeps its files in a FileStore (``.files``), whose scan reports
+    # every corrupt document instead of stopping at the first.
+    scan: Callable[[str], Any] | None = getattr(
+        getattr(store, "files", store), "scan_run_records", None
+    )
+    if scan is not None:
+        result = scan(eid)
+        records = result.records
+        problems.extend(str(p) for p in result.problems)
+    else:
+        try:
+            records = store.list_run_records(eid)
+        except CorruptRecordError as exc:
+            return [str(exc)]
+    checked["records"] += len(records) + len(problems)
+    for record in records:
+        try:
+            store.get_derived(record.run_id)
+        except CorruptRecordError as exc:
+            problems.append(str(exc))
+        for descriptor in store.list_artifacts(record.run_id):
+            checked["artifacts"] += 1
+            what = f"artifact {descriptor.name!r} of run {record.run_id} ({eid})"
+            try:
+                found = _sha256(store, record.run_id, descriptor.name)
+            except ArtifactNotFoundError:
+                problems.append(f"{what} is missing")
+                continue
+            if not sha256_matches(found, descriptor.content_hash):
+                problems.append(
+                    f"{what} does not match its sha256 (recorded {descriptor.content_hash}, "
+                    f"found {found})"
+                )
+    return problems
+
+
+def _verify_index(store: Store, eid: str, checked: Counter[str]) -> list[str]:
+    files = getattr(store, "files", None)
+    if files is None or not isinstance(store, SupportsIndexSync):
+        return []
+    problems: list[str] = []
+    if store.is_index_stale():
+        problems.append(f"the index of {eid!r} is marked stale; run 'metalab store sync-index'")
+    from_files = {
+        r.run_id: _codec.RUN_RECORD.encode(r) for r in files.scan_run_records(eid).records
+    }
+    from_index = {r.run_id: _codec.RUN_RECORD.encode(r) for r in store.list_run_records(eid)}
+    checked["index entries"] += len(from_index)
+    for run_id in sorted(from_files.keys() - from_index.keys()):
+        problems.append(f"run {run_id} ({eid}) is in the files but not in the index")
+    for run_id in sorted(from_index.keys() - from_files.keys()):
+        problems.append(f"run {run_id} ({eid}) is in the index but not in the files")
+    for run_id in sorted(from_files.keys() & from_index.keys()):
+        if from_files[run_id] != from_index[run_id]:
+            problems.append(f"run {run_id} ({eid}) differs between the index and the files")
+    return problems
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    config = coerce_store_config(args.locator)
+    with _connected(config) as store:
+        if not isinstance(store, SupportsIndexRebuild):
+            raise _missing(store, "SupportsIndexRebuild", "metalab store rebuild-index")
+        start = time.perf_counter()
+        with progress_bar("rebuilding index", enabled=True) as progress:
+            count = store.rebuild_index(progress=progress)
+    sys.stdout.write(f"indexed {count} record(s) in {time.perf_counter() - start:.1f} s\n")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    config = coerce_store_config(args.locator)
+    with _connected(config) as store:
+        if not isinstance(store, SupportsIndexSync):
+            raise _missing(store, "SupportsIndexSync", "metalab store sync-index")
+        report = store.sync_index()
+    data: dict[str, Any] = (
+        dataclasses.asdict(report)
+        if dataclasses.is_dataclass(report) and not isinstance(report, type)
+        else {"report": str(report)}
+    )
+    if args.json:
+        emit_json(data)
+    else:
+        sys.stdout.write(", ".join(f"{k}: {v}" for k, v in data.items()) + "\n")
+    return 0
+
+
+def _age(text: str) -> dt.timedelta:
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ConfigError(f"invalid age {text!r}; use a number and a unit: 30s, 15m, 24h, 7d")
+    return dt.timedelta(seconds=float(match["n"]) * _UNITS[match["unit"]])
+
+
+def _gc(args: argparse.Namespace) -> int:
+    config = coerce_store_config(args.locator)
+    age = _age(args.older_than)
+    cutoff = utc_now() - age
+    temp_files: list[Path] = []
+    stuck: list[tuple[str, str]] = []
+    with _connected(config) as store:
+        if not isinstance(store, SupportsWorkingDirectory):
+            raise _missing(store, "SupportsWorkingDirectory", "metalab store gc")
+        directory = store.get_working_directory()
+        horizon = time.time() - age.total_seconds()
+        for path in directory.rglob(".*.partial"):
+            try:
+                if path.stat().st_mtime < horizon:
+                    temp_files.append(path)
+            except FileNotFoundError:
+                continue
+        for record in store.list_run_records(config.experiment_id):
+            if record.status == "running" and record.started_at < cutoff:
+                stuck.append((record.experiment_id, record.run_id))
+    if args.apply:
+        for path in temp_files:
+            path.unlink(missing_ok=True)
+        for eid, run_id in stuck:
+            with _scoped(config, eid) as scoped:
+                if not isinstance(scoped, SupportsDelete):
+                    raise _missing(scoped, "SupportsDelete", "metalab store gc --apply")
+                scoped.delete_run(run_id)
+    verb = "removed" if args.apply else "would remove"
+    if args.json:
+        emit_json(
+            {
+                "applied": args.apply,
+                "temp_files": [str(p) for p in temp_files],
+                "stuck_runs": [{"experiment_id": e, "run_id": r} for e, r in stuck],
+            }
+        )
+    else:
+        for path in temp_files:
+            sys.stdout.write(f"{verb} temp file {path}\n")
+        for eid, run_id in stuck:
+            sys.stdout.write(
+                f"{verb} run {run_id} of {eid!r} (running since before {cutoff:%Y-%m-%d %H:%M} UTC)\n"
+            )
+        sys.stdout.write(
+            f"{verb} {len(temp_files)} temp file(s) and {len(stuck)} stuck run(s)"
+            + ("" if args.apply else "; pass --apply to act")
+            + "\n"
+        )
+    return 0

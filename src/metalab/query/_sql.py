@@ -1,0 +1,327 @@
+"""The SQL engine: compile a query to PostgreSQL over the index tables.
+
+The compiled SQL follows the semantics in :mod:`metalab.query` exactly (a property
+test compares it with the Python engine on random records and queries). Values and
+keys always travel as named parameters (``jsonb`` paths are ``text[]`` values), so an
+injection attempt in a key or a value is just data. Equality on params adds a ``@>``
+containment test that the ``jsonb_path_ops`` GIN index answers, and the experiment and
+status columns use their btree index.
+
+The ``params``/``metrics`` ``jsonb`` columns hold the codec's escaped form, in which a
+non-finite float is ``{"$float": "NaN" | "Infinity" | "-Infinity"}``: infinities are read
+back as ``numeric`` infinities and NaN compares with nothing. ``jsonb`` numbers are
+compared as exact ``numeric``; ``duration_ms`` (a ``float8`` column) as ``float8``.
+
+This module imports psycopg; only the Postgres store imports it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+from psycopg import sql
+
+from metalab._codec import escape_json
+from metalab.query._ast import (
+    And,
+    Compare,
+    Contains,
+    Exists,
+    Expr,
+    Field,
+    In,
+    Not,
+    Or,
+    OrderBy,
+    Query,
+    Scalar,
+)
+from metalab.query._python import BOOL, NUMBER, STRING, TIMESTAMP, category
+
+__all__ = ["compile_select"]
+
+_ENCODER: Final = msgspec.json.Encoder()
+_OPS: Final = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_C: Final = sql.SQL(' COLLATE "C"')
+
+
+class _Params:
+    """Named query parameters: placeholders stay right wherever they end up in the SQL."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def add(self, value: Any) -> sql.Placeholder:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return sql.Placeholder(name)
+
+    def jsonb(self, value: Any) -> sql.Composable:
+        """A ``jsonb`` value in the escaped form the index stores."""
+        text = _ENCODER.encode(escape_json(value)).decode()
+        return sql.SQL("{}::jsonb").format(self.add(text))
+
+
+@dataclass
+class _Value:
+    """How to read a field in SQL: its category, and its value in each category.
+
+    ``None`` for a category means the field can never hold a value of it.
+    """
+
+    category: sql.Composable
+    exists: sql.Composable
+    number: sql.Composable | None = None
+    number_type: str = "numeric"
+    text: sql.Composable | None = None
+    boolean: sql.Composable | None = None
+    time: sql.Composable | None = None
+    json: sql.Composable | None = None
+    params_path: tuple[str, ...] | None = None
+
+    def typed(self, cat: int) -> sql.Composable | None:
+        if cat == NUMBER:
+            return self.number
+        if cat == STRING:
+            return None if self.text is None else sql.SQL("({}{})").format(self.text, _C)
+        if cat == BOOL:
+            return self.boolean
+        return self.time
+
+
+def _json_reader(v: sql.Composable, params_path: tuple[str, ...] | None = None) -> _Value:
+    marker_number = sql.SQL(
+        "(jsonb_typeof({v}) = 'object' AND {v} ->> '$float' IN ('Infinity', '-Infinity') "
+        "AND ({v} - '$float') = '{{}}'::jsonb)"
+    ).format(v=v)
+    return _Value(
+        category=sql.SQL(
+            "(CASE jsonb_typeof({v}) WHEN 'boolean' THEN {b} WHEN 'number' THEN {n} "
+            "WHEN 'string' THEN {s} WHEN 'object' THEN (CASE WHEN {m} THEN {n} END) END)"
+        ).format(
+            v=v,
+            m=marker_number,
+            b=sql.Literal(BOOL),
+            n=sql.Literal(NUMBER),
+            s=sql.Literal(STRING),
+        ),
+        exists=sql.SQL("({v} IS NOT NULL AND jsonb_typeof({v}) <> 'null')").format(v=v),
+        number=sql.SQL(
+            "(CASE WHEN jsonb_typeof({v}) = 'number' THEN ({v} #>> '{{}}')::numeric "
+            "WHEN {m} THEN ({v} ->> '$float')::numeric END)"
+        ).format(v=v, m=marker_number),
+        text=sql.SQL("(CASE WHEN jsonb_typeof({v}) = 'string' THEN {v} #>> '{{}}' END)").format(
+            v=v
+        ),
+        boolean=sql.SQL("(CASE WHEN jsonb_typeof({v}) = 'boolean' THEN ({v})::boolean END)").format(
+            v=v
+        ),
+        json=v,
+        params_path=params_path,
+    )
+
+
+def _field(fld: Field, p: _Params) -> _Value:
+    if fld.namespace == "record":
+        name = fld.path[0]
+        column = sql.SQL("r.{}").format(sql.Identifier(name))
+        present = sql.SQL("({} IS NOT NULL)").format(column)
+        if fld.kind == "timestamp":
+            return _Value(
+                category=sql.SQL("(CASE WHEN {} THEN {} END)").format(
+                    present, sql.Literal(TIMESTAMP)
+                ),
+                exists=present,
+                time=column,
+            )
+        if fld.kind == "number":
+            return _Value(
+                category=sql.SQL(
+                    "(CASE WHEN {c} IS NOT NULL AND {c} <> 'NaN'::float8 THEN {n} END)"
+                ).format(c=column, n=sql.Literal(NUMBER)),
+                exists=present,
+                number=column,
+                number_type="float8",
+            )
+        if fld.kind == "string":
+            # A bare integer in ORDER BY would mean a column position; cast it.
+            category = sql.SQL("{}::int").format(sql.Literal(STRING))
+            return _Value(category=category, exists=present, text=column)
+        return _Value(category=sql.NULL, exists=sql.SQL("true"))  # tags: a list
+    if fld.namespace == "params":
+        v = sql.SQL("(r.params #> {}::text[])").format(p.add(list(fld.path)))
+        value = _json_reader(v, fld.path)
+        if len(fld.path) > 1:
+            # ``#>`` also indexes arrays ("0"); Python only walks mappings. Require
+            # every parent on the path to be an object so both engines agree.
+            parents = [
+                sql.SQL("jsonb_typeof(r.params #> {}::text[]) = 'object'").format(
+                    p.add(list(fld.path[:i]))
+                )
+                for i in range(1, len(fld.path))
+            ]
+            guarded = sql.SQL("(CASE WHEN {} THEN {} END)").format(
+                sql.SQL(" AND ").join(parents), v
+            )
+            value = _json_reader(guarded, fld.path)
+        return value
+    mapping = sql.SQL("r.metrics" if fld.namespace == "metrics" else "d.metrics")
+    return _json_reader(sql.SQL("({} -> {}::text)").format(mapping, p.add(fld.path[0])))
+
+
+def _literal(value: Scalar, cat: int, p: _Params, number_type: str) -> sql.Composable:
+    if cat == NUMBER:
+        assert isinstance(value, int | float)
+        if isinstance(value, float) and math.isinf(value):
+            text = "Infinity" if value > 0 else "-Infinity"
+        else:
+            text = repr(value)
+        return sql.SQL("{}::{}").format(p.add(text), sql.SQL(number_type))
+    if cat == STRING:
+        return sql.SQL("({}::text{})").format(p.add(value), _C)
+    if cat == BOOL:
+        return sql.SQL("{}::boolean").format(p.add(value))
+    return sql.SQL("{}::timestamptz").format(p.add(value))
+
+
+def _containment(path: tuple[str, ...], value: Scalar, p: _Params) -> sql.Composable:
+    nested: Any = value.isoformat() if isinstance(value, dt.datetime) else value
+    for key in reversed(path):
+        nested = {key: nested}
+    return sql.SQL("r.params @> {}").format(p.jsonb(nested))
+
+
+def _equals(val: _Value, value: Scalar, p: _Params, *, index_hint: bool = True) -> sql.Composable:
+    cat = category(value)
+    assert cat is not None
+    typed = val.typed(cat)
+    if typed is None:
+        return sql.SQL("false")
+    test = sql.SQL("({cat} = {c} AND {lhs} = {rhs})").format(
+        cat=val.category,
+        c=sql.Literal(cat),
+        lhs=typed,
+        rhs=_literal(value, cat, p, val.number_type),
+    )
+    if index_hint and val.params_path is not None:
+        # Equality implies containment (jsonb compares numbers by value, and stores
+        # infinities as the same escaped marker), which the GIN index answers.
+        test = sql.SQL("({} AND {})").format(_containment(val.params_path, value, p), test)
+    return sql.SQL("COALESCE({}, false)").format(test)
+
+
+def _compile(expr: Expr, p: _Params) -> sql.Composable:
+    if isinstance(expr, And | Or):
+        joiner = sql.SQL(" AND " if isinstance(expr, And) else " OR ")
+        return sql.SQL("({})").format(joiner.join(_compile(i, p) for i in expr.items))
+    if isinstance(expr, Not):
+        return sql.SQL("(NOT {})").format(_compile(expr.item, p))
+    val = _field(expr.field, p)
+    if isinstance(expr, Exists):
+        return sql.SQL("COALESCE({}, false)").format(val.exists)
+    if isinstance(expr, Contains):
+        return _contains(val, expr.value, p)
+    if isinstance(expr, In):
+        found = sql.SQL("({})").format(
+            sql.SQL(" OR ").join(_equals(val, v, p) for v in expr.values)
+        )
+        if expr.negated:
+            return sql.SQL("({} IS NOT NULL AND NOT {})").format(val.category, found)
+        return found
+    return _compare(val, expr, p)
+
+
+def _contains(val: _Value, value: Scalar, p: _Params) -> sql.Composable:
+    if val.json is None:  # tags, a text[] column
+        if not isinstance(value, str):
+            return sql.SQL("false")
+        return sql.SQL("COALESCE({}::text = ANY(r.tags), false)").format(p.add(value))
+    element = _json_reader(sql.SQL("e.value"))
+    return sql.SQL(
+        "COALESCE((jsonb_typeof({v}) = 'array' AND EXISTS "
+        "(SELECT 1 FROM jsonb_array_elements({v}) AS e(value) WHERE {test})), false)"
+    ).format(v=val.json, test=_equals(element, value, p, index_hint=False))
+
+
+def _compare(val: _Value, expr: Compare, p: _Params) -> sql.Composable:
+    if expr.op == "==":
+        return _equals(val, expr.value, p)
+    if expr.op == "!=":
+        return sql.SQL("({} IS NOT NULL AND NOT {})").format(
+            val.category, _equals(val, expr.value, p, index_hint=False)
+        )
+    cat = category(expr.value)
+    assert cat is not None
+    typed = val.typed(cat)
+    if typed is None:
+        return sql.SQL("false")
+    return sql.SQL("COALESCE(({cat} = {c} AND {lhs} {op} {rhs}), false)").format(
+        cat=val.category,
+        c=sql.Literal(cat),
+        lhs=typed,
+        op=sql.SQL(_OPS[expr.op]),
+        rhs=_literal(expr.value, cat, p, val.number_type),
+    )
+
+
+def _order(keys: Sequence[OrderBy], p: _Params) -> sql.Composable:
+    parts: list[sql.Composable] = []
+    for key in keys:
+        val = _field(key.field, p)
+        direction = sql.SQL(" DESC" if key.descending else " ASC")
+        parts.append(sql.SQL("({} IS NULL) ASC").format(val.category))
+        parts.append(sql.SQL("{}{}").format(val.category, direction))
+        for cat in (BOOL, NUMBER, STRING, TIMESTAMP):
+            typed = val.typed(cat)
+            if typed is not None:
+                parts.append(sql.SQL("{}{}").format(typed, direction))
+    parts.append(sql.SQL("r.run_id{} ASC").format(_C))
+    return sql.SQL(", ").join(parts)
+
+
+def compile_select(
+    query: Query, *, schema: str, experiment_id: str | None, columns: sql.Composable
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """Compile ``query`` into one ``SELECT`` over the index, with its parameters.
+
+    Args:
+        query: The query.
+        schema: The Postgres schema of the index tables.
+        experiment_id: Restrict to this experiment (a scoped store), or ``None``.
+        columns: What to select from ``runs r`` (e.g. ``sql.SQL("r.doc")``).
+
+    Returns:
+        The statement and its named parameters.
+    """
+    p = _Params()
+    conditions: list[sql.Composable] = []
+    if experiment_id is not None:
+        conditions.append(sql.SQL("r.experiment_id = {}").format(p.add(experiment_id)))
+    if query.where is not None:
+        conditions.append(_compile(query.where, p))
+    join: sql.Composable = sql.SQL("")
+    if query.uses_namespace("derived"):
+        join = sql.SQL(" LEFT JOIN {} d ON d.run_id = r.run_id").format(
+            sql.Identifier(schema, "derived")
+        )
+    where: sql.Composable = sql.SQL("")
+    if conditions:
+        where = sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(conditions))
+    parts: list[sql.Composable] = [
+        sql.SQL("SELECT {cols} FROM {runs} r").format(
+            cols=columns, runs=sql.Identifier(schema, "runs")
+        ),
+        join,
+        where,
+        sql.SQL(" ORDER BY {}").format(_order(query.order_by, p)),
+    ]
+    if query.limit is not None:
+        parts.append(sql.SQL(" LIMIT {}").format(p.add(query.limit)))
+    if query.offset:
+        parts.append(sql.SQL(" OFFSET {}").format(p.add(query.offset)))
+    return sql.Composed(parts), p.values

@@ -1,0 +1,233 @@
+"""The ``metalab`` command line, run as a real subprocess against FileStores."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from metalab.records import RunRecord
+from metalab.store._file import FileStoreConfig
+
+T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+
+
+def metalab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "metalab", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+@pytest.fixture
+def collection(tmp_path: Path) -> Path:
+    root = tmp_path / "experiments"
+    config = FileStoreConfig(root=str(root))
+    with config.scoped("alpha:1").connect() as store:
+        for i in range(5):
+            rec = RunRecord.running(
+                run_id=f"{i:016x}",
+                experiment_id="alpha:1",
+                params={"lr": 0.1 * (i + 1)},
+                started_at=T0,
+            )
+            art = store.put_artifact(rec.run_id, "weights", f"w{i}".encode())
+            if i == 4:
+                store.put_run_record(rec)  # stuck in running since 2026-03-01
+            elif i == 3:
+                store.put_run_record(rec.failed(RuntimeError("boom")))
+            else:
+                store.put_run_record(rec.succeeded(metrics={"acc": 0.5 + i / 10}, artifacts=(art,)))
+    with config.scoped("beta:2").connect() as store:
+        rec = RunRecord.running(run_id="b" * 16, experiment_id="beta:2", started_at=T0)
+        store.put_run_record(rec.succeeded())
+    return root
+
+
+class TestHelpAndUsage:
+    @pytest.mark.parametrize(
+        "args",
+        [["--help"], ["store", "--help"], ["store", "export", "--help"], ["runs", "ls", "--help"]],
+    )
+    def test_help_everywhere(self, args: list[str]) -> None:
+        proc = metalab(*args)
+        assert proc.returncode == 0
+        assert "usage:" in proc.stdout
+
+    def test_missing_arguments_are_usage_errors(self) -> None:
+        proc = metalab("store", "export", "--from", "x")
+        assert proc.returncode == 2
+        assert "--to" in proc.stderr
+
+    def test_no_command_is_a_usage_error(self) -> None:
+        assert metalab().returncode == 2
+
+    def test_unknown_scheme_is_one_readable_line(self) -> None:
+        proc = metalab("store", "ls", "s3://bucket/x")
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1
+        assert lines[0].startswith("metalab: error: unknown store scheme 's3'")
+
+    def test_a_store_without_an_index_cannot_rebuild_one(self, collection: Path) -> None:
+        proc = metalab("store", "rebuild-index", str(collection))
+        assert proc.returncode == 2
+        assert "SupportsIndexRebuild" in proc.stderr
+
+
+class TestStoreLsAndInfo:
+    def test_ls_counts_runs_by_status(self, collection: Path) -> None:
+        proc = metalab("store", "ls", str(collection), "--json")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == [
+            {
+                "experiment": "alpha:1",
+                "runs": 5,
+                "success": 3,
+                "failed": 1,
+                "cancelled": 0,
+                "running": 1,
+            },
+            {
+                "experiment": "beta:2",
+                "runs": 1,
+                "success": 1,
+                "failed": 0,
+                "cancelled": 0,
+                "running": 0,
+            },
+        ]
+
+    def test_ls_as_a_table(self, collection: Path) -> None:
+        proc = metalab("store", "ls", str(collection))
+        assert proc.stdout.splitlines()[0].split() == [
+            "experiment",
+            "runs",
+            "success",
+            "failed",
+            "cancelled",
+            "running",
+        ]
+
+    def test_info(self, collection: Path) -> None:
+        proc = metalab("store", "info", str(collection / "alpha_1"), "--json")
+        assert proc.returncode == 0, proc.stderr
+        info = json.loads(proc.stdout)
+        assert info["backend"] == "FileStore"
+        assert info["experiments"] == ["alpha:1"]
+        assert info["runs"] == 5
+        assert info["bytes"] > 0
+
+
+class TestExportAndVerify:
+    def test_export_then_verify(self, collection: Path, tmp_path: Path) -> None:
+        proc = metalab(
+            "store", "export", "--from", str(collection), "--to", str(tmp_path / "b"), "--json"
+        )
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["counts"]["records"]["copied"] == 6
+        again = json.loads(
+            metalab(
+                "store", "export", "--from", str(collection), "--to", str(tmp_path / "b"), "--json"
+            ).stdout
+        )
+        assert again["counts"]["records"] == {
+            "copied": 0,
+            "skipped": 6,
+            "conflicts": 0,
+            "failed": 0,
+        }
+        verify = metalab("store", "verify", str(tmp_path / "b"))
+        assert verify.returncode == 0, verify.stdout
+        assert "0 problem(s)" in verify.stdout
+
+    def test_verify_finds_a_corrupt_record_and_a_tampered_artifact(self, collection: Path) -> None:
+        exp = collection / "alpha_1"
+        before = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()}
+        (exp / "runs" / f"{0:016x}.json").write_bytes(b'{"schema_version":1,"run_id":')
+        (exp / "artifacts" / f"{1:016x}" / "weights.bin").write_bytes(b"tampered")
+        proc = metalab("store", "verify", str(collection), "--json")
+        assert proc.returncode == 1
+        problems = json.loads(proc.stdout)["problems"]
+        assert any(f"{0:016x}.json" in p for p in problems)
+        assert any("weights" in p and "sha256" in p for p in problems)
+        after = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file() and p.name != ".lock"}
+        assert after.keys() <= before.keys()  # verify changes nothing
+
+
+class TestGc:
+    def test_dry_run_then_apply(self, collection: Path) -> None:
+        temp = collection / "alpha_1" / "runs" / ".0123.partial"
+        temp.write_bytes(b"half")
+        old = time.time() - 3 * 86400
+        os.utime(temp, (old, old))
+        dry = metalab("store", "gc", str(collection), "--json")
+        assert dry.returncode == 0, dry.stderr
+        plan = json.loads(dry.stdout)
+        assert plan["applied"] is False
+        assert plan["temp_files"] == [str(temp)]
+        assert plan["stuck_runs"] == [{"experiment_id": "alpha:1", "run_id": f"{4:016x}"}]
+        assert temp.exists()
+        applied = metalab("store", "gc", str(collection), "--apply")
+        assert applied.returncode == 0, applied.stderr
+        assert not temp.exists()
+        assert not (collection / "alpha_1" / "runs" / f"{4:016x}.json").exists()
+        assert (collection / "alpha_1" / "runs" / f"{3:016x}.json").exists()
+
+    def test_young_runs_are_kept(self, collection: Path) -> None:
+        proc = metalab("store", "gc", str(collection), "--older-than", "100000d", "--json")
+        assert json.loads(proc.stdout)["stuck_runs"] == []
+
+    def test_bad_age(self, collection: Path) -> None:
+        proc = metalab("store", "gc", str(collection), "--older-than", "soon")
+        assert proc.returncode == 2
+        assert "invalid age 'soon'" in proc.stderr
+
+
+class TestRunsLs:
+    def test_where_sort_limit_as_csv(self, collection: Path) -> None:
+        proc = metalab(
+            "runs",
+            "ls",
+            str(collection),
+            "--experiment",
+            "alpha:1",
+            "--where",
+            'status == "success" and params.lr >= 0.2',
+            "--sort",
+            "metrics.acc desc",
+            "--limit",
+            "5",
+            "--format",
+            "csv",
+        )
+        assert proc.returncode == 0, proc.stderr
+        rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+        assert [r["run_id"] for r in rows] == [f"{2:016x}", f"{1:016x}"]
+        assert rows[0]["metrics.acc"] == "0.7"
+
+    def test_json_output(self, collection: Path) -> None:
+        proc = metalab("runs", "ls", str(collection / "beta_2"), "--format", "json")
+        assert proc.returncode == 0, proc.stderr
+        assert [r["run_id"] for r in json.loads(proc.stdout)] == ["b" * 16]
+
+    def test_a_bad_query_is_a_usage_error(self, collection: Path) -> None:
+        proc = metalab(
+            "runs", "ls", str(collection), "--experiment", "alpha:1", "--where", "params.lr <"
+        )
+        assert proc.returncode == 2
+        assert proc.stderr.count("\n") == 1
+        assert "invalid query at column 12: expected a value" in proc.stderr
