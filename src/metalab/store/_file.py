@@ -45,6 +45,8 @@ from metalab.errors import (
     ExperimentMismatchError,
     StoreError,
 )
+from metalab.query import FieldInfo, Query, field_catalog
+from metalab.query._python import derived_lookup, query_store
 from metalab.records import (
     FINISHED_STATUSES,
     ArtifactDescriptor,
@@ -1064,6 +1066,15 @@ class FileStore:
                 manifests.append((manifest, name))
         manifests.sort(key=lambda pair: (pair[0].submitted_at, pair[1]))
         return [m for m, _ in manifests]
+
+    def query_runs(self, query: Query) -> list[RunRecord]:
+        """Return the runs matching ``query`` (evaluated in Python over the files)."""
+        return query_store(self, query, self._experiment_id)
+
+    def fields(self, experiment_id: str | None = None) -> list[FieldInfo]:
+        """Return the field catalog of an experiment (default: this store's), from the files."""
+        eid = experiment_id or self._experiment_id
+        return field_catalog(self.list_run_records(eid), derived_lookup(self))
 
     def list_experiments(self) -> list[str]:
         """Return the ids of the experiments with data in this store, sorted.

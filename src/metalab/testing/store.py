@@ -50,6 +50,7 @@ from typing import Final, Generic, Protocol, TypeVar
 import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from metalab import _codec
 from metalab.errors import (
@@ -59,6 +60,7 @@ from metalab.errors import (
     ExperimentMismatchError,
     UnsupportedSchemaVersionError,
 )
+from metalab.query import Query, select
 from metalab.records import (
     DerivedMetrics,
     ExperimentManifest,
@@ -78,6 +80,7 @@ from metalab.store.abc import (
     SupportsIndexRebuild,
     SupportsIndexSync,
     SupportsLogs,
+    SupportsQuery,
     SupportsStructuredResults,
     SupportsWorkingDirectory,
 )
@@ -883,6 +886,61 @@ class StoreConformance(Generic[S]):
         index.sync_index()
         assert index.is_index_stale() is False
         assert {r.run_id for r in store.list_run_records()} == {r.run_id for r in records}
+
+    # Queries
+
+    @_HYPOTHESIS
+    @given(
+        records=st.lists(mst.query_records(), max_size=8),
+        derived=st.lists(mst.query_derived(), max_size=8),
+        query=mst.queries(),
+    )
+    def test_a_query_selects_what_the_python_engine_selects(
+        self,
+        store: S,
+        experiment_id: str,
+        records: list[RunRecord],
+        derived: list[dict[str, MetricValue]],
+        query: Query,
+    ) -> None:
+        querying = _require(store, SupportsQuery)
+        for i, drawn in enumerate(records):
+            record = msgspec.structs.replace(
+                drawn, run_id=new_run_id(), experiment_id=experiment_id
+            )
+            store.put_run_record(record)
+            if i < len(derived):
+                store.put_derived(record.run_id, derived[i])
+
+        def lookup(record: RunRecord) -> dict[str, MetricValue] | None:
+            doc = store.get_derived(record.run_id)
+            return None if doc is None else doc.metrics
+
+        expected = select(store.list_run_records(experiment_id), query, lookup)
+        assert [r.run_id for r in querying.query_runs(query)] == [r.run_id for r in expected]
+
+    def test_the_field_catalog_describes_every_key(self, store: S, experiment_id: str) -> None:
+        querying = _require(store, SupportsQuery)
+        first = make_record(experiment_id)
+        second = make_record(experiment_id)
+        store.put_run_record(
+            msgspec.structs.replace(first, params={"lr": 0.1}, metrics={"acc": 0.5})
+        )
+        store.put_run_record(
+            msgspec.structs.replace(
+                second, params={"lr": 2, "opt": "adam"}, metrics={"acc": math.nan}
+            )
+        )
+        store.put_derived(first.run_id, {"gain": 3})
+        catalog = {info.field: info for info in querying.fields(experiment_id)}
+        assert set(catalog) == {"params.lr", "params.opt", "metrics.acc", "derived.gain"}
+        lr = catalog["params.lr"]
+        assert (lr.types, lr.count, lr.min_value, lr.max_value) == (["float", "int"], 2, 0.1, 2.0)
+        assert catalog["params.opt"].types == ["str"]
+        assert catalog["params.opt"].samples == ["adam"]
+        acc = catalog["metrics.acc"]
+        assert (acc.types, acc.count, acc.min_value, acc.max_value) == (["float"], 2, 0.5, 0.5)
+        assert (catalog["derived.gain"].types, catalog["derived.gain"].count) == (["int"], 1)
 
     # Working directory, close
 
