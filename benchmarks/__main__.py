@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import bench_codec, bench_file_store
+from benchmarks import bench_codec, bench_e2e, bench_file_store, bench_results
 from benchmarks._harness import Report
 
 Suite = Callable[..., None]
@@ -17,6 +17,8 @@ Suite = Callable[..., None]
 SUITES: dict[str, tuple[Suite, tuple[int, ...]]] = {
     "codec": (bench_codec.run, (100_000,)),
     "file": (bench_file_store.run, (10_000, 100_000)),
+    "e2e": (bench_e2e.run, (1_000,)),
+    "results": (bench_results.run, (10_000, 100_000)),
 }
 
 

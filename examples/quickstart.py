@@ -1,38 +1,57 @@
-"""Write run records as metalab stores them, read them back and print a table.
+"""A small parameter sweep, run into a FileStore and read back as a table.
 
-Run with ``python examples/quickstart.py [DIRECTORY]``. The runner (``metalab.run``)
-will take this example's place once it lands; until then this shows the record type
-and the versioned codec every store uses.
+Run with ``python examples/quickstart.py [DIRECTORY]`` (default: a new temporary
+directory). Running it again on the same directory skips the runs that already
+succeeded (resume) and prints the same table.
 """
 
 from __future__ import annotations
 
-import random
+import math
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from metalab import _codec
-from metalab.records import RunRecord
+import metalab
 
 
-def main(directory: Path) -> None:
-    runs = directory / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    for i, scale in enumerate([0.1, 1.0, 10.0]):
-        rng = random.Random(123 + i)
-        record = RunRecord.running(
-            run_id=f"{i:064x}", experiment_id="mvp:0.1", params={"scale": scale}
-        ).succeeded(metrics={"score": rng.random() * scale, "nan_ok": float("nan")})
-        (runs / f"{record.run_id}.json").write_bytes(_codec.RUN_RECORD.encode(record))
+@metalab.operation
+def estimate_pi(
+    params: dict[str, Any], seeds: metalab.SeedBundle, capture: metalab.Capture
+) -> None:
+    """Estimate pi by throwing ``n`` random darts at the unit square."""
+    rng = seeds.rng()
+    n = params["n"]
+    inside = sum(rng.random() ** 2 + rng.random() ** 2 <= 1.0 for _ in range(n))
+    estimate = 4.0 * inside / n
+    capture.metric("pi", estimate)
+    capture.metric("abs_error", abs(estimate - math.pi))
+    capture.log(f"{inside} of {n} darts inside the circle")
 
-    print(f"{'run':<10} {'status':<8} {'scale':>6} {'score':>8}  (read back from {runs})")
-    for path in sorted(runs.glob("*.json")):
-        rec = _codec.RUN_RECORD.decode(path.read_bytes(), source=str(path))
+
+EXPERIMENT = metalab.Experiment(
+    name="quickstart",
+    version="1.0",
+    description="Monte Carlo estimate of pi",
+    operation=estimate_pi,
+    params=metalab.grid(n=[100, 1_000, 10_000]),
+    seeds=metalab.seeds(base=42, replicates=2),
+)
+
+
+def main(root: Path) -> None:
+    handle = metalab.run(EXPERIMENT, store=root, progress=False)
+    results = handle.result()
+    print(f"{len(results)} runs of {handle.experiment_id} under {root}")
+    print(f"{'run':<10} {'status':<8} {'n':>6} {'pi':>8} {'abs_error':>10}")
+    for run in results:
         print(
-            f"{rec.run_id[-8:]:<10} {rec.status:<8} {rec.params['scale']!s:>6} "
-            f"{rec.metrics['score']:>8.4f}"
+            f"{run.run_id[:8]:<10} {run.status:<8} {run.params['n']:>6} "
+            f"{run.metrics['pi']:>8.4f} {run.metrics['abs_error']:>10.4f}"
         )
+    best = min(results, key=lambda run: float(run.metrics["abs_error"]))
+    print(f"closest: run {best.run_id[:8]}, log: {best.log()!r}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,18 @@ import types
 
 import pytest
 
-PUBLIC_MODULES = ["metalab", "metalab.errors", "metalab.records"]
+PUBLIC_MODULES = [
+    "metalab",
+    "metalab.capture",
+    "metalab.errors",
+    "metalab.executors",
+    "metalab.experiment",
+    "metalab.params",
+    "metalab.records",
+    "metalab.results",
+    "metalab.runner",
+    "metalab.seeds",
+]
 
 
 def _isort_key(name: str) -> tuple[int, str]:

@@ -17,8 +17,9 @@ def test_quickstart_example_runs(tmp_path: Path) -> None:
         text=True,
         check=True,
     )
-    assert "success" in proc.stdout
-    assert len(list((tmp_path / "runs").glob("*.json"))) == 3
+    assert proc.stdout.count(" success ") == 6
+    assert len(list((tmp_path / "quickstart_1.0" / "runs").glob("*.json"))) == 6
+    assert len(list((tmp_path / "quickstart_1.0" / "logs").glob("*_run.log"))) == 6
 
 
 def test_benchmark_harness_runs_at_small_n(tmp_path: Path) -> None:

@@ -34,8 +34,10 @@ from metalab.store.abc import (
     require_capability,
 )
 from metalab.store.locator import LocatorInfo, parse_locator
+from metalab.store.transfer import ExportReport, export_store
 
 __all__ = [
+    "ExportReport",
     "FileStore",
     "FileStoreConfig",
     "LocatorInfo",
@@ -59,6 +61,7 @@ __all__ = [
     "SupportsWorkingDirectory",
     "coerce_store_config",
     "create_store",
+    "export_store",
     "parse_locator",
     "parse_to_config",
     "require_capability",

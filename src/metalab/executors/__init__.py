@@ -1,0 +1,24 @@
+"""Executors: where the runs of an experiment execute.
+
+``metalab.run(exp, executor=...)`` accepts any :class:`Executor`. Two are built in,
+both on :mod:`concurrent.futures`: :class:`ThreadExecutor` (the default, with one
+worker: runs one after another) and :class:`ProcessExecutor`. A custom executor (a
+cluster, a job queue) implements the protocol and runs each batch it receives with
+:func:`execute_batch` against a store it connects from ``job.store_config``.
+"""
+
+from __future__ import annotations
+
+from metalab.executors._base import BatchOutcome, Executor, RunJob, RunTask, execute_batch
+from metalab.executors._process import ProcessExecutor
+from metalab.executors._thread import ThreadExecutor
+
+__all__ = [
+    "BatchOutcome",
+    "Executor",
+    "ProcessExecutor",
+    "RunJob",
+    "RunTask",
+    "ThreadExecutor",
+    "execute_batch",
+]

@@ -1,0 +1,231 @@
+"""The executor contract and the code every executor runs for each run.
+
+The runner turns an experiment into one :class:`RunJob` (what is shared by all runs:
+the operation, the context, the store config) and many :class:`RunTask` s (one run
+each), and hands batches of tasks to an :class:`Executor`. Wherever a batch lands --
+a thread of this process, a worker process, a machine of a cluster -- it is executed
+by :func:`execute_batch`, the per-run boundary: it writes the ``running`` record,
+calls the operation, and records success or failure. One failing run never stops
+the others in its batch.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+
+from metalab.capture import Capture
+from metalab.experiment import Operation, Runtime
+from metalab.records import JSONValue, Provenance, RunRecord, Status
+from metalab.seeds import SeedBundle
+from metalab.store.abc import Store
+
+__all__ = ["BatchOutcome", "Executor", "RunJob", "RunTask", "execute_batch"]
+
+BatchOutcome = list[Status | None]
+"""The final status of each task of a batch, ``None`` for a task that never started."""
+
+
+class RunTask(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One run to execute: cheap to pickle, so process executors ship many of them.
+
+    Attributes:
+        run_id: The run's id.
+        params: The run's parameters as JSON builtins.
+        params_fingerprint: Fingerprint of ``params``.
+        replicate: The replicate index of the run's seed bundle.
+        seed_fingerprint: Fingerprint of the seed bundle.
+    """
+
+    run_id: str
+    params: dict[str, JSONValue]
+    params_fingerprint: str
+    replicate: int
+    seed_fingerprint: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunJob:
+    """What every run of one ``run()`` call shares.
+
+    It crosses process boundaries once per worker: its store is described by
+    ``store_config`` (``StoreConfig.to_dict()`` output), never a live store.
+
+    Attributes:
+        experiment_id: ``"name:version"``.
+        operation: The operation each run executes.
+        context: The experiment's context, passed to operations that declare it.
+        context_fingerprint: Fingerprint of ``context``.
+        seed_base: The base of the seed plan; a task adds its replicate index.
+        tags: Tags stored with every run.
+        code_hash: Hash of the operation's source, for provenance.
+        store_config: The scoped store config as a dict, for workers to connect.
+    """
+
+    experiment_id: str
+    operation: Operation
+    context: Any
+    context_fingerprint: str
+    seed_base: int
+    tags: tuple[str, ...] = ()
+    code_hash: str = ""
+    store_config: dict[str, Any] = field(default_factory=dict)
+
+
+class Executor(Protocol):
+    """Where the runs of an experiment execute.
+
+    The runner calls :meth:`start` once, then :meth:`submit` for each batch of
+    tasks (keeping a few batches in flight), then :meth:`shutdown`; :meth:`cancel`
+    may come at any time in between. A batch's
+    future resolves to one status per task (see :data:`BatchOutcome`), as returned
+    by :func:`execute_batch`; it fails only if the store itself fails, which ends
+    the sweep.
+
+    **Thread and process safety**
+
+    An executor runs one experiment at a time; ``start`` again only after
+    ``shutdown``. Implementations that leave the process must not send the live
+    store: workers connect from ``job.store_config`` (``StoreConfig.from_dict``).
+    """
+
+    @property
+    def executor_id(self) -> str:
+        """A short name recorded in each run's provenance (``"thread"``)."""
+        ...
+
+    @property
+    def max_workers(self) -> int:
+        """How many runs may execute at once."""
+        ...
+
+    def start(self, job: RunJob, store: Store) -> None:
+        """Prepare workers for ``job``; ``store`` is the runner's connected store."""
+        ...
+
+    def submit(self, tasks: Sequence[RunTask]) -> Future[BatchOutcome]:
+        """Schedule a batch of runs."""
+        ...
+
+    def cancel(self) -> None:
+        """Start no more runs: pending batches report theirs as not started.
+
+        Called from any thread while the sweep goes on; it must not block. Runs
+        already executing finish.
+        """
+        ...
+
+    def shutdown(self, *, cancel_pending: bool = False) -> None:
+        """Wait for running batches and release the workers.
+
+        Args:
+            cancel_pending: Do not start runs that have not started yet; their
+                batches report them as ``None`` (or their futures are cancelled).
+        """
+        ...
+
+
+def execute_batch(
+    job: RunJob,
+    store: Store,
+    tasks: Sequence[RunTask],
+    *,
+    executor_id: str,
+    stop: Callable[[], bool] | None = None,
+) -> BatchOutcome:
+    """Execute runs one after another and record each of them in ``store``.
+
+    Args:
+        job: What the runs share.
+        store: The connected store to record them in.
+        tasks: The runs.
+        executor_id: Recorded in each run's provenance.
+        stop: Checked before each run; once it returns true, the remaining runs
+            are not started (reported as ``None``).
+
+    Returns:
+        The final status of each run, ``None`` for runs not started.
+
+    Raises:
+        StoreError: The store failed to record a run (the run's user code never
+            raises out of here).
+    """
+    provenance = _provenance(executor_id, job.code_hash)
+    bundles: dict[int, SeedBundle] = {}
+    outcome: BatchOutcome = []
+    for task in tasks:
+        if stop is not None and stop():
+            outcome.append(None)
+            continue
+        seeds = bundles.get(task.replicate)
+        if seeds is None:
+            seeds = bundles[task.replicate] = SeedBundle(job.seed_base, task.replicate)
+        outcome.append(_execute_one(job, store, task, seeds, provenance, executor_id, stop))
+    return outcome
+
+
+@functools.lru_cache(maxsize=8)
+def _provenance(executor_id: str, code_hash: str) -> Provenance:
+    # Host and interpreter do not change while a process lives; asking the system
+    # for the host name on every batch is measurable on slow machines.
+    return Provenance.current(executor_id=executor_id, code_hash=code_hash)
+
+
+def _execute_one(
+    job: RunJob,
+    store: Store,
+    task: RunTask,
+    seeds: SeedBundle,
+    provenance: Provenance,
+    executor_id: str,
+    stop: Callable[[], bool] | None,
+) -> Status:
+    running = RunRecord.running(
+        run_id=task.run_id,
+        experiment_id=job.experiment_id,
+        params=task.params,
+        tags=job.tags,
+        provenance=provenance,
+        context_fingerprint=job.context_fingerprint,
+        params_fingerprint=task.params_fingerprint,
+        seed_fingerprint=task.seed_fingerprint,
+    )
+    store.put_run_record(running)
+    capture = Capture(store, task.run_id)
+    runtime = Runtime(task.run_id, job.experiment_id, executor_id, stop)
+    try:
+        job.operation.invoke(
+            context=job.context,
+            # A copy, so an operation that edits its params cannot change the record.
+            params=dict(task.params),
+            seeds=seeds,
+            capture=capture,
+            runtime=runtime,
+        )
+    except Exception as exc:  # noqa: BLE001 -- the per-run boundary: user code may raise anything
+        final = running.failed(
+            exc, metrics=capture.captured_metrics, artifacts=capture.captured_artifacts
+        )
+    except BaseException:
+        # KeyboardInterrupt, SystemExit: the run did not finish on its own.
+        capture.close()
+        runtime.cleanup()
+        store.put_run_record(
+            running.cancelled(
+                metrics=capture.captured_metrics, artifacts=capture.captured_artifacts
+            )
+        )
+        raise
+    else:
+        final = running.succeeded(
+            metrics=capture.captured_metrics, artifacts=capture.captured_artifacts
+        )
+    capture.close()
+    runtime.cleanup()
+    store.put_run_record(final)
+    return final.status

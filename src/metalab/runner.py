@@ -1,0 +1,506 @@
+"""Running experiments: :func:`run` and the :class:`RunHandle` it returns.
+
+``run(exp, store=...)`` scopes the store to the experiment, writes the experiment
+manifest, works out every run (parameter combination x replicate) and its id, skips
+the runs already recorded as ``success`` (``resume=True``), and hands the rest to an
+executor from a background dispatcher thread. It returns at once; the handle shows
+live counts, and ``handle.result()`` waits and returns the :class:`Results`.
+
+Life of a run: a ``running`` record is written when it starts; when it ends, its
+``success``, ``failed`` (exception type, message and traceback) or ``cancelled``
+record replaces it. A failing run never stops the others. ``handle.cancel()`` stops
+starting new runs: runs already executing finish and are recorded as usual, and every
+run that had not started is recorded as ``cancelled``, so the results show it and a
+later ``run(exp)`` (resume) runs it. A run whose process died (killed, power loss)
+keeps its ``running`` record and is run again on resume, like failed and cancelled
+runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Mapping, Sequence
+from concurrent import futures
+from concurrent.futures import Future
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Self
+
+from metalab._identity import fingerprint, run_id_for, to_json, to_json_object
+from metalab._progress import ProgressBar, open_progress
+from metalab.errors import ConfigError, MetalabWarning
+from metalab.executors import BatchOutcome, Executor, RunJob, RunTask, ThreadExecutor
+from metalab.experiment import Experiment
+from metalab.records import ExperimentManifest, Provenance, RunRecord, utc_now
+from metalab.results import Results
+from metalab.store._factory import coerce_store_config
+from metalab.store.abc import (
+    Store,
+    StoreConfig,
+    StoreLike,
+    SupportsBulkPut,
+    SupportsExperimentManifests,
+)
+
+__all__ = ["RunCounts", "RunHandle", "run"]
+
+logger = logging.getLogger(__name__)
+
+# A batch should keep a worker busy for about this long: long enough to amortise the
+# hand-off to the executor, short enough for live counts and a prompt cancel.
+_BATCH_SECONDS: Final = 0.05
+_MAX_BATCH: Final = 64
+_POLL_SECONDS: Final = 0.1
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """A snapshot of a sweep's progress.
+
+    Attributes:
+        total: Runs the experiment defines.
+        done: Runs that succeeded in this sweep.
+        failed: Runs that failed in this sweep.
+        skipped: Runs already recorded as ``success`` before the sweep (resume).
+        cancelled: Runs cancelled before or while running.
+    """
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+
+    @property
+    def finished(self) -> int:
+        """Runs that need no more work: done, failed, skipped or cancelled."""
+        return self.done + self.failed + self.skipped + self.cancelled
+
+    @property
+    def pending(self) -> int:
+        """Runs not finished yet (queued or executing)."""
+        return self.total - self.finished
+
+
+def _plan(experiment: Experiment) -> tuple[str, list[RunTask], int]:
+    """Return the context fingerprint, one task per distinct run, and duplicates seen."""
+    context_fp = fingerprint(to_json(experiment.context, "context"))
+    bundles = [(bundle.replicate, bundle.fingerprint) for bundle in experiment.seeds]
+    experiment_id = experiment.experiment_id
+    tasks: list[RunTask] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for index, params in enumerate(experiment.params):
+        if not isinstance(params, Mapping):
+            raise ConfigError(
+                f"parameter source yielded {params!r} at position {index}; "
+                "each parameter combination must be a dict"
+            )
+        params_json = to_json_object(params, f"params {index}")
+        params_fp = fingerprint(params_json)
+        for replicate, seed_fp in bundles:
+            run_id = run_id_for(experiment_id, context_fp, params_fp, seed_fp)
+            if run_id in seen:
+                duplicates += 1
+                continue
+            seen.add(run_id)
+            tasks.append(RunTask(run_id, params_json, params_fp, replicate, seed_fp))
+    return context_fp, tasks, duplicates
+
+
+class RunHandle:
+    """A running (or finished) sweep: live counts, cancellation and its results.
+
+    Use it as a context manager to cancel on error and close the store at the end::
+
+        with metalab.run(exp, store="./experiments") as handle:
+            results = handle.result()
+            df = results.to_dataframe()
+    """
+
+    def __init__(
+        self,
+        *,
+        experiment_id: str,
+        config: StoreConfig,
+        store: Store,
+        run_ids: Sequence[str],
+        pending: list[RunTask],
+        skipped: int,
+        executor: Executor,
+        job: RunJob,
+        progress: ProgressBar | None,
+    ) -> None:
+        self._experiment_id = experiment_id
+        self._config = config
+        self._store = store
+        self._run_ids = tuple(run_ids)
+        self._pending = pending
+        self._executor = executor
+        self._job = job
+        self._progress = progress
+        self._lock = threading.Lock()
+        self._counts = RunCounts(total=len(self._run_ids), skipped=skipped)
+        self._cancel = threading.Event()
+        self._finished = threading.Event()
+        self._error: BaseException | None = None
+        # Not a daemon: a script that never calls result() still finishes its sweep.
+        self._thread = threading.Thread(
+            target=self._drive, name=f"metalab-run[{experiment_id}]", daemon=False
+        )
+
+    def _start(self) -> None:
+        self._report()
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        c = self.counts
+        state = "finished" if self.is_finished else "running"
+        return (
+            f"<RunHandle {self._experiment_id!r} {state}: {c.finished}/{c.total} "
+            f"(done={c.done}, failed={c.failed}, skipped={c.skipped}, cancelled={c.cancelled})>"
+        )
+
+    @property
+    def experiment_id(self) -> str:
+        """The id of the experiment being run."""
+        return self._experiment_id
+
+    @property
+    def store(self) -> Store:
+        """The connected store the runs are recorded in (scoped to the experiment)."""
+        return self._store
+
+    @property
+    def config(self) -> StoreConfig:
+        """The scoped config of :attr:`store`."""
+        return self._config
+
+    @property
+    def run_ids(self) -> tuple[str, ...]:
+        """The ids of every run of the experiment, in definition order."""
+        return self._run_ids
+
+    @property
+    def counts(self) -> RunCounts:
+        """A consistent snapshot of the live counts."""
+        with self._lock:
+            return self._counts
+
+    @property
+    def total(self) -> int:
+        """Runs the experiment defines."""
+        return self.counts.total
+
+    @property
+    def done(self) -> int:
+        """Runs that succeeded in this sweep."""
+        return self.counts.done
+
+    @property
+    def failed(self) -> int:
+        """Runs that failed in this sweep."""
+        return self.counts.failed
+
+    @property
+    def skipped(self) -> int:
+        """Runs skipped because they had already succeeded."""
+        return self.counts.skipped
+
+    @property
+    def cancelled(self) -> int:
+        """Runs recorded as cancelled."""
+        return self.counts.cancelled
+
+    @property
+    def is_finished(self) -> bool:
+        """Whether the sweep is over (every run finished, or cancelled)."""
+        return self._finished.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the sweep is over; return whether it is (``False`` on timeout)."""
+        return self._finished.wait(timeout)
+
+    def cancel(self) -> None:
+        """Stop starting runs; running ones finish, unstarted ones are recorded cancelled.
+
+        Returns at once; :meth:`wait` or :meth:`result` wait for the running ones.
+        """
+        self._cancel.set()
+        self._executor.cancel()
+
+    def result(self, timeout: float | None = None) -> Results:
+        """Wait for the sweep and return the runs of the experiment, in definition order.
+
+        Args:
+            timeout: Seconds to wait at most; ``None`` waits as long as it takes.
+
+        Raises:
+            TimeoutError: The sweep is still running after ``timeout`` seconds.
+            StoreError: The store failed during the sweep (runs recorded before the
+                failure are kept; run again to finish).
+        """
+        try:
+            finished = self._finished.wait(timeout)
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+        if not finished:
+            raise TimeoutError(f"{self!r} is still running after {timeout} s")
+        if self._error is not None:
+            raise self._error
+        wanted = set(self._run_ids)
+        found = {
+            r.run_id: r
+            for r in self._store.list_run_records(self._experiment_id)
+            if r.run_id in wanted
+        }
+        recorded = self.counts.finished
+        if len(found) < recorded:
+            warnings.warn(
+                f"{recorded} runs of {self._experiment_id!r} finished but only {len(found)} "
+                f"are in {self._store!r}; workers in other processes must share the store "
+                "(use a FileStore or PostgresStore, not memory://, with a ProcessExecutor)",
+                MetalabWarning,
+                stacklevel=2,
+            )
+        return Results((found[i] for i in self._run_ids if i in found), self._store)
+
+    def close(self) -> None:
+        """Wait for the sweep to end, then close the store."""
+        self._finished.wait()
+        self._store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.cancel()
+        self.close()
+
+    def _stop_requested(self) -> bool:
+        return self._cancel.is_set() or self._error is not None
+
+    def _report(self) -> None:
+        if self._progress is not None:
+            c = self.counts
+            self._progress.update(c.finished, c.failed)
+
+    def _drive(self) -> None:
+        try:
+            self._executor.start(self._job, self._store)
+            not_started = self._dispatch()
+            if not_started and self._error is None:
+                self._record_cancelled(not_started)
+        except BaseException as exc:  # handed to result(), which raises it: not swallowed
+            self._error = self._error or exc
+            logger.debug("sweep of %s stopped by an error", self._experiment_id, exc_info=True)
+        finally:
+            if self._progress is not None:
+                self._report()
+                self._progress.close()
+            self._finished.set()
+
+    def _dispatch(self) -> list[RunTask]:
+        """Feed the executor in batches; return the tasks that never started."""
+        executor = self._executor
+        queue = deque(self._pending)
+        in_flight: dict[Future[BatchOutcome], tuple[RunTask, ...]] = {}
+        window = 2 * executor.max_workers
+        began = time.monotonic()
+        not_started: list[RunTask] = []
+        stopping = True
+        try:
+            while (queue or in_flight) and not self._stop_requested():
+                while queue and len(in_flight) < window:
+                    batch = self._take_batch(queue, executor.max_workers, began)
+                    in_flight[executor.submit(batch)] = batch
+                done, _ = futures.wait(
+                    in_flight, timeout=_POLL_SECONDS, return_when=futures.FIRST_COMPLETED
+                )
+                for future in done:
+                    self._collect(future, in_flight.pop(future), not_started)
+            stopping = self._stop_requested()
+        finally:
+            executor.shutdown(cancel_pending=stopping)
+        for future, batch in in_flight.items():
+            self._collect(future, batch, not_started)
+        not_started.extend(queue)
+        return not_started
+
+    def _take_batch(self, queue: deque[RunTask], workers: int, began: float) -> tuple[RunTask, ...]:
+        c = self.counts
+        ran = c.done + c.failed
+        size = 1
+        if ran:
+            seconds_per_run = (time.monotonic() - began) * workers / ran
+            size = int(_BATCH_SECONDS / seconds_per_run) if seconds_per_run > 0 else _MAX_BATCH
+        size = max(1, min(size, _MAX_BATCH, math.ceil(len(queue) / workers)))
+        return tuple(queue.popleft() for _ in range(min(size, len(queue))))
+
+    def _collect(
+        self,
+        future: Future[BatchOutcome],
+        batch: tuple[RunTask, ...],
+        not_started: list[RunTask],
+    ) -> None:
+        if future.cancelled():
+            not_started.extend(batch)
+            return
+        error = future.exception()
+        if error is not None:
+            self._error = self._error or error
+            self._executor.cancel()
+            return
+        outcome = future.result()
+        done = failed = cancelled = 0
+        for task, status in zip(batch, outcome, strict=True):
+            if status is None:
+                not_started.append(task)
+            elif status == "success":
+                done += 1
+            elif status == "failed":
+                failed += 1
+            else:
+                cancelled += 1
+        with self._lock:
+            c = self._counts
+            self._counts = RunCounts(
+                c.total, c.done + done, c.failed + failed, c.skipped, c.cancelled + cancelled
+            )
+        self._report()
+
+    def _record_cancelled(self, tasks: list[RunTask]) -> None:
+        job = self._job
+        provenance = Provenance.current(
+            executor_id=self._executor.executor_id, code_hash=job.code_hash
+        )
+        records = [
+            RunRecord.running(
+                run_id=t.run_id,
+                experiment_id=job.experiment_id,
+                params=t.params,
+                tags=job.tags,
+                provenance=provenance,
+                context_fingerprint=job.context_fingerprint,
+                params_fingerprint=t.params_fingerprint,
+                seed_fingerprint=t.seed_fingerprint,
+            ).cancelled()
+            for t in tasks
+        ]
+        if isinstance(self._store, SupportsBulkPut):
+            self._store.put_run_records(records)
+        else:
+            for record in records:
+                self._store.put_run_record(record)
+        with self._lock:
+            c = self._counts
+            self._counts = RunCounts(c.total, c.done, c.failed, c.skipped, c.cancelled + len(tasks))
+
+
+def run(
+    experiment: Experiment,
+    store: StoreLike = "./experiments",
+    *,
+    executor: Executor | None = None,
+    resume: bool = True,
+    progress: bool | None = None,
+) -> RunHandle:
+    """Run every run of an experiment that has not succeeded yet, in the background.
+
+    >>> handle = metalab.run(exp, store="./experiments")  # doctest: +SKIP
+    >>> handle.store.get_working_directory()  # doctest: +SKIP
+    PosixPath('/abs/experiments/my_exp_1.0')
+    >>> results = handle.result()  # doctest: +SKIP
+
+    Args:
+        experiment: What to run.
+        store: A collection root path, a locator (``"file:///..."``,
+            ``"postgresql://...?file_root=..."``, ``"memory://"``) or a
+            ``StoreConfig``; it is scoped to ``experiment.experiment_id``.
+        executor: Where runs execute; default ``ThreadExecutor(max_workers=1)``
+            (one after another, in a background thread).
+        resume: Skip runs already recorded as ``success``; failed, cancelled and
+            interrupted (``running``) runs are run again. ``False`` runs everything.
+        progress: ``False`` hides the progress bar; otherwise it is shown when
+            stderr is a terminal.
+
+    Returns:
+        The handle of the sweep, which is already running.
+
+    Raises:
+        ConfigError: The store locator or config is invalid, it is scoped to another
+            experiment, or the experiment's params or context have no JSON form.
+        CorruptRecordError: With ``resume``, an existing record cannot be read.
+    """
+    if not isinstance(experiment, Experiment):
+        raise TypeError(f"run() takes a metalab.Experiment, got {type(experiment).__qualname__}")
+    experiment_id = experiment.experiment_id
+    config = coerce_store_config(store, experiment_id=experiment_id)
+    context_fp, tasks, duplicates = _plan(experiment)
+    if duplicates:
+        logger.info("%s: %d duplicate runs left out", experiment_id, duplicates)
+    connected = config.connect()
+    try:
+        operation = experiment.operation
+        if isinstance(connected, SupportsExperimentManifests):
+            connected.put_experiment_manifest(
+                ExperimentManifest(
+                    experiment_id=experiment_id,
+                    name=experiment.name,
+                    version=experiment.version,
+                    submitted_at=utc_now(),
+                    description=experiment.description,
+                    tags=experiment.tags,
+                    metadata=to_json_object(experiment.metadata, "metadata"),
+                    context_fingerprint=context_fp,
+                    operation=operation.to_ref(),
+                    params=experiment.params.to_manifest(),
+                    seeds=experiment.seeds.to_manifest(),
+                    run_ids=tuple(t.run_id for t in tasks),
+                    total_runs=len(tasks),
+                )
+            )
+        pending = tasks
+        if resume:
+            succeeded = {
+                r.run_id for r in connected.list_run_records(experiment_id) if r.status == "success"
+            }
+            pending = [t for t in tasks if t.run_id not in succeeded]
+        job = RunJob(
+            experiment_id=experiment_id,
+            operation=operation,
+            context=experiment.context,
+            context_fingerprint=context_fp,
+            seed_base=experiment.seeds.base,
+            tags=experiment.tags,
+            code_hash=operation.code_hash,
+            store_config=config.to_dict(),
+        )
+        handle = RunHandle(
+            experiment_id=experiment_id,
+            config=config,
+            store=connected,
+            run_ids=[t.run_id for t in tasks],
+            pending=pending,
+            skipped=len(tasks) - len(pending),
+            executor=executor if executor is not None else ThreadExecutor(max_workers=1),
+            job=job,
+            progress=open_progress(progress, experiment_id, len(tasks)),
+        )
+    except BaseException:
+        connected.close()
+        raise
+    handle._start()
+    return handle
