@@ -8,7 +8,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import bench_codec, bench_e2e, bench_file_store, bench_results
+from benchmarks import (
+    bench_codec,
+    bench_e2e,
+    bench_file_store,
+    bench_postgres_index,
+    bench_results,
+)
 from benchmarks._harness import Report
 
 Suite = Callable[..., None]
@@ -19,6 +25,7 @@ SUITES: dict[str, tuple[Suite, tuple[int, ...]]] = {
     "file": (bench_file_store.run, (10_000, 100_000)),
     "e2e": (bench_e2e.run, (1_000,)),
     "results": (bench_results.run, (10_000, 100_000)),
+    "postgres": (bench_postgres_index.run, (10_000, 100_000)),
 }
 
 

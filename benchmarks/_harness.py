@@ -25,6 +25,8 @@ class Measurement:
     seconds: tuple[float, ...]
     baseline: str | None = None
     notes: str = ""
+    #: Further subjects of the same operation to give a ratio against (after ``baseline``).
+    also_vs: tuple[str, ...] = ()
 
     @property
     def median(self) -> float:
@@ -63,8 +65,20 @@ class Report:
         """How many times faster ``m`` is than its baseline in the same run."""
         if m.baseline is None:
             return None
+        return self._ratio_vs(m, m.baseline)
+
+    def ratios(self, m: Measurement) -> dict[str, float]:
+        """How many times faster ``m`` is than its baseline and each of ``also_vs``.
+
+        Subjects not measured in this run are left out.
+        """
+        names = ([] if m.baseline is None else [m.baseline]) + list(m.also_vs)
+        found = {name: self._ratio_vs(m, name) for name in names}
+        return {name: value for name, value in found.items() if value is not None}
+
+    def _ratio_vs(self, m: Measurement, subject: str) -> float | None:
         for other in self.measurements:
-            if other.operation == m.operation and other.subject == m.baseline:
+            if other.operation == m.operation and other.subject == subject and other.n == m.n:
                 return other.median / m.median if m.median > 0 else None
         return None
 
@@ -75,8 +89,9 @@ class Report:
             "|---|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         for m in self.measurements:
-            ratio = self.ratio(m)
-            vs = f"{ratio:.1f}x vs {m.baseline}" if ratio is not None else ""
+            vs = "; ".join(
+                f"{_format_ratio(value)}x vs {name}" for name, value in self.ratios(m).items()
+            )
             lines.append(
                 f"| {m.operation} | {m.subject} | {m.n:,} | {m.median:.4f} | "
                 f"{min(m.seconds):.4f} | {max(m.seconds):.4f} | {m.per_item_us:.2f} | "
@@ -90,7 +105,12 @@ class Report:
             "machine": machine_info(),
             "measurements": [
                 asdict(m)
-                | {"median": m.median, "per_item_us": m.per_item_us, "ratio": self.ratio(m)}
+                | {
+                    "median": m.median,
+                    "per_item_us": m.per_item_us,
+                    "ratio": self.ratio(m),
+                    "ratios": self.ratios(m),
+                }
                 for m in self.measurements
             ],
         }
@@ -100,10 +120,15 @@ class Report:
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
 
+def _format_ratio(value: float) -> str:
+    """One decimal from 1 up; two significant digits below (0.031x, not 0.0x)."""
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
+
+
 def machine_info() -> dict[str, object]:
     """CPU, Python and library versions of this run."""
     versions: dict[str, str] = {}
-    for dist in ("metalab", "msgspec", "psycopg", "pandas", "polars", "mlflow"):
+    for dist in ("metalab", "msgspec", "psycopg", "pandas", "polars", "mlflow", "sqlalchemy"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -152,15 +177,17 @@ def time_interleaved(
     *,
     repeat: int,
     gc_enabled: bool = True,
+    setup: Callable[[], object] | None = None,
 ) -> dict[str, tuple[float, ...]]:
     """Time several subjects doing the same work, alternating them in every repeat.
 
     On a shared, noisy machine, alternating A B A B ... exposes each subject to the
     same drift in background load, so their ratio is far steadier than when all
-    repeats of A run before all repeats of B.
+    repeats of A run before all repeats of B. ``setup`` runs (untimed) before every
+    timed call.
     """
     timings: dict[str, list[float]] = {name: [] for name in subjects}
     for _ in range(repeat):
         for name, fn in subjects.items():
-            timings[name].append(_time_once(fn, None, gc_enabled))
+            timings[name].append(_time_once(fn, setup, gc_enabled))
     return {name: tuple(values) for name, values in timings.items()}

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+pytest_plugins = ["metalab.testing.postgres"]
+
 settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile(
     "ci",

@@ -10,7 +10,7 @@ first use, so importing this package never imports psycopg.
 from __future__ import annotations
 
 import importlib
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from metalab.store._factory import coerce_store_config, create_store, parse_to_config
 from metalab.store._file import FileStore, FileStoreConfig, ScanResult
@@ -36,6 +36,11 @@ from metalab.store.abc import (
 from metalab.store.locator import LocatorInfo, parse_locator
 from metalab.store.transfer import ExportReport, export_store
 
+if TYPE_CHECKING:
+    from metalab.store._postgres_config import PostgresStoreConfig
+    from metalab.store._postgres_index import PostgresIndex
+    from metalab.store._postgres_store import PostgresStore
+
 __all__ = [
     "ExportReport",
     "FileStore",
@@ -43,6 +48,9 @@ __all__ = [
     "LocatorInfo",
     "MemoryStore",
     "MemoryStoreConfig",
+    "PostgresIndex",
+    "PostgresStore",
+    "PostgresStoreConfig",
     "ProgressCallback",
     "ScanResult",
     "Store",

@@ -1,0 +1,327 @@
+"""The config of a PostgresStore: pure data, and nothing imported from psycopg.
+
+A locator looks like ``postgresql://user:password@host:5432/db?file_root=/data``
+(``postgres://`` works too). The query parameters listed in :data:`METALAB_PARAMS`
+belong to metalab and are removed before the connection string reaches libpq; every
+other parameter (``sslmode``, ``host`` for a socket directory, ...) is passed through
+untouched. ``file_root`` is required: the files are the source of truth, and the
+database only indexes them. Connection strings are shown redacted everywhere (the
+password becomes ``***``), including in ``repr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Self, get_args
+from urllib.parse import quote, unquote
+
+from metalab import _optional
+from metalab.errors import ConfigError, LocatorError
+from metalab.store._layout import safe_experiment_id
+from metalab.store.abc import StoreConfig
+from metalab.store.locator import redact
+
+if TYPE_CHECKING:
+    from metalab.store._postgres_store import PostgresStore
+    from metalab.store.locator import LocatorInfo
+
+__all__ = ["METALAB_PARAMS", "IndexErrorPolicy", "PostgresStoreConfig"]
+
+IndexErrorPolicy = Literal["raise", "fallback"]
+"""What reads do while the index is unreachable or stale: raise, or read the files."""
+
+METALAB_PARAMS: Final = (
+    "file_root",
+    "schema",
+    "experiment_id",
+    "pool_min_size",
+    "pool_max_size",
+    "connect_timeout",
+    "pool_timeout",
+    "on_index_error",
+)
+"""Query parameters of a locator that configure metalab rather than libpq."""
+
+_SCHEMES: Final = ("postgresql", "postgres")
+_URI: Final = re.compile(r"^(?P<scheme>postgres(?:ql)?)://", re.IGNORECASE)
+_MAX_IDENTIFIER_BYTES: Final = 63
+_FILE_ROOT_HINT: Final = (
+    "add the directory that holds the files, either in the locator "
+    "('postgresql://host/db?file_root=/path/to/files') or as a keyword "
+    "(file_root='/path/to/files')"
+)
+
+
+def _split_query(uri: str) -> tuple[str, list[str]]:
+    base, _, query = uri.partition("?")
+    return base, [pair for pair in query.split("&") if pair]
+
+
+def _pair_key(pair: str) -> str:
+    return unquote(pair.partition("=")[0])
+
+
+def _quote_param(value: str) -> str:
+    return quote(value, safe="/:@")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostgresStoreConfig(StoreConfig):
+    """The config of a :class:`~metalab.store.PostgresStore`.
+
+    Attributes:
+        connection_string: A libpq URI (``postgresql://`` or ``postgres://``) without
+            metalab's own query parameters; it may hold a password, which is never
+            shown.
+        file_root: The directory of the files that are the source of truth (a
+            collection root, a standalone store, or the parent of a scoped
+            experiment's directory); made absolute.
+        schema: The PostgreSQL schema holding the index tables.
+        experiment_id: The experiment this config is scoped to, or ``None``.
+        pool_min_size: Connections the pool keeps open.
+        pool_max_size: Connections the pool may open at most.
+        connect_timeout: Seconds libpq may take to open one connection.
+        pool_timeout: Seconds to wait for the pool to open, or for a free
+            connection, before the index counts as unreachable.
+        on_index_error: What reads do while the index is unreachable or stale:
+            ``"raise"`` an :class:`~metalab.errors.IndexUnavailableError`, or
+            ``"fallback"`` to reading the files (with one warning).
+    """
+
+    scheme: ClassVar[str] = "postgresql"
+    aliases: ClassVar[tuple[str, ...]] = ("postgres",)
+
+    connection_string: str
+    # A default only so that a missing value gets metalab's error (which says how to
+    # add it) instead of the dataclass's bare TypeError; an empty root is refused.
+    file_root: str = ""
+    schema: str = "public"
+    experiment_id: str | None = None
+    pool_min_size: int = 1
+    pool_max_size: int = 4
+    connect_timeout: float = 10.0
+    pool_timeout: float = 10.0
+    on_index_error: IndexErrorPolicy = "raise"
+
+    def __post_init__(self) -> None:
+        self._check_connection_string()
+        root: object = self.file_root
+        if not isinstance(root, str) or not root:
+            raise LocatorError(
+                f"a PostgresStore needs file_root, but "
+                f"{redact(str(self.connection_string))!r} has none; {_FILE_ROOT_HINT}"
+            )
+        object.__setattr__(self, "file_root", os.path.normpath(Path(root).expanduser().absolute()))
+        schema: object = self.schema
+        if (
+            not isinstance(schema, str)
+            or not schema
+            or "\x00" in schema
+            or len(schema.encode()) > _MAX_IDENTIFIER_BYTES
+        ):
+            raise ConfigError(
+                f"invalid postgres schema name {schema!r}: use 1 to "
+                f"{_MAX_IDENTIFIER_BYTES} bytes without NUL (e.g. 'public' or 'metalab')"
+            )
+        if self.experiment_id is not None:
+            safe_experiment_id(self.experiment_id)
+        self._check_pool()
+        policy: object = self.on_index_error
+        if policy not in get_args(IndexErrorPolicy):
+            raise ConfigError(f"invalid on_index_error {policy!r}: use 'raise' or 'fallback'")
+
+    def _check_connection_string(self) -> None:
+        conninfo: object = self.connection_string
+        if not isinstance(conninfo, str) or _URI.match(conninfo) is None:
+            shown = redact(conninfo) if isinstance(conninfo, str) else conninfo
+            raise LocatorError(
+                f"invalid connection_string {shown!r}: use a libpq URI such as "
+                "'postgresql://user@host:5432/dbname'"
+            )
+        if "#" in conninfo:
+            raise LocatorError(
+                f"connection_string {redact(conninfo)!r} has a '#' fragment; "
+                "percent-encode '#' in passwords as %23"
+            )
+        _, pairs = _split_query(conninfo)
+        ours = sorted({_pair_key(p) for p in pairs} & set(METALAB_PARAMS))
+        if ours:
+            raise ConfigError(
+                f"connection_string {redact(conninfo)!r} holds metalab parameter(s) {ours}; "
+                "pass them as PostgresStoreConfig fields instead (or parse the whole "
+                "locator with parse_to_config())"
+            )
+
+    def _check_pool(self) -> None:
+        low: object = self.pool_min_size
+        high: object = self.pool_max_size
+        if type(low) is not int or type(high) is not int or low < 0 or high < 1 or high < low:
+            raise ConfigError(
+                f"invalid pool sizes (pool_min_size={low!r}, pool_max_size={high!r}): "
+                "use integers with 0 <= pool_min_size <= pool_max_size and pool_max_size >= 1"
+            )
+        for name in ("connect_timeout", "pool_timeout"):
+            value: object = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not value > 0
+                or value == float("inf")
+            ):
+                raise ConfigError(f"invalid {name} {value!r}: use a positive number of seconds")
+            object.__setattr__(self, name, float(value))
+
+    def __repr__(self) -> str:
+        parts = [f"connection_string={self.redacted_connection_string!r}"]
+        parts += [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.name != "connection_string"
+        ]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    @property
+    def redacted_connection_string(self) -> str:
+        """The connection string with any password replaced by ``***``."""
+        return redact(self.connection_string)
+
+    def connect(self) -> PostgresStore:
+        """Open the store: its files, a connection pool, and the index schema.
+
+        Raises:
+            MissingDependencyError: psycopg or psycopg_pool is not installed.
+            IndexUnavailableError: The server cannot be reached and
+                ``on_index_error`` is ``"raise"``.
+        """
+        _optional.require("psycopg", "psycopg_pool", extra="postgres", feature="PostgresStore")
+        from metalab.store._postgres_store import PostgresStore
+
+        return PostgresStore.open(self)
+
+    @classmethod
+    def from_locator(cls, info: LocatorInfo, **kwargs: Any) -> Self:
+        """Build a config from a ``postgresql://`` or ``postgres://`` locator.
+
+        Args:
+            info: The parsed locator.
+            **kwargs: Config fields (``file_root``, ``schema``, ``experiment_id``,
+                ...), overriding the locator's query parameters.
+
+        Raises:
+            LocatorError: The locator is not a Postgres URI or lacks ``file_root``.
+            ConfigError: A keyword is not a field, or a value is invalid.
+        """
+        if info.scheme not in _SCHEMES:
+            raise LocatorError(
+                f"{info.redacted()!r} is not a PostgreSQL locator; "
+                "use postgresql://user@host:5432/db?file_root=/path"
+            )
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - fields)
+        if unknown:
+            raise ConfigError(
+                f"unknown PostgresStoreConfig option(s) {unknown}; known: {sorted(fields)}"
+            )
+        raw = info.raw or _rebuild_uri(info)
+        base, pairs = _split_query(raw)
+        ours: dict[str, str] = {}
+        libpq: list[str] = []
+        for pair in pairs:
+            key = _pair_key(pair)
+            if key in METALAB_PARAMS:
+                ours[key] = unquote(pair.partition("=")[2])
+            else:
+                libpq.append(pair)
+        values: dict[str, Any] = {
+            "connection_string": base + ("?" + "&".join(libpq) if libpq else "")
+        }
+        values.update(_typed_params(ours, info.redacted()))
+        values.update(kwargs)
+        if not values.get("file_root"):
+            raise LocatorError(
+                f"PostgreSQL locator {info.redacted()!r} has no file_root; {_FILE_ROOT_HINT}"
+            )
+        return cls(**values)
+
+    def to_locator(self) -> str:
+        """Return the locator of this config (inverse of :meth:`from_locator`).
+
+        The result holds the password, if the connection string has one: it is a
+        complete locator, meant for configs and process boundaries, not for logs.
+        """
+        params: list[tuple[str, str]] = [("file_root", self.file_root)]
+        for field in dataclasses.fields(self):
+            if field.name in ("connection_string", "file_root"):
+                continue
+            value = getattr(self, field.name)
+            if value is None or value == field.default:
+                continue
+            params.append((field.name, repr(value) if isinstance(value, float) else str(value)))
+        query = "&".join(f"{name}={_quote_param(value)}" for name, value in params)
+        separator = "&" if "?" in self.connection_string else "?"
+        return f"{self.connection_string}{separator}{query}"
+
+    def list_experiments(self) -> list[str]:
+        """Return the ids of the experiments in the index, sorted.
+
+        Raises:
+            ConfigError: The config is scoped to one experiment.
+            IndexUnavailableError: The index cannot be reached (and the policy is
+                ``"raise"``).
+        """
+        self._require_unscoped("list_experiments()")
+        with self.connect() as store:
+            return store.list_experiments()
+
+    def for_experiment(self, experiment_id: str) -> Self:
+        """Return this collection config scoped to ``experiment_id``.
+
+        Raises:
+            ConfigError: The config is already scoped.
+        """
+        self._require_unscoped("for_experiment()")
+        return self.scoped(experiment_id)
+
+    def _require_unscoped(self, operation: str) -> None:
+        if self.experiment_id is not None:
+            raise ConfigError(
+                f"{operation} needs an unscoped (collection) config, but this one is scoped "
+                f"to {self.experiment_id!r}; use PostgresStoreConfig(connection_string=..., "
+                "file_root=...) without experiment_id"
+            )
+
+
+def _rebuild_uri(info: LocatorInfo) -> str:
+    """Render a hand-built :class:`LocatorInfo` (one without ``raw``) as a URI."""
+    auth = ""
+    if info.username is not None:
+        auth = quote(info.username, safe="")
+        if info.password is not None:
+            auth += ":" + quote(info.password, safe="")
+        auth += "@"
+    host = info.host + (f":{info.port}" if info.port is not None else "")
+    query = "&".join(f"{quote(k, safe='')}={_quote_param(v)}" for k, v in info.params.items())
+    return f"{info.scheme}://{auth}{host}{info.path}" + (f"?{query}" if query else "")
+
+
+def _typed_params(params: dict[str, str], shown: str) -> dict[str, Any]:
+    """Convert metalab's query parameters from text to the field types."""
+    out: dict[str, Any] = {}
+    for name, text in params.items():
+        try:
+            if name in ("pool_min_size", "pool_max_size"):
+                out[name] = int(text)
+            elif name in ("connect_timeout", "pool_timeout"):
+                out[name] = float(text)
+            else:
+                out[name] = text
+        except ValueError:
+            raise LocatorError(
+                f"invalid {name}={text!r} in PostgreSQL locator {shown!r}: "
+                f"expected {'an integer' if name.startswith('pool_m') else 'a number of seconds'}"
+            ) from None
+    return out

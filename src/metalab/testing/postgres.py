@@ -1,0 +1,463 @@
+"""A real PostgreSQL server for test suites, as a pytest plugin.
+
+Register it in a ``conftest.py`` with ``pytest_plugins = ["metalab.testing.postgres"]``.
+The server comes from, in order:
+
+1. ``$METALAB_TEST_POSTGRES_URL``, any reachable server;
+2. testcontainers' ``PostgresContainer``, when a Docker engine answers;
+3. an embedded, throwaway server from the ``pgserver`` wheel, in a temporary
+   directory (no Docker, no root, no system PostgreSQL needed).
+
+When none can be had, a test that needs it is skipped with the reason, except under
+``CI=true``, where it fails: a CI run never passes by skipping its database tests.
+
+Fixtures: ``postgres_server`` (session: URL, origin and version), ``postgres_url``
+(session: the URL), ``postgres_schema`` (a fresh schema name per test, dropped on
+teardown), ``postgres_config`` (an unscoped store config on that schema, with its
+files in the test's ``tmp_path``) and ``restartable_postgres`` (a private embedded server a test may stop and
+start). Tests using them get the ``postgres`` marker automatically, and the session
+header shows which server runs. psycopg, pgserver and testcontainers are imported only
+when a fixture needs them, so suites without the ``postgres`` extra still load this
+plugin.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, NoReturn
+
+import pytest
+
+from metalab import _codec
+from metalab.records import DerivedMetrics, RunRecord
+from metalab.store.locator import redact
+from metalab.testing import comparable
+
+if TYPE_CHECKING:
+    import psycopg
+    from pgserver.postgres_server import PostgresServer as PgServer
+
+    from metalab.store import PostgresStoreConfig
+
+__all__ = [
+    "ENV_URL",
+    "PostgresServerInfo",
+    "PostgresStoreBackdoor",
+    "RestartablePostgres",
+    "postgres_config",
+    "postgres_schema",
+    "postgres_server",
+    "postgres_url",
+    "restartable_postgres",
+]
+
+ENV_URL: Final = "METALAB_TEST_POSTGRES_URL"
+"""The environment variable naming a server to test against."""
+
+_IMAGE: Final = "postgres:16-alpine"
+_DOCKER_SOCKET: Final = Path("/var/run/docker.sock")
+_FIXTURES: Final = frozenset(
+    {
+        "postgres_server",
+        "postgres_url",
+        "postgres_schema",
+        "postgres_config",
+        "restartable_postgres",
+    }
+)
+
+
+@dataclass(frozen=True)
+class PostgresServerInfo:
+    """The server the tests of this session use.
+
+    Attributes:
+        url: A libpq URI (it may hold a password: show it with ``redact``).
+        origin: ``"env"``, ``"testcontainers"`` or ``"pgserver"``.
+        version: ``SELECT version()`` of the server.
+    """
+
+    url: str
+    origin: str
+    version: str
+
+
+def _no_server(reason: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and no PostgreSQL server for this test: {reason}", pytrace=False)
+    pytest.skip(f"no PostgreSQL server: {reason} (set {ENV_URL} to use one)")
+
+
+def _server_version(url: str) -> str:
+    """``SELECT version()`` of the server at ``url``.
+
+    Raises:
+        ConnectionError: The server does not answer (the message is redacted).
+    """
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            row = conn.execute("SELECT version()").fetchone()
+    except psycopg.OperationalError as exc:
+        raise ConnectionError(f"{redact(url)!r} does not answer: {redact(str(exc))}") from None
+    return "" if row is None else str(row[0])
+
+
+def _docker_answers() -> bool:
+    """Whether a Docker engine answers; cheap when there is none (no socket, no import)."""
+    if "DOCKER_HOST" not in os.environ and not _DOCKER_SOCKET.exists():
+        return False
+    try:
+        import docker  # type: ignore[import-untyped]
+        import requests
+    except ImportError:
+        return False
+    try:
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (docker.errors.DockerException, requests.RequestException, OSError):
+        return False
+
+
+def _start_pgserver() -> PgServer:
+    """Start an embedded server in a new temporary directory (deleted by ``cleanup()``).
+
+    The directory is not under pytest's ``tmp_path``: run as root, pgserver runs the
+    server as an unprivileged user, and pytest keeps its own temporary root private
+    (it resets the permissions whenever a session starts), which would lock that
+    user out of its data directory.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="metalab-pg-"))
+    # pgserver warns at import when XDG_RUNTIME_DIR is unset; that is its business,
+    # and a suite running with warnings as errors must not fail on it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver.postgres_server import get_server
+
+        server = get_server(directory, cleanup_mode="delete")
+    _throwaway_settings(server.get_uri())
+    return server
+
+
+def _throwaway_settings(url: str) -> None:
+    """Trade durability for speed on a throwaway server: nothing on it must survive."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(name)))
+        conn.execute("SELECT pg_reload_conf()")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServerInfo]:
+    """The session's PostgreSQL server (see the module docstring for where it comes from)."""
+    url = os.environ.get(ENV_URL)
+    if url:
+        try:
+            version = _server_version(url)
+        except ImportError as exc:
+            _no_server(f"psycopg is not installed ({exc})")
+        except ConnectionError as exc:
+            _no_server(str(exc))
+        yield PostgresServerInfo(url, "env", version)
+        return
+    if _docker_answers():
+        from testcontainers.community.postgres import PostgresContainer
+
+        with PostgresContainer(_IMAGE, driver=None) as container:
+            url = container.get_connection_url()
+            yield PostgresServerInfo(url, "testcontainers", _server_version(url))
+        return
+    try:
+        server = _start_pgserver()
+    except (ImportError, OSError, subprocess.SubprocessError) as exc:
+        _no_server(f"no Docker engine, and the embedded pgserver did not start: {exc!r}")
+    try:
+        url = server.get_uri()
+        yield PostgresServerInfo(url, "pgserver", _server_version(url))
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServerInfo) -> str:
+    """The libpq URI of the session's server."""
+    return postgres_server.url
+
+
+@pytest.fixture
+def postgres_schema(postgres_url: str) -> Iterator[str]:
+    """A fresh schema name, ``metalab_test_<uuid hex>``, dropped after the test.
+
+    The schema is not created: the code under test creates it (as a store does).
+    """
+    import psycopg
+    from psycopg import sql
+
+    name = f"metalab_test_{uuid.uuid4().hex}"
+    yield name
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def postgres_config(postgres_url: str, postgres_schema: str, tmp_path: Path) -> PostgresStoreConfig:
+    """An unscoped store config on the test's schema, with its files under ``tmp_path``."""
+    from metalab.store import PostgresStoreConfig
+
+    return PostgresStoreConfig(
+        connection_string=postgres_url,
+        file_root=str(tmp_path / "files"),
+        schema=postgres_schema,
+    )
+
+
+class RestartablePostgres:
+    """A private embedded server that a test may stop and start again.
+
+    Its URL stays the same across restarts (it listens on a socket in its own
+    directory), so clients reconnect to it.
+    """
+
+    def __init__(self, server: PgServer) -> None:
+        self._server = server
+        self.url = server.get_uri()
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: open connections are cut)."""
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
+        subprocess.run(
+            [pg_ctl, "-D", str(self._server.pgdata), "-w", "-m", "fast", "stop"],
+            user=self._server.system_user,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        """Start the stopped server again, on the same socket."""
+        self._server.ensure_postgres_running()
+        self.url = self._server.get_uri()
+
+    def cleanup(self) -> None:
+        """Stop the server and delete its data directory."""
+        self._server.cleanup()
+
+
+@pytest.fixture
+def restartable_postgres() -> Iterator[RestartablePostgres]:
+    """A private embedded server for tests that stop and restart PostgreSQL."""
+    try:
+        server = _start_pgserver()
+    except (ImportError, OSError, subprocess.SubprocessError) as exc:
+        _no_server(f"the embedded pgserver did not start: {exc!r}")
+    instance = RestartablePostgres(server)
+    try:
+        yield instance
+    finally:
+        instance.cleanup()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``postgres`` marker."""
+    config.addinivalue_line(
+        "markers", "postgres: needs a real PostgreSQL server (provided by metalab.testing.postgres)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a PostgreSQL fixture with ``postgres``."""
+    for item in items:
+        if _FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
+def pytest_report_header() -> list[str]:
+    """Say which PostgreSQL server the session's ``postgres`` tests use."""
+    url = os.environ.get(ENV_URL)
+    if url:
+        try:
+            return [f"postgres: {redact(url)} ({_server_version(url)})"]
+        except (ImportError, ConnectionError) as exc:
+            return [f"postgres: {redact(url)} is not usable ({exc})"]
+    if _docker_answers():
+        return [f"postgres: testcontainers ({_IMAGE})"]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from pgserver._commands import POSTGRES_BIN_PATH
+        version = subprocess.run(
+            [str(POSTGRES_BIN_PATH / "postgres"), "--version"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (ImportError, OSError, subprocess.SubprocessError) as exc:
+        return [f"postgres: none available ({exc!r})"]
+    return [f"postgres: embedded pgserver ({version})"]
+
+
+class PostgresStoreBackdoor:
+    """Direct access to both media of a PostgresStore: its files and its index tables.
+
+    It implements the conformance suite's ``Backdoor`` and checks, on every read,
+    that the files and the index agree: a record present in one and missing (or
+    different) in the other fails the test.
+
+    Args:
+        url: The server's URL.
+        schema: The schema of the store's index.
+        directory: The store's working directory (where its files are).
+        experiment_id: The experiment planted rows belong to.
+    """
+
+    def __init__(self, url: str, schema: str, directory: Path, experiment_id: str) -> None:
+        import psycopg
+
+        self.directory = directory
+        self.schema = schema
+        self.experiment_id = experiment_id
+        self._conn: psycopg.Connection[tuple[object, ...]] = psycopg.connect(url, autocommit=True)
+
+    def close(self) -> None:
+        """Close the backdoor's connection."""
+        self._conn.close()
+
+    def _table(self, name: str) -> psycopg.sql.Identifier:
+        from psycopg import sql
+
+        return sql.Identifier(self.schema, name)
+
+    def index_docs(self, table: str) -> dict[str, bytes]:
+        """``key -> doc`` of an index table (``runs``, ``derived`` or ``manifests``)."""
+        from psycopg import sql
+
+        key = sql.SQL("name" if table == "manifests" else "run_id")
+        found = self._conn.execute(
+            sql.SQL("SELECT to_regclass({})").format(
+                sql.Literal(self._table(table).as_string(self._conn))
+            )
+        ).fetchone()
+        if found is None or found[0] is None:
+            return {}
+        rows = self._conn.execute(
+            sql.SQL("SELECT {}, doc FROM {}").format(key, self._table(table))
+        ).fetchall()
+        return {str(k): bytes(doc) for k, doc in rows if isinstance(doc, bytes | memoryview)}
+
+    def file_docs(self, subdir: str) -> dict[str, bytes]:
+        """``stem -> bytes`` of the documents in ``runs``, ``derived`` or ``experiments``."""
+        directory = self.directory / subdir
+        if not directory.is_dir():
+            return {}
+        return {
+            p.stem: p.read_bytes() for p in directory.glob("*.json") if not p.name.startswith(".")
+        }
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Every file (``_meta.json`` aside) and every indexed document."""
+        files = {}
+        if self.directory.exists():
+            files = {
+                str(path.relative_to(self.directory)): path.read_bytes()
+                for path in self.directory.rglob("*")
+                if path.is_file() and path.name != "_meta.json" and not path.name.startswith(".")
+            }
+        for table in ("runs", "derived", "manifests"):
+            files.update({f"index:{table}/{k}": v for k, v in self.index_docs(table).items()})
+        return files
+
+    def run_ids(self) -> set[str]:
+        """The runs with a record, checking that the files and the index agree."""
+        in_files = set(self.file_docs("runs"))
+        in_index = set(self.index_docs("runs"))
+        assert in_files == in_index, f"files hold {in_files}, the index {in_index}"
+        return in_files
+
+    def read_run_record(self, run_id: str) -> RunRecord | None:
+        """A run's record, from the files and from the index, which must agree."""
+        file_doc = self.file_docs("runs").get(run_id)
+        index_doc = self.index_docs("runs").get(run_id)
+        assert (file_doc is None) == (index_doc is None), (
+            f"run {run_id}: in files: {file_doc is not None}, in index: {index_doc is not None}"
+        )
+        if file_doc is None or index_doc is None:
+            return None
+        from_file = _codec.RUN_RECORD.decode(file_doc, source="file")
+        from_index = _codec.RUN_RECORD.decode(index_doc, source="index")
+        assert comparable(from_file) == comparable(from_index), "files and index differ"
+        return from_file
+
+    def write_raw_run_record(self, run_id: str, data: bytes) -> None:
+        """Plant ``data`` as the record of ``run_id`` in the files and in the index."""
+        from psycopg import sql
+
+        self._write(self.directory / "runs" / f"{run_id}.json", data)
+        self._conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (run_id, experiment_id, status, started_at, doc) "
+                "VALUES (%s, %s, 'running', now(), %s) "
+                "ON CONFLICT (run_id) DO UPDATE SET doc = EXCLUDED.doc"
+            ).format(self._table("runs")),
+            (run_id, self.experiment_id, data),
+        )
+
+    def read_derived(self, run_id: str) -> DerivedMetrics | None:
+        """A run's derived metrics, from the files and from the index, which must agree."""
+        file_doc = self.file_docs("derived").get(run_id)
+        index_doc = self.index_docs("derived").get(run_id)
+        assert (file_doc is None) == (index_doc is None), f"derived of {run_id} disagree"
+        if file_doc is None or index_doc is None:
+            return None
+        from_file = _codec.DERIVED.decode(file_doc, source="file")
+        assert comparable(from_file) == comparable(_codec.DERIVED.decode(index_doc))
+        return from_file
+
+    def write_raw_derived(self, run_id: str, data: bytes) -> None:
+        """Plant ``data`` as the derived metrics of ``run_id`` in the files and the index."""
+        from psycopg import sql
+
+        self._write(self.directory / "derived" / f"{run_id}.json", data)
+        self._conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (run_id, experiment_id, doc) VALUES (%s, %s, %s) "
+                "ON CONFLICT (run_id) DO UPDATE SET doc = EXCLUDED.doc"
+            ).format(self._table("derived")),
+            (run_id, self.experiment_id, data),
+        )
+
+    def read_artifact(self, run_id: str, name: str) -> bytes | None:
+        """An artifact's bytes, from the files (artifacts are not indexed)."""
+        manifest_path = self.directory / "artifacts" / run_id / "_manifest.json"
+        try:
+            manifest = _codec.ARTIFACT_MANIFEST.decode(manifest_path.read_bytes())
+        except FileNotFoundError:
+            return None
+        for descriptor in manifest.artifacts:
+            if descriptor.name == name:
+                try:
+                    return (self.directory / descriptor.uri).read_bytes()
+                except FileNotFoundError:
+                    return None
+        return None
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)

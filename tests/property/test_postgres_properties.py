@@ -1,0 +1,143 @@
+"""Hypothesis properties of the Postgres store: configs round-trip, records survive everything."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import msgspec
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg import sql
+
+from metalab.records import RunRecord
+from metalab.store import FileStoreConfig, PostgresStoreConfig, StoreConfig, parse_to_config
+from metalab.testing import comparable
+from metalab.testing import strategies as mst
+from metalab.testing.store import new_run_id
+
+EXP = "property:1"
+
+_segment = st.text(
+    alphabet=st.characters(blacklist_categories=["Cs", "Cc"], blacklist_characters="/\\"),
+    min_size=1,
+    max_size=10,
+).filter(lambda s: s not in {".", ".."})
+_user_text = st.text(
+    alphabet=st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1, max_size=12
+)
+_host = st.sampled_from(["localhost", "db.example.org", "10.0.0.7", ""])
+
+
+@st.composite
+def connection_strings(draw: st.DrawFn) -> str:
+    from urllib.parse import quote
+
+    scheme = draw(st.sampled_from(["postgresql", "postgres"]))
+    auth = ""
+    if draw(st.booleans()):
+        auth = quote(draw(_user_text), safe="")
+        if draw(st.booleans()):
+            auth += ":" + quote(draw(_user_text), safe="")
+        auth += "@"
+    host = draw(_host)
+    port = f":{draw(st.integers(1, 65535))}" if host and draw(st.booleans()) else ""
+    database = draw(st.text(alphabet=string.ascii_lowercase, min_size=1, max_size=8))
+    params = draw(
+        st.lists(st.sampled_from(["sslmode=require", "host=/run/pg", "application_name=x"]))
+    )
+    query = ("?" + "&".join(dict.fromkeys(params))) if params else ""
+    return f"{scheme}://{auth}{host}{port}/{database}{query}"
+
+
+configs = st.builds(
+    PostgresStoreConfig,
+    connection_string=connection_strings(),
+    file_root=st.lists(_segment, min_size=1, max_size=4).map(lambda parts: "/" + "/".join(parts)),
+    schema=_user_text.filter(lambda s: "\x00" not in s and len(s.encode()) <= 63),
+    experiment_id=st.none() | mst.experiment_ids(),
+    pool_min_size=st.integers(0, 3),
+    pool_max_size=st.integers(3, 20),
+    connect_timeout=st.floats(0.001, 1e6, allow_nan=False),
+    pool_timeout=st.floats(0.001, 1e6, allow_nan=False),
+    on_index_error=st.sampled_from(["raise", "fallback"]),
+)
+
+
+class TestPostgresConfigProperties:
+    @given(config=configs)
+    def test_the_locator_parses_back_to_the_same_config(self, config: PostgresStoreConfig) -> None:
+        assert parse_to_config(config.to_locator()) == config
+
+    @given(config=configs)
+    def test_the_dict_parses_back_to_the_same_config(self, config: PostgresStoreConfig) -> None:
+        assert StoreConfig.from_dict(config.to_dict()) == config
+
+    @given(config=configs)
+    def test_repr_never_holds_the_password(self, config: PostgresStoreConfig) -> None:
+        from urllib.parse import urlsplit
+
+        password = urlsplit(config.connection_string).password
+        if password:
+            assert f":{password}@" not in repr(config)
+            assert ":***@" in repr(config)
+
+
+def unique_records() -> st.SearchStrategy[list[RunRecord]]:
+    return st.lists(
+        mst.run_records().map(
+            lambda r: msgspec.structs.replace(r, run_id=new_run_id(), experiment_id=EXP)
+        ),
+        max_size=8,
+    )
+
+
+def drop_schema(url: str, schema: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def by_id(records: list[RunRecord]) -> list[object]:
+    return [comparable(r) for r in sorted(records, key=lambda r: r.run_id)]
+
+
+class TestRecordsSurviveTheIndex:
+    @settings(
+        max_examples=15,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(records=unique_records(), bulk=st.booleans())
+    def test_records_read_back_identical_from_index_files_and_a_rebuilt_database(
+        self,
+        postgres_url: str,
+        postgres_schema: str,
+        tmp_path_factory: pytest.TempPathFactory,
+        records: list[RunRecord],
+        bulk: bool,
+    ) -> None:
+        root: Path = tmp_path_factory.mktemp("files")
+        drop_schema(postgres_url, postgres_schema)
+        config = PostgresStoreConfig(
+            connection_string=postgres_url,
+            file_root=str(root),
+            schema=postgres_schema,
+            experiment_id=EXP,
+        )
+        with config.connect() as store:
+            if bulk:
+                store.put_run_records(records)
+            else:
+                for record in records:
+                    store.put_run_record(record)
+            assert by_id(store.list_run_records()) == by_id(records)
+            for record in records:
+                assert comparable(store.get_run_record(record.run_id)) == comparable(record)
+        with FileStoreConfig(root=str(root), experiment_id=EXP).connect() as files:
+            assert by_id(files.list_run_records()) == by_id(records)
+        drop_schema(postgres_url, postgres_schema)
+        with config.connect() as store:
+            assert store.rebuild_index() == len(records)
+            assert by_id(store.list_run_records()) == by_id(records)
