@@ -11,6 +11,7 @@ per-cell Python calls), and ``benchmarks/bench_results.py`` measures them.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Self, cast, overload
 from metalab._optional import require
 from metalab.capture import _metric_value
 from metalab.errors import CapabilityError, MissingDependencyError
+from metalab.query import And, Expr, F, OrderBy, Query, build_query, select
+from metalab.query._python import derived_lookup
 from metalab.records import (
     ArtifactDescriptor,
     ErrorInfo,
@@ -37,6 +40,7 @@ from metalab.store.abc import (
     StoreConfig,
     StoreLike,
     SupportsLogs,
+    SupportsQuery,
     SupportsStructuredResults,
 )
 
@@ -337,7 +341,37 @@ _CORE: Final = attrgetter(
 )
 
 
-def _columns(records: Sequence[RunRecord], derived: list[dict[str, MetricValue]]) -> list[_Column]:
+_NAMESPACES: Final = ("params", "metrics", "derived")
+
+
+def _namespaces(columns: Sequence[str] | None) -> frozenset[str]:
+    """The flattened namespaces a column selection needs (all of them for ``None``)."""
+    if columns is None:
+        return frozenset(_NAMESPACES)
+    if isinstance(columns, str):
+        raise TypeError(f"columns must be a list of names, not the string {columns!r}")
+    return frozenset(ns for ns in _NAMESPACES for c in columns if c.startswith(f"{ns}."))
+
+
+def _project(columns: list[_Column], wanted: Sequence[str]) -> list[_Column]:
+    by_name = {c.name: c for c in columns}
+    chosen: dict[str, _Column] = {}
+    for name in wanted:
+        if name.endswith(".*"):
+            prefix = name[:-1]
+            chosen.update((c.name, c) for c in columns if c.name.startswith(prefix))
+        elif name in by_name:
+            chosen[name] = by_name[name]
+        else:
+            raise KeyError(f"no column {name!r}; the runs have: {', '.join(by_name) or '(none)'}")
+    return list(chosen.values())
+
+
+def _columns(
+    records: Sequence[RunRecord],
+    derived: list[dict[str, MetricValue]],
+    namespaces: frozenset[str] = frozenset(_NAMESPACES),
+) -> list[_Column]:
     core = list(zip(*map(_CORE, records), strict=False)) if records else [()] * 8
     run_ids, experiment_ids, statuses, started, finished, durations, errors, tags = core
     if any(e is not None for e in errors):
@@ -355,9 +389,17 @@ def _columns(records: Sequence[RunRecord], derived: list[dict[str, MetricValue]]
         _Column("error_type", "str", True, error_types),
         _Column("error_message", "str", True, error_messages),
         _Column("tags", "strlist", False, tags),
-        *_namespace_columns("params", [r.params for r in records]),
-        *_namespace_columns("metrics", [r.metrics for r in records]),
-        *_namespace_columns("derived", derived),
+        *(
+            _namespace_columns("params", [r.params for r in records])
+            if "params" in namespaces
+            else ()
+        ),
+        *(
+            _namespace_columns("metrics", [r.metrics for r in records])
+            if "metrics" in namespaces
+            else ()
+        ),
+        *(_namespace_columns("derived", derived) if "derived" in namespaces else ()),
     ]
 
 
@@ -459,11 +501,19 @@ class Results(Sequence[Run]):
     """
 
     def __init__(
-        self, records: Iterable[RunRecord], store: Store, *, owns_store: bool = False
+        self,
+        records: Iterable[RunRecord],
+        store: Store,
+        *,
+        owns_store: bool = False,
+        complete: str | None = None,
     ) -> None:
         self._records = list(records)
         self._store = store
         self._owns_store = owns_store
+        # The experiment whose every run these results hold (None for a subset): a
+        # query over them can then be answered by the store's own engine.
+        self._complete = complete
         self._derived: dict[str, dict[str, MetricValue]] | None = None
 
     def _view(self, records: Iterable[RunRecord]) -> Results:
@@ -519,23 +569,42 @@ class Results(Sequence[Run]):
 
     def filter(
         self,
+        where: Expr | str | None = None,
         *,
         status: Status | Iterable[Status] | None = None,
         tags: str | Iterable[str] | None = None,
         params: Mapping[str, object] | None = None,
         metrics: Mapping[str, object] | None = None,
+        order_by: Sequence[OrderBy | str] | OrderBy | str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> Results:
         """Return the runs that match every given condition.
 
+        ``where``, ``order_by``, ``limit`` and ``offset`` are the query language of
+        :mod:`metalab.query` (``"params.lr < 0.01 and metrics.acc >= 0.9"``); when
+        these results hold a whole experiment and the store answers queries itself
+        (:class:`~metalab.store.abc.SupportsQuery`, e.g. the Postgres index), the
+        query runs there. The keyword conditions are applied afterwards, in Python.
+
         Args:
+            where: A filter expression or its string form.
             status: A status, or several (any of them matches).
             tags: A tag, or several (a run must have all of them).
             params: Param name -> the value it must equal, or a predicate
                 (``{"lr": lambda v: v < 0.1}``). A run without the param never
                 matches.
             metrics: The same for metrics (a separate namespace from params).
+            order_by: Sort keys (``"metrics.acc desc"``, ``F.metrics["acc"].desc()``).
+            limit: At most this many runs (after sorting).
+            offset: Skip this many runs first.
+
+        Raises:
+            QuerySyntaxError: ``where`` or ``order_by`` does not parse.
         """
         selected = self._records
+        if where is not None or order_by is not None or limit is not None or offset:
+            selected = self._query(build_query(where, order_by, limit, offset))
         if status is not None:
             wanted = {status} if isinstance(status, str) else set(status)
             selected = [r for r in selected if r.status in wanted]
@@ -551,6 +620,15 @@ class Results(Sequence[Run]):
                     and _matches(getattr(r, attribute)[key], expected)
                 ]
         return self._view(selected)
+
+    def _query(self, query: Query) -> list[RunRecord]:
+        store = self._store
+        if self._complete is not None and isinstance(store, SupportsQuery):
+            scoped = F.experiment_id == self._complete
+            where = scoped if query.where is None else And.of(scoped, query.where)
+            return store.query_runs(dataclasses.replace(query, where=where))
+        derived = self._load_derived() if query.uses_namespace("derived") else {}
+        return select(self._records, query, lambda record: derived.get(record.run_id))
 
     @property
     def successful(self) -> Results:
@@ -625,13 +703,23 @@ class Results(Sequence[Run]):
             count += 1
         return count
 
-    def _frame_columns(self) -> list[_Column]:
-        derived = self._load_derived()
+    def _frame_columns(self, columns: Sequence[str] | None = None) -> list[_Column]:
+        namespaces = _namespaces(columns)
         empty: dict[str, MetricValue] = {}
-        return _columns(self._records, [derived.get(r.run_id, empty) for r in self._records])
+        if "derived" in namespaces:
+            derived = self._load_derived()
+            rows = [derived.get(r.run_id, empty) for r in self._records]
+        else:
+            rows = [empty] * len(self._records)
+        built = _columns(self._records, rows, namespaces)
+        return built if columns is None else _project(built, columns)
 
-    def to_dataframe(self) -> pd.DataFrame:
+    def to_dataframe(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Return a pandas DataFrame with one row per run.
+
+        Pass ``columns`` to build only those (names as below, or ``"params.*"``-style
+        wildcards per namespace): a frame without ``derived.*`` columns does not read
+        the derived metrics at all.
 
         Columns: ``run_id``, ``experiment_id``, ``status``, ``started_at``,
         ``finished_at`` (``datetime64[UTC]``), ``duration_ms``, ``error_type``,
@@ -643,26 +731,28 @@ class Results(Sequence[Run]):
 
         Raises:
             MissingDependencyError: pandas is not installed.
+            KeyError: A requested column does not exist (the message lists them).
         """
         require("pandas", extra="pandas", feature="Results.to_dataframe()")
         import pandas as pd
 
-        data = {c.name: _pandas_column(c) for c in self._frame_columns()}
+        data = {c.name: _pandas_column(c) for c in self._frame_columns(columns)}
         return pd.DataFrame(data, index=pd.RangeIndex(len(self._records)))
 
-    def to_polars(self) -> pl.DataFrame:
+    def to_polars(self, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """Return a polars DataFrame with one row per run (columns as :meth:`to_dataframe`).
 
         Missing values are nulls, so int and bool columns keep their type.
 
         Raises:
             MissingDependencyError: polars is not installed.
+            KeyError: A requested column does not exist (the message lists them).
         """
         require("polars", extra="polars", feature="Results.to_polars()")
         import polars as pl
 
         numpy = _has_numpy()
-        return pl.DataFrame([_polars_series(c, numpy) for c in self._frame_columns()])
+        return pl.DataFrame([_polars_series(c, numpy) for c in self._frame_columns(columns)])
 
     def close(self) -> None:
         """Close the store, if these results opened it (``load_results`` of a locator)."""
@@ -685,11 +775,24 @@ def _sort_key(record: RunRecord) -> tuple[dt.datetime, str]:
     return record.started_at, record.run_id
 
 
-def load_results(source: StoreLike | Store, experiment_id: str | None = None) -> Results:
+def load_results(
+    source: StoreLike | Store,
+    experiment_id: str | None = None,
+    *,
+    where: Expr | str | None = None,
+    order_by: Sequence[OrderBy | str] | OrderBy | str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> Results:
     """Load the runs of an experiment for analysis.
 
     >>> results = load_results("./experiments", experiment_id="my_exp:1.0")  # doctest: +SKIP
     >>> df = results.to_dataframe()  # doctest: +SKIP
+    >>> best = load_results(  # doctest: +SKIP
+    ...     "postgresql://db/lab?file_root=/data", "my_exp:1.0",
+    ...     where="status == 'success' and params.lr < 0.01",
+    ...     order_by="metrics.acc desc", limit=20,
+    ... )
 
     Args:
         source: A collection root path or locator (``"./experiments"``,
@@ -697,16 +800,28 @@ def load_results(source: StoreLike | Store, experiment_id: str | None = None) ->
             not) or a connected store.
         experiment_id: The experiment to load; needed with a collection root,
             optional with a scoped config or store.
+        where: Only runs matching this filter (:mod:`metalab.query` syntax or
+            expression). Stores that answer queries (the Postgres index) evaluate it
+            themselves, so only the matching records are fetched.
+        order_by: Sort keys; without them runs come oldest first.
+        limit: At most this many runs.
+        offset: Skip this many runs first.
 
     Returns:
-        The runs, oldest first. Results loaded from a locator or config own the
-        store they connected: ``close()`` them (or use ``with``) when done.
+        The runs. Results loaded from a locator or config own the store they
+        connected: ``close()`` them (or use ``with``) when done.
 
     Raises:
         ConfigError: ``experiment_id`` conflicts with the config's scope, or the
             locator is invalid.
+        QuerySyntaxError: ``where`` or ``order_by`` does not parse.
         TypeError: ``source`` is not a locator, config or store.
     """
+    query = (
+        build_query(where, order_by, limit, offset)
+        if where is not None or order_by is not None or limit is not None or offset
+        else None
+    )
     if isinstance(source, StoreConfig | str | os.PathLike):
         config = coerce_store_config(source, experiment_id=experiment_id)
         store = config.connect()
@@ -720,9 +835,22 @@ def load_results(source: StoreLike | Store, experiment_id: str | None = None) ->
             f"got {type(source).__qualname__}"
         )
     try:
-        records = sorted(store.list_run_records(wanted), key=_sort_key)
+        if query is None:
+            records = sorted(store.list_run_records(wanted), key=_sort_key)
+            return Results(records, store, owns_store=owns, complete=wanted)
+        if isinstance(store, SupportsQuery):
+            if wanted is not None:
+                scoped = F.experiment_id == wanted
+                query = dataclasses.replace(
+                    query, where=scoped if query.where is None else And.of(scoped, query.where)
+                )
+            records = store.query_runs(query)
+        else:
+            records = select(store.list_run_records(wanted), query, derived_lookup(store))
+        if not query.order_by:
+            records.sort(key=_sort_key)
+        return Results(records, store, owns_store=owns)
     except BaseException:
         if owns:
             store.close()
         raise
-    return Results(records, store, owns_store=owns)

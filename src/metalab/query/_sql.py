@@ -202,7 +202,7 @@ def _equals(val: _Value, value: Scalar, p: _Params, *, index_hint: bool = True) 
     typed = val.typed(cat)
     if typed is None:
         return sql.SQL("false")
-    test = sql.SQL("({cat} = {c} AND {lhs} = {rhs})").format(
+    test = sql.SQL("COALESCE(({cat} = {c} AND {lhs} = {rhs}), false)").format(
         cat=val.category,
         c=sql.Literal(cat),
         lhs=typed,
@@ -210,9 +210,10 @@ def _equals(val: _Value, value: Scalar, p: _Params, *, index_hint: bool = True) 
     )
     if index_hint and val.params_path is not None:
         # Equality implies containment (jsonb compares numbers by value, and stores
-        # infinities as the same escaped marker), which the GIN index answers.
-        test = sql.SQL("({} AND {})").format(_containment(val.params_path, value, p), test)
-    return sql.SQL("COALESCE({}, false)").format(test)
+        # infinities as the same escaped marker), which the GIN index answers; it
+        # stays outside COALESCE (it is never NULL) so the planner can use it.
+        return sql.SQL("({} AND {})").format(_containment(val.params_path, value, p), test)
+    return test
 
 
 def _compile(expr: Expr, p: _Params) -> sql.Composable:
