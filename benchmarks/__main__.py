@@ -10,6 +10,7 @@ from pathlib import Path
 
 from benchmarks import (
     bench_codec,
+    bench_dask,
     bench_e2e,
     bench_file_store,
     bench_postgres_index,
@@ -26,6 +27,7 @@ SUITES: dict[str, tuple[Suite, tuple[int, ...]]] = {
     "e2e": (bench_e2e.run, (1_000,)),
     "results": (bench_results.run, (10_000, 100_000)),
     "postgres": (bench_postgres_index.run, (10_000, 100_000)),
+    "dask": (bench_dask.run, (2_000,)),
 }
 
 
