@@ -6,9 +6,10 @@ import argparse
 from typing import Any
 
 from metalab.cli._output import emit_rows
-from metalab.query import build_query, select
-from metalab.records import MetricValue, RunRecord
-from metalab.store import coerce_store_config
+from metalab.query import build_query
+from metalab.query._python import query_store
+from metalab.records import RunRecord
+from metalab.store import SupportsQuery, coerce_store_config
 
 __all__ = ["add_parser"]
 
@@ -32,7 +33,7 @@ def add_parser(commands: Any) -> None:
         "--sort",
         metavar="KEY",
         action="append",
-        help="sort key, e.g. 'metrics.acc desc' or -metrics.acc",
+        help="sort key, e.g. 'metrics.acc desc' or --sort=-metrics.acc (repeatable)",
     )
     ls.add_argument("--limit", type=int, metavar="N", help="at most N runs")
     ls.add_argument(
@@ -56,12 +57,10 @@ def _ls(args: argparse.Namespace) -> int:
     query = build_query(args.where, order_by=args.sort, limit=args.limit)
     config = coerce_store_config(args.locator, experiment_id=args.experiment)
     with config.connect() as store:
-
-        def derived(record: RunRecord) -> dict[str, MetricValue] | None:
-            doc = store.get_derived(record.run_id)
-            return None if doc is None else doc.metrics
-
-        records = select(store.list_run_records(config.experiment_id), query, derived)
+        if isinstance(store, SupportsQuery) and config.is_scoped:
+            records = store.query_runs(query)  # the store's own engine (an index: SQL)
+        else:
+            records = query_store(store, query, config.experiment_id)
     params = sorted({k for r in records for k in r.params})
     metrics = sorted({k for r in records for k in r.metrics})
     columns = [*_FIXED, *(f"params.{k}" for k in params), *(f"metrics.{k}" for k in metrics)]

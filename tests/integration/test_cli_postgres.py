@@ -1,0 +1,158 @@
+"""The ``metalab`` command line against a real PostgresStore (subprocesses)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from metalab.records import RunRecord
+from metalab.store import FileStoreConfig, PostgresStoreConfig
+
+EXP = "cli:1.0"
+T0 = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
+
+
+def metalab(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "metalab", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def _locator(config: PostgresStoreConfig) -> str:
+    joiner = "&" if "?" in config.connection_string else "?"
+    return (
+        f"{config.connection_string}{joiner}file_root={quote(config.file_root)}"
+        f"&schema={config.schema}"
+    )
+
+
+@pytest.fixture
+def filled(postgres_config: PostgresStoreConfig) -> PostgresStoreConfig:
+    with postgres_config.scoped(EXP).connect() as store:
+        for i in range(6):
+            rec = RunRecord.running(
+                run_id=f"{i:016x}", experiment_id=EXP, params={"i": i}, started_at=T0
+            )
+            art = store.put_artifact(rec.run_id, "blob", f"b{i}".encode())
+            store.put_run_record(rec.succeeded(metrics={"m": i}, artifacts=(art,)))
+    return postgres_config
+
+
+class TestInspect:
+    def test_ls_and_info(self, filled: PostgresStoreConfig) -> None:
+        locator = _locator(filled)
+        ls = metalab("store", "ls", locator, "--json")
+        assert ls.returncode == 0, ls.stderr
+        assert json.loads(ls.stdout) == [
+            {"experiment": EXP, "runs": 6, "success": 6, "failed": 0, "cancelled": 0, "running": 0}
+        ]
+        info = metalab("store", "info", locator, "--json")
+        assert info.returncode == 0, info.stderr
+        data = json.loads(info.stdout)
+        assert data["backend"] == "PostgresStore"
+        assert data["index"] == "up to date"
+        assert data["experiments"] == [EXP]
+
+    def test_runs_ls_answers_from_the_index(self, filled: PostgresStoreConfig) -> None:
+        proc = metalab(
+            "runs",
+            "ls",
+            _locator(filled),
+            "--experiment",
+            EXP,
+            "--where",
+            "metrics.m >= 3",
+            "--sort=-metrics.m",
+            "--format",
+            "json",
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert [r["metrics.m"] for r in json.loads(proc.stdout)] == [5, 4, 3]
+
+    def test_passwords_never_reach_the_output(self) -> None:
+        proc = metalab("store", "ls", "postgresql://me:hunter2@127.0.0.1:1/db?file_root=/x")
+        assert proc.returncode == 1
+        assert "hunter2" not in proc.stderr + proc.stdout
+
+
+class TestVerifyAndRepair:
+    def test_a_drifted_index_is_found_then_synced(
+        self, filled: PostgresStoreConfig, postgres_url: str
+    ) -> None:
+        locator = _locator(filled)
+        clean = metalab("store", "verify", locator)
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE run_id = %s").format(
+                    sql.Identifier(filled.schema, "runs")
+                ),
+                (f"{2:016x}",),
+            )
+        drifted = metalab("store", "verify", locator, "--json")
+        assert drifted.returncode == 1
+        problems = json.loads(drifted.stdout)["problems"]
+        assert any(f"{2:016x}" in p and "not in the index" in p for p in problems)
+        # The file changes too: the index now differs from it.
+        run_file = Path(filled.file_root) / "cli_1.0" / "runs" / f"{3:016x}.json"
+        record = RunRecord.running(run_id=f"{3:016x}", experiment_id=EXP, started_at=T0)
+        with FileStoreConfig(root=filled.file_root, experiment_id=EXP).connect() as files:
+            files.put_run_record(record.failed(RuntimeError("edited on disk")))
+        assert run_file.exists()
+        differs = json.loads(metalab("store", "verify", locator, "--json").stdout)["problems"]
+        assert any(f"{3:016x}" in p and "differs" in p for p in differs)
+        sync = metalab("store", "sync-index", locator, "--json")
+        assert sync.returncode == 0, sync.stderr
+        assert json.loads(sync.stdout)["indexed"] >= 2
+        assert metalab("store", "verify", locator).returncode == 0
+
+    def test_rebuild_index(self, filled: PostgresStoreConfig) -> None:
+        proc = metalab("store", "rebuild-index", _locator(filled))
+        assert proc.returncode == 0, proc.stderr
+        assert "indexed 6 record(s)" in proc.stdout
+
+
+class TestExportBothWays:
+    def test_file_to_postgres_to_file(
+        self, tmp_path: Path, postgres_config: PostgresStoreConfig
+    ) -> None:
+        source = tmp_path / "plain"
+        with FileStoreConfig(root=str(source), experiment_id=EXP).connect() as store:
+            for i in range(4):
+                rec = RunRecord.running(run_id=f"{i:016x}", experiment_id=EXP, started_at=T0)
+                art = store.put_artifact(rec.run_id, "blob", f"payload {i}".encode())
+                store.put_run_record(rec.succeeded(artifacts=(art,)))
+        into_pg = metalab(
+            "store", "export", "--from", str(source), "--to", _locator(postgres_config), "--json"
+        )
+        assert into_pg.returncode == 0, into_pg.stderr
+        assert json.loads(into_pg.stdout)["counts"]["artifacts"]["copied"] == 4
+        back = tmp_path / "back"
+        out_of_pg = metalab(
+            "store", "export", "--from", _locator(postgres_config), "--to", str(back), "--json"
+        )
+        assert out_of_pg.returncode == 0, out_of_pg.stderr
+        counts = json.loads(out_of_pg.stdout)["counts"]
+        assert counts["records"]["copied"] == 4
+        assert counts["artifacts"]["copied"] == 4
+        blob = back / "cli_1.0" / "artifacts" / f"{1:016x}" / "blob.bin"
+        assert blob.read_bytes() == b"payload 1"
+        again = json.loads(
+            metalab(
+                "store", "export", "--from", _locator(postgres_config), "--to", str(back), "--json"
+            ).stdout
+        )
+        assert again["counts"]["records"]["skipped"] == 4
