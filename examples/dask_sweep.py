@@ -51,7 +51,7 @@ def main(store: str) -> None:
     # The guard below matters: LocalCluster starts its workers with the "spawn"
     # method, which imports this script again in every worker process.
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
         handle = metalab.run(EXPERIMENT, store=store, executor=metalab.DaskExecutor(client))
