@@ -13,6 +13,7 @@ from benchmarks import (
     bench_dask,
     bench_e2e,
     bench_file_store,
+    bench_peers,
     bench_postgres_index,
     bench_results,
 )
@@ -27,6 +28,7 @@ SUITES: dict[str, tuple[Suite, tuple[int, ...]]] = {
     "e2e": (bench_e2e.run, (1_000,)),
     "results": (bench_results.run, (10_000, 100_000)),
     "postgres": (bench_postgres_index.run, (10_000, 100_000)),
+    "peers": (bench_peers.run, (10_000, 100_000)),
     "dask": (bench_dask.run, (2_000,)),
 }
 
