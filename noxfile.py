@@ -17,8 +17,12 @@ BENCH = nox.project.dependency_groups(PROJECT, "bench")
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite: unit, conformance, property, compat and integration (real Postgres)."""
-    session.install("-e", ".[all]", *TEST)
+    """The whole suite: unit, conformance, property, compat and integration (real Postgres).
+
+    It installs the typing and bench groups too: the suite type-checks the typing
+    examples and smoke-runs the benchmarks against MLflow.
+    """
+    session.install("-e", ".[all]", *TYPING, *BENCH)
     session.run("pytest", *session.posargs)
 
 

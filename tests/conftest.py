@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,23 @@ def golden_collection(tmp_path: Path) -> Path:
     target = tmp_path / "collection"
     shutil.copytree(Path(__file__).parent / "compat" / "data" / "metalab-0.1-collection", target)
     return target
+
+
+@pytest.fixture
+def require_module() -> Callable[[str, str], None]:
+    """Skip a test whose tool is not installed; under ``CI=true`` fail it instead.
+
+    Call it with the module's import name and the dependency group it comes from.
+    ``nox -s tests`` installs every group these tests use, so in CI a missing tool
+    is a broken set-up, never a reason to pass.
+    """
+
+    def require(module: str, group: str) -> None:
+        if importlib.util.find_spec(module) is not None:
+            return
+        reason = f"{module} is not installed (it is in the {group!r} dependency group)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+
+    return require

@@ -8,11 +8,11 @@ checks that itself and fails otherwise) and got its ratios.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +105,9 @@ class TestPeersBenchmarkWithoutMlflow:
 @pytest.mark.slow
 class TestPeersBenchmarkWithMlflow:
     def test_every_mlflow_store_is_measured_and_metalab_gets_ratios_against_it(
-        self, tmp_path: Path, postgres_url: str
+        self, tmp_path: Path, postgres_url: str, require_module: Callable[[str, str], None]
     ) -> None:
-        if importlib.util.find_spec("mlflow") is None:
-            pytest.skip("mlflow is not installed (it is in the 'bench' dependency group)")
+        require_module("mlflow", "bench")
 
         _, report = _run_peers(tmp_path, postgres_url)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,10 @@ def _normalise(type_text: str) -> str:
 
 
 @pytest.mark.slow
-def test_examples_type_check_and_reveal_the_documented_types() -> None:
-    pytest.importorskip("mypy", reason="mypy is part of the 'typing' dependency group")
+def test_examples_type_check_and_reveal_the_documented_types(
+    require_module: Callable[[str, str], None],
+) -> None:
+    require_module("mypy", "typing")
     proc = subprocess.run(
         [
             sys.executable,
