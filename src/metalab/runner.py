@@ -51,8 +51,9 @@ __all__ = ["RunCounts", "RunHandle", "run"]
 
 logger = logging.getLogger(__name__)
 
-# A batch should keep a worker busy for about this long: long enough to amortise the
-# hand-off to the executor, short enough for live counts and a prompt cancel.
+# A batch should keep a worker busy for about this long (of work, hand-off excluded):
+# long enough to amortise the hand-off to the executor, short enough for live counts,
+# a prompt cancel and an even spread of the runs over the workers.
 _BATCH_SECONDS: Final = 0.05
 _MAX_BATCH: Final = 64
 _POLL_SECONDS: Final = 0.1
@@ -85,6 +86,47 @@ class RunCounts:
     def pending(self) -> int:
         """Runs not finished yet (queued or executing)."""
         return self.total - self.finished
+
+
+class _Pace:
+    """How long runs take, from the batches that came back; sizes the next batches.
+
+    Batches are sized from the *work* time of runs, measured where they ran
+    (:attr:`BatchOutcome.seconds`), not from the wall time of the sweep: when each
+    hand-off to the executor costs a round trip (a cluster's scheduler), wall time
+    per run stays high while batches are small, and batches would stay small. The
+    wall time stands in until a batch with a measured work time has come back.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self._ran = 0
+        self._timed_ran = 0
+        self._timed_seconds = 0.0
+
+    def add(self, outcome: BatchOutcome) -> None:
+        """Count the runs of a batch that came back, and the time they took."""
+        ran = sum(status is not None for status in outcome.statuses)
+        self._ran += ran
+        if outcome.seconds > 0:
+            self._timed_ran += ran
+            self._timed_seconds += outcome.seconds
+
+    def batch_size(self, remaining: int, elapsed: float) -> int:
+        """How many of the ``remaining`` runs to hand over next, ``elapsed`` s into the sweep.
+
+        About :data:`_BATCH_SECONDS` of work, at most :data:`_MAX_BATCH` runs, and
+        never more than a fair share of what remains, so that the last runs still
+        spread over the workers. One run until the first batch comes back.
+        """
+        if self._timed_ran:
+            seconds_per_run = self._timed_seconds / self._timed_ran
+        elif self._ran:
+            seconds_per_run = elapsed * self._workers / self._ran
+        else:
+            return 1
+        size = int(_BATCH_SECONDS / seconds_per_run) if seconds_per_run > 0 else _MAX_BATCH
+        return max(1, min(size, _MAX_BATCH, math.ceil(remaining / self._workers)))
 
 
 def _plan(experiment: Experiment) -> tuple[str, list[RunTask], int]:
@@ -318,42 +360,35 @@ class RunHandle:
         queue = deque(self._pending)
         in_flight: dict[Future[BatchOutcome], tuple[RunTask, ...]] = {}
         window = 2 * executor.max_workers
+        pace = _Pace(executor.max_workers)
         began = time.monotonic()
         not_started: list[RunTask] = []
         stopping = True
         try:
             while (queue or in_flight) and not self._stop_requested():
                 while queue and len(in_flight) < window:
-                    batch = self._take_batch(queue, executor.max_workers, began)
+                    size = pace.batch_size(len(queue), time.monotonic() - began)
+                    batch = tuple(queue.popleft() for _ in range(min(size, len(queue))))
                     in_flight[executor.submit(batch)] = batch
                 done, _ = futures.wait(
                     in_flight, timeout=_POLL_SECONDS, return_when=futures.FIRST_COMPLETED
                 )
                 for future in done:
-                    self._collect(future, in_flight.pop(future), not_started)
+                    self._collect(future, in_flight.pop(future), not_started, pace)
             stopping = self._stop_requested()
         finally:
             executor.shutdown(cancel_pending=stopping)
         for future, batch in in_flight.items():
-            self._collect(future, batch, not_started)
+            self._collect(future, batch, not_started, pace)
         not_started.extend(queue)
         return not_started
-
-    def _take_batch(self, queue: deque[RunTask], workers: int, began: float) -> tuple[RunTask, ...]:
-        c = self.counts
-        ran = c.done + c.failed
-        size = 1
-        if ran:
-            seconds_per_run = (time.monotonic() - began) * workers / ran
-            size = int(_BATCH_SECONDS / seconds_per_run) if seconds_per_run > 0 else _MAX_BATCH
-        size = max(1, min(size, _MAX_BATCH, math.ceil(len(queue) / workers)))
-        return tuple(queue.popleft() for _ in range(min(size, len(queue))))
 
     def _collect(
         self,
         future: Future[BatchOutcome],
         batch: tuple[RunTask, ...],
         not_started: list[RunTask],
+        pace: _Pace,
     ) -> None:
         if future.cancelled():
             not_started.extend(batch)
@@ -364,8 +399,9 @@ class RunHandle:
             self._executor.cancel()
             return
         outcome = future.result()
+        pace.add(outcome)
         done = failed = cancelled = 0
-        for task, status in zip(batch, outcome, strict=True):
+        for task, status in zip(batch, outcome.statuses, strict=True):
             if status is None:
                 not_started.append(task)
             elif status == "success":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -236,12 +237,16 @@ class TestSubmission:
 
 
 class InlineExecutor:
-    """A third-party executor: runs each batch at once, on a store it connects itself."""
+    """A third-party executor: runs each batch at once, on a store it connects itself.
 
-    def __init__(self) -> None:
+    Each hand-off costs ``hand_off_seconds`` more, as a round trip to a cluster would.
+    """
+
+    def __init__(self, hand_off_seconds: float = 0.0) -> None:
         self.job: RunJob | None = None
         self.store: Store | None = None
-        self.batches = 0
+        self.hand_off_seconds = hand_off_seconds
+        self.outcomes: list[BatchOutcome] = []
 
     @property
     def executor_id(self) -> str:
@@ -259,9 +264,11 @@ class InlineExecutor:
     def submit(self, tasks: Sequence[RunTask]) -> Future[BatchOutcome]:
         assert self.job is not None
         assert self.store is not None
+        time.sleep(self.hand_off_seconds)
+        outcome = execute_batch(self.job, self.store, tasks, executor_id="inline")
+        self.outcomes.append(outcome)
         future: Future[BatchOutcome] = Future()
-        future.set_result(execute_batch(self.job, self.store, tasks, executor_id="inline"))
-        self.batches += 1
+        future.set_result(outcome)
         return future
 
     def cancel(self) -> None:
@@ -280,7 +287,36 @@ class TestExecutors:
         results = handle.result(timeout=60)
         assert [r.status for r in results] == ["success"] * 6
         assert {r.provenance.executor_id for r in results} == {"inline"}
-        assert executor.batches >= 1
+        assert sum(len(o.statuses) for o in executor.outcomes) == 6
+        assert all(o.seconds > 0 for o in executor.outcomes)
+
+    def test_batches_grow_from_the_work_time_of_runs_however_slow_the_hand_off(
+        self, tmp_path: Path
+    ) -> None:
+        # Sized from wall time, a 0.1 s hand-off would keep batches at one run.
+        executor = InlineExecutor(hand_off_seconds=0.1)
+        handle = metalab.run(EXPERIMENT, store=str(tmp_path), executor=executor, progress=False)
+        assert len(handle.result(timeout=60).successful) == 6
+        assert len(executor.outcomes) < 6
+
+    def test_execute_batch_times_the_runs_it_executes_and_not_those_it_skips(
+        self, tmp_path: Path
+    ) -> None:
+        job = RunJob(
+            experiment_id=EXPERIMENT.experiment_id,
+            operation=train,
+            context={},
+            context_fingerprint="",
+            seed_base=123,
+        )
+        tasks = [RunTask(run_id, {"scale": 1.0}, "", 0, "") for run_id in ("a" * 64, "b" * 64)]
+        config = FileStoreConfig(root=str(tmp_path), experiment_id=job.experiment_id)
+        with config.connect() as store:
+            ran = execute_batch(job, store, tasks, executor_id="inline")
+            skipped = execute_batch(job, store, tasks, executor_id="inline", stop=lambda: True)
+        assert ran.statuses == ("success", "success")
+        assert ran.seconds > 0
+        assert skipped == BatchOutcome.not_started(2)
 
     @pytest.mark.parametrize(
         "executor",

@@ -12,6 +12,7 @@ the others in its batch.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -27,8 +28,30 @@ from metalab.store.abc import Store
 
 __all__ = ["BatchOutcome", "Executor", "RunJob", "RunTask", "execute_batch"]
 
-BatchOutcome = list[Status | None]
-"""The final status of each task of a batch, ``None`` for a task that never started."""
+
+class BatchOutcome(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """What a batch of runs came to, as :func:`execute_batch` returns it.
+
+    The runner counts the statuses, and sizes later batches from ``seconds``: a
+    batch should keep a worker busy for a fraction of a second of *work*, however
+    long the hand-off to the executor takes (a round trip to a cluster's scheduler
+    can cost more than a short run). Cheap to pickle, so workers send it back.
+
+    Attributes:
+        statuses: The final status of each task, in the order of the batch;
+            ``None`` for a task that never started.
+        seconds: Wall time the runs spent executing where they ran, hand-off and
+            queueing excluded; ``0.0`` when not measured (the runner then sizes
+            batches from the sweep's elapsed time).
+    """
+
+    statuses: tuple[Status | None, ...]
+    seconds: float = 0.0
+
+    @classmethod
+    def not_started(cls, count: int) -> BatchOutcome:
+        """The outcome of a batch of ``count`` tasks none of which started."""
+        return cls((None,) * count)
 
 
 class RunTask(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -82,10 +105,10 @@ class Executor(Protocol):
 
     The runner calls :meth:`start` once, then :meth:`submit` for each batch of
     tasks (keeping a few batches in flight), then :meth:`shutdown`; :meth:`cancel`
-    may come at any time in between. A batch's
-    future resolves to one status per task (see :data:`BatchOutcome`), as returned
-    by :func:`execute_batch`; it fails only if the store itself fails, which ends
-    the sweep.
+    may come at any time in between. A batch's future resolves to a
+    :class:`BatchOutcome` (one status per task, and how long the runs took), as
+    returned by :func:`execute_batch`; it fails only if the store itself fails,
+    which ends the sweep.
 
     **Thread and process safety**
 
@@ -138,7 +161,7 @@ def execute_batch(
     executor_id: str,
     stop: Callable[[], bool] | None = None,
 ) -> BatchOutcome:
-    """Execute runs one after another and record each of them in ``store``.
+    """Execute runs one after another, record each of them in ``store``, and time them.
 
     Args:
         job: What the runs share.
@@ -149,24 +172,45 @@ def execute_batch(
             are not started (reported as ``None``).
 
     Returns:
-        The final status of each run, ``None`` for runs not started.
+        The final status of each run (``None`` for runs not started) and the
+        seconds the runs took.
 
     Raises:
         StoreError: The store failed to record a run (the run's user code never
             raises out of here).
     """
+    return _execute_tasks(job, store, tasks, executor_id=executor_id, stop=stop)[0]
+
+
+def _execute_tasks(
+    job: RunJob,
+    store: Store,
+    tasks: Sequence[RunTask],
+    *,
+    executor_id: str,
+    stop: Callable[[], bool] | None = None,
+) -> tuple[BatchOutcome, list[RunRecord]]:
+    """:func:`execute_batch`, which also returns the final record of each run that ran."""
     provenance = _provenance(executor_id, job.code_hash)
     bundles: dict[int, SeedBundle] = {}
-    outcome: BatchOutcome = []
+    statuses: list[Status | None] = []
+    finals: list[RunRecord] = []
+    seconds = 0.0
     for task in tasks:
+        # Outside the timed part: asking whether to stop can be a round trip (Dask),
+        # a cost of the hand-off, not of the run.
         if stop is not None and stop():
-            outcome.append(None)
+            statuses.append(None)
             continue
+        began = time.perf_counter()
         seeds = bundles.get(task.replicate)
         if seeds is None:
             seeds = bundles[task.replicate] = SeedBundle(job.seed_base, task.replicate)
-        outcome.append(_execute_one(job, store, task, seeds, provenance, executor_id, stop))
-    return outcome
+        final = _execute_one(job, store, task, seeds, provenance, executor_id, stop)
+        seconds += time.perf_counter() - began
+        statuses.append(final.status)
+        finals.append(final)
+    return BatchOutcome(tuple(statuses), seconds), finals
 
 
 @functools.lru_cache(maxsize=8)
@@ -184,7 +228,7 @@ def _execute_one(
     provenance: Provenance,
     executor_id: str,
     stop: Callable[[], bool] | None,
-) -> Status:
+) -> RunRecord:
     running = RunRecord.running(
         run_id=task.run_id,
         experiment_id=job.experiment_id,
@@ -228,4 +272,4 @@ def _execute_one(
     capture.close()
     runtime.cleanup()
     store.put_run_record(final)
-    return final.status
+    return final

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from metalab import _optional
 from metalab.errors import ConfigError, IndexUnavailableError
-from metalab.executors._base import BatchOutcome, RunJob, RunTask, execute_batch
+from metalab.executors._base import BatchOutcome, RunJob, RunTask, _execute_tasks
 from metalab.executors._thread import _check_workers
 from metalab.experiment import Operation
 from metalab.records import RunRecord
@@ -194,9 +194,10 @@ class _BatchResult:
     """What a batch sends back to the coordinating process.
 
     Attributes:
-        outcome: The status of each task, or ``None`` when ``interrupted``.
-        records: The final records of the runs that ran, when the coordinating
-            process indexes them.
+        outcome: The status of each task and the seconds the runs took, or
+            ``None`` when ``interrupted``.
+        records: The final records of the runs that ran, as they were written to
+            the files, when the coordinating process indexes them.
         interrupted: ``KeyboardInterrupt`` or ``SystemExit`` raised by an operation.
     """
 
@@ -214,23 +215,16 @@ def _run_batch(
     job: RunJob, token: str, send_records: bool, tasks: tuple[RunTask, ...]
 ) -> _BatchResult:
     sweep = _worker_sweep(token, job.store_config)
-    store = sweep.store
     try:
-        outcome = execute_batch(job, store, tasks, executor_id=_EXECUTOR_ID, stop=sweep.cancelled)
+        outcome, finals = _execute_tasks(
+            job, sweep.store, tasks, executor_id=_EXECUTOR_ID, stop=sweep.cancelled
+        )
     except (KeyboardInterrupt, SystemExit) as exc:
         # Raised out of a task, these two would shut the Dask worker down. The run
         # has recorded itself as cancelled; the sweep ends with the exception, as it
         # does with the other executors.
         return _BatchResult(None, (), exc)
-    if not send_records:
-        return _BatchResult(outcome)
-    records = []
-    for task, status in zip(tasks, outcome, strict=True):
-        if status is not None:
-            record = store.get_run_record(task.run_id)
-            if record is not None:
-                records.append(record)
-    return _BatchResult(outcome, tuple(records))
+    return _BatchResult(outcome, tuple(finals) if send_records else ())
 
 
 class _ScriptOperation(Operation):
@@ -509,7 +503,7 @@ class DaskExecutor:
                 raise ConfigError(f"{self!r} was not started; the runner calls start() first")
             if sweep.cancelled:
                 skipped: Future[BatchOutcome] = Future()
-                skipped.set_result([None] * len(tasks))
+                skipped.set_result(BatchOutcome.not_started(len(tasks)))
                 return skipped
             key = f"metalab-batch-{sweep.token}-{next(sweep.serial)}"
             outer: Future[BatchOutcome] = Future()

@@ -125,7 +125,7 @@ class ProcessExecutor:
             if not self._cancelled:
                 return self._pool.submit(_run_batch, tuple(tasks))
         skipped: Future[BatchOutcome] = Future()
-        skipped.set_result([None] * len(tasks))
+        skipped.set_result(BatchOutcome.not_started(len(tasks)))
         return skipped
 
     def cancel(self) -> None:
