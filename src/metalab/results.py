@@ -656,12 +656,15 @@ class Results(Sequence[Run]):
 
     def _load_derived(self) -> dict[str, dict[str, MetricValue]]:
         if self._derived is None:
-            get = self._store.get_derived
+            experiments = {record.experiment_id for record in self._records}
+            lookup = derived_lookup(
+                self._store, experiments.pop() if len(experiments) == 1 else None
+            )
             derived: dict[str, dict[str, MetricValue]] = {}
             for record in self._records:
-                document = get(record.run_id)
-                if document is not None:
-                    derived[record.run_id] = document.metrics
+                metrics = lookup(record)
+                if metrics is not None:
+                    derived[record.run_id] = dict(metrics)
             self._derived = derived
         return self._derived
 
@@ -846,7 +849,7 @@ def load_results(
                 )
             records = store.query_runs(query)
         else:
-            records = select(store.list_run_records(wanted), query, derived_lookup(store))
+            records = select(store.list_run_records(wanted), query, derived_lookup(store, wanted))
         if not query.order_by:
             records.sort(key=_sort_key)
         return Results(records, store, owns_store=owns)

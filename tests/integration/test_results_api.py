@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 import metalab
 from metalab.errors import ArtifactNotFoundError, ConfigError
-from metalab.records import MetricValue
-from metalab.store import FileStoreConfig, SupportsWorkingDirectory
+from metalab.records import DerivedMetrics, MetricValue
+from metalab.store import FileStoreConfig, Store, SupportsBulkDerived, SupportsWorkingDirectory
 
 
 @metalab.operation
@@ -203,6 +203,40 @@ class TestComputeDerived:
         assert json.loads(derived_file.read_bytes())["metrics"]["double"] == pytest.approx(
             results[0].derived["double"]
         )
+
+    def test_derived_metrics_are_read_in_one_listing_not_one_lookup_per_run(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        metalab.run(EXP, store=str(tmp_path), progress=False).result()
+        metalab.load_results(str(tmp_path), experiment_id="analysis:2").compute_derived(
+            lambda run: {"twice": len(run.run_id) * 2}
+        )
+        results = metalab.load_results(str(tmp_path), experiment_id="analysis:2")
+
+        def per_run(run_id: str) -> None:
+            raise AssertionError(f"looked up the derived metrics of {run_id} alone")
+
+        monkeypatch.setattr(results.store, "get_derived", per_run)
+        frame = results.to_dataframe()
+        assert list(frame["derived.twice"]) == [128] * len(results)
+        assert len(results.filter(where="derived.twice == 128")) == len(results)
+
+    def test_a_store_without_bulk_listing_is_asked_run_by_run(self, tmp_path: Path) -> None:
+        metalab.run(EXP, store=str(tmp_path), progress=False).result()
+        loaded = metalab.load_results(str(tmp_path), experiment_id="analysis:2")
+        loaded.compute_derived(lambda run: {"first": run.run_id[0]})
+        store = loaded.store
+
+        class PerRunOnly:
+            """Only the base Store protocol's derived lookup, as a minimal custom store has."""
+
+            def get_derived(self, run_id: str) -> DerivedMetrics | None:
+                return store.get_derived(run_id)
+
+        assert not isinstance(PerRunOnly(), SupportsBulkDerived)
+        results = metalab.Results(loaded.records, cast("Store", PerRunOnly()))
+        assert [r.derived for r in results] == [{"first": r.run_id[0]} for r in loaded]
+        assert len(results.filter(where=f"derived.first == '{loaded[0].run_id[0]}'")) >= 1
 
     def test_later_computations_merge_into_earlier_ones(self, tmp_path: Path) -> None:
         metalab.run(EXP, store=str(tmp_path), progress=False).result()

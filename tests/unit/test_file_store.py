@@ -19,7 +19,7 @@ from metalab.errors import (
     ExperimentMismatchError,
     StoreError,
 )
-from metalab.records import ExperimentManifest, ResultDocument, RunRecord
+from metalab.records import DerivedMetrics, ExperimentManifest, ResultDocument, RunRecord
 from metalab.store import (
     SupportsArtifactStreaming,
     SupportsBulkPut,
@@ -160,6 +160,34 @@ class TestFileStoreShapes:
         assert [m.experiment_id for m in collection.list_experiment_manifests()] == ["b:1"]
         assert collection.delete_run("r2")
         assert scoped.get_run_record("r2") is None
+
+    def test_a_collection_lists_the_derived_metrics_of_each_experiment(
+        self, tmp_path: Path
+    ) -> None:
+        collection = FileStoreConfig(root=str(tmp_path)).connect()
+        collection.put_run_record(succeeded("r1", "a:1"))
+        collection.put_run_record(succeeded("r2", "b:1"))
+        collection.put_derived("r1", {"d": 1})
+        collection.put_derived("r2", {"d": 2})
+        assert collection.list_derived() == {
+            "r1": DerivedMetrics(metrics={"d": 1}),
+            "r2": DerivedMetrics(metrics={"d": 2}),
+        }
+        assert collection.list_derived("b:1") == {"r2": DerivedMetrics(metrics={"d": 2})}
+        assert collection.list_derived("c:1") == {}
+
+    def test_a_store_of_no_one_experiment_lists_derived_metrics_by_their_runs(
+        self, tmp_path: Path
+    ) -> None:
+        (tmp_path / "_meta.json").write_bytes(b'{"schema_version":1}')
+        mixed = FileStoreConfig(root=str(tmp_path)).connect()
+        assert (mixed.mode, mixed.experiment_id) == ("standalone", None)
+        mixed.put_run_record(succeeded("r1", "a:1"))
+        mixed.put_run_record(succeeded("r2", "b:1"))
+        mixed.put_derived("r1", {"d": 1})
+        mixed.put_derived("r2", {"d": 2})
+        assert set(mixed.list_derived()) == {"r1", "r2"}
+        assert mixed.list_derived("a:1") == {"r1": DerivedMetrics(metrics={"d": 1})}
 
     def test_a_collection_sees_experiments_written_by_another_store(self, tmp_path: Path) -> None:
         collection = FileStoreConfig(root=str(tmp_path)).connect()

@@ -22,7 +22,7 @@ from metalab.query._ast import (
     Query,
     Scalar,
 )
-from metalab.records import MetricValue, RunRecord
+from metalab.records import DerivedMetrics, MetricValue, RunRecord
 
 if TYPE_CHECKING:
     from metalab.store.abc import Store
@@ -213,16 +213,37 @@ def select(
     return [record for record, _ in rows[query.offset : end]]
 
 
-def derived_lookup(store: Store) -> DerivedLookup:
-    """Read a run's derived metrics from ``store`` (for queries on ``derived.*``)."""
+def derived_lookup(store: Store, experiment_id: str | None = None) -> DerivedLookup:
+    """Read runs' derived metrics from ``store`` (for queries on ``derived.*``).
 
-    def lookup(record: RunRecord) -> Mapping[str, MetricValue] | None:
-        doc = store.get_derived(record.run_id)
+    A store that can list them (:class:`~metalab.store.abc.SupportsBulkDerived`) is
+    asked once, at the first lookup, for those of ``experiment_id`` (``None``: all
+    it holds); any other store is asked run by run.
+    """
+    from metalab.store.abc import SupportsBulkDerived
+
+    if not isinstance(store, SupportsBulkDerived):
+
+        def per_run(record: RunRecord) -> Mapping[str, MetricValue] | None:
+            doc = store.get_derived(record.run_id)
+            return None if doc is None else doc.metrics
+
+        return per_run
+    bulk = store
+    listed: dict[str, DerivedMetrics] | None = None
+
+    def from_listing(record: RunRecord) -> Mapping[str, MetricValue] | None:
+        nonlocal listed
+        if listed is None:
+            listed = bulk.list_derived(experiment_id)
+        doc = listed.get(record.run_id)
         return None if doc is None else doc.metrics
 
-    return lookup
+    return from_listing
 
 
 def query_store(store: Store, query: Query, experiment_id: str | None) -> list[RunRecord]:
     """Answer ``query`` over a store's records in Python (stores without an index)."""
-    return select(store.list_run_records(experiment_id), query, derived_lookup(store))
+    return select(
+        store.list_run_records(experiment_id), query, derived_lookup(store, experiment_id)
+    )

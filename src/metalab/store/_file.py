@@ -930,6 +930,37 @@ class FileStore:
         data = _read_bytes(path)
         return None if data is None else _codec.DERIVED.decode(data, source=path)
 
+    def list_derived(self, experiment_id: str | None = None) -> dict[str, DerivedMetrics]:
+        """Return run id -> derived metrics of every run (of one experiment) that has them.
+
+        One directory listing and one read per document, instead of a lookup per run.
+
+        Raises:
+            CorruptRecordError: A stored document cannot be decoded.
+        """
+        if self._mode == "collection":
+            children = self._discover()
+            found: dict[str, DerivedMetrics] = {}
+            for eid in sorted(children):
+                if experiment_id in (None, eid):
+                    found.update(children[eid].list_derived(eid))
+            return found
+        if experiment_id is not None and self._experiment_id not in (None, experiment_id):
+            return {}
+        names = _list_names(self._derived, ".json")
+        if experiment_id is not None and self._experiment_id is None:
+            # Derived documents do not name their experiment; the run records do.
+            ran = {f"{r.run_id}.json" for r in self.iter_run_records(experiment_id)}
+            names = [name for name in names if name in ran]
+        decode = _codec.DERIVED.decode
+        found = {}
+        for name in names:
+            path = f"{self._derived}/{name}"
+            data = _read_bytes(path)
+            if data is not None:  # None: deleted since it was listed
+                found[name[:-5]] = decode(data, source=path)
+        return found
+
     def derived_exists(self, run_id: str) -> bool:
         """Return whether derived metrics of ``run_id`` are stored."""
         validate_run_id(run_id)
@@ -1074,7 +1105,7 @@ class FileStore:
     def fields(self, experiment_id: str | None = None) -> list[FieldInfo]:
         """Return the field catalog of an experiment (default: this store's), from the files."""
         eid = experiment_id or self._experiment_id
-        return field_catalog(self.list_run_records(eid), derived_lookup(self))
+        return field_catalog(self.list_run_records(eid), derived_lookup(self, eid))
 
     def list_experiments(self) -> list[str]:
         """Return the ids of the experiments with data in this store, sorted.

@@ -512,6 +512,21 @@ class MemoryStore:
             return None
         return _codec.DERIVED.decode(data, source=self._where(found[0], "derived", run_id))
 
+    def list_derived(self, experiment_id: str | None = None) -> dict[str, DerivedMetrics]:
+        """Return run id -> derived metrics of every run (of one experiment) that has them.
+
+        Raises:
+            CorruptRecordError: A stored document cannot be decoded.
+        """
+        found: dict[str, DerivedMetrics] = {}
+        decode = _codec.DERIVED.decode
+        for eid, part in self._partitions(experiment_id):
+            with self._backend.lock:
+                items = list(part.derived.items())
+            for run_id, data in items:
+                found[run_id] = decode(data, source=self._where(eid, "derived", run_id))
+        return found
+
     def derived_exists(self, run_id: str) -> bool:
         # docstring inherited
         found = self._find(run_id)
@@ -678,7 +693,7 @@ class MemoryStore:
     def fields(self, experiment_id: str | None = None) -> list[FieldInfo]:
         """Return the field catalog of an experiment (default: this store's)."""
         eid = experiment_id or self._config.experiment_id
-        return field_catalog(self.list_run_records(eid), derived_lookup(self))
+        return field_catalog(self.list_run_records(eid), derived_lookup(self, eid))
 
     def list_experiments(self) -> list[str]:
         """Return the sorted ids of the experiments with data in this store.

@@ -536,6 +536,19 @@ class PostgresIndex:
 
         return self.run(work)
 
+    def list_derived_docs(self, experiment_id: str | None) -> list[tuple[str, bytes]]:
+        """Return ``(run_id, encoded derived metrics)`` of one experiment (or all), in one query."""
+
+        def work(conn: Connection) -> list[tuple[str, bytes]]:
+            cur = conn.cursor(binary=True)
+            if experiment_id is None:
+                cur.execute(self._q.list_derived)
+            else:
+                cur.execute(self._q.list_derived_in, (experiment_id,))
+            return [(row[0], row[1]) for row in cur.fetchall()]
+
+        return self.run(work)
+
     def put_manifest(self, row: ManifestRow) -> None:
         """Upsert one experiment manifest (keyed by experiment and file name)."""
 
@@ -1052,6 +1065,10 @@ class _Queries:
         self.get_derived = _render(fmt("SELECT doc FROM {d} WHERE run_id = %s", d=derived))
         self.get_derived_in = _render(
             fmt("SELECT doc FROM {d} WHERE run_id = %s AND experiment_id = %s", d=derived)
+        )
+        self.list_derived = _render(fmt("SELECT run_id, doc FROM {d}", d=derived))
+        self.list_derived_in = _render(
+            fmt("SELECT run_id, doc FROM {d} WHERE experiment_id = %s", d=derived)
         )
         self.create_stage_derived = fmt(
             "CREATE TEMP TABLE IF NOT EXISTS {st} ({d}) ON COMMIT DELETE ROWS",

@@ -167,6 +167,10 @@ class RecordIndex(Protocol):
         """Return a run's derived-metrics document, or ``None``."""
         ...
 
+    def list_derived_docs(self, experiment_id: str | None) -> list[tuple[str, bytes]]:
+        """Return ``(run_id, derived-metrics document)`` of one experiment (or all)."""
+        ...
+
     def put_manifest(self, row: ManifestRow) -> None:
         """Index a submission manifest."""
         ...
@@ -988,6 +992,28 @@ class PostgresStore:
             return None if doc is None else _codec.DERIVED.decode(doc, source=source)
 
         return self._read(from_index, lambda: self._files.get_derived(run_id))
+
+    def list_derived(self, experiment_id: str | None = None) -> dict[str, DerivedMetrics]:
+        """Return run id -> derived metrics of every indexed run that has them, in one query.
+
+        Raises:
+            CorruptRecordError: A stored document cannot be decoded.
+            IndexUnavailableError: See :meth:`get_run_record`.
+        """
+        matches, wanted = self._query_filter(experiment_id)
+        if not matches:
+            self._check_open()
+            return {}
+        table = f"postgres index {self._config.schema!r}.derived"
+
+        def from_index() -> dict[str, DerivedMetrics]:
+            decode = _codec.DERIVED.decode
+            return {
+                run_id: decode(doc, source=f"{table}, run {run_id!r}")
+                for run_id, doc in self._index.list_derived_docs(wanted)
+            }
+
+        return self._read(from_index, lambda: self._files.list_derived(experiment_id))
 
     def derived_exists(self, run_id: str) -> bool:
         """Return whether derived metrics of ``run_id`` are indexed."""

@@ -46,6 +46,7 @@ __all__ = [
     "StoreConfig",
     "StoreLike",
     "SupportsArtifactStreaming",
+    "SupportsBulkDerived",
     "SupportsBulkPut",
     "SupportsDelete",
     "SupportsExperimentManifests",
@@ -248,6 +249,19 @@ class SupportsArtifactStreaming(Protocol):
 
     def open_artifact(self, run_id: str, name: str) -> IO[bytes]:
         """Open an artifact for binary reading; raise ``ArtifactNotFoundError`` if missing."""
+        ...
+
+
+@runtime_checkable
+class SupportsBulkDerived(Protocol):
+    """The derived metrics of a whole experiment can be read in one call."""
+
+    def list_derived(self, experiment_id: str | None = None) -> dict[str, DerivedMetrics]:
+        """Return run id -> derived metrics for every run of an experiment that has them.
+
+        ``experiment_id`` defaults to the store's own (every experiment for an
+        unscoped store).
+        """
         ...
 
 

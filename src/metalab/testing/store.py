@@ -73,6 +73,7 @@ from metalab.records import (
 from metalab.store.abc import (
     Store,
     SupportsArtifactStreaming,
+    SupportsBulkDerived,
     SupportsBulkPut,
     SupportsDelete,
     SupportsExperimentManifests,
@@ -656,6 +657,36 @@ class StoreConformance(Generic[S]):
         backdoor.write_raw_derived(run_id, b'{"schema_version":7,"metrics":{}}')
         with pytest.raises(UnsupportedSchemaVersionError):
             store.get_derived(run_id)
+
+    def test_the_derived_metrics_of_an_experiment_are_listed_at_once(
+        self, store: S, experiment_id: str
+    ) -> None:
+        bulk = _require(store, SupportsBulkDerived)
+        assert bulk.list_derived() == {}
+        first, second = make_record(experiment_id), make_record(experiment_id)
+        store.put_run_record(first)
+        store.put_run_record(second)
+        store.put_run_record(make_record(experiment_id))  # a run without derived metrics
+        store.put_derived(first.run_id, {"auc": 0.9, "best": "b"})
+        store.put_derived(second.run_id, {"n": 3})
+        store.put_derived(second.run_id, {"n": 4, "ok": True})
+        expected = {
+            first.run_id: DerivedMetrics(metrics={"auc": 0.9, "best": "b"}),
+            second.run_id: DerivedMetrics(metrics={"n": 4, "ok": True}),
+        }
+        assert bulk.list_derived() == expected
+        assert bulk.list_derived(experiment_id) == expected
+        assert bulk.list_derived("some-other-experiment:9") == {}
+
+    def test_listing_corrupt_derived_metrics_raises(
+        self, store: S, backdoor: Backdoor, experiment_id: str
+    ) -> None:
+        bulk = _require(store, SupportsBulkDerived)
+        record = make_record(experiment_id)
+        store.put_run_record(record)
+        backdoor.write_raw_derived(record.run_id, b"\xff\xfe not json")
+        with pytest.raises(CorruptRecordError):
+            bulk.list_derived()
 
     @_HYPOTHESIS
     @given(derived=mst.derived_metrics())
