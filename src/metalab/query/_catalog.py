@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from metalab._codec import escape_json
-from metalab.records import JSONValue, MetricValue, RunRecord
+from metalab.records import MetricValue, RunRecord
 
 __all__ = ["FieldInfo", "field_catalog"]
 
@@ -17,6 +19,19 @@ CATALOG_SAMPLES: Final = 5
 """How many distinct values the catalog keeps per field."""
 
 _TYPE_ORDER: Final = {"null": 0, "str": 1, "int": 2, "float": 2, "bool": 3, "list": 4, "dict": 5}
+
+_TYPE_NAMES: Final[dict[type, str]] = {
+    type(None): "null",
+    bool: "bool",
+    int: "int",
+    float: "float",
+    str: "str",
+    list: "list",
+    tuple: "list",
+    dict: "dict",
+}
+
+_SCALARS: Final = frozenset({type(None), bool, int, float, str})
 
 
 @dataclass(frozen=True)
@@ -31,8 +46,10 @@ class FieldInfo:
         count: How many runs have the key.
         min_value: The smallest finite number seen, or ``None``.
         max_value: The largest finite number seen, or ``None``.
-        samples: Up to five distinct values (non-finite floats in their escaped form,
-            ``{"$float": "NaN"}``), for a first look at what the field holds.
+        samples: Up to five distinct values, the smallest in the order of PostgreSQL's
+            ``jsonb`` (null, strings, numbers, booleans, lists, objects), for a first
+            look at what the field holds; non-finite floats in their escaped form
+            (``{"$float": "NaN"}``).
     """
 
     field: str
@@ -44,45 +61,72 @@ class FieldInfo:
 
 
 def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, list | tuple):
-        return "list"
+    return _kind_name(type(value))
+
+
+def _kind_name(kind: type) -> str:
+    name = _TYPE_NAMES.get(kind)
+    if name is not None:
+        return name
+    for base, base_name in _TYPE_NAMES.items():  # subclasses: bool before int
+        if issubclass(kind, base):
+            return base_name
     return "dict"
 
 
-def _sample_key(value: object) -> tuple[int, str]:
-    return (_TYPE_ORDER[_type_name(value)], repr(value))
+def _summarise(name: str, values: list[object]) -> FieldInfo:
+    """The catalog entry of one field from every value it has (one per run).
+
+    Works column by column in builtins as far as it can: a field of a large
+    experiment has one value per run, and a Python step per value is the cost.
+    """
+    kinds = set(map(type, values))
+    types = sorted({_kind_name(kind) for kind in kinds})
+    numbers: list[int | float] = []
+    if "int" in types or "float" in types:
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    finite = [v for v in numbers if math.isfinite(v)]
+    return FieldInfo(
+        field=name,
+        types=types,
+        count=len(values),
+        min_value=float(min(finite)) if finite else None,
+        max_value=float(max(finite)) if finite else None,
+        samples=_samples(values, types, numbers, finite),
+    )
 
 
-@dataclass
-class _Acc:
-    types: set[str] = dataclasses.field(default_factory=set)
-    count: int = 0
-    low: float | None = None
-    high: float | None = None
-    samples: dict[str, object] = dataclasses.field(default_factory=dict)
+def _samples(
+    values: list[object], types: list[str], numbers: list[int | float], finite: list[int | float]
+) -> list[object]:
+    """The smallest distinct values, in the order of PostgreSQL's ``jsonb``.
 
-    def add(self, value: object) -> None:
-        self.count += 1
-        self.types.add(_type_name(value))
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            number = float(value)
-            if math.isfinite(number):
-                self.low = number if self.low is None else min(self.low, number)
-                self.high = number if self.high is None else max(self.high, number)
-        escaped = escape_json(value)
-        key = repr(escaped)
-        if key not in self.samples:
-            self.samples[key] = escaped
+    Null, then strings, numbers (``1`` and ``1.0`` are one number, as in ``jsonb``),
+    booleans, lists and objects (non-finite floats, escaped, are objects). Values of
+    a kind are compared naturally; lists and objects by their ``repr``.
+    """
+    n = CATALOG_SAMPLES
+    found: list[object] = [None] if "null" in types else []
+    if "str" in types:
+        found += heapq.nsmallest(n, {v for v in values if isinstance(v, str)})
+    found += heapq.nsmallest(n, {v: v for v in finite}.values())
+    if "bool" in types:
+        found += sorted({v for v in values if isinstance(v, bool)})
+    if "list" in types or "dict" in types or len(finite) < len(numbers):
+        # Lists, objects and non-finite floats: rare, so escaped one by one.
+        rest: dict[str, object] = {}
+        for value in values:
+            if isinstance(value, list | tuple | dict) or (
+                isinstance(value, float) and not math.isfinite(value)
+            ):
+                escaped = escape_json(value)
+                rest.setdefault(repr(escaped), escaped)
+        found += [rest[key] for key in sorted(rest, key=lambda k: (_rank(rest[k]), k))]
+    return found[:n]
+
+
+def _rank(value: object) -> int:
+    return _TYPE_ORDER[_type_name(value)]
 
 
 def field_catalog(
@@ -95,25 +139,20 @@ def field_catalog(
         records: The runs of one experiment.
         derived: Looks up a run's derived metrics (``None``: no derived fields).
     """
-    acc: dict[str, _Acc] = {}
-
-    def visit(prefix: str, mapping: Mapping[str, JSONValue] | Mapping[str, MetricValue]) -> None:
-        for key, value in mapping.items():
-            acc.setdefault(prefix + key, _Acc()).add(value)
-
+    params: defaultdict[str, list[object]] = defaultdict(list)
+    metrics: defaultdict[str, list[object]] = defaultdict(list)
+    extras: defaultdict[str, list[object]] = defaultdict(list)
     for record in records:
-        visit("params.", record.params)
-        visit("metrics.", record.metrics)
+        for key, value in record.params.items():
+            params[key].append(value)
+        for key, metric in record.metrics.items():
+            metrics[key].append(metric)
         if derived is not None and (extra := derived(record)) is not None:
-            visit("derived.", extra)
-    return [
-        FieldInfo(
-            field=name,
-            types=sorted(a.types),
-            count=a.count,
-            min_value=a.low,
-            max_value=a.high,
-            samples=sorted(a.samples.values(), key=_sample_key)[:CATALOG_SAMPLES],
-        )
-        for name, a in sorted(acc.items())
-    ]
+            for key, metric in extra.items():
+                extras[key].append(metric)
+    columns = {
+        f"{prefix}.{key}": values
+        for prefix, found in (("params", params), ("metrics", metrics), ("derived", extras))
+        for key, values in found.items()
+    }
+    return [_summarise(name, columns[name]) for name in sorted(columns)]
