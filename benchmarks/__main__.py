@@ -15,6 +15,7 @@ from benchmarks import (
     bench_file_store,
     bench_peers,
     bench_postgres_index,
+    bench_query,
     bench_results,
 )
 from benchmarks._harness import Report
@@ -28,6 +29,7 @@ SUITES: dict[str, tuple[Suite, tuple[int, ...]]] = {
     "e2e": (bench_e2e.run, (1_000,)),
     "results": (bench_results.run, (10_000, 100_000)),
     "postgres": (bench_postgres_index.run, (10_000, 100_000)),
+    "query": (bench_query.run, (10_000, 100_000)),
     "peers": (bench_peers.run, (10_000, 100_000)),
     "dask": (bench_dask.run, (2_000,)),
 }
