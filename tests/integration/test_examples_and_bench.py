@@ -36,4 +36,7 @@ def test_benchmark_harness_runs_at_small_n(tmp_path: Path) -> None:
     assert report["machine"]["python"]
     ops = {(m["operation"], m["subject"]) for m in report["measurements"]}
     assert ("codec.decode", "metalab") in ops
+    for operation in ("query.filter", "query.by_status", "query.by_param", "query.fields"):
+        assert (operation, "metalab PostgresStore (SQL on the index)") in ops
+        assert (operation, "metalab FileStore (Python over the files)") in ops
     assert all(m["median"] > 0 for m in report["measurements"])
