@@ -190,9 +190,11 @@ class TestIndexEngine:
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, "runs")))
             for experiment, where, index in [
                 ("sweep4:1.0", 'status == "failed"', "runs_experiment_status_idx"),
+                ("sweep4:1.0", 'status in ["failed", "cancelled"]', "runs_experiment_status_idx"),
                 ("sweep4:1.0", 'params.opt == "opt3" and metrics.acc >= 0.5', "runs_"),
                 (None, 'params.opt == "opt3" and metrics.acc >= 0.5', "runs_params_idx"),
                 (None, 'params.opt in ["opt1", "opt2"]', "runs_params_idx"),
+                (None, f'run_id == "{records[5].run_id}"', "runs_pkey"),
             ]:
                 query = build_query(where, limit=20)
                 statement, params = compile_select(
@@ -202,3 +204,7 @@ class TestIndexEngine:
                 plan = "\n".join(row[0] for row in conn.execute(explain, params).fetchall())
                 assert index in plan, plan
                 assert "Seq Scan on runs" not in plan, plan
+                if where.startswith("status"):
+                    # The index answers the status itself, not only the experiment.
+                    conditions = [ln for ln in plan.splitlines() if "Index Cond" in ln]
+                    assert any("status" in ln for ln in conditions), plan

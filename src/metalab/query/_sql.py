@@ -4,8 +4,9 @@ The compiled SQL follows the semantics in :mod:`metalab.query` exactly (a proper
 test compares it with the Python engine on random records and queries). Values and
 keys always travel as named parameters (``jsonb`` paths are ``text[]`` values), so an
 injection attempt in a key or a value is just data. Equality on params adds a ``@>``
-containment test that the ``jsonb_path_ops`` GIN index answers, and the experiment and
-status columns use their btree index.
+containment test that the ``jsonb_path_ops`` GIN index answers, and equality on the
+run id, experiment and status columns is a bare comparison that their btree indexes
+answer.
 
 The ``params``/``metrics`` ``jsonb`` columns hold the codec's escaped form, in which a
 non-finite float is ``{"$float": "NaN" | "Infinity" | "-Infinity"}``: infinities are read
@@ -83,6 +84,9 @@ class _Value:
     time: sql.Composable | None = None
     json: sql.Composable | None = None
     params_path: tuple[str, ...] | None = None
+    #: A ``NOT NULL`` text column (run id, experiment, status), compared bare so that
+    #: its btree index answers equality.
+    column: sql.Composable | None = None
 
     def typed(self, cat: int) -> sql.Composable | None:
         if cat == NUMBER:
@@ -151,7 +155,7 @@ def _field(fld: Field, p: _Params) -> _Value:
         if fld.kind == "string":
             # A bare integer in ORDER BY would mean a column position; cast it.
             category = sql.SQL("{}::int").format(sql.Literal(STRING))
-            return _Value(category=category, exists=present, text=column)
+            return _Value(category=category, exists=present, text=column, column=column)
         return _Value(category=sql.NULL, exists=sql.SQL("true"))  # tags: a list
     if fld.namespace == "params":
         v = sql.SQL("(r.params #> {}::text[])").format(p.add(list(fld.path)))
@@ -202,6 +206,10 @@ def _equals(val: _Value, value: Scalar, p: _Params, *, index_hint: bool = True) 
     typed = val.typed(cat)
     if typed is None:
         return sql.SQL("false")
+    if val.column is not None:
+        # Never NULL and always text; under a deterministic collation, equal means
+        # byte-equal, as under "C": the bare comparison is exact and sargable.
+        return sql.SQL("({} = {}::text)").format(val.column, p.add(value))
     test = sql.SQL("COALESCE(({cat} = {c} AND {lhs} = {rhs}), false)").format(
         cat=val.category,
         c=sql.Literal(cat),
