@@ -14,7 +14,7 @@ from metalab import load_results
 from metalab.errors import CorruptRecordError, QuerySyntaxError
 from metalab.query import F, build_query, select
 from metalab.query._sql import compile_select
-from metalab.records import RunRecord
+from metalab.records import JSONValue, RunRecord
 from metalab.store import (
     FileStoreConfig,
     MemoryStoreConfig,
@@ -145,6 +145,70 @@ class TestColumnProjection:
         _fill(config, _records(3))
         with load_results(config) as results, pytest.raises(KeyError, match=r"params\.lr"):
             results.to_dataframe(columns=["params.nope"])
+
+
+MIXED: tuple[JSONValue, ...] = (1, 1.5, "a")
+
+
+class TestFieldCatalog:
+    @pytest.fixture
+    def big(self, request: pytest.FixtureRequest, tmp_path: Path) -> StoreConfig:
+        """1,200 runs: more than the catalog samples from, one field only in the last."""
+        records = [
+            RunRecord.running(
+                run_id=f"{i:016x}",
+                experiment_id=EXP,
+                params={"opt": OPTIMIZERS[i % 4], "width": 2000 - i, "mixed": MIXED[i % 3]},
+                started_at=T0,
+            ).succeeded(
+                metrics={"acc": i / 1000, "late": 7} if i == 1199 else {"acc": i / 1000},
+                finished_at=T0,
+            )
+            for i in range(1200)
+        ]
+        kind = request.param
+        if kind == "file":
+            cfg: StoreConfig = FileStoreConfig(root=str(tmp_path / "files"), experiment_id=EXP)
+        elif kind == "memory":
+            cfg = MemoryStoreConfig(name=f"c-{tmp_path.name}", experiment_id=EXP)
+        else:
+            pg: PostgresStoreConfig = request.getfixturevalue("postgres_config")
+            cfg = pg.scoped(EXP)
+        with cfg.connect() as store:
+            assert isinstance(store, SupportsBulkPut)
+            store.put_run_records(records)
+            store.put_derived(records[0].run_id, {"gain": 1.0})
+        return cfg
+
+    @pytest.mark.parametrize("big", ["file", "memory", "postgres"], indirect=True)
+    def test_every_store_gives_the_same_catalog(self, big: StoreConfig) -> None:
+        with big.connect() as store:
+            assert isinstance(store, SupportsQuery)
+            catalog = {info.field: info for info in store.fields(EXP)}
+        assert sorted(catalog) == [
+            "derived.gain",
+            "metrics.acc",
+            "metrics.late",
+            "params.mixed",
+            "params.opt",
+            "params.width",
+        ]
+        width = catalog["params.width"]
+        # Counts and ranges cover every run; samples the first 1,000 runs by run id.
+        assert (width.types, width.count, width.min_value, width.max_value) == (
+            ["int"],
+            1200,
+            801.0,
+            2000.0,
+        )
+        assert width.samples == [1001, 1002, 1003, 1004, 1005]
+        assert catalog["params.mixed"].types == ["float", "int", "str"]
+        assert catalog["params.mixed"].samples == ["a", 1, 1.5]
+        assert catalog["params.opt"].samples == ["adam", "adamw", "rmsprop", "sgd"]
+        assert catalog["metrics.acc"].count == 1200
+        late = catalog["metrics.late"]
+        assert (late.count, late.samples) == (1, [])
+        assert catalog["derived.gain"].samples == [1.0]
 
 
 class TestIndexEngine:

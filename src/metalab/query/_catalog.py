@@ -18,6 +18,10 @@ __all__ = ["FieldInfo", "field_catalog"]
 CATALOG_SAMPLES: Final = 5
 """How many distinct values the catalog keeps per field."""
 
+CATALOG_SAMPLE_RUNS: Final = 1000
+"""Samples come from this many runs of an experiment, the first by run id (reading the
+distinct values of every run would cost more than the rest of the catalog)."""
+
 _TYPE_ORDER: Final = {"null": 0, "str": 1, "int": 2, "float": 2, "bool": 3, "list": 4, "dict": 5}
 
 _TYPE_NAMES: Final[dict[type, str]] = {
@@ -47,9 +51,10 @@ class FieldInfo:
         min_value: The smallest finite number seen, or ``None``.
         max_value: The largest finite number seen, or ``None``.
         samples: Up to five distinct values, the smallest in the order of PostgreSQL's
-            ``jsonb`` (null, strings, numbers, booleans, lists, objects), for a first
-            look at what the field holds; non-finite floats in their escaped form
-            (``{"$float": "NaN"}``).
+            ``jsonb`` (null, strings, numbers, booleans, lists, objects) among the
+            first 1,000 runs by run id (:data:`CATALOG_SAMPLE_RUNS`), for a first look
+            at what the field holds; empty for a field none of those runs has.
+            Non-finite floats are in their escaped form (``{"$float": "NaN"}``).
     """
 
     field: str
@@ -74,8 +79,10 @@ def _kind_name(kind: type) -> str:
     return "dict"
 
 
-def _summarise(name: str, values: list[object]) -> FieldInfo:
+def _summarise(name: str, values: list[object], sampled: int) -> FieldInfo:
     """The catalog entry of one field from every value it has (one per run).
+
+    ``values[:sampled]`` are those of the runs samples are taken from.
 
     Works column by column in builtins as far as it can: a field of a large
     experiment has one value per run, and a Python step per value is the cost.
@@ -92,27 +99,28 @@ def _summarise(name: str, values: list[object]) -> FieldInfo:
         count=len(values),
         min_value=float(min(finite)) if finite else None,
         max_value=float(max(finite)) if finite else None,
-        samples=_samples(values, types, numbers, finite),
+        samples=_samples(values[:sampled]),
     )
 
 
-def _samples(
-    values: list[object], types: list[str], numbers: list[int | float], finite: list[int | float]
-) -> list[object]:
+def _samples(values: list[object]) -> list[object]:
     """The smallest distinct values, in the order of PostgreSQL's ``jsonb``.
 
     Null, then strings, numbers (``1`` and ``1.0`` are one number, as in ``jsonb``),
     booleans, lists and objects (non-finite floats, escaped, are objects). Values of
     a kind are compared naturally; lists and objects by their ``repr``.
     """
+    kinds = {_kind_name(kind) for kind in set(map(type, values))}
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    finite = [v for v in numbers if math.isfinite(v)]
     n = CATALOG_SAMPLES
-    found: list[object] = [None] if "null" in types else []
-    if "str" in types:
+    found: list[object] = [None] if "null" in kinds else []
+    if "str" in kinds:
         found += heapq.nsmallest(n, {v for v in values if isinstance(v, str)})
     found += heapq.nsmallest(n, {v: v for v in finite}.values())
-    if "bool" in types:
+    if "bool" in kinds:
         found += sorted({v for v in values if isinstance(v, bool)})
-    if "list" in types or "dict" in types or len(finite) < len(numbers):
+    if "list" in kinds or "dict" in kinds or len(finite) < len(numbers):
         # Lists, objects and non-finite floats: rare, so escaped one by one.
         rest: dict[str, object] = {}
         for value in values:
@@ -135,13 +143,45 @@ def field_catalog(
 ) -> list[FieldInfo]:
     """Compute the field catalog of some runs in Python (stores without an index).
 
+    Types, counts and ranges cover every run; samples come from the first
+    :data:`CATALOG_SAMPLE_RUNS` runs by run id, as in the Postgres index.
+
     Args:
         records: The runs of one experiment.
         derived: Looks up a run's derived metrics (``None``: no derived fields).
     """
-    params: defaultdict[str, list[object]] = defaultdict(list)
-    metrics: defaultdict[str, list[object]] = defaultdict(list)
-    extras: defaultdict[str, list[object]] = defaultdict(list)
+    ordered = sorted(records, key=_run_id)
+    namespaces: dict[str, defaultdict[str, list[object]]] = {
+        "params": defaultdict(list),
+        "metrics": defaultdict(list),
+        "derived": defaultdict(list),
+    }
+    _gather(ordered[:CATALOG_SAMPLE_RUNS], namespaces, derived)
+    sampled = {
+        (prefix, key): len(values)
+        for prefix, columns in namespaces.items()
+        for key, values in columns.items()
+    }
+    _gather(ordered[CATALOG_SAMPLE_RUNS:], namespaces, derived)
+    found = [
+        (f"{prefix}.{key}", values, sampled.get((prefix, key), 0))
+        for prefix, columns in namespaces.items()
+        for key, values in columns.items()
+    ]
+    return [_summarise(name, values, first) for name, values, first in sorted(found)]
+
+
+def _run_id(record: RunRecord) -> str:
+    return record.run_id
+
+
+def _gather(
+    records: list[RunRecord],
+    namespaces: dict[str, defaultdict[str, list[object]]],
+    derived: Callable[[RunRecord], Mapping[str, MetricValue] | None] | None,
+) -> None:
+    """Append each run's values to the column of their field."""
+    params, metrics, extras = namespaces["params"], namespaces["metrics"], namespaces["derived"]
     for record in records:
         for key, value in record.params.items():
             params[key].append(value)
@@ -150,9 +190,3 @@ def field_catalog(
         if derived is not None and (extra := derived(record)) is not None:
             for key, metric in extra.items():
                 extras[key].append(metric)
-    columns = {
-        f"{prefix}.{key}": values
-        for prefix, found in (("params", params), ("metrics", metrics), ("derived", extras))
-        for key, values in found.items()
-    }
-    return [_summarise(name, columns[name]) for name in sorted(columns)]

@@ -35,7 +35,6 @@ from typing import Final
 from psycopg import sql
 
 __all__ = [
-    "CATALOG_SAMPLES",
     "META_TABLE",
     "SCHEMA_VERSION",
     "TABLES",
@@ -53,8 +52,6 @@ SCHEMA_VERSION: Final = 1
 
 META_TABLE: Final = "metalab_meta"
 TABLES: Final = ("runs", "derived", "manifests", "experiments", "field_catalog")
-CATALOG_SAMPLES: Final = 5
-"""How many distinct values the field catalog keeps per field."""
 
 # (table, purpose, what follows "ON <table>").
 _INDEXES: Final[tuple[tuple[str, str, sql.SQL], ...]] = (

@@ -35,6 +35,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from metalab.errors import ConfigError, IndexUnavailableError
 from metalab.query import FieldInfo, Query
+from metalab.query._catalog import CATALOG_SAMPLE_RUNS, CATALOG_SAMPLES
 from metalab.query._sql import compile_select
 from metalab.store import _postgres_ddl as ddl
 from metalab.store.abc import ProgressCallback
@@ -601,8 +602,9 @@ class PostgresIndex:
     def field_catalog(self, experiment_id: str) -> list[FieldInfo]:
         """Return the field catalog of an experiment, refreshing it if writes changed it.
 
-        Samples are in the order of ``jsonb`` values, non-finite floats in their
-        escaped form (``{"$float": "NaN"}``).
+        Samples are the smallest distinct values, in the order of ``jsonb`` values,
+        among the experiment's first :data:`~metalab.query._catalog.CATALOG_SAMPLE_RUNS`
+        runs by run id; non-finite floats in their escaped form (``{"$float": "NaN"}``).
         """
         q = self._q
 
@@ -611,7 +613,10 @@ class PostgresIndex:
                 dirty = conn.execute(q.lock_catalog, (experiment_id,)).fetchone()
                 if dirty is not None and dirty[0]:
                     conn.execute(q.delete_catalog, (experiment_id,))
-                    conn.execute(q.refresh_catalog, {"e": experiment_id, "n": ddl.CATALOG_SAMPLES})
+                    conn.execute(
+                        q.refresh_catalog,
+                        {"e": experiment_id, "n": CATALOG_SAMPLES, "k": CATALOG_SAMPLE_RUNS},
+                    )
                     conn.execute(q.clean_catalog, (experiment_id,))
             cur = conn.cursor(row_factory=class_row(FieldInfo))
             return cur.execute(q.read_catalog, (experiment_id,)).fetchall()
@@ -886,6 +891,24 @@ def _excluded(names: Iterable[str]) -> sql.Composed:
     )
 
 
+def _catalog_values(
+    runs: sql.Composable, derived: sql.Composable, where: sql.Composable
+) -> sql.Composed:
+    """``(field, value)`` of every param, metric and derived metric of the runs ``x`` in ``where``."""
+    return sql.SQL(
+        """
+        SELECT 'params.' || p.key AS field, p.value
+        FROM {r} x, jsonb_each(x.params) p WHERE {where}
+        UNION ALL
+        SELECT 'metrics.' || m.key, m.value
+        FROM {r} x, jsonb_each(x.metrics) m WHERE {where}
+        UNION ALL
+        SELECT 'derived.' || d.key, d.value
+        FROM {d} y JOIN {r} x ON x.run_id = y.run_id, jsonb_each(y.metrics) d WHERE {where}
+        """
+    ).format(r=runs, d=derived, where=where)
+
+
 class _Queries:
     """Every statement of the index, composed once per schema."""
 
@@ -1135,43 +1158,62 @@ class _Queries:
         self.clean_catalog = fmt(
             "UPDATE {e} SET catalog_dirty = false WHERE experiment_id = %s", e=experiments
         )
+        # One hash aggregation over every value gives types, counts and ranges; the
+        # samples come from the first runs only (by run id): a DISTINCT ... ORDER BY
+        # over every value of every field sorted millions of jsonb values, most of
+        # the refresh's cost on a large experiment.
         self.refresh_catalog = fmt(
             """
-            WITH vals AS (
-                SELECT 'params.' || p.key AS field, p.value
-                FROM {r} x, jsonb_each(x.params) p WHERE x.experiment_id = %(e)s
-                UNION ALL
-                SELECT 'metrics.' || m.key, m.value
-                FROM {r} x, jsonb_each(x.metrics) m WHERE x.experiment_id = %(e)s
-                UNION ALL
-                SELECT 'derived.' || d.key, d.value
-                FROM {d} x JOIN {r} y ON y.run_id = x.run_id, jsonb_each(x.metrics) d
-                WHERE y.experiment_id = %(e)s
-            ), typed AS (
-                SELECT field, value,
-                    CASE jsonb_typeof(value)
-                        WHEN 'number' THEN
-                            CASE WHEN value::text ~ '^-?[0-9]+$' THEN 'int' ELSE 'float' END
-                        WHEN 'string' THEN 'str'
-                        WHEN 'boolean' THEN 'bool'
-                        WHEN 'null' THEN 'null'
-                        WHEN 'array' THEN 'list'
-                        ELSE CASE WHEN value ? '$float' AND value - '$float' = '{{}}'::jsonb
-                            THEN 'float' ELSE 'dict' END
-                    END AS type
-                FROM vals
+            WITH stats AS (
+                SELECT field,
+                    count(*) AS count,
+                    bool_or(kind = 'null') AS has_null,
+                    bool_or(kind = 'string') AS has_str,
+                    bool_or(kind = 'boolean') AS has_bool,
+                    bool_or(kind = 'array') AS has_list,
+                    -- jsonb keeps a number's scale (1.0) but not its exponent form:
+                    -- scale 0 is an int, as the codec wrote it.
+                    bool_or(scale(num) = 0) AS has_int,
+                    bool_or(scale(num) > 0 OR (kind = 'object' AND {marker})) AS has_float,
+                    bool_or(kind = 'object' AND NOT {marker}) AS has_dict,
+                    min(num)::float8 AS min_value,
+                    max(num)::float8 AS max_value
+                FROM (
+                    -- OFFSET 0 keeps each value's type and number computed once,
+                    -- not once per aggregate that reads them.
+                    SELECT field, value, kind,
+                        CASE WHEN kind = 'number' THEN value::numeric END AS num
+                    FROM (
+                        SELECT field, value, jsonb_typeof(value) AS kind
+                        FROM ({every}) AS v OFFSET 0
+                    ) AS k OFFSET 0
+                ) AS typed
+                GROUP BY field
+            ), first_runs AS (
+                SELECT run_id FROM {r} WHERE experiment_id = %(e)s
+                ORDER BY run_id COLLATE "C" LIMIT %(k)s
+            ), samples AS (
+                SELECT field, to_jsonb((array_agg(DISTINCT value ORDER BY value))[1:%(n)s]) AS s
+                FROM ({first}) AS v
+                GROUP BY field
             )
             INSERT INTO {c} (experiment_id, field, types, count, min_value, max_value, samples)
             SELECT %(e)s, field,
-                array_agg(DISTINCT type ORDER BY type),
-                count(*),
-                min(value::float8) FILTER (WHERE jsonb_typeof(value) = 'number'),
-                max(value::float8) FILTER (WHERE jsonb_typeof(value) = 'number'),
-                to_jsonb((array_agg(DISTINCT value ORDER BY value))[1:%(n)s])
-            FROM typed GROUP BY field
+                array_remove(ARRAY[
+                    CASE WHEN has_bool THEN 'bool' END, CASE WHEN has_dict THEN 'dict' END,
+                    CASE WHEN has_float THEN 'float' END, CASE WHEN has_int THEN 'int' END,
+                    CASE WHEN has_list THEN 'list' END, CASE WHEN has_null THEN 'null' END,
+                    CASE WHEN has_str THEN 'str' END
+                ], NULL),
+                count, min_value, max_value, COALESCE(samples.s, '[]'::jsonb)
+            FROM stats LEFT JOIN samples USING (field)
             """,
+            marker=sql.SQL("(value ? '$float' AND value - '$float' = '{}'::jsonb)"),
+            every=_catalog_values(runs, derived, sql.SQL("x.experiment_id = %(e)s")),
+            first=_catalog_values(
+                runs, derived, sql.SQL("x.run_id IN (SELECT run_id FROM first_runs)")
+            ),
             r=runs,
-            d=derived,
             c=catalog,
         )
         self.read_catalog = fmt(
