@@ -8,7 +8,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 from metalab._codec import escape_json
 from metalab.records import MetricValue, RunRecord
@@ -35,7 +35,7 @@ _TYPE_NAMES: Final[dict[type, str]] = {
     dict: "dict",
 }
 
-_SCALARS: Final = frozenset({type(None), bool, int, float, str})
+_NUMBER_TYPES: Final = frozenset({int, float})
 
 
 @dataclass(frozen=True)
@@ -88,19 +88,28 @@ def _summarise(name: str, values: list[object], sampled: int) -> FieldInfo:
     experiment has one value per run, and a Python step per value is the cost.
     """
     kinds = set(map(type, values))
-    types = sorted({_kind_name(kind) for kind in kinds})
-    numbers: list[int | float] = []
-    if "int" in types or "float" in types:
-        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-    finite = [v for v in numbers if math.isfinite(v)]
+    finite = _finite(values, kinds)
     return FieldInfo(
         field=name,
-        types=types,
+        types=sorted({_kind_name(kind) for kind in kinds}),
         count=len(values),
         min_value=float(min(finite)) if finite else None,
         max_value=float(max(finite)) if finite else None,
         samples=_samples(values[:sampled]),
     )
+
+
+def _numbers(values: list[object]) -> list[int | float]:
+    return [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+
+
+def _finite(values: list[object], kinds: set[type]) -> list[int | float]:
+    """The finite numbers among ``values`` (booleans are not numbers)."""
+    if kinds <= _NUMBER_TYPES:
+        # The common column, all ints and floats: filtered in C.
+        numbers = cast("list[int | float]", values)
+        return list(filter(math.isfinite, numbers)) if float in kinds else numbers
+    return [v for v in _numbers(values) if math.isfinite(v)]
 
 
 def _samples(values: list[object]) -> list[object]:
@@ -110,9 +119,10 @@ def _samples(values: list[object]) -> list[object]:
     booleans, lists and objects (non-finite floats, escaped, are objects). Values of
     a kind are compared naturally; lists and objects by their ``repr``.
     """
-    kinds = {_kind_name(kind) for kind in set(map(type, values))}
-    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-    finite = [v for v in numbers if math.isfinite(v)]
+    types = set(map(type, values))
+    kinds = {_kind_name(kind) for kind in types}
+    numbers = _numbers(values)
+    finite = _finite(values, types)
     n = CATALOG_SAMPLES
     found: list[object] = [None] if "null" in kinds else []
     if "str" in kinds:
