@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import _workload
+from benchmarks._anchors import bare_read, bare_read_dirs
 from benchmarks._harness import Measurement, Report, time_interleaved, time_repeats
 from metalab import _codec
 from metalab.records import RunRecord
@@ -61,23 +62,6 @@ def _bare_write(directory: Path, names: list[str], blobs: list[bytes], *, durabl
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
-
-
-def _bare_read(paths: list[str]) -> int:
-    total = 0
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            total += len(os.read(fd, 1 << 16))
-        finally:
-            os.close(fd)
-    return total
-
-
-def _bare_scan(directory: str) -> int:
-    with os.scandir(directory) as entries:
-        names = [e.name for e in entries if e.name.endswith(".json")]
-    return _bare_read([f"{directory}/{name}" for name in names])
 
 
 def _decode_sequential(directory: str) -> list[RunRecord]:
@@ -184,7 +168,7 @@ def run(report: Report, *, n: int, repeat: int) -> None:
             decode = _codec.RUN_RECORD.decode
             timings = time_interleaved(
                 {
-                    BARE_READ: lambda: _bare_scan(runs),
+                    BARE_READ: lambda: bare_read_dirs(runs),
                     "codec decode only (bytes in memory)": lambda: [
                         decode(b) for b in decode_bytes
                     ],
@@ -205,7 +189,7 @@ def run(report: Report, *, n: int, repeat: int) -> None:
             get = store.get_run_record
             timings = time_interleaved(
                 {
-                    BARE_READ: lambda: _bare_read(paths),
+                    BARE_READ: lambda: bare_read(paths),
                     f"{STORE}.get_run_record": lambda: [get(rid) for rid in ids],
                 },
                 repeat=repeat,

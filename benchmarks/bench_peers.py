@@ -77,6 +77,7 @@ from psycopg import sql
 
 import metalab
 from benchmarks import _postgres, _workload
+from benchmarks._anchors import bare_read, bare_read_dirs
 from benchmarks._harness import Measurement, Report, time_interleaved
 from metalab import _codec
 from metalab.query import F, Query, build_query, select
@@ -439,25 +440,6 @@ def _bare_write(directory: str, blobs: Sequence[tuple[str, bytes]]) -> None:
         os.replace(tmp, f"{directory}/{name}")  # noqa: PTH105 - the anchor is the bare syscall
 
 
-def _bare_read(paths: Sequence[str]) -> int:
-    total = 0
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            total += len(os.read(fd, 1 << 16))
-        finally:
-            os.close(fd)
-    return total
-
-
-def _bare_read_dirs(*directories: str) -> int:
-    paths: list[str] = []
-    for directory in directories:
-        with os.scandir(directory) as entries:
-            paths.extend(f"{directory}/{e.name}" for e in entries if e.name.endswith(".json"))
-    return _bare_read(paths)
-
-
 _RUN_TYPES = [
     "text",
     "text",
@@ -751,7 +733,7 @@ def _run_reads(
     paths = [f"{s.runs_dir}/{run_id}.json" for run_id in metalab_ids]
     disk, raw = ANCHORS["peers.get"]
     get: dict[str, Callable[[], Any]] = {
-        disk: functools.partial(_bare_read, paths),
+        disk: functools.partial(bare_read, paths),
         raw: functools.partial(s.raw_pg.get, metalab_ids),
     }
     for name, m in s.metalab.items():
@@ -763,17 +745,17 @@ def _run_reads(
     counts.check("peers.get", len(sample))
 
     reads: list[tuple[str, int, Callable[[], object], Callable[[], object]]] = [
-        ("peers.list", n, functools.partial(_bare_read_dirs, s.runs_dir), s.raw_pg.list_all),
+        ("peers.list", n, functools.partial(bare_read_dirs, s.runs_dir), s.raw_pg.list_all),
         (
             "peers.search",
             expected_hits,
-            functools.partial(_bare_read_dirs, s.runs_dir),
+            functools.partial(bare_read_dirs, s.runs_dir),
             s.raw_pg.search,
         ),
         (
             "peers.frame",
             n,
-            functools.partial(_bare_read_dirs, s.runs_dir, s.derived_dir),
+            functools.partial(bare_read_dirs, s.runs_dir, s.derived_dir),
             s.raw_pg.frame,
         ),
     ]

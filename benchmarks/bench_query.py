@@ -27,7 +27,6 @@ Per-item costs are per stored run (``N``), whatever the number of matches.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable
 from functools import partial
@@ -37,6 +36,7 @@ import psycopg
 from psycopg import sql
 
 from benchmarks import _workload
+from benchmarks._anchors import bare_read_dirs
 from benchmarks._harness import Measurement, Report, time_interleaved
 from benchmarks._postgres import drop_schema, postgres_server, settings
 from metalab.query import Query, build_query, select
@@ -66,31 +66,23 @@ RAW_FILTER = sql.SQL(
 )
 
 
-def _bare_read(directory: Path) -> int:
-    total = 0
-    for name in os.listdir(directory):  # noqa: PTH208 - the anchor is the bare syscall
-        fd = os.open(directory / name, os.O_RDONLY)
-        try:
-            total += len(os.read(fd, 1 << 16))
-        finally:
-            os.close(fd)
-    return total
-
-
 def _measure(
     report: Report,
     operation: str,
     n: int,
     repeat: int,
     subjects: dict[str, Callable[[], object]],
-    baselines: dict[str, str],
+    baselines: dict[str, str | tuple[str, ...]],
     notes: dict[str, str],
     setup: Callable[[], object] | None = None,
 ) -> None:
+    """Time ``subjects`` interleaved; ``baselines`` names what each is compared with."""
     timings = time_interleaved(subjects, repeat=repeat, setup=setup)
     for name, seconds in timings.items():
+        against = baselines.get(name, ())
+        first, *also = (against,) if isinstance(against, str) else against or (None,)
         report.add(
-            Measurement(operation, name, n, seconds, baselines.get(name), notes.get(name, ""))
+            Measurement(operation, name, n, seconds, first, notes.get(name, ""), tuple(also))
         )
 
 
@@ -162,10 +154,10 @@ def _filters(
             RAW_SQL: raw_filter,
             INDEX: lambda: index.query_runs(query),
             LOAD_ALL: lambda: select(index.list_run_records(EXP), query),
-            BARE: lambda: _bare_read(runs_dir),
+            BARE: lambda: bare_read_dirs(str(runs_dir)),
             FILES: lambda: files.query_runs(query),
         },
-        {INDEX: RAW_SQL, LOAD_ALL: INDEX, FILES: BARE},
+        {INDEX: (RAW_SQL, LOAD_ALL), FILES: (BARE, LOAD_ALL)},
         {
             RAW_SQL: server,
             INDEX: f"top {LIMIT} of {matches:,} matches",

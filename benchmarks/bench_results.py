@@ -18,7 +18,6 @@ this machine.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import metalab
 from benchmarks import _workload
+from benchmarks._anchors import bare_read_dirs
 from benchmarks._harness import Measurement, Report, time_interleaved
 from metalab.store._file import FileStoreConfig
 
@@ -47,19 +47,6 @@ def _prepare(root: Path, n: int) -> FileStoreConfig:
     return config
 
 
-def _bare_read(directory: Path) -> int:
-    total = 0
-    for sub in ("runs", "derived"):
-        folder = directory / sub
-        for name in os.listdir(folder):  # noqa: PTH208 - the anchor is the bare syscall
-            fd = os.open(folder / name, os.O_RDONLY)
-            try:
-                total += len(os.read(fd, 1 << 16))
-            finally:
-                os.close(fd)
-    return total
-
-
 def run(report: Report, *, n: int, repeat: int) -> None:
     """Measure the results path for ``n`` runs."""
     root = Path(tempfile.mkdtemp(prefix="metalab-bench-results-"))
@@ -76,7 +63,7 @@ def run(report: Report, *, n: int, repeat: int) -> None:
             return metalab.Results(loaded.records, loaded.store).to_dataframe()
 
         subjects: dict[str, Callable[[], object]] = {
-            BARE: lambda: _bare_read(directory),
+            BARE: lambda: bare_read_dirs(f"{directory}/runs", f"{directory}/derived"),
             TOTAL: lambda: metalab.load_results(config).to_dataframe(),
             LOAD: lambda: metalab.load_results(config),
             FRAME: frame_with_derived_read,

@@ -55,16 +55,20 @@ def _fill(config: StoreConfig, records: list[RunRecord]) -> None:
             store.put_derived(record.run_id, {"gain": len(record.run_id) + int(record.run_id, 16)})
 
 
-@pytest.fixture(params=["file", "memory", "postgres"])
-def config(request: pytest.FixtureRequest, tmp_path: Path) -> StoreConfig:
+def _store_config(request: pytest.FixtureRequest, tmp_path: Path) -> StoreConfig:
+    """A fresh store of the kind ``request.param`` names, scoped to ``EXP``."""
     kind = request.param
     if kind == "file":
-        cfg: StoreConfig = FileStoreConfig(root=str(tmp_path / "files"), experiment_id=EXP)
-    elif kind == "memory":
-        cfg = MemoryStoreConfig(name=f"q-{tmp_path.name}", experiment_id=EXP)
-    else:
-        pg: PostgresStoreConfig = request.getfixturevalue("postgres_config")
-        cfg = pg.scoped(EXP)
+        return FileStoreConfig(root=str(tmp_path / "files"), experiment_id=EXP)
+    if kind == "memory":
+        return MemoryStoreConfig(name=f"q-{tmp_path.name}", experiment_id=EXP)
+    pg: PostgresStoreConfig = request.getfixturevalue("postgres_config")
+    return pg.scoped(EXP)
+
+
+@pytest.fixture(params=["file", "memory", "postgres"])
+def config(request: pytest.FixtureRequest, tmp_path: Path) -> StoreConfig:
+    cfg = _store_config(request, tmp_path)
     _fill(cfg, _records(60))
     return cfg
 
@@ -166,14 +170,7 @@ class TestFieldCatalog:
             )
             for i in range(1200)
         ]
-        kind = request.param
-        if kind == "file":
-            cfg: StoreConfig = FileStoreConfig(root=str(tmp_path / "files"), experiment_id=EXP)
-        elif kind == "memory":
-            cfg = MemoryStoreConfig(name=f"c-{tmp_path.name}", experiment_id=EXP)
-        else:
-            pg: PostgresStoreConfig = request.getfixturevalue("postgres_config")
-            cfg = pg.scoped(EXP)
+        cfg = _store_config(request, tmp_path)
         with cfg.connect() as store:
             assert isinstance(store, SupportsBulkPut)
             store.put_run_records(records)
