@@ -173,16 +173,22 @@ def field_catalog(
         for key, values in columns.items()
     }
     _gather(ordered[CATALOG_SAMPLE_RUNS:], namespaces, derived)
-    found = [
-        (f"{prefix}.{key}", values, sampled.get((prefix, key), 0))
-        for prefix, columns in namespaces.items()
-        for key, values in columns.items()
-    ]
-    return [_summarise(name, values, first) for name, values, first in sorted(found)]
+    return sorted(
+        (
+            _summarise(f"{prefix}.{key}", values, sampled.get((prefix, key), 0))
+            for prefix, columns in namespaces.items()
+            for key, values in columns.items()
+        ),
+        key=_field_name,
+    )
 
 
 def _run_id(record: RunRecord) -> str:
     return record.run_id
+
+
+def _field_name(info: FieldInfo) -> str:
+    return info.field
 
 
 def _gather(
