@@ -496,12 +496,18 @@ class PostgresIndex:
 
     def list_run_docs(self, experiment_id: str | None) -> list[tuple[str, bytes]]:
         """Return ``(run_id, encoded record)`` of every run (of one experiment, if given)."""
+        return self._list_docs(self._q.list_runs, self._q.list_runs_in, experiment_id)
+
+    def _list_docs(
+        self, every: bytes, one_experiment: bytes, experiment_id: str | None
+    ) -> list[tuple[str, bytes]]:
+        """Run a ``SELECT run_id, doc`` listing, of one experiment if given."""
 
         def work(conn: Connection) -> list[tuple[str, bytes]]:
             if experiment_id is None:
-                cur = conn.execute(self._q.list_runs, binary=True)
+                cur = conn.execute(every, binary=True)
             else:
-                cur = conn.execute(self._q.list_runs_in, (experiment_id,), binary=True)
+                cur = conn.execute(one_experiment, (experiment_id,), binary=True)
             return [(row[0], row[1]) for row in cur.fetchall()]
 
         return self.run(work)
@@ -539,16 +545,7 @@ class PostgresIndex:
 
     def list_derived_docs(self, experiment_id: str | None) -> list[tuple[str, bytes]]:
         """Return ``(run_id, encoded derived metrics)`` of one experiment (or all), in one query."""
-
-        def work(conn: Connection) -> list[tuple[str, bytes]]:
-            cur = conn.cursor(binary=True)
-            if experiment_id is None:
-                cur.execute(self._q.list_derived)
-            else:
-                cur.execute(self._q.list_derived_in, (experiment_id,))
-            return [(row[0], row[1]) for row in cur.fetchall()]
-
-        return self.run(work)
+        return self._list_docs(self._q.list_derived, self._q.list_derived_in, experiment_id)
 
     def put_manifest(self, row: ManifestRow) -> None:
         """Upsert one experiment manifest (keyed by experiment and file name)."""
