@@ -471,12 +471,18 @@ class PostgresIndex:
 
     def get_run_doc(self, run_id: str, experiment_id: str | None) -> bytes | None:
         """Return the encoded record of a run (of one experiment, if given), or ``None``."""
+        return self._get_doc(self._q.get_run, self._q.get_run_in, run_id, experiment_id)
+
+    def _get_doc(
+        self, any_experiment: bytes, one_experiment: bytes, run_id: str, experiment_id: str | None
+    ) -> bytes | None:
+        """Run a ``SELECT doc`` of one run, restricted to one experiment if given."""
 
         def work(conn: Connection) -> bytes | None:
             if experiment_id is None:
-                cur = conn.execute(self._q.get_run, (run_id,), binary=True)
+                cur = conn.execute(any_experiment, (run_id,), binary=True)
             else:
-                cur = conn.execute(self._q.get_run_in, (run_id, experiment_id), binary=True)
+                cur = conn.execute(one_experiment, (run_id, experiment_id), binary=True)
             row = cur.fetchone()
             return None if row is None else row[0]
 
@@ -532,16 +538,7 @@ class PostgresIndex:
 
     def get_derived_doc(self, run_id: str, experiment_id: str | None) -> bytes | None:
         """Return the encoded derived metrics of a run, or ``None``."""
-
-        def work(conn: Connection) -> bytes | None:
-            if experiment_id is None:
-                cur = conn.execute(self._q.get_derived, (run_id,), binary=True)
-            else:
-                cur = conn.execute(self._q.get_derived_in, (run_id, experiment_id), binary=True)
-            row = cur.fetchone()
-            return None if row is None else row[0]
-
-        return self.run(work)
+        return self._get_doc(self._q.get_derived, self._q.get_derived_in, run_id, experiment_id)
 
     def list_derived_docs(self, experiment_id: str | None) -> list[tuple[str, bytes]]:
         """Return ``(run_id, encoded derived metrics)`` of one experiment (or all), in one query."""
