@@ -14,7 +14,8 @@ from metalab.errors import ConfigError, ExperimentMismatchError
 from metalab.records import RunRecord
 from metalab.store import StoreConfig, parse_to_config
 from metalab.store._file import FileStoreConfig
-from metalab.store._layout import safe_experiment_id, validate_name, validate_run_id
+from metalab.store._layout import safe_experiment_id
+from metalab.store._rules import validate_name, validate_run_id
 from metalab.testing.strategies import experiment_ids
 
 # Any printable text: unicode, ':' and '_' (the colliding pair), dots, spaces, '%', '&'.

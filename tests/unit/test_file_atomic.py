@@ -46,18 +46,33 @@ class TestAtomicWrite:
 
 class TestTempFiles:
     def test_temp_files_are_hidden_partials_in_the_target_directory(self, tmp_path: Path) -> None:
-        tmp = write_temp(str(tmp_path), b"abc", durable=True)
+        written = write_temp(str(tmp_path), b"abc", durable=True)
+        tmp = written.path
         assert Path(tmp).parent == tmp_path
         assert Path(tmp).name.startswith(".")
         assert Path(tmp).name.endswith(".partial")
         assert len(Path(tmp).name) == len(".") + 32 + len(".partial")
         assert Path(tmp).read_bytes() == b"abc"
 
+    def test_a_temp_file_reports_the_state_it_keeps_once_moved(self, tmp_path: Path) -> None:
+        written = write_temp(str(tmp_path), b"abcd", durable=False)
+        target = tmp_path / "doc.json"
+        assert link_into_place(written.path, str(target)) is True
+        stat = target.stat()
+        assert (
+            (written.mtime_ns, written.size)
+            == (stat.st_mtime_ns, stat.st_size)
+            == (
+                stat.st_mtime_ns,
+                4,
+            )
+        )
+
     def test_link_places_a_new_file_and_refuses_an_existing_one(self, tmp_path: Path) -> None:
-        first = write_temp(str(tmp_path), b"first", durable=False)
+        first = write_temp(str(tmp_path), b"first", durable=False).path
         assert link_into_place(first, str(tmp_path / "t")) is True
         assert not Path(first).exists()
-        second = write_temp(str(tmp_path), b"second", durable=False)
+        second = write_temp(str(tmp_path), b"second", durable=False).path
         assert link_into_place(second, str(tmp_path / "t")) is False
         assert (tmp_path / "t").read_bytes() == b"first"
         assert Path(second).read_bytes() == b"second"

@@ -1,4 +1,4 @@
-"""Ids and names become paths only through the checks and the layout of _layout.py."""
+"""Ids and names become paths only through the checks of _rules.py and the layout of _layout.py."""
 
 from __future__ import annotations
 
@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from metalab.errors import ConfigError
-from metalab.store._layout import (
-    FileStoreLayout,
-    safe_experiment_id,
-    validate_format,
-    validate_name,
-    validate_run_id,
-)
+from metalab.store._layout import FileStoreLayout, safe_experiment_id
+from metalab.store._rules import validate_format, validate_name, validate_run_id
 
 HEX64 = "ab" * 32
 

@@ -19,9 +19,10 @@ import errno
 import hashlib
 import os
 import sys
-from typing import Final
+from typing import Final, NamedTuple
 
 __all__ = [
+    "TempFile",
     "atomic_copy",
     "atomic_write",
     "copy_to_temp",
@@ -66,8 +67,20 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
 
 
-def write_temp(directory: str, data: bytes | bytearray | memoryview, *, durable: bool) -> str:
-    """Write ``data`` to a new temp file in ``directory`` and return its path.
+class TempFile(NamedTuple):
+    """A temp file written by :func:`write_temp`, and its state once written.
+
+    A rename or hard link keeps a file's modification time and size, so these are
+    also the state of the file it becomes.
+    """
+
+    path: str
+    mtime_ns: int
+    size: int
+
+
+def write_temp(directory: str, data: bytes | bytearray | memoryview, *, durable: bool) -> TempFile:
+    """Write ``data`` to a new temp file in ``directory``.
 
     The caller moves the file into place (or removes it); on error it is removed here.
     """
@@ -80,12 +93,13 @@ def write_temp(directory: str, data: bytes | bytearray | memoryview, *, durable:
                 view = view[os.write(fd, view) :]
             if durable:
                 os.fsync(fd)
+            stat = os.fstat(fd)
         finally:
             os.close(fd)
     except BaseException:
         _unlink_quietly(tmp)
         raise
-    return tmp
+    return TempFile(tmp, stat.st_mtime_ns, stat.st_size)
 
 
 def atomic_write(
@@ -100,7 +114,7 @@ def atomic_write(
     """
     target = os.fspath(path)
     directory = os.path.dirname(target) or "."
-    tmp = write_temp(directory, data, durable=durable)
+    tmp = write_temp(directory, data, durable=durable).path
     try:
         os.replace(tmp, target)
     except BaseException:

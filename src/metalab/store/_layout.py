@@ -1,9 +1,9 @@
-"""Where a FileStore keeps each document, and which ids may become path components.
+"""Where a FileStore keeps each document.
 
-Every id and name that reaches a path is checked here, before any filesystem call:
-a run id, artifact, log or result name must be one safe path component, and an
-experiment id is mapped to one directory name by :func:`safe_experiment_id`. The
-directory of one experiment (or of a standalone store) looks like::
+Every id and name that reaches a path is checked (by :mod:`metalab.store._rules`)
+before a path is built from it, and an experiment id is mapped to one directory name
+by :func:`safe_experiment_id`. The directory of one experiment (or of a standalone
+store) looks like::
 
     _meta.json                       StoreMeta: format version, experiment id
     runs/{run_id}.json               run records
@@ -21,84 +21,32 @@ File names starting with ``.`` (temp files, the ``.lock`` file, metalab 0.1's
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from metalab.errors import ConfigError
 from metalab.store._atomic import fsync_directory
+from metalab.store._rules import (
+    validate_experiment_id,
+    validate_format,
+    validate_name,
+    validate_run_id,
+)
 
 __all__ = [
-    "MAX_EXPERIMENT_ID_LENGTH",
+    "ARTIFACT_MANIFEST_FILE",
+    "LOCK_FILE",
+    "META_FILE",
+    "SUBDIRECTORIES",
     "FileStoreLayout",
     "manifest_file_name",
     "safe_experiment_id",
-    "validate_format",
-    "validate_name",
-    "validate_run_id",
 ]
-
-MAX_EXPERIMENT_ID_LENGTH: Final = 200
 
 META_FILE: Final = "_meta.json"
 ARTIFACT_MANIFEST_FILE: Final = "_manifest.json"
 LOCK_FILE: Final = ".lock"
 SUBDIRECTORIES: Final = ("runs", "derived", "artifacts", "logs", "results", "experiments")
-
-# Run ids have no '_': a log file is ``{run_id}_{name}.log``, and the first '_' must
-# tell where the run id ends, or deleting run "a" would take the logs of run "a_b".
-_RUN_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,127}")
-_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
-
-_RUN_ID_RULE: Final = "1 to 128 letters, digits, '.' or '-', starting with a letter or digit"
-_NAME_RULE: Final = (
-    "1 to 128 letters, digits, '_', '.' or '-', starting with a letter or digit "
-    "(names starting with '_' or '.' are reserved)"
-)
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:60]}...{text[-12:]} ({len(text)} chars)"
-
-
-def validate_run_id(run_id: str) -> str:
-    """Return ``run_id`` if it can be a file name, else raise.
-
-    Raises:
-        ConfigError: The id is not a string or does not match the allowed characters.
-    """
-    value: object = run_id
-    if not isinstance(value, str) or _RUN_ID.fullmatch(value) is None:
-        raise ConfigError(f"invalid run id {_shown(value)}: a run id must be {_RUN_ID_RULE}")
-    return run_id
-
-
-def validate_name(name: str, what: str = "name") -> str:
-    """Return an artifact, log or result ``name`` if it is one safe path component.
-
-    Args:
-        name: The name to check.
-        what: What the name is, for the message (``"artifact name"``).
-
-    Raises:
-        ConfigError: The name is not a string or does not match the allowed characters.
-    """
-    value: object = name
-    if not isinstance(value, str) or _NAME.fullmatch(value) is None:
-        raise ConfigError(f"invalid {what} {_shown(value)}: it must be {_NAME_RULE}")
-    return name
-
-
-def validate_format(fmt: str) -> str:
-    """Return an artifact format (the file extension) if it is safe in a file name.
-
-    Raises:
-        ConfigError: The format does not match the allowed characters.
-    """
-    return validate_name(fmt, "artifact format")
 
 
 def safe_experiment_id(experiment_id: str) -> str:
@@ -110,30 +58,10 @@ def safe_experiment_id(experiment_id: str) -> str:
     directory that belongs to another experiment.
 
     Raises:
-        ConfigError: The id is empty, ``.`` or ``..``, holds a path separator, NUL
-            or another control character, or is longer than 200 characters.
+        ConfigError: The id is not one a store can keep
+            (:func:`~metalab.store._rules.validate_experiment_id`).
     """
-    value: object = experiment_id
-    if not isinstance(value, str):
-        raise ConfigError(f"experiment id must be a string, got {type(value).__name__}")
-    problem = None
-    if not experiment_id:
-        problem = "it is empty"
-    elif len(experiment_id) > MAX_EXPERIMENT_ID_LENGTH:
-        problem = f"it is longer than {MAX_EXPERIMENT_ID_LENGTH} characters"
-    elif "/" in experiment_id or "\\" in experiment_id:
-        problem = "it contains a path separator ('/' or '\\\\')"
-    elif _CONTROL.search(experiment_id):
-        problem = "it contains NUL or another control character"
-    elif experiment_id in (".", ".."):
-        problem = "it names the current or parent directory"
-    if problem is not None:
-        raise ConfigError(
-            f"invalid experiment id {_shown(experiment_id)}: {problem}; "
-            "use a name like 'my_exp:1.0' (not '.' or '..', no '/', '\\\\' or control "
-            f"characters, at most {MAX_EXPERIMENT_ID_LENGTH} characters)"
-        )
-    return experiment_id.replace(":", "_")
+    return validate_experiment_id(experiment_id).replace(":", "_")
 
 
 def manifest_file_name(experiment_id: str, submitted_at: dt.datetime) -> str:

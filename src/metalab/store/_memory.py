@@ -6,11 +6,12 @@ included) for as long as the process lives. Nothing crosses a process boundary: 
 worker process that connects ``memory://NAME`` gets its own, separate store, so use a
 FileStore with process executors.
 
-A MemoryStore follows the FileStore's rules: the same id validation, a record never
-moves backwards, one space per experiment, and documents go through the same codec.
-They are kept as their encoded bytes, so a caller can never mutate a stored record,
-NaN and infinities round-trip as they do on disk, and a naive timestamp is refused
-on write.
+A MemoryStore follows the FileStore's rules (:mod:`metalab.store._rules`) and routing
+(:class:`~metalab.store._collection.Collection`): one partition per experiment, like
+the experiment directories under a FileStore root. Documents go through the same
+codec and are kept as their encoded bytes, so a caller can never mutate a stored
+record, NaN and infinities round-trip as they do on disk, and a naive timestamp is
+refused on write.
 """
 
 from __future__ import annotations
@@ -18,30 +19,19 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
 import shutil
 import tempfile
 import threading
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Final, Self
 from urllib.parse import quote, urlsplit
 
 from metalab import _codec
-from metalab.errors import (
-    ArtifactNotFoundError,
-    ConfigError,
-    CorruptRecordError,
-    ExperimentMismatchError,
-    LocatorError,
-    StoreError,
-)
-from metalab.query import FieldInfo, Query, field_catalog
-from metalab.query._python import derived_lookup, query_store
+from metalab.errors import ArtifactNotFoundError, ConfigError, LocatorError
 from metalab.records import (
     ArtifactDescriptor,
     ArtifactManifest,
@@ -52,8 +42,14 @@ from metalab.records import (
     ResultDocument,
     RunRecord,
 )
-from metalab.store._layout import (
-    safe_experiment_id,
+from metalab.store._collection import Collection
+from metalab.store._layout import safe_experiment_id
+from metalab.store._rules import (
+    check_filed_under,
+    check_scope,
+    may_be_refused,
+    replaces,
+    validate_experiment_id,
     validate_format,
     validate_name,
     validate_run_id,
@@ -65,8 +61,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryStore", "MemoryStoreConfig"]
 
-_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_NAME_RULE: Final = "1 to 128 letters, digits, '_', '.' or '-', starting with a letter or digit"
 _LOCATOR_PARAMS: Final = frozenset({"experiment_id"})
 _StreamKey = tuple[str, str, str]
 """(experiment id, run id, log name)"""
@@ -86,19 +80,17 @@ class MemoryStoreConfig(StoreConfig):
     """
 
     scheme: ClassVar[str] = "memory"
+    process_local: ClassVar[bool] = True
 
     name: str = ""
     experiment_id: str | None = None
 
     def __post_init__(self) -> None:
         name: object = self.name
-        if not isinstance(name, str) or (name and _NAME.fullmatch(name) is None):
-            raise ConfigError(
-                f"invalid memory store name {name!r}: it must be {_NAME_RULE}, "
-                "or empty for an anonymous store"
-            )
+        if name != "":
+            validate_name(self.name, "memory store name ('' for an anonymous store)")
         if self.experiment_id is not None:
-            safe_experiment_id(self.experiment_id)
+            validate_experiment_id(self.experiment_id)
 
     def connect(self) -> MemoryStore:
         """Open the store (the shared one for a named config, a new one otherwise)."""
@@ -152,7 +144,7 @@ class MemoryStoreConfig(StoreConfig):
         return locator
 
 
-@dataclass
+@dataclass(eq=False)
 class _Partition:
     """The documents of one experiment, as encoded bytes (``str`` for logs)."""
 
@@ -176,11 +168,7 @@ class _Partition:
 
 
 class _Backend:
-    """Everything one named (or anonymous) store holds, guarded by one lock.
-
-    There is one partition per experiment, like the experiment directories under a
-    FileStore collection root.
-    """
+    """Everything one named (or anonymous) store holds, guarded by one lock."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -234,171 +222,116 @@ def _artifact_bytes(data: ArtifactSource) -> bytes:
     )
 
 
-class MemoryStore:
-    """A store that keeps everything in this process's memory.
+class _LogFiles:
+    """The private temporary directory of one connection, where logs are streamed.
 
-    Implements :class:`~metalab.store.abc.Store` and the capabilities
-    ``SupportsLogs``, ``SupportsStructuredResults``, ``SupportsExperimentManifests``,
-    ``SupportsExperiments``, ``SupportsArtifactStreaming``, ``SupportsBulkPut`` and
-    ``SupportsDelete``; it has no working directory.
-
-    Each experiment is kept apart, as in the experiment directories under a FileStore
-    collection root. A scoped store sees and accepts only its experiment: putting a
-    record or a manifest of another experiment raises
-    :class:`~metalab.errors.ExperimentMismatchError`. The unscoped store is the
-    collection: it files each record under its experiment and finds a run in any
-    experiment, so a run's other documents (artifacts, logs, ...) need its record
-    first, or :class:`~metalab.errors.StoreError` is raised.
-
-    Logs streamed to :meth:`log_path` go to a private temporary directory, created
-    on first use and removed by :meth:`close`, which first moves their text into
-    memory. Every method may be called from several threads.
-
-    Args:
-        config: The config to connect; the default is an anonymous, unscoped store.
+    Created on first use; :meth:`close` moves the streamed text into memory and
+    removes it (as does the garbage collector, if the connection is never closed).
     """
 
-    def __init__(self, config: MemoryStoreConfig | None = None) -> None:
-        self._config = config if config is not None else MemoryStoreConfig()
-        self._backend = _backend_for(self._config.name)
-        self._scope = self._config.experiment_id
-        self._own: tuple[str, _Partition] | None = (
-            None if self._scope is None else (self._scope, self._backend.partition(self._scope))
-        )
-        self._log_dir: Path | None = None
-        self._cleanup: weakref.finalize[[str], MemoryStore] | None = None
-        self._streams: set[_StreamKey] = set()
+    def __init__(self, backend: _Backend) -> None:
+        self._backend = backend
+        self._directory: Path | None = None
+        self._cleanup: weakref.finalize[[str], _LogFiles] | None = None
+        self._keys: set[_StreamKey] = set()
+
+    def path(self, experiment_id: str, run_id: str, name: str) -> Path:
+        key = (experiment_id, run_id, name)
+        with self._backend.lock:
+            if self._directory is None:
+                directory = tempfile.mkdtemp(prefix="metalab-memory-logs-")
+                self._directory = Path(directory)
+                self._cleanup = weakref.finalize(self, _remove_tree, directory)
+            path = self._directory / f"{safe_experiment_id(experiment_id)}_{run_id}_{name}.log"
+            self._backend.streams[key] = path
+            self._keys.add(key)
+        return path
+
+    def forget(self, key: _StreamKey) -> None:
+        self._keys.discard(key)
+
+    def close(self) -> None:
+        backend = self._backend
+        with backend.lock:
+            for key in self._keys:
+                path = backend.streams.get(key)
+                if path is None or path.parent != self._directory:
+                    continue  # another connection streams this log now
+                del backend.streams[key]
+                text = _read_text(path)
+                if text is not None:
+                    experiment_id, run_id, name = key
+                    logs = backend.partition(experiment_id).logs
+                    logs.setdefault(run_id, {})[name] = text
+            self._keys.clear()
+            cleanup, self._cleanup, self._directory = self._cleanup, None, None
+        if cleanup is not None:
+            cleanup()
+
+
+class _PartitionSpace:
+    """One experiment's partition, as a space of the collection router."""
+
+    def __init__(
+        self, backend: _Backend, experiment_id: str, part: _Partition, logs: _LogFiles, where: str
+    ) -> None:
+        self._backend = backend
+        self._eid = experiment_id
+        self._part = part
+        self._logs = logs
+        self._where = where
+        self._prefix = f"{where.partition('?')[0]}/{experiment_id}"
 
     @property
-    def config(self) -> MemoryStoreConfig:
-        """The config this store was connected from."""
-        return self._config
+    def experiment_id(self) -> str:
+        return self._eid
 
-    @property
-    def experiment_id(self) -> str | None:
-        """The experiment this store is scoped to, or ``None``."""
-        return self._scope
-
-    def __repr__(self) -> str:
-        return f"MemoryStore({self._config.to_locator()!r})"
-
-    def _where(self, experiment_id: str, kind: str, key: str) -> str:
+    def _source(self, kind: str, key: str) -> str:
         """Where a document lives, for error messages (``memory://lab/exp:1/runs/<id>``)."""
-        return f"memory://{self._config.name}/{experiment_id}/{kind}/{key}"
+        return f"{self._prefix}/{kind}/{key}"
 
-    def _partition_for(self, experiment_id: str) -> _Partition:
-        """The partition a record or manifest of ``experiment_id`` is written to."""
-        if self._own is not None:
-            scope, part = self._own
-            if experiment_id != scope:
-                raise ExperimentMismatchError(self._config.to_locator(), experiment_id, scope)
-            return part
-        # As in a FileStore collection, where the id becomes a directory name.
-        safe_experiment_id(experiment_id)
-        return self._backend.partition(experiment_id)
-
-    def _partitions(self, experiment_id: str | None) -> list[tuple[str, _Partition]]:
-        """The partitions a listing of ``experiment_id`` (``None``: all) reads."""
-        if self._own is not None:
-            return [self._own] if experiment_id in (None, self._own[0]) else []
-        with self._backend.lock:
-            if experiment_id is None:
-                return list(self._backend.partitions.items())
-            part = self._backend.partitions.get(experiment_id)
-            return [] if part is None else [(experiment_id, part)]
-
-    def _find(self, run_id: str) -> tuple[str, _Partition] | None:
-        """The experiment and partition of a run (a scoped store's own, always)."""
-        validate_run_id(run_id)
-        if self._own is not None:
-            return self._own
-        with self._backend.lock:
-            for experiment_id, part in self._backend.partitions.items():
-                if run_id in part.runs:
-                    return experiment_id, part
-        return None
-
-    def _find_for_write(self, run_id: str) -> tuple[str, _Partition]:
-        found = self._find(run_id)
-        if found is None:
-            raise StoreError(
-                f"no experiment in {self._config.to_locator()!r} has a record of run "
-                f"{run_id!r}; put the run record first, or use a store scoped to the "
-                "run's experiment"
-            )
-        return found
-
-    def put_run_record(self, record: RunRecord) -> None:
-        # docstring inherited
-        self.put_run_records((record,))
-
-    def put_run_records(self, records: Iterable[RunRecord]) -> int:
-        """Store every record (a ``running`` one never replaces a finished one).
-
-        Every record is validated before any is stored, so a bad one stores none.
-
-        Returns:
-            The number of records given.
-
-        Raises:
-            ConfigError: A run id (or, in the unscoped store, an experiment id) is
-                invalid.
-            ExperimentMismatchError: The store is scoped and a record belongs to
-                another experiment.
-        """
-        batch: list[tuple[_Partition, RunRecord, bytes]] = []
-        for record in records:
-            validate_run_id(record.run_id)
-            part = self._partition_for(record.experiment_id)
-            batch.append((part, record, _codec.RUN_RECORD.encode(record)))
-        with self._backend.lock:
-            for part, record, data in batch:
-                stored = part.runs.get(record.run_id)
-                if (
-                    record.status == "running"
-                    and stored is not None
-                    and self._is_finished(record.experiment_id, record.run_id, stored)
-                ):
-                    continue
-                part.runs[record.run_id] = data
-        return len(batch)
-
-    def _is_finished(self, experiment_id: str, run_id: str, stored: bytes) -> bool:
-        # A stored record that cannot be read raises rather than being overwritten:
-        # it may be a finished record written by a newer metalab.
-        return self._decode_run(experiment_id, run_id, stored).is_finished
-
-    def _decode_run(self, experiment_id: str, run_id: str, data: bytes) -> RunRecord:
-        where = self._where(experiment_id, "runs", run_id)
+    def _decode_run(self, run_id: str, data: bytes) -> RunRecord:
+        where = self._source("runs", run_id)
         record = _codec.RUN_RECORD.decode(data, source=where)
-        if record.run_id != run_id:
-            raise CorruptRecordError(where, f"the document holds run {record.run_id!r}")
+        check_filed_under(record.run_id, run_id, where)
         return record
 
-    def get_run_record(self, run_id: str) -> RunRecord | None:
-        # docstring inherited
-        found = self._find(run_id)
-        if found is None:
-            return None
-        experiment_id, part = found
-        data = part.runs.get(run_id)
-        return None if data is None else self._decode_run(experiment_id, run_id, data)
+    def put_run_records(self, records: Sequence[RunRecord]) -> int:
+        batch: list[tuple[RunRecord, bytes]] = []
+        for record in records:
+            validate_run_id(record.run_id)
+            check_scope(self._eid, record.experiment_id, self._where)
+            batch.append((record, _codec.RUN_RECORD.encode(record)))
+        runs = self._part.runs
+        with self._backend.lock:
+            for record, data in batch:
+                stored = runs.get(record.run_id)
+                # A stored record that cannot be read raises rather than being
+                # replaced: it may be a finished record written by a newer metalab.
+                if (
+                    stored is not None
+                    and may_be_refused(record.status)
+                    and not replaces(record.status, self._decode_run(record.run_id, stored).status)
+                ):
+                    continue
+                runs[record.run_id] = data
+        return len(batch)
 
-    def list_run_records(self, experiment_id: str | None = None) -> list[RunRecord]:
-        # docstring inherited
-        records: list[RunRecord] = []
-        for eid, part in self._partitions(experiment_id):
-            with self._backend.lock:
-                items = list(part.runs.items())
-            records.extend(self._decode_run(eid, run_id, data) for run_id, data in items)
-        if experiment_id is None:
-            return records
-        return [r for r in records if r.experiment_id == experiment_id]
+    def get_run_record(self, run_id: str) -> RunRecord | None:
+        validate_run_id(run_id)
+        data = self._part.runs.get(run_id)
+        return None if data is None else self._decode_run(run_id, data)
 
     def run_exists(self, run_id: str) -> bool:
-        # docstring inherited
-        found = self._find(run_id)
-        return found is not None and run_id in found[1].runs
+        validate_run_id(run_id)
+        return run_id in self._part.runs
+
+    def list_run_records(self, experiment_id: str | None = None) -> list[RunRecord]:
+        if experiment_id not in (None, self._eid):
+            return []
+        with self._backend.lock:
+            items = list(self._part.runs.items())
+        return [self._decode_run(run_id, data) for run_id, data in items]
 
     def put_artifact(
         self,
@@ -410,23 +343,9 @@ class MemoryStore:
         format: str = "bin",
         metadata: Mapping[str, JSONValue] | None = None,
     ) -> ArtifactDescriptor:
-        """Store an artifact (bytes-like, or the path of a file to copy).
-
-        Putting a name again replaces it.
-
-        Returns:
-            The descriptor, with sha256, size and ``uri`` ``artifacts/{run_id}/{name}.{format}``.
-
-        Raises:
-            ConfigError: The run id, name or format is invalid, or another artifact of
-                the run already has the same uri.
-            TypeError: ``data`` is neither bytes-like nor a path.
-            StoreError: The store is unscoped and no experiment has the run.
-        """
         validate_run_id(run_id)
         validate_name(name, "artifact name")
         validate_format(format)
-        experiment_id, part = self._find_for_write(run_id)
         content = _artifact_bytes(data)
         uri = f"artifacts/{run_id}/{name}.{format}"
         descriptor = ArtifactDescriptor(
@@ -439,8 +358,9 @@ class MemoryStore:
             artifact_id=str(uuid.uuid4()),
             metadata=dict(metadata or {}),
         )
+        part = self._part
         with self._backend.lock:
-            artifacts = list(self._artifact_descriptors(experiment_id, part, run_id))
+            artifacts = list(self._artifact_descriptors(run_id))
             # As in a FileStore, where the two would share one file.
             clash = [a.name for a in artifacts if a.uri == uri and a.name != name]
             if clash:
@@ -458,112 +378,73 @@ class MemoryStore:
             part.artifact_data.setdefault(run_id, {})[name] = content
         return descriptor
 
-    def _artifact_descriptors(
-        self, experiment_id: str, part: _Partition, run_id: str
-    ) -> tuple[ArtifactDescriptor, ...]:
-        data = part.artifact_manifests.get(run_id)
+    def _artifact_descriptors(self, run_id: str) -> tuple[ArtifactDescriptor, ...]:
+        data = self._part.artifact_manifests.get(run_id)
         if data is None:
             return ()
-        where = self._where(experiment_id, "artifacts", f"{run_id}/_manifest")
+        where = self._source("artifacts", f"{run_id}/_manifest")
         return _codec.ARTIFACT_MANIFEST.decode(data, source=where).artifacts
 
     def get_artifact(self, run_id: str, name: str) -> bytes:
-        # docstring inherited
+        validate_run_id(run_id)
         validate_name(name, "artifact name")
-        found = self._find(run_id)
-        content = None if found is None else found[1].artifact_data.get(run_id, {}).get(name)
+        content = self._part.artifact_data.get(run_id, {}).get(name)
         if content is None:
             raise ArtifactNotFoundError(run_id, name)
         return content
 
     def open_artifact(self, run_id: str, name: str) -> IO[bytes]:
-        """Open an artifact for binary reading.
-
-        Raises:
-            ArtifactNotFoundError: The run has no such artifact.
-        """
         return io.BytesIO(self.get_artifact(run_id, name))
 
     def list_artifacts(self, run_id: str) -> list[ArtifactDescriptor]:
-        # docstring inherited
-        found = self._find(run_id)
-        if found is None:
-            return []
+        validate_run_id(run_id)
         with self._backend.lock:
-            return list(self._artifact_descriptors(*found, run_id))
+            return list(self._artifact_descriptors(run_id))
 
     def put_derived(self, run_id: str, metrics: Mapping[str, MetricValue]) -> None:
-        """Store (replace) the derived metrics of a run.
-
-        Raises:
-            ConfigError: The run id is invalid.
-            StoreError: The store is unscoped and no experiment has the run.
-        """
-        _, part = self._find_for_write(run_id)
+        validate_run_id(run_id)
         data = _codec.DERIVED.encode(DerivedMetrics(metrics=dict(metrics)))
         with self._backend.lock:
-            part.derived[run_id] = data
+            self._part.derived[run_id] = data
 
     def get_derived(self, run_id: str) -> DerivedMetrics | None:
-        # docstring inherited
-        found = self._find(run_id)
-        data = None if found is None else found[1].derived.get(run_id)
-        if found is None or data is None:
+        validate_run_id(run_id)
+        data = self._part.derived.get(run_id)
+        if data is None:
             return None
-        return _codec.DERIVED.decode(data, source=self._where(found[0], "derived", run_id))
-
-    def list_derived(self, experiment_id: str | None = None) -> dict[str, DerivedMetrics]:
-        """Return run id -> derived metrics of every run (of one experiment) that has them.
-
-        Raises:
-            CorruptRecordError: A stored document cannot be decoded.
-        """
-        found: dict[str, DerivedMetrics] = {}
-        decode = _codec.DERIVED.decode
-        for eid, part in self._partitions(experiment_id):
-            with self._backend.lock:
-                items = list(part.derived.items())
-            for run_id, data in items:
-                found[run_id] = decode(data, source=self._where(eid, "derived", run_id))
-        return found
+        return _codec.DERIVED.decode(data, source=self._source("derived", run_id))
 
     def derived_exists(self, run_id: str) -> bool:
-        # docstring inherited
-        found = self._find(run_id)
-        return found is not None and run_id in found[1].derived
+        validate_run_id(run_id)
+        return run_id in self._part.derived
+
+    def list_derived(self, experiment_id: str | None = None) -> dict[str, DerivedMetrics]:
+        if experiment_id not in (None, self._eid):
+            return {}
+        with self._backend.lock:
+            items = list(self._part.derived.items())
+        decode = _codec.DERIVED.decode
+        return {
+            run_id: decode(data, source=self._source("derived", run_id)) for run_id, data in items
+        }
 
     def put_log(self, run_id: str, name: str, text: str) -> None:
-        """Store (replace) the log ``name`` of a run.
-
-        Raises:
-            ConfigError: The run id or log name is invalid.
-            TypeError: ``text`` is not a str.
-            StoreError: The store is unscoped and no experiment has the run.
-        """
+        validate_run_id(run_id)
         validate_name(name, "log name")
         if not isinstance(text, str):
             raise TypeError(f"log text must be a str, got {type(text).__name__}")
-        experiment_id, part = self._find_for_write(run_id)
         with self._backend.lock:
-            part.logs.setdefault(run_id, {})[name] = text
-            stream = self._backend.streams.get((experiment_id, run_id, name))
+            self._part.logs.setdefault(run_id, {})[name] = text
+            stream = self._backend.streams.get((self._eid, run_id, name))
             if stream is not None:
                 stream.write_bytes(text.encode("utf-8"))
 
     def get_log(self, run_id: str, name: str) -> str | None:
-        """Return a log's text (streamed or put), or ``None`` if there is no such log.
-
-        Raises:
-            ConfigError: The run id or log name is invalid.
-        """
+        validate_run_id(run_id)
         validate_name(name, "log name")
-        found = self._find(run_id)
-        if found is None:
-            return None
-        experiment_id, part = found
         with self._backend.lock:
-            stream = self._backend.streams.get((experiment_id, run_id, name))
-            text = part.logs.get(run_id, {}).get(name)
+            stream = self._backend.streams.get((self._eid, run_id, name))
+            text = self._part.logs.get(run_id, {}).get(name)
         if stream is not None:
             streamed = _read_text(stream)
             if streamed is not None:
@@ -571,151 +452,70 @@ class MemoryStore:
         return text
 
     def list_logs(self, run_id: str) -> list[str]:
-        """Return the sorted names of a run's logs (empty if it has none).
-
-        Raises:
-            ConfigError: The run id is invalid.
-        """
-        found = self._find(run_id)
-        if found is None:
-            return []
-        experiment_id, part = found
+        validate_run_id(run_id)
         with self._backend.lock:
-            names = set(part.logs.get(run_id, {}))
+            names = set(self._part.logs.get(run_id, {}))
             streams = [
                 (key[2], path)
                 for key, path in self._backend.streams.items()
-                if key[:2] == (experiment_id, run_id)
+                if key[:2] == (self._eid, run_id)
             ]
         names.update(name for name, path in streams if path.exists())
         return sorted(names)
 
     def log_path(self, run_id: str, name: str) -> Path:
-        """Return a file in a private temporary directory to stream a log to.
-
-        :meth:`get_log` and :meth:`list_logs` (of any connection to this store) see
-        what is written there; :meth:`close` keeps the text in memory and removes
-        the directory.
-
-        Raises:
-            ConfigError: The run id or log name is invalid.
-            StoreError: The store is unscoped and no experiment has the run.
-        """
+        validate_run_id(run_id)
         validate_name(name, "log name")
-        experiment_id, _ = self._find_for_write(run_id)
-        key = (experiment_id, run_id, name)
-        with self._backend.lock:
-            if self._log_dir is None:
-                directory = tempfile.mkdtemp(prefix="metalab-memory-logs-")
-                self._log_dir = Path(directory)
-                self._cleanup = weakref.finalize(self, _remove_tree, directory)
-            file_name = f"{safe_experiment_id(experiment_id)}_{run_id}_{name}.log"
-            path = self._log_dir / file_name
-            self._backend.streams[key] = path
-            self._streams.add(key)
-        return path
+        return self._logs.path(self._eid, run_id, name)
 
     def put_result(self, run_id: str, name: str, result: ResultDocument) -> None:
-        """Store (replace) the result ``name`` of a run.
-
-        Raises:
-            ConfigError: The run id or result name is invalid.
-            StoreError: The store is unscoped and no experiment has the run.
-        """
+        validate_run_id(run_id)
         validate_name(name, "result name")
-        _, part = self._find_for_write(run_id)
         data = _codec.RESULT.encode(result)
         with self._backend.lock:
-            part.results.setdefault(run_id, {})[name] = data
+            self._part.results.setdefault(run_id, {})[name] = data
 
     def get_result(self, run_id: str, name: str) -> ResultDocument | None:
-        """Return a result, or ``None`` if there is no such result.
-
-        Raises:
-            ConfigError: The run id or result name is invalid.
-        """
+        validate_run_id(run_id)
         validate_name(name, "result name")
-        found = self._find(run_id)
-        data = None if found is None else found[1].results.get(run_id, {}).get(name)
-        if found is None or data is None:
+        data = self._part.results.get(run_id, {}).get(name)
+        if data is None:
             return None
-        where = self._where(found[0], "results", f"{run_id}/{name}")
-        return _codec.RESULT.decode(data, source=where)
+        return _codec.RESULT.decode(data, source=self._source("results", f"{run_id}/{name}"))
 
     def list_results(self, run_id: str) -> list[str]:
-        """Return the sorted names of a run's results (empty if it has none).
-
-        Raises:
-            ConfigError: The run id is invalid.
-        """
-        found = self._find(run_id)
-        if found is None:
-            return []
+        validate_run_id(run_id)
         with self._backend.lock:
-            return sorted(found[1].results.get(run_id, {}))
+            return sorted(self._part.results.get(run_id, {}))
 
     def put_experiment_manifest(self, manifest: ExperimentManifest) -> None:
-        """Store a submission manifest; manifests accumulate and none is replaced.
-
-        Putting the very same manifest twice stores it once.
-
-        Raises:
-            ExperimentMismatchError: The store is scoped and the manifest belongs to
-                another experiment.
-        """
-        part = self._partition_for(manifest.experiment_id)
+        check_scope(self._eid, manifest.experiment_id, self._where)
         data = _codec.EXPERIMENT_MANIFEST.encode(manifest)
         with self._backend.lock:
-            if data not in part.manifests:
-                part.manifests.append(data)
+            if data not in self._part.manifests:
+                self._part.manifests.append(data)
 
     def list_experiment_manifests(
         self, experiment_id: str | None = None
     ) -> list[ExperimentManifest]:
-        """Return manifests (of one experiment, if given), oldest submission first."""
-        manifests: list[ExperimentManifest] = []
-        for eid, part in self._partitions(experiment_id):
-            with self._backend.lock:
-                stored = list(part.manifests)
-            manifests.extend(
-                _codec.EXPERIMENT_MANIFEST.decode(
-                    data, source=self._where(eid, "experiments", str(i))
-                )
-                for i, data in enumerate(stored)
-            )
+        if experiment_id not in (None, self._eid):
+            return []
+        with self._backend.lock:
+            stored = list(self._part.manifests)
+        manifests = [
+            _codec.EXPERIMENT_MANIFEST.decode(data, source=self._source("experiments", str(i)))
+            for i, data in enumerate(stored)
+        ]
         # sorted() is stable: manifests submitted at the same instant keep their order.
         return sorted(manifests, key=lambda m: m.submitted_at)
 
-    def query_runs(self, query: Query) -> list[RunRecord]:
-        """Return the runs matching ``query`` (evaluated in Python)."""
-        return query_store(self, query, self._config.experiment_id)
-
-    def fields(self, experiment_id: str | None = None) -> list[FieldInfo]:
-        """Return the field catalog of an experiment (default: this store's)."""
-        eid = experiment_id or self._config.experiment_id
-        return field_catalog(self.list_run_records(eid), derived_lookup(self, eid))
-
-    def list_experiments(self) -> list[str]:
-        """Return the sorted ids of the experiments with data in this store.
-
-        A scoped store names at most its own experiment.
-        """
+    def experiments(self) -> list[str]:
         with self._backend.lock:
-            return sorted(eid for eid, part in self._partitions(None) if not part.is_empty())
+            return [] if self._part.is_empty() else [self._eid]
 
     def delete_run(self, run_id: str) -> bool:
-        """Delete the record, derived metrics, artifacts, logs and results of a run.
-
-        Returns:
-            Whether there was anything to delete.
-
-        Raises:
-            ConfigError: The run id is invalid.
-        """
-        found = self._find(run_id)
-        if found is None:
-            return False
-        experiment_id, part = found
+        validate_run_id(run_id)
+        part = self._part
         with self._backend.lock:
             deleted = False
             for mapping in (
@@ -728,13 +528,73 @@ class MemoryStore:
             ):
                 deleted = mapping.pop(run_id, None) is not None or deleted
             streams = self._backend.streams
-            for key in [k for k in streams if k[:2] == (experiment_id, run_id)]:
+            for key in [k for k in streams if k[:2] == (self._eid, run_id)]:
                 path = streams.pop(key)
-                self._streams.discard(key)
+                self._logs.forget(key)
                 if path.exists():
                     deleted = True
                     path.unlink()
         return deleted
+
+    def close(self) -> None:
+        """Nothing to release: the connection's log directory is closed by the store."""
+
+
+class MemoryStore(Collection[_PartitionSpace]):
+    """A store that keeps everything in this process's memory.
+
+    Implements :class:`~metalab.store.abc.Store` and the capabilities
+    ``SupportsLogs``, ``SupportsStructuredResults``, ``SupportsExperimentManifests``,
+    ``SupportsExperiments``, ``SupportsArtifactStreaming``, ``SupportsBulkPut``,
+    ``SupportsBulkDerived``, ``SupportsQuery`` and ``SupportsDelete``; it has no
+    working directory.
+
+    Logs streamed to :meth:`log_path` go to a private temporary directory, created
+    on first use and removed by :meth:`close`, which first moves their text into
+    memory. Every method may be called from several threads.
+
+    Args:
+        config: The config to connect; the default is an anonymous, unscoped store.
+    """
+
+    def __init__(self, config: MemoryStoreConfig | None = None) -> None:
+        self._config = config if config is not None else MemoryStoreConfig()
+        self._backend = _backend_for(self._config.name)
+        self._logs = _LogFiles(self._backend)
+        scope = self._config.experiment_id
+        locator = self._config.to_locator()
+        bound = None
+        if scope is not None:
+            bound = _PartitionSpace(
+                self._backend, scope, self._backend.partition(scope), self._logs, locator
+            )
+        super().__init__(bound, locator)
+
+    def _locate(self) -> Mapping[str, Hashable]:
+        with self._backend.lock:
+            return dict(self._backend.partitions)
+
+    def _open(
+        self, experiment_id: str, location: Hashable | None
+    ) -> tuple[Hashable, _PartitionSpace]:
+        part = (
+            location if isinstance(location, _Partition) else self._backend.partition(experiment_id)
+        )
+        space = _PartitionSpace(self._backend, experiment_id, part, self._logs, self._where)
+        return part, space
+
+    @property
+    def config(self) -> MemoryStoreConfig:
+        """The config this store was connected from."""
+        return self._config
+
+    @property
+    def experiment_id(self) -> str | None:
+        """The experiment this store is scoped to, or ``None``."""
+        return self._config.experiment_id
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({self._where!r})"
 
     def close(self) -> None:
         """Move streamed logs into memory and remove the log directory.
@@ -744,21 +604,7 @@ class MemoryStore:
         for the next connect), and a later :meth:`log_path` makes a new directory.
         Calling it again does nothing.
         """
-        with self._backend.lock:
-            for key in self._streams:
-                path = self._backend.streams.get(key)
-                if path is None or path.parent != self._log_dir:
-                    continue  # another connection streams this log now
-                del self._backend.streams[key]
-                text = _read_text(path)
-                if text is not None:
-                    experiment_id, run_id, name = key
-                    logs = self._backend.partition(experiment_id).logs
-                    logs.setdefault(run_id, {})[name] = text
-            self._streams.clear()
-            cleanup, self._cleanup, self._log_dir = self._cleanup, None, None
-        if cleanup is not None:
-            cleanup()
+        self._logs.close()
 
     def __getstate__(self) -> object:
         raise TypeError(
@@ -766,14 +612,3 @@ class MemoryStore:
             "pickle its config (store.config) to reconnect a named store in this "
             "process, or use a FileStore to share data between processes"
         )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

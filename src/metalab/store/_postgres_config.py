@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote
 
 from metalab import _optional
 from metalab.errors import ConfigError, LocatorError
-from metalab.store._layout import safe_experiment_id
+from metalab.store._rules import validate_experiment_id
 from metalab.store.abc import StoreConfig
 from metalab.store.locator import redact
 
@@ -128,7 +128,7 @@ class PostgresStoreConfig(StoreConfig):
                 f"{_MAX_IDENTIFIER_BYTES} bytes without NUL (e.g. 'public' or 'metalab')"
             )
         if self.experiment_id is not None:
-            safe_experiment_id(self.experiment_id)
+            validate_experiment_id(self.experiment_id)
         self._check_pool()
         policy: object = self.on_index_error
         if policy not in get_args(IndexErrorPolicy):

@@ -60,12 +60,7 @@ from metalab.records import (
 )
 from metalab.store._atomic import atomic_write
 from metalab.store._file import FileStore, FileStoreConfig
-from metalab.store._layout import (
-    FileStoreLayout,
-    manifest_file_name,
-    safe_experiment_id,
-    validate_run_id,
-)
+from metalab.store._layout import FileStoreLayout, manifest_file_name, safe_experiment_id
 from metalab.store._postgres_config import PostgresStoreConfig
 from metalab.store._postgres_index import (
     DEFAULT_BATCH_SIZE,
@@ -76,6 +71,7 @@ from metalab.store._postgres_index import (
     PostgresIndex,
     RunRow,
 )
+from metalab.store._rules import validate_run_id
 from metalab.store.abc import ArtifactSource, ProgressCallback
 from metalab.store.locator import parse_locator
 

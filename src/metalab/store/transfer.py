@@ -25,6 +25,7 @@ from metalab._codec import DERIVED, EXPERIMENT_MANIFEST, RESULT, RUN_RECORD, Doc
 from metalab.errors import ArtifactNotFoundError, ExperimentMismatchError
 from metalab.records import ArtifactDescriptor, DerivedMetrics, ResultDocument, RunRecord
 from metalab.store._factory import coerce_store_config
+from metalab.store._rules import completes
 from metalab.store.abc import (
     ProgressCallback,
     Store,
@@ -195,7 +196,7 @@ class _Exporter:
         if RUN_RECORD.encode(existing) == RUN_RECORD.encode(record):
             counts.skipped += 1
             return False
-        if self.overwrite or (existing.status == "running" and record.status != "running"):
+        if self.overwrite or completes(existing.status, record.status):
             return True
         self.report._problem(
             "records",

@@ -1,0 +1,867 @@
+"""One store directory: the documents of one experiment (or of a standalone store).
+
+A :class:`StoreDirectory` reads and writes the layout of :mod:`metalab.store._layout`
+inside one directory; it knows nothing of other experiments (routing between the
+directories of a collection is :class:`~metalab.store.FileStore`'s). Writes are atomic
+(:mod:`metalab.store._atomic`), reads never create anything, and the writes that an
+index follows (records, derived metrics, manifests) return the
+:class:`~metalab.store._documents.Document` they produced, with its file state.
+"""
+
+# Hot paths work on str paths with os functions: a Path object per file costs more
+# than the system call it wraps.
+# ruff: noqa: PTH105, PTH108, PTH116, PTH120
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+import shutil
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Final
+
+import msgspec
+
+from metalab import _codec
+from metalab.errors import (
+    ArtifactNotFoundError,
+    ConfigError,
+    CorruptRecordError,
+    ExperimentMismatchError,
+)
+from metalab.records import (
+    ArtifactDescriptor,
+    ArtifactManifest,
+    DerivedMetrics,
+    ExperimentManifest,
+    JSONValue,
+    MetricValue,
+    ResultDocument,
+    RunRecord,
+    StoreMeta,
+    utc_now,
+)
+from metalab.store._atomic import (
+    TempFile,
+    atomic_write,
+    copy_to_temp,
+    fsync_directory,
+    link_into_place,
+    write_temp,
+)
+from metalab.store._documents import Document, DocumentKind, DocumentRef, FileState
+from metalab.store._layout import FileStoreLayout, manifest_file_name
+from metalab.store._rules import (
+    check_filed_under,
+    check_scope,
+    may_be_refused,
+    replaces,
+    validate_name,
+    validate_run_id,
+)
+from metalab.store.abc import ArtifactSource
+
+__all__ = ["ErrorHandler", "StoreDirectory", "read_meta"]
+
+ErrorHandler = Callable[[CorruptRecordError], None]
+
+_READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_FIRST_READ: Final = 1 << 16
+_SCAN_BATCH: Final = 256
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _lock_fd(fd: int) -> None:
+        # LK_LOCK gives up after ten one-second tries; keep waiting like flock does.
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+            except OSError:
+                continue
+            return
+
+    def _unlock_fd(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_fd(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock_fd(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _read_bytes(path: str) -> bytes | None:
+    """Return a file's bytes, or ``None`` if it does not exist (no stat beforehand)."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return None
+    try:
+        data = os.read(fd, _FIRST_READ)
+        if len(data) == _FIRST_READ:
+            parts = [data]
+            while chunk := os.read(fd, 1 << 20):
+                parts.append(chunk)
+            data = b"".join(parts)
+    finally:
+        os.close(fd)
+    return data
+
+
+def _read_with_state(path: str) -> tuple[bytes, FileState] | None:
+    """Return a file's bytes and state, or ``None`` if it does not exist."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return None
+    try:
+        stat = os.fstat(fd)
+        data = os.read(fd, stat.st_size + 1)
+        if len(data) != stat.st_size:
+            # Changed since fstat (or a short read): read on to the end.
+            parts = [data]
+            while chunk := os.read(fd, 1 << 20):
+                parts.append(chunk)
+            data = b"".join(parts)
+    finally:
+        os.close(fd)
+    return data, FileState(stat.st_mtime_ns, stat.st_size)
+
+
+def _exists(path: str) -> bool:
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _list_names(directory: str, suffix: str) -> list[str]:
+    """Names in ``directory`` ending in ``suffix``, hidden (``.``) names left out."""
+    try:
+        with os.scandir(directory) as entries:
+            return [
+                e.name for e in entries if e.name.endswith(suffix) and not e.name.startswith(".")
+            ]
+    except FileNotFoundError:
+        return []
+
+
+def _remove_file(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _remove_tree(path: Path) -> bool:
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _discard(path: str) -> None:
+    # Cleanup after another error: the original exception is the one to report.
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def read_meta(path: Path) -> StoreMeta | None:
+    """Return the ``_meta.json`` at ``path``, or ``None`` if there is none.
+
+    Raises:
+        ConfigError: The directory meant to hold it is a file.
+        CorruptRecordError: It cannot be decoded.
+    """
+    try:
+        data = _read_bytes(str(path))
+    except NotADirectoryError as exc:
+        raise ConfigError(
+            f"store path {str(path.parent)!r} is not a directory; "
+            "give the directory that holds (or will hold) the store"
+        ) from exc
+    if data is None:
+        return None
+    return _codec.STORE_META.decode(data, source=str(path))
+
+
+class _StoreLock:
+    """The one cross-process lock of a store directory (``.lock``, ``flock``).
+
+    ``flock`` does not exclude threads sharing one descriptor, so a thread lock is
+    taken first. The lock is released by the kernel when its process dies, so a
+    killed writer never leaves the store locked. After a fork the child opens its own
+    descriptor: one inherited from the parent would share the parent's lock instead
+    of competing with it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = str(path)
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = os.getpid()
+
+    def __enter__(self) -> None:
+        if self._pid != os.getpid():
+            self._after_fork()
+        self._thread_lock.acquire()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | _READ_FLAGS, 0o666)
+            _lock_fd(self._fd)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._fd is not None:
+                _unlock_fd(self._fd)
+        finally:
+            self._thread_lock.release()
+
+    def _after_fork(self) -> None:
+        self._thread_lock = threading.Lock()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._pid = os.getpid()
+
+    def close(self) -> None:
+        if self._pid != os.getpid():
+            self._after_fork()
+        with self._thread_lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+class StoreDirectory:
+    """The documents of one store directory.
+
+    Args:
+        directory: The directory (it need not exist until the first write).
+        experiment_id: The experiment it belongs to; ``None`` for a standalone store
+            bound to no experiment (it then takes records of any experiment).
+        durable: fsync every written file and its directory.
+
+    **Concurrency.** Every write is a temp file moved into place, so readers never see
+    a torn file. A record that a stored one may refuse (:func:`_rules.may_be_refused`)
+    is placed with an exclusive link when no record exists yet; otherwise the
+    directory's one lock (``.lock``, held only around a rename) orders it against
+    other writers, so a record never moves backwards, also with many processes
+    writing the same run.
+    """
+
+    def __init__(self, directory: Path, experiment_id: str | None, *, durable: bool) -> None:
+        self._experiment_id = experiment_id
+        self._durable = durable
+        self._layout = FileStoreLayout(directory)
+        self._dir = str(directory)
+        self._runs = str(self._layout.runs_dir)
+        self._derived = str(self._layout.derived_dir)
+        self._ready = False
+        self._lock = _StoreLock(self._layout.lock_path)
+
+    @property
+    def experiment_id(self) -> str | None:
+        """The experiment the directory belongs to (``None``: a store of no one experiment)."""
+        return self._experiment_id
+
+    @property
+    def layout(self) -> FileStoreLayout:
+        """The paths inside the directory."""
+        return self._layout
+
+    def close(self) -> None:
+        """Release the lock file's descriptor."""
+        self._lock.close()
+
+    def _prepare(self) -> None:
+        """Lay down the skeleton and ``_meta.json`` before the first write."""
+        if self._ready:
+            return
+        self._layout.ensure_skeleton(durable=self._durable)
+        if self._experiment_id is not None:
+            meta = StoreMeta(experiment_id=self._experiment_id, created_at=utc_now())
+            meta_path = str(self._layout.meta_path)
+            if self._create_new(meta_path, _codec.STORE_META.encode(meta)) is None:
+                found = read_meta(self._layout.meta_path)
+                if found is None or found.experiment_id != self._experiment_id:
+                    raise ExperimentMismatchError(
+                        self._dir, self._experiment_id, found.experiment_id if found else None
+                    )
+        self._ready = True
+
+    def _create_new(self, target: str, data: bytes) -> TempFile | None:
+        """Move ``data`` into ``target`` only if nothing is there; return it if it was."""
+        directory = os.path.dirname(target)
+        tmp = write_temp(directory, data, durable=self._durable)
+        try:
+            placed = link_into_place(tmp.path, target)
+            if placed is None:
+                with self._lock:
+                    placed = not _exists(target)
+                    if placed:
+                        os.replace(tmp.path, target)
+            if not placed:
+                os.unlink(tmp.path)
+        except BaseException:
+            _discard(tmp.path)
+            raise
+        if placed and self._durable:
+            fsync_directory(directory)
+        return tmp if placed else None
+
+    def _place_record(self, tmp: str, target: str, status: str, *, locked: bool) -> bool:
+        """Move a record's temp file into place unless the stored record wins; say which."""
+        if not may_be_refused(status):
+            if locked:
+                os.replace(tmp, target)
+            else:
+                with self._lock:
+                    os.replace(tmp, target)
+            return True
+        if link_into_place(tmp, target):
+            return True
+        if locked:
+            return self._replace_unless_kept(tmp, target, status)
+        with self._lock:
+            return self._replace_unless_kept(tmp, target, status)
+
+    def _replace_unless_kept(self, tmp: str, target: str, status: str) -> bool:
+        data = _read_bytes(target)
+        if data is not None:
+            # A stored record that cannot be read raises rather than being replaced:
+            # it may be a finished record written by a newer metalab.
+            stored = _codec.RUN_RECORD.decode(data, source=target)
+            if not replaces(status, stored.status):
+                os.unlink(tmp)
+                return False
+        os.replace(tmp, target)
+        return True
+
+    def _check_record(self, record: RunRecord) -> str:
+        run_id = validate_run_id(record.run_id)
+        check_scope(self._experiment_id, record.experiment_id, self._dir)
+        return run_id
+
+    def write_run(self, record: RunRecord) -> Document | None:
+        """Store a record atomically and return it as written.
+
+        Returns:
+            The document, or ``None`` if the stored record was kept (a record never
+            moves backwards).
+
+        Raises:
+            ConfigError: The run id cannot be a file name.
+            ExperimentMismatchError: The record belongs to another experiment.
+            CorruptRecordError: A record that may be refused meets a stored record
+                that cannot be decoded (it is left untouched).
+        """
+        run_id = self._check_record(record)
+        if not self._ready:
+            self._prepare()
+        data = _codec.RUN_RECORD.encode(record)
+        tmp = write_temp(self._runs, data, durable=self._durable)
+        try:
+            placed = self._place_record(
+                tmp.path, f"{self._runs}/{run_id}.json", record.status, locked=False
+            )
+        except BaseException:
+            _discard(tmp.path)
+            raise
+        if self._durable:
+            fsync_directory(self._runs)
+        if not placed:
+            return None
+        state = FileState(tmp.mtime_ns, tmp.size)
+        return Document("runs", run_id, self._experiment_id, data, state)
+
+    def write_runs(self, records: Sequence[RunRecord]) -> list[Document]:
+        """Store many records with the rules of :meth:`write_run`; return those placed.
+
+        Every record is validated and encoded before any is written; the temp files
+        are written outside the lock, which is then taken once to move them all into
+        place (with ``durable``, the directory is fsynced once).
+        """
+        for record in records:
+            self._check_record(record)
+        if not records:
+            return []
+        if not self._ready:
+            self._prepare()
+        encoded = [_codec.RUN_RECORD.encode(record) for record in records]
+        runs = self._runs
+        temps: list[TempFile] = []
+        written: list[Document] = []
+        done = 0
+        try:
+            for data in encoded:
+                temps.append(write_temp(runs, data, durable=self._durable))
+            with self._lock:
+                for record, data, tmp in zip(records, encoded, temps, strict=True):
+                    target = f"{runs}/{record.run_id}.json"
+                    placed = self._place_record(tmp.path, target, record.status, locked=True)
+                    done += 1
+                    if placed:
+                        state = FileState(tmp.mtime_ns, tmp.size)
+                        written.append(
+                            Document("runs", record.run_id, self._experiment_id, data, state)
+                        )
+        finally:
+            for tmp in temps[done:]:
+                _discard(tmp.path)
+        if self._durable:
+            fsync_directory(runs)
+        return written
+
+    def put_run_records(self, records: Sequence[RunRecord]) -> int:
+        """Store many records (see :meth:`write_runs`); return how many were given."""
+        self.write_runs(records)
+        return len(records)
+
+    def get_run_record(self, run_id: str) -> RunRecord | None:
+        """Return the record of ``run_id``, or ``None`` if there is none.
+
+        Raises:
+            ConfigError: The run id cannot be a file name.
+            CorruptRecordError: The stored record cannot be decoded or holds another run.
+        """
+        validate_run_id(run_id)
+        path = f"{self._runs}/{run_id}.json"
+        data = _read_bytes(path)
+        if data is None:
+            return None
+        record = _codec.RUN_RECORD.decode(data, source=path)
+        check_filed_under(record.run_id, run_id, path)
+        return record
+
+    def run_exists(self, run_id: str) -> bool:
+        """Return whether a record of ``run_id`` is stored."""
+        validate_run_id(run_id)
+        return _exists(f"{self._runs}/{run_id}.json")
+
+    def list_run_records(self, experiment_id: str | None = None) -> list[RunRecord]:
+        """Return every record (of one experiment, if given)."""
+        return list(self.iter_run_records(experiment_id))
+
+    def iter_run_records(
+        self,
+        experiment_id: str | None = None,
+        *,
+        batch_size: int = _SCAN_BATCH,
+        on_error: ErrorHandler | None = None,
+    ) -> Iterator[RunRecord]:
+        """Stream the records (of one experiment, if given), ``batch_size`` files at a time.
+
+        Reading in a helper thread while this one decodes was measured slower on
+        CPython 3.11 (every finished read waits for the decoding thread to drop the
+        GIL), so reads and decodes alternate in one thread.
+        """
+        if experiment_id is not None and self._experiment_id not in (None, experiment_id):
+            return
+        directory = self._runs
+        names = _list_names(directory, ".json")
+        decode = _codec.RUN_RECORD.decode
+        for start in range(0, len(names), batch_size):
+            batch = names[start : start + batch_size]
+            contents = [_read_bytes(f"{directory}/{name}") for name in batch]
+            for name, data in zip(batch, contents, strict=True):
+                if data is None:
+                    continue  # deleted since it was listed: no longer a record
+                path = f"{directory}/{name}"
+                try:
+                    record = decode(data, source=path)
+                    check_filed_under(record.run_id, name[:-5], path)
+                except CorruptRecordError as exc:
+                    if on_error is None:
+                        raise
+                    on_error(exc)
+                    continue
+                if experiment_id is None or record.experiment_id == experiment_id:
+                    yield record
+
+    def put_artifact(
+        self,
+        run_id: str,
+        name: str,
+        data: ArtifactSource,
+        *,
+        kind: str = "bytes",
+        format: str = "bin",
+        metadata: Mapping[str, JSONValue] | None = None,
+    ) -> ArtifactDescriptor:
+        """Store an artifact file and record it (sha256, size) in the run's manifest.
+
+        The new bytes and the manifest that describes them change under the
+        directory's lock; putting a name again replaces it.
+
+        Raises:
+            ConfigError: The run id, name or format cannot be part of a file name,
+                or another artifact of the run already uses the same file name.
+            TypeError: ``data`` is neither bytes-like nor a path.
+        """
+        uri = self._layout.artifact_uri(run_id, name, format)
+        if not isinstance(data, bytes | bytearray | memoryview | os.PathLike):
+            raise TypeError(
+                "artifact data must be bytes, bytearray, memoryview or a path "
+                f"(os.PathLike, e.g. pathlib.Path), got {type(data).__name__}"
+            )
+        self._prepare()
+        directory = self._layout.artifact_dir(run_id)
+        directory.mkdir(exist_ok=True)
+        dir_str = str(directory)
+        if isinstance(data, os.PathLike):
+            digest, size, tmp = copy_to_temp(data, dir_str, durable=self._durable)
+        else:
+            view = memoryview(data)
+            view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
+            digest, size = hashlib.sha256(view).hexdigest(), view.nbytes
+            tmp = write_temp(dir_str, view, durable=self._durable).path
+        descriptor = ArtifactDescriptor(
+            name=name,
+            kind=kind,
+            format=format,
+            uri=uri,
+            content_hash=digest,
+            size_bytes=size,
+            artifact_id=str(uuid.uuid4()),
+            metadata=dict(metadata or {}),
+        )
+        manifest_path = self._layout.artifact_manifest_path(run_id)
+        try:
+            with self._lock:
+                artifacts = list(self._read_artifact_manifest(manifest_path))
+                index = next((i for i, a in enumerate(artifacts) if a.name == name), None)
+                clash = [a.name for a in artifacts if a.uri == uri and a.name != name]
+                if clash:
+                    raise ConfigError(
+                        f"artifact {name!r} of run {run_id!r} would overwrite the file of "
+                        f"artifact {clash[0]!r} ({uri}); choose another name or format"
+                    )
+                replaced = None
+                if index is None:
+                    artifacts.append(descriptor)
+                else:
+                    replaced = artifacts[index]
+                    artifacts[index] = descriptor
+                os.replace(tmp, self._layout.directory / uri)
+                manifest = ArtifactManifest(artifacts=tuple(artifacts))
+                atomic_write(
+                    manifest_path,
+                    _codec.ARTIFACT_MANIFEST.encode(manifest),
+                    durable=self._durable,
+                )
+                if replaced is not None and replaced.uri != uri:
+                    # Same name in another format: the old file belongs to no artifact now.
+                    _remove_file(self._resolve_uri(replaced.uri, manifest_path))
+        except BaseException:
+            _discard(tmp)
+            raise
+        if self._durable:
+            fsync_directory(dir_str)
+        return descriptor
+
+    def _read_artifact_manifest(self, path: Path) -> tuple[ArtifactDescriptor, ...]:
+        data = _read_bytes(str(path))
+        if data is None:
+            return ()
+        return _codec.ARTIFACT_MANIFEST.decode(data, source=str(path)).artifacts
+
+    def _resolve_uri(self, uri: str, manifest_path: Path) -> Path:
+        relative = posixpath.normpath(uri.replace("\\", "/"))
+        if posixpath.isabs(relative) or relative.split("/", 1)[0] == "..":
+            raise CorruptRecordError(
+                str(manifest_path), f"artifact uri {uri!r} points outside the store directory"
+            )
+        return self._layout.directory / relative
+
+    def open_artifact(self, run_id: str, name: str) -> IO[bytes]:
+        """Open an artifact for binary reading (the caller closes it).
+
+        Raises:
+            ArtifactNotFoundError: The run has no such artifact, or its file is gone.
+        """
+        validate_name(name, "artifact name")
+        manifest_path = self._layout.artifact_manifest_path(run_id)
+        for descriptor in self._read_artifact_manifest(manifest_path):
+            if descriptor.name == name:
+                path = self._resolve_uri(descriptor.uri, manifest_path)
+                try:
+                    return path.open("rb")
+                except FileNotFoundError as exc:
+                    raise ArtifactNotFoundError(run_id, name) from exc
+        raise ArtifactNotFoundError(run_id, name)
+
+    def get_artifact(self, run_id: str, name: str) -> bytes:
+        """Return an artifact's bytes (see :meth:`open_artifact`)."""
+        with self.open_artifact(run_id, name) as stream:
+            return stream.read()
+
+    def list_artifacts(self, run_id: str) -> list[ArtifactDescriptor]:
+        """Return the descriptors in a run's manifest (empty if it has none)."""
+        return list(self._read_artifact_manifest(self._layout.artifact_manifest_path(run_id)))
+
+    def write_derived(self, run_id: str, metrics: Mapping[str, MetricValue]) -> Document:
+        """Store (replace) the derived metrics of a run and return them as written."""
+        validate_run_id(run_id)
+        if not self._ready:
+            self._prepare()
+        data = _codec.DERIVED.encode(DerivedMetrics(metrics=dict(metrics)))
+        tmp = write_temp(self._derived, data, durable=self._durable)
+        try:
+            os.replace(tmp.path, f"{self._derived}/{run_id}.json")
+        except BaseException:
+            _discard(tmp.path)
+            raise
+        if self._durable:
+            fsync_directory(self._derived)
+        return Document(
+            "derived", run_id, self._experiment_id, data, FileState(tmp.mtime_ns, tmp.size)
+        )
+
+    def put_derived(self, run_id: str, metrics: Mapping[str, MetricValue]) -> None:
+        """Store (replace) the derived metrics of a run."""
+        self.write_derived(run_id, metrics)
+
+    def get_derived(self, run_id: str) -> DerivedMetrics | None:
+        """Return the derived metrics of a run, or ``None`` if there are none."""
+        validate_run_id(run_id)
+        path = f"{self._derived}/{run_id}.json"
+        data = _read_bytes(path)
+        return None if data is None else _codec.DERIVED.decode(data, source=path)
+
+    def derived_exists(self, run_id: str) -> bool:
+        """Return whether derived metrics of ``run_id`` are stored."""
+        validate_run_id(run_id)
+        return _exists(f"{self._derived}/{run_id}.json")
+
+    def list_derived(self, experiment_id: str | None = None) -> dict[str, DerivedMetrics]:
+        """Return run id -> derived metrics of every run (of one experiment) that has them."""
+        if experiment_id is not None and self._experiment_id not in (None, experiment_id):
+            return {}
+        names = _list_names(self._derived, ".json")
+        if experiment_id is not None and self._experiment_id is None:
+            # Derived documents do not name their experiment; the run records do.
+            ran = {f"{r.run_id}.json" for r in self.iter_run_records(experiment_id)}
+            names = [name for name in names if name in ran]
+        decode = _codec.DERIVED.decode
+        found = {}
+        for name in names:
+            path = f"{self._derived}/{name}"
+            data = _read_bytes(path)
+            if data is not None:  # None: deleted since it was listed
+                found[name[:-5]] = decode(data, source=path)
+        return found
+
+    def put_log(self, run_id: str, name: str, text: str) -> None:
+        """Store (replace) the log ``name`` of a run (``logs/{run_id}_{name}.log``)."""
+        path = self._layout.log_path(run_id, name)
+        if not isinstance(text, str):
+            raise TypeError(f"log text must be a str, got {type(text).__name__}")
+        self._prepare()
+        atomic_write(path, text.encode("utf-8"), durable=self._durable)
+
+    def get_log(self, run_id: str, name: str) -> str | None:
+        """Return a log's text, or ``None``; bytes that are not UTF-8 read as U+FFFD."""
+        data = _read_bytes(str(self._layout.log_path(run_id, name)))
+        return None if data is None else data.decode("utf-8", errors="replace")
+
+    def list_logs(self, run_id: str) -> list[str]:
+        """Return the names of a run's logs, sorted."""
+        validate_run_id(run_id)
+        return sorted(
+            name.removesuffix(".log").removeprefix(f"{run_id}_")
+            for name in _list_names(str(self._layout.logs_dir), ".log")
+            if name.startswith(f"{run_id}_")
+        )
+
+    def log_path(self, run_id: str, name: str) -> Path:
+        """Return the file a log is streamed to; its directory exists afterwards."""
+        path = self._layout.log_path(run_id, name)
+        self._prepare()
+        return path
+
+    def put_result(self, run_id: str, name: str, result: ResultDocument) -> None:
+        """Store (replace) the structured result ``name`` of a run."""
+        path = self._layout.result_path(run_id, name)
+        self._prepare()
+        path.parent.mkdir(exist_ok=True)
+        atomic_write(path, _codec.RESULT.encode(result), durable=self._durable)
+
+    def get_result(self, run_id: str, name: str) -> ResultDocument | None:
+        """Return a structured result, or ``None`` if there is no such result."""
+        path = str(self._layout.result_path(run_id, name))
+        data = _read_bytes(path)
+        return None if data is None else _codec.RESULT.decode(data, source=path)
+
+    def list_results(self, run_id: str) -> list[str]:
+        """Return the names of a run's structured results, sorted."""
+        directory = str(self._layout.result_dir(run_id))
+        return sorted(name.removesuffix(".json") for name in _list_names(directory, ".json"))
+
+    def write_manifest(self, manifest: ExperimentManifest) -> Document:
+        """Store a submission manifest and return it as written (or as found).
+
+        The file is ``experiments/{safe_experiment_id}_{UTC submitted_at}.json``, or
+        that name with ``_1``, ``_2``, ... when another manifest has it; the very same
+        manifest put twice is stored once.
+
+        Raises:
+            ExperimentMismatchError: The manifest belongs to another experiment.
+        """
+        base = manifest_file_name(manifest.experiment_id, manifest.submitted_at)
+        check_scope(self._experiment_id, manifest.experiment_id, self._dir)
+        self._prepare()
+        data = _codec.EXPERIMENT_MANIFEST.encode(manifest)
+        directory = str(self._layout.experiments_dir)
+        attempt = 0
+        while True:
+            stem = base if attempt == 0 else f"{base}_{attempt}"
+            path = f"{directory}/{stem}.json"
+            placed = self._create_new(path, data)
+            if placed is not None:
+                state = FileState(placed.mtime_ns, placed.size)
+                return Document("manifests", stem, self._experiment_id, data, state)
+            found = _read_with_state(path)
+            if found is not None and found[0] == data:
+                return Document("manifests", stem, self._experiment_id, data, found[1])
+            attempt += 1
+
+    def put_experiment_manifest(self, manifest: ExperimentManifest) -> None:
+        """Store a submission manifest (see :meth:`write_manifest`)."""
+        self.write_manifest(manifest)
+
+    def list_experiment_manifests(
+        self, experiment_id: str | None = None
+    ) -> list[ExperimentManifest]:
+        """Return the submission manifests (of one experiment, if given), oldest first."""
+        directory = str(self._layout.experiments_dir)
+        manifests: list[tuple[ExperimentManifest, str]] = []
+        for name in _list_names(directory, ".json"):
+            path = f"{directory}/{name}"
+            data = _read_bytes(path)
+            if data is None:
+                continue
+            manifest = _codec.EXPERIMENT_MANIFEST.decode(data, source=path)
+            if experiment_id in (None, manifest.experiment_id):
+                manifests.append((manifest, name))
+        manifests.sort(key=lambda pair: (pair[0].submitted_at, pair[1]))
+        return [m for m, _ in manifests]
+
+    def experiments(self) -> list[str]:
+        """Return the experiments with data here, sorted.
+
+        A directory bound to an experiment names it once its ``_meta.json`` exists;
+        one bound to none names the experiments of its records.
+        """
+        if self._experiment_id is not None:
+            return [self._experiment_id] if self._layout.meta_path.exists() else []
+        return sorted({rec.experiment_id for rec in self.iter_run_records()})
+
+    def delete_run(self, run_id: str) -> bool:
+        """Delete a run's record, derived metrics, artifacts, logs and results.
+
+        Returns:
+            Whether anything was deleted.
+        """
+        validate_run_id(run_id)
+        if not self._layout.directory.is_dir():
+            return False
+        removed = False
+        layout = self._layout
+        with self._lock:
+            for path in (layout.run_path(run_id), layout.derived_path(run_id)):
+                removed |= _remove_file(path)
+            for directory in (layout.artifact_dir(run_id), layout.result_dir(run_id)):
+                removed |= _remove_tree(directory)
+            prefix = f"{run_id}_"
+            for name in _list_names(str(layout.logs_dir), ".log"):
+                if name.startswith(prefix):
+                    removed |= _remove_file(layout.logs_dir / name)
+        return removed
+
+    def _kind_directory(self, kind: DocumentKind) -> str:
+        if kind == "runs":
+            return self._runs
+        if kind == "derived":
+            return self._derived
+        return str(self._layout.experiments_dir)
+
+    def document_names(self, kind: DocumentKind) -> list[str]:
+        """Return the keys of the documents of ``kind`` (file names without ``.json``)."""
+        return [name[:-5] for name in _list_names(self._kind_directory(kind), ".json")]
+
+    def read_documents(self, kind: DocumentKind, keys: Iterable[str]) -> Iterator[Document]:
+        """Read documents of ``kind`` with their file state; those gone since are skipped."""
+        directory = self._kind_directory(kind)
+        eid = self._experiment_id
+        for key in keys:
+            found = _read_with_state(f"{directory}/{key}.json")
+            if found is not None:
+                yield Document(kind, key, eid, found[0], found[1])
+
+    def document_states(self, kind: DocumentKind) -> list[DocumentRef]:
+        """Return the documents of ``kind`` with their file state, without reading them."""
+        refs: list[DocumentRef] = []
+        eid = self._experiment_id
+        try:
+            with os.scandir(self._kind_directory(kind)) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if not name.endswith(".json") or name[0] == ".":
+                        continue
+                    try:
+                        stat = entry.stat()
+                    except FileNotFoundError:
+                        continue
+                    state = FileState(stat.st_mtime_ns, stat.st_size)
+                    refs.append(DocumentRef(kind, name[:-5], eid, state))
+        except FileNotFoundError:
+            pass
+        return refs
+
+    def has_documents(self) -> bool:
+        """Whether the directory holds any record, derived metrics or manifest."""
+        return any(
+            _list_names(self._kind_directory(kind), ".json")
+            for kind in ("runs", "derived", "manifests")
+        )
+
+    def is_index_stale(self) -> bool:
+        """Whether ``_meta.json`` says an index missed a write of this directory."""
+        meta = read_meta(self._layout.meta_path)
+        return meta is not None and meta.index_stale
+
+    def set_index_stale(self, stale: bool) -> bool:
+        """Set or clear the index-stale mark in ``_meta.json``; return whether it changed.
+
+        A directory without ``_meta.json`` has no mark (and gets none).
+        """
+        path = self._layout.meta_path
+        meta = read_meta(path)
+        if meta is None or meta.index_stale == stale:
+            return False
+        updated = msgspec.structs.replace(meta, index_stale=stale)
+        atomic_write(path, _codec.STORE_META.encode(updated), durable=self._durable)
+        return True

@@ -1,0 +1,212 @@
+"""The rules of the store contract, each written once and called by every backend.
+
+- **Which record wins.** A record never moves backwards: a ``running`` record never
+  replaces a finished one (``success``, ``failed``, ``cancelled``); every other put
+  replaces the stored record, so between two finished records the later put wins.
+  Several puts of one run in one batch leave what putting them one by one would.
+  The Postgres index states the same rule in SQL; the SQL text sits here beside its
+  Python twin (:data:`SQL_REPLACES`, :data:`SQL_BATCH_ORDER`) and a property test holds
+  the two equal on generated records.
+- **Scope.** A store bound to one experiment accepts only that experiment's
+  documents (:func:`check_scope`).
+- **A document holds the run it is filed under** (:func:`check_filed_under`).
+- **Which ids and names may become part of a path or a key** (:func:`validate_run_id`,
+  :func:`validate_name`, :func:`validate_format`, :func:`validate_experiment_id`),
+  checked before any filesystem call or query.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Final, get_args
+
+from metalab.errors import ConfigError, CorruptRecordError, ExperimentMismatchError
+from metalab.records import Status
+
+__all__ = [
+    "MAX_EXPERIMENT_ID_LENGTH",
+    "SQL_BATCH_ORDER",
+    "SQL_REPLACES",
+    "STATUSES",
+    "batch_winner",
+    "check_filed_under",
+    "check_scope",
+    "completes",
+    "may_be_refused",
+    "replaces",
+    "validate_experiment_id",
+    "validate_format",
+    "validate_name",
+    "validate_run_id",
+]
+
+STATUSES: Final[tuple[Status, ...]] = get_args(Status)
+
+
+def replaces(new: str, stored: str) -> bool:
+    """Whether putting a record with status ``new`` replaces one stored with ``stored``.
+
+    True unless ``new`` is ``running`` and ``stored`` is finished: a record never moves
+    backwards, and otherwise the later put wins. The same expression as
+    :data:`SQL_REPLACES`.
+    """
+    return stored == "running" or new != "running"
+
+
+SQL_REPLACES: Final = "({stored}.status = 'running' OR {new}.status <> 'running')"
+""":func:`replaces` in SQL; ``{stored}`` and ``{new}`` are the two rows' aliases."""
+
+_REFUSABLE: Final = frozenset(
+    new for new in STATUSES if not all(replaces(new, s) for s in STATUSES)
+)
+
+
+def may_be_refused(new: str) -> bool:
+    """Whether some stored record would keep its place against a put of status ``new``.
+
+    A store must read what it holds before placing such a record; any other record
+    replaces whatever is there without a look.
+    """
+    return new in _REFUSABLE
+
+
+def batch_winner(statuses: Sequence[str]) -> int:
+    """The position of the record that puts of one run, made in this order, leave stored.
+
+    Putting them one by one with :func:`replaces` leaves the last finished one, or
+    the last one if none is finished; the index merges a batch with the same order
+    (:data:`SQL_BATCH_ORDER`).
+
+    Raises:
+        ValueError: ``statuses`` is empty.
+    """
+    if not statuses:
+        raise ValueError("a batch of puts of one run is never empty")
+    return max(range(len(statuses)), key=lambda i: (statuses[i] != "running", i))
+
+
+SQL_BATCH_ORDER: Final = "(status <> 'running') DESC, ordinal DESC"
+""":func:`batch_winner` in SQL: the first row in this order wins (``ordinal``: put order)."""
+
+
+def completes(stored: str, new: str) -> bool:
+    """Whether ``new`` finishes a run that is stored as still ``running``.
+
+    Copying between stores replaces a differing record only then (or when asked to):
+    the destination holds an earlier state of the same run.
+    """
+    return stored == "running" and new != "running"
+
+
+def check_scope(scope: str | None, experiment_id: str, where: str) -> None:
+    """Refuse a document of ``experiment_id`` in a store bound to ``scope``.
+
+    Args:
+        scope: The experiment the store is bound to, or ``None`` (it takes any).
+        experiment_id: The experiment of the document being put.
+        where: The store's place, for the message.
+
+    Raises:
+        ExperimentMismatchError: The store is bound to another experiment.
+    """
+    if scope is not None and experiment_id != scope:
+        raise ExperimentMismatchError(where, experiment_id, scope)
+
+
+def check_filed_under(found: str, run_id: str, where: str) -> None:
+    """Refuse a document that holds another run than the one it is filed under.
+
+    Raises:
+        CorruptRecordError: ``found`` (the run id inside) is not ``run_id``.
+    """
+    if found != run_id:
+        raise CorruptRecordError(where, f"the document holds run {found!r}")
+
+
+MAX_EXPERIMENT_ID_LENGTH: Final = 200
+
+# Run ids have no '_': a log file is ``{run_id}_{name}.log``, and the first '_' must
+# tell where the run id ends, or deleting run "a" would take the logs of run "a_b".
+_RUN_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,127}")
+_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+_RUN_ID_RULE: Final = "1 to 128 letters, digits, '.' or '-', starting with a letter or digit"
+_NAME_RULE: Final = (
+    "1 to 128 letters, digits, '_', '.' or '-', starting with a letter or digit "
+    "(names starting with '_' or '.' are reserved)"
+)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}...{text[-12:]} ({len(text)} chars)"
+
+
+def validate_run_id(run_id: str) -> str:
+    """Return ``run_id`` if it can be a file name, else raise.
+
+    Raises:
+        ConfigError: The id is not a string or does not match the allowed characters.
+    """
+    value: object = run_id
+    if not isinstance(value, str) or _RUN_ID.fullmatch(value) is None:
+        raise ConfigError(f"invalid run id {_shown(value)}: a run id must be {_RUN_ID_RULE}")
+    return run_id
+
+
+def validate_name(name: str, what: str = "name") -> str:
+    """Return an artifact, log, result or store ``name`` if it is one safe path component.
+
+    Args:
+        name: The name to check.
+        what: What the name is, for the message (``"artifact name"``).
+
+    Raises:
+        ConfigError: The name is not a string or does not match the allowed characters.
+    """
+    value: object = name
+    if not isinstance(value, str) or _NAME.fullmatch(value) is None:
+        raise ConfigError(f"invalid {what} {_shown(value)}: it must be {_NAME_RULE}")
+    return name
+
+
+def validate_format(fmt: str) -> str:
+    """Return an artifact format (the file extension) if it is safe in a file name.
+
+    Raises:
+        ConfigError: The format does not match the allowed characters.
+    """
+    return validate_name(fmt, "artifact format")
+
+
+def validate_experiment_id(experiment_id: str) -> str:
+    """Return ``experiment_id`` if a store can keep it, else raise.
+
+    Raises:
+        ConfigError: The id is not a string, is empty, ``.`` or ``..``, holds a path
+            separator, NUL or another control character, or is longer than 200
+            characters.
+    """
+    value: object = experiment_id
+    if not isinstance(value, str):
+        raise ConfigError(f"experiment id must be a string, got {type(value).__name__}")
+    problem = None
+    if not experiment_id:
+        problem = "it is empty"
+    elif len(experiment_id) > MAX_EXPERIMENT_ID_LENGTH:
+        problem = f"it is longer than {MAX_EXPERIMENT_ID_LENGTH} characters"
+    elif "/" in experiment_id or "\\" in experiment_id:
+        problem = "it contains a path separator ('/' or '\\\\')"
+    elif _CONTROL.search(experiment_id):
+        problem = "it contains NUL or another control character"
+    elif experiment_id in (".", ".."):
+        problem = "it names the current or parent directory"
+    if problem is not None:
+        raise ConfigError(
+            f"invalid experiment id {_shown(experiment_id)}: {problem}; "
+            "use a name like 'my_exp:1.0' (not '.' or '..', no '/', '\\\\' or control "
+            f"characters, at most {MAX_EXPERIMENT_ID_LENGTH} characters)"
+        )
+    return experiment_id
