@@ -382,11 +382,10 @@ class StoreDirectory:
         if not self._ready:
             self._prepare()
         data = _codec.RUN_RECORD.encode(record)
+        target = f"{self._runs}/{run_id}.json"
         tmp = write_temp(self._runs, data, durable=self._durable)
         try:
-            placed = self._place_record(
-                tmp.path, f"{self._runs}/{run_id}.json", record.status, locked=False
-            )
+            placed = self._place_record(tmp.path, target, record.status, locked=False)
         except BaseException:
             _discard(tmp.path)
             raise
@@ -395,7 +394,7 @@ class StoreDirectory:
         if not placed:
             return None
         state = FileState(tmp.mtime_ns, tmp.size)
-        return Document("runs", run_id, self._experiment_id, data, state)
+        return Document("runs", run_id, self._experiment_id, data, state, target)
 
     def write_runs(self, records: Sequence[RunRecord]) -> list[Document]:
         """Store many records with the rules of :meth:`write_run`; return those placed.
@@ -412,6 +411,7 @@ class StoreDirectory:
             self._prepare()
         encoded = [_codec.RUN_RECORD.encode(record) for record in records]
         runs = self._runs
+        eid = self._experiment_id
         temps: list[TempFile] = []
         written: list[Document] = []
         done = 0
@@ -425,9 +425,8 @@ class StoreDirectory:
                     done += 1
                     if placed:
                         state = FileState(tmp.mtime_ns, tmp.size)
-                        written.append(
-                            Document("runs", record.run_id, self._experiment_id, data, state)
-                        )
+                        doc = Document("runs", record.run_id, eid, data, state, target)
+                        written.append(doc)
         finally:
             for tmp in temps[done:]:
                 _discard(tmp.path)
@@ -628,17 +627,17 @@ class StoreDirectory:
         if not self._ready:
             self._prepare()
         data = _codec.DERIVED.encode(DerivedMetrics(metrics=dict(metrics)))
+        target = f"{self._derived}/{run_id}.json"
         tmp = write_temp(self._derived, data, durable=self._durable)
         try:
-            os.replace(tmp.path, f"{self._derived}/{run_id}.json")
+            os.replace(tmp.path, target)
         except BaseException:
             _discard(tmp.path)
             raise
         if self._durable:
             fsync_directory(self._derived)
-        return Document(
-            "derived", run_id, self._experiment_id, data, FileState(tmp.mtime_ns, tmp.size)
-        )
+        state = FileState(tmp.mtime_ns, tmp.size)
+        return Document("derived", run_id, self._experiment_id, data, state, target)
 
     def put_derived(self, run_id: str, metrics: Mapping[str, MetricValue]) -> None:
         """Store (replace) the derived metrics of a run."""
@@ -742,10 +741,10 @@ class StoreDirectory:
             placed = self._create_new(path, data)
             if placed is not None:
                 state = FileState(placed.mtime_ns, placed.size)
-                return Document("manifests", stem, self._experiment_id, data, state)
+                return Document("manifests", stem, self._experiment_id, data, state, path)
             found = _read_with_state(path)
             if found is not None and found[0] == data:
-                return Document("manifests", stem, self._experiment_id, data, found[1])
+                return Document("manifests", stem, self._experiment_id, data, found[1], path)
             attempt += 1
 
     def put_experiment_manifest(self, manifest: ExperimentManifest) -> None:
@@ -817,9 +816,10 @@ class StoreDirectory:
         directory = self._kind_directory(kind)
         eid = self._experiment_id
         for key in keys:
-            found = _read_with_state(f"{directory}/{key}.json")
+            path = f"{directory}/{key}.json"
+            found = _read_with_state(path)
             if found is not None:
-                yield Document(kind, key, eid, found[0], found[1])
+                yield Document(kind, key, eid, found[0], found[1], path)
 
     def document_states(self, kind: DocumentKind) -> list[DocumentRef]:
         """Return the documents of ``kind`` with their file state, without reading them."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final, Literal, NamedTuple
 
-__all__ = ["DOCUMENT_KINDS", "Document", "DocumentKind", "DocumentRef", "FileState"]
+__all__ = ["DOCUMENT_KINDS", "Document", "DocumentKey", "DocumentKind", "DocumentRef", "FileState"]
 
 DocumentKind = Literal["runs", "derived", "manifests"]
 """Run records (keyed by run id), derived metrics (by run id), experiment manifests
@@ -30,6 +30,20 @@ class FileState(NamedTuple):
 
     mtime_ns: int
     size: int
+
+
+class DocumentKey(NamedTuple):
+    """Which document: what an index forgets when the file is gone.
+
+    Attributes:
+        kind: What the document is.
+        key: The run id, or a manifest's file name without ``.json``.
+        experiment_id: Only the document of this experiment; ``None`` for any.
+    """
+
+    kind: DocumentKind
+    key: str
+    experiment_id: str | None
 
 
 class DocumentRef(NamedTuple):
@@ -59,6 +73,7 @@ class Document(NamedTuple):
             standalone store bound to no experiment.
         data: The file's bytes, exactly (the codec's encoding).
         state: The state of the file these bytes were read from or written to.
+        source: The file's path, to name it in errors.
     """
 
     kind: DocumentKind
@@ -66,3 +81,4 @@ class Document(NamedTuple):
     experiment_id: str | None
     data: bytes
     state: FileState
+    source: str

@@ -405,6 +405,12 @@ class FileStore(Collection[StoreDirectory]):
             for space in self._spaces_of(eid):
                 yield from space.read_documents(kind, keys)
 
+    def experiment_directories(self) -> list[str]:
+        """The experiments that have a directory here, sorted (no record is read)."""
+        return sorted(
+            {s.experiment_id for s in self._spaces_of(None) if s.experiment_id is not None}
+        )
+
     def experiments_with_documents(self) -> frozenset[str | None]:
         """The experiments that hold any record, derived metrics or manifest.
 
