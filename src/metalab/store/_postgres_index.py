@@ -15,7 +15,6 @@ string redacted. Every other database error is a bug and propagates.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
 import math
@@ -23,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final, NamedTuple, Self, TypeVar
+from typing import Final, Self, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -37,7 +36,8 @@ from metalab.errors import ConfigError, IndexUnavailableError
 from metalab.query import FieldInfo, Query
 from metalab.query._catalog import CATALOG_SAMPLE_RUNS, CATALOG_SAMPLES
 from metalab.query._sql import compile_select
-from metalab.store import _postgres_ddl as ddl
+from metalab.store import _postgres_schema as ddl
+from metalab.store._postgres_schema import DerivedRow, JsonbBinary, ManifestRow, RunRow
 from metalab.store.abc import ProgressCallback
 from metalab.store.locator import redact
 
@@ -62,27 +62,10 @@ DEFAULT_BATCH_SIZE: Final = 5_000
 _RETRY_AFTER: Final = 5.0
 """Seconds during which reads and writes skip an index that just failed to answer."""
 
-_REBUILD_SUFFIX: Final = "__rebuild"
+_REBUILD_SUFFIX: Final = ddl.REBUILD_SUFFIX
 _RUN_AND_DOC: Final = sql.SQL("r.run_id, r.doc")
 _PROGRESS_EVERY: Final = 1_000
 _JSONB_OID: Final = 3802
-
-
-class JsonbBinary(bytes):
-    """A ``jsonb`` value in PostgreSQL's binary format: a version byte (1), then JSON text.
-
-    The JSON the encoder produced is sent as it is, with no re-serialisation. In a
-    binary ``COPY`` the server reads every field with the column's own input
-    function, so these values go through psycopg's plain ``bytea`` dumper (in C); as
-    a query parameter, :class:`_JsonbBinaryDumper` tells the server it is ``jsonb``.
-    """
-
-    __slots__ = ()
-
-    @classmethod
-    def from_json(cls, text: bytes) -> JsonbBinary:
-        """Wrap standard JSON text."""
-        return cls(b"\x01" + text)
 
 
 class _JsonbBinaryDumper(Dumper):
@@ -93,64 +76,12 @@ class _JsonbBinaryDumper(Dumper):
         return obj
 
 
-class RunRow(NamedTuple):
-    """One row of the ``runs`` table, in ``COPY`` column order."""
-
-    run_id: str
-    experiment_id: str
-    status: str
-    started_at: dt.datetime
-    finished_at: dt.datetime | None
-    duration_ms: float | None
-    tags: list[str]
-    params: JsonbBinary | None
-    metrics: JsonbBinary | None
-    doc: bytes
-    file_mtime_ns: int | None
-    file_size: int | None
-
-
-class DerivedRow(NamedTuple):
-    """One row of the ``derived`` table, in ``COPY`` column order."""
-
-    run_id: str
-    experiment_id: str | None
-    metrics: JsonbBinary | None
-    doc: bytes
-    file_mtime_ns: int | None
-    file_size: int | None
-
-
-class ManifestRow(NamedTuple):
-    """One row of the ``manifests`` table, in ``COPY`` column order."""
-
-    experiment_id: str
-    name: str
-    submitted_at: dt.datetime
-    doc: bytes
-    file_mtime_ns: int | None
-    file_size: int | None
-
-
-_RUN_COLUMNS: Final = RunRow._fields
-_RUN_TYPES: Final = (
-    "text",
-    "text",
-    "text",
-    "timestamptz",
-    "timestamptz",
-    "float8",
-    "text[]",
-    "bytea",  # jsonb, see JsonbBinary
-    "bytea",  # jsonb
-    "bytea",
-    "int8",
-    "int8",
-)
-_DERIVED_COLUMNS: Final = DerivedRow._fields
-_DERIVED_TYPES: Final = ("text", "text", "bytea", "bytea", "int8", "int8")  # 3rd: jsonb
-_MANIFEST_COLUMNS: Final = ManifestRow._fields
-_MANIFEST_TYPES: Final = ("text", "text", "timestamptz", "bytea", "int8", "int8")
+_RUN_COLUMNS: Final = ddl.RUNS.row_names
+_RUN_TYPES: Final = ddl.RUNS.copy_types
+_DERIVED_COLUMNS: Final = ddl.DERIVED.row_names
+_DERIVED_TYPES: Final = ddl.DERIVED.copy_types
+_MANIFEST_COLUMNS: Final = ddl.MANIFESTS.row_names
+_MANIFEST_TYPES: Final = ddl.MANIFESTS.copy_types
 
 
 @dataclass(frozen=True)
@@ -907,10 +838,10 @@ class _Queries:
     """Every statement of the index, composed once per schema."""
 
     def __init__(self, schema: str) -> None:
-        t = {name: ddl.table(schema, name) for name in (*ddl.TABLES, ddl.META_TABLE)}
+        t = {spec.name: spec.identifier(schema) for spec in (*ddl.TABLES, ddl.META)}
         runs, derived, manifests = t["runs"], t["derived"], t["manifests"]
         experiments, catalog, meta = t["experiments"], t["field_catalog"], t[ddl.META_TABLE]
-        new = {name: ddl.table(schema, name, _REBUILD_SUFFIX) for name in ddl.TABLES}
+        new = {spec.name: spec.identifier(schema, _REBUILD_SUFFIX) for spec in ddl.TABLES}
         run_cols = _columns(_RUN_COLUMNS)
         derived_cols = _columns(_DERIVED_COLUMNS)
         manifest_cols = _columns(_MANIFEST_COLUMNS)
@@ -918,19 +849,9 @@ class _Queries:
         stage_runs = sql.Identifier("metalab_stage_runs")
         stage_derived = sql.Identifier("metalab_stage_derived")
         stage_manifests = sql.Identifier("metalab_stage_manifests")
-        run_stage_def = sql.SQL(
-            "run_id text, experiment_id text, status text, started_at timestamptz, "
-            "finished_at timestamptz, duration_ms float8, tags text[], params jsonb, "
-            "metrics jsonb, doc bytea, file_mtime_ns bigint, file_size bigint"
-        )
-        derived_stage_def = sql.SQL(
-            "run_id text, experiment_id text, metrics jsonb, doc bytea, "
-            "file_mtime_ns bigint, file_size bigint"
-        )
-        manifest_stage_def = sql.SQL(
-            "experiment_id text, name text, submitted_at timestamptz, doc bytea, "
-            "file_mtime_ns bigint, file_size bigint"
-        )
+        run_stage_def = ddl.RUNS.stage_definition()
+        derived_stage_def = ddl.DERIVED.stage_definition()
+        manifest_stage_def = ddl.MANIFESTS.stage_definition()
 
         def fmt(template: str, **parts: sql.Composable) -> sql.Composed:
             return sql.SQL(template).format(**parts)
