@@ -14,9 +14,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.types import TypeInfo
 
 from metalab.store import PostgresIndex, PostgresStoreConfig
+from metalab.store._postgres_sql import statements
 from metalab.testing.store import make_record
 
 GOLDEN = Path(__file__).parent / "data" / "postgres_index_catalog_v1.json"
@@ -70,6 +72,15 @@ def dump_catalog(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
     return tables
 
 
+def column_types(conn: psycopg.Connection[Any], table: str) -> list[tuple[str, str]]:
+    """``(name, type)`` of every column of ``table`` (a qualified, quoted name)."""
+    return conn.execute(
+        "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        (table,),
+    ).fetchall()
+
+
 def golden_tables() -> dict[str, Any]:
     tables: dict[str, Any] = json.loads(GOLDEN.read_text(encoding="utf-8"))["tables"]
     return tables
@@ -106,3 +117,24 @@ class TestIndexCatalog:
     @pytest.mark.parametrize("table", ["runs", "derived", "manifests"])
     def test_document_tables_keep_rows_inline_up_to_a_page(self, table: str) -> None:
         assert golden_tables()[table]["options"] == ["toast_tuple_target=8160"]
+
+    def test_staging_tables_take_the_live_column_types(
+        self, postgres_url: str, postgres_schema: str
+    ) -> None:
+        with PostgresIndex(postgres_url, schema=postgres_schema) as index:
+            index.ensure_schema()
+        q = statements(postgres_schema)
+        stages = [
+            ("runs", "metalab_stage_runs", q.runs.create_stage, [("ordinal", "bigint")]),
+            ("derived", "metalab_stage_derived", q.derived.create_stage, []),
+            ("manifests", "metalab_stage_manifests", q.manifests.create_stage, []),
+            ("runs", "metalab_rebuild_runs", q.rebuild.create_stages[0], []),
+            ("derived", "metalab_rebuild_derived", q.rebuild.create_stages[1], []),
+            ("manifests", "metalab_rebuild_manifests", q.rebuild.create_stages[2], []),
+        ]
+        with psycopg.connect(postgres_url) as conn:
+            for live, stage, create, extra in stages:
+                conn.execute(create)
+                qualified = sql.Identifier(postgres_schema, live).as_string(conn)
+                row_columns = [c for c in column_types(conn, qualified) if c[0] != "indexed_at"]
+                assert column_types(conn, f"pg_temp.{stage}") == [*row_columns, *extra]

@@ -1,16 +1,18 @@
-"""The index table specs: rows, columns, ``COPY`` types and DDL agree."""
+"""The index table specs: rows, columns, ``COPY`` types and statements agree."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import types
 import typing
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import pytest
 from psycopg import postgres, sql
 
 from metalab.store import _postgres_schema as ddl
+from metalab.store import _postgres_sql
 from metalab.store._postgres_index import DerivedRow, JsonbBinary, ManifestRow, RunRow
 from metalab.store._postgres_schema import Column, Table
 
@@ -51,6 +53,26 @@ def python_types(spec: Table) -> list[tuple[object, bool]]:
 
 def render(statement: sql.Composable | bytes) -> str:
     return statement.decode() if isinstance(statement, bytes) else statement.as_string(None)
+
+
+def every_statement() -> list[str]:
+    q = _postgres_sql.statements("s")
+    found: list[str] = []
+
+    def collect(value: Any) -> None:
+        if isinstance(value, (bytes, sql.Composable)):
+            found.append(render(value))
+        elif isinstance(value, _postgres_sql.CopyIn):
+            collect(value.statement)
+        elif isinstance(value, tuple):
+            for item in value:
+                collect(item)
+        elif dataclasses.is_dataclass(value):
+            for field in dataclasses.fields(value):
+                collect(getattr(value, field.name))
+
+    collect(q)
+    return found
 
 
 class TestTableSpecs:
@@ -137,3 +159,27 @@ class TestDdl:
             'RENAME TO "runs_experiment_trgm_idx"'
         )
         assert not any("trgm" in render(s) for s in ddl.create_indexes("s", trigram=False))
+
+
+class TestStatements:
+    def test_the_runs_stage_has_the_row_columns_and_the_batch_ordinal(self) -> None:
+        q = _postgres_sql.run_statements("s")
+        assert q.copy_stage.types == (*ddl.RUNS.copy_types, "bigint")
+        stage = render(q.create_stage)
+        assert stage.startswith('CREATE TEMP TABLE IF NOT EXISTS "metalab_stage_runs" (')
+        assert stage.endswith(', "ordinal" bigint) ON COMMIT DELETE ROWS')
+        assert "NOT NULL" not in stage
+        assert "DEFAULT" not in stage
+
+    def test_every_upsert_into_runs_keeps_finished_runs(self) -> None:
+        rule = render(_postgres_sql.NOT_BACKWARDS)
+        upserts = [
+            s for s in every_statement() if s.startswith(("INSERT", "WITH")) and "AS r " in s
+        ]
+        assert len(upserts) == 3
+        assert all(s.endswith(f"WHERE {rule}") for s in upserts)
+
+    def test_batches_of_runs_merge_by_the_batch_winner_order(self) -> None:
+        merge = render(_postgres_sql.run_statements("s").merge_stage)
+        assert f"ORDER BY {render(_postgres_sql.BATCH_WINNER_ORDER)} ON CONFLICT" in merge
+        assert 'SELECT DISTINCT ON (run_id) "run_id",' in merge
