@@ -48,6 +48,7 @@ from metalab.store import (
     PostgresStoreConfig,
 )
 from metalab.store._postgres_index import RunRow
+from metalab.store._postgres_schema import RUNS
 from metalab.store._postgres_store import _run_row
 
 EXP = _workload.EXPERIMENT_ID
@@ -61,21 +62,10 @@ FILES_ONLY = "FileStore alone (no index)"
 BARE_INSERT = "bare INSERT per row, autocommit, no index"
 ANCHOR = "raw binary COPY, bare table"
 
-_RUN_COLUMNS = RunRow._fields
-_RUN_TYPES = [
-    "text",
-    "text",
-    "text",
-    "timestamptz",
-    "timestamptz",
-    "float8",
-    "text[]",
-    "bytea",  # jsonb in binary format (JsonbBinary)
-    "bytea",
-    "bytea",
-    "int8",
-    "int8",
-]
+_RUN_COLUMNS = RUNS.row_names
+_RUN_TYPES = RUNS.copy_types
+# The runs table's columns with no key, default or index: the floor under any insert.
+_BARE_TABLE = sql.SQL("CREATE TABLE metalab_bench_bare ({})").format(RUNS.stage_definition())
 
 # Peak RSS is read from /proc/self/status (VmHWM, this process's own address space):
 # Linux carries the parent's high-water mark into ru_maxrss across vfork + exec, so
@@ -115,11 +105,7 @@ def _rows(n: int) -> list[RunRow]:
 def _raw_copy(url: str, rows: list[RunRow]) -> None:
     with psycopg.connect(url) as conn:
         conn.execute("DROP TABLE IF EXISTS metalab_bench_bare")
-        conn.execute(
-            "CREATE TABLE metalab_bench_bare (run_id text, experiment_id text, status text, "
-            "started_at timestamptz, finished_at timestamptz, duration_ms float8, tags text[], "
-            "params jsonb, metrics jsonb, doc bytea, file_mtime_ns int8, file_size int8)"
-        )
+        conn.execute(_BARE_TABLE)
         conn.commit()
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in _RUN_COLUMNS)
         statement = sql.SQL("COPY metalab_bench_bare ({}) FROM STDIN (FORMAT BINARY)").format(
@@ -326,11 +312,7 @@ def _single(report: Report, url: str, tmp: Path, n: int, repeat: int) -> None:
 def _bare_inserts(url: str, values: Sequence[tuple[object, ...]]) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS metalab_bench_bare")
-        conn.execute(
-            "CREATE TABLE metalab_bench_bare (run_id text, experiment_id text, status text, "
-            "started_at timestamptz, finished_at timestamptz, duration_ms float8, tags text[], "
-            "params jsonb, metrics jsonb, doc bytea, file_mtime_ns int8, file_size int8)"
-        )
+        conn.execute(_BARE_TABLE)
         statement = sql.SQL(
             "INSERT INTO metalab_bench_bare ({}) VALUES "
             "(%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s)"

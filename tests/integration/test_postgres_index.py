@@ -17,8 +17,8 @@ from metalab import _codec
 from metalab.errors import ConfigError, StoreError
 from metalab.records import RunRecord, Status
 from metalab.store import PostgresIndex, PostgresStore, PostgresStoreConfig, abc
-from metalab.store._postgres_ddl import SCHEMA_VERSION
 from metalab.store._postgres_index import JsonbBinary, RunRow
+from metalab.store._postgres_schema import SCHEMA_VERSION
 from metalab.testing.store import make_record, new_run_id
 
 EXP = "index:1"

@@ -1,0 +1,683 @@
+"""Every statement of the Postgres index, composed once per schema, grouped by table.
+
+Each group is a frozen dataclass of ready statements built by one small function
+(:func:`run_statements`, :func:`derived_statements`, ...); :func:`statements` builds
+them all for a schema. Column lists, conflict targets, ``EXCLUDED`` updates, staging
+tables and ``COPY`` types come from the table specs of :mod:`._postgres_schema`, so a
+statement never repeats the schema. The statements of the hot paths (one-row upserts
+and lookups) are rendered to bytes once, instead of on every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from psycopg import sql
+
+from metalab.store._postgres_schema import (
+    DERIVED,
+    EXPERIMENTS,
+    FIELD_CATALOG,
+    MANIFESTS,
+    META,
+    REBUILD_SUFFIX,
+    RUNS,
+    Column,
+    Table,
+    column_list,
+)
+
+__all__ = [
+    "BATCH_WINNER_ORDER",
+    "NOT_BACKWARDS",
+    "CatalogStatements",
+    "CopyIn",
+    "DerivedStatements",
+    "ExperimentStatements",
+    "ManifestStatements",
+    "MetaStatements",
+    "RebuildStatements",
+    "RunStatements",
+    "Statements",
+    "catalog_statements",
+    "derived_statements",
+    "experiment_statements",
+    "manifest_statements",
+    "meta_statements",
+    "rebuild_statements",
+    "run_statements",
+    "statements",
+]
+
+NOT_BACKWARDS: Final = sql.SQL("(r.status = 'running' OR EXCLUDED.status <> 'running')")
+"""When an incoming run row may replace the indexed one ``r``: a ``running`` record
+never replaces a finished one. The ``WHERE`` of every upsert into ``runs AS r``."""
+
+BATCH_WINNER_ORDER: Final = sql.SQL("run_id, (status <> 'running') DESC, ordinal DESC")
+"""The ``ORDER BY`` under ``DISTINCT ON (run_id)`` that picks, among the rows of one run
+in a staged batch, the one that wins as if they were put one by one: the last
+finished row, else the last row (``ordinal`` is the position in the batch)."""
+
+_ORDINAL: Final = Column("bigint", name="ordinal", nullable=True)
+_RESTAMP: Final = sql.SQL("indexed_at = clock_timestamp()")
+
+
+@dataclass(frozen=True)
+class CopyIn:
+    """A binary ``COPY ... FROM STDIN`` and the types of the columns it sends.
+
+    Attributes:
+        statement: The ``COPY`` statement.
+        types: The type of each column, in order, for ``Copy.set_types``.
+    """
+
+    statement: sql.Composed
+    types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MetaStatements:
+    """The server, the schema, and ``metalab_meta`` (the layout version, what is synced)."""
+
+    server_encoding: sql.SQL
+    lock: sql.SQL
+    schema_exists: sql.SQL
+    create_schema: sql.Composed
+    exists: sql.SQL
+    read: sql.Composed
+    insert: sql.Composed
+    read_needs_sync: sql.Composed
+    mark_all_synced: tuple[sql.Composed, ...]
+    mark_rebuilt: sql.Composed
+
+
+@dataclass(frozen=True)
+class ExperimentStatements:
+    """The ``experiments`` table: which experiments exist, need a sync or a new catalog."""
+
+    pending: sql.Composed
+    insert_pending: sql.Composed
+    mark_synced: sql.Composed
+    touch: sql.Composed
+    touch_many: sql.Composed
+    forget_unlisted: sql.Composed
+    list_all: sql.Composed
+    listed: sql.Composed
+
+
+@dataclass(frozen=True)
+class RunStatements:
+    """The ``runs`` table: one-row upsert and lookups, staged batch merges, sync."""
+
+    upsert: bytes
+    get: bytes
+    get_in: bytes
+    exists: bytes
+    exists_in: bytes
+    list_all: bytes
+    list_in: bytes
+    delete: sql.Composed
+    create_stage: sql.Composed
+    copy_stage: CopyIn
+    merge_stage: sql.Composed
+    touch_stage_experiments: sql.Composed
+    file_states: tuple[sql.Composed, sql.Composed]
+    delete_by_key: sql.Composed
+
+
+@dataclass(frozen=True)
+class DerivedStatements:
+    """The ``derived`` table: one-row upsert and lookups, staged batch merges, sync."""
+
+    upsert: bytes
+    get: bytes
+    get_in: bytes
+    list_all: bytes
+    list_in: bytes
+    delete: sql.Composed
+    create_stage: sql.Composed
+    copy_stage: CopyIn
+    merge_stage: sql.Composed
+    file_states: tuple[sql.Composed, sql.Composed]
+    delete_by_key: sql.Composed
+
+
+@dataclass(frozen=True)
+class ManifestStatements:
+    """The ``manifests`` table: one-row upsert, listings, staged batch merges, sync."""
+
+    upsert: sql.Composed
+    list_all: sql.Composed
+    list_in: sql.Composed
+    create_stage: sql.Composed
+    copy_stage: CopyIn
+    merge_stage: sql.Composed
+    touch_stage_experiments: sql.Composed
+    file_states: tuple[sql.Composed, sql.Composed]
+    delete_by_key: sql.Composed
+
+
+@dataclass(frozen=True)
+class CatalogStatements:
+    """The ``field_catalog`` table: refreshed from the runs when it is out of date."""
+
+    lock: sql.Composed
+    delete: sql.Composed
+    refresh: sql.Composed
+    clean: sql.Composed
+    read: sql.Composed
+
+
+@dataclass(frozen=True)
+class RebuildStatements:
+    """A rebuild: whole (tables built beside the live ones) or of one experiment."""
+
+    now: sql.SQL
+    others_exist: sql.Composed
+    copy_new_runs: CopyIn
+    copy_new_derived: CopyIn
+    copy_new_manifests: CopyIn
+    lock_live: sql.Composed
+    carry_over: tuple[sql.Composed, ...]
+    create_stages: tuple[sql.Composed, ...]
+    copy_stage_runs: CopyIn
+    copy_stage_derived: CopyIn
+    copy_stage_manifests: CopyIn
+    replace_scope: tuple[sql.Composed, ...]
+    insert_scope: tuple[sql.Composed, ...]
+
+
+@dataclass(frozen=True)
+class Statements:
+    """Every statement of the index on one schema.
+
+    Attributes:
+        file_states: Per document kind (``runs``, ``derived``, ``manifests``), the
+            ``key, file_mtime_ns, file_size`` listing of every document and of one
+            experiment's.
+    """
+
+    meta: MetaStatements
+    experiments: ExperimentStatements
+    runs: RunStatements
+    derived: DerivedStatements
+    manifests: ManifestStatements
+    catalog: CatalogStatements
+    rebuild: RebuildStatements
+    file_states: Mapping[str, tuple[sql.Composed, sql.Composed]]
+
+
+def statements(schema: str) -> Statements:
+    """Compose every statement of the index on ``schema``."""
+    runs = run_statements(schema)
+    derived = derived_statements(schema)
+    manifests = manifest_statements(schema)
+    return Statements(
+        meta=meta_statements(schema),
+        experiments=experiment_statements(schema),
+        runs=runs,
+        derived=derived,
+        manifests=manifests,
+        catalog=catalog_statements(schema),
+        rebuild=rebuild_statements(schema),
+        file_states={
+            "runs": runs.file_states,
+            "derived": derived.file_states,
+            "manifests": manifests.file_states,
+        },
+    )
+
+
+def meta_statements(schema: str) -> MetaStatements:
+    """The statements on the server, the schema and ``metalab_meta``."""
+    meta = META.identifier(schema)
+    return MetaStatements(
+        server_encoding=sql.SQL("SELECT current_setting('server_encoding')"),
+        lock=sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"),
+        schema_exists=sql.SQL("SELECT to_regnamespace(quote_ident(%s))"),
+        create_schema=_fmt("CREATE SCHEMA IF NOT EXISTS {s}", s=sql.Identifier(schema)),
+        exists=sql.SQL("SELECT to_regclass(%s)"),
+        read=_fmt("SELECT schema_version, file_root FROM {m}", m=meta),
+        insert=_fmt(
+            "INSERT INTO {m} (schema_version, file_root, needs_sync) VALUES (%s, %s, %s)", m=meta
+        ),
+        read_needs_sync=_fmt("SELECT needs_sync FROM {m}", m=meta),
+        mark_all_synced=(
+            _fmt("UPDATE {m} SET needs_sync = false, synced_at = now()", m=meta),
+            _fmt(
+                "UPDATE {e} SET needs_sync = false WHERE needs_sync",
+                e=EXPERIMENTS.identifier(schema),
+            ),
+        ),
+        mark_rebuilt=_fmt(
+            "UPDATE {m} SET needs_sync = false, rebuilt_at = now(), synced_at = now()", m=meta
+        ),
+    )
+
+
+def experiment_statements(schema: str) -> ExperimentStatements:
+    """The statements on the ``experiments`` table."""
+    e = EXPERIMENTS.identifier(schema)
+    return ExperimentStatements(
+        pending=_fmt("SELECT experiment_id FROM {e} WHERE needs_sync", e=e),
+        insert_pending=_fmt(
+            "INSERT INTO {e} (experiment_id, needs_sync) SELECT unnest(%s::text[]), true", e=e
+        ),
+        mark_synced=_fmt(
+            "UPDATE {e} SET needs_sync = false, catalog_dirty = true WHERE experiment_id = %s",
+            e=e,
+        ),
+        touch=_touch(schema, sql.SQL("VALUES (%s)")),
+        touch_many=_touch(schema, sql.SQL("SELECT unnest(%s::text[])")),
+        forget_unlisted=_fmt(
+            "DELETE FROM {e} WHERE experiment_id <> ALL(%s::text[]) "
+            "AND NOT EXISTS (SELECT 1 FROM {r} WHERE {r}.experiment_id = {e}.experiment_id) "
+            "AND NOT EXISTS (SELECT 1 FROM {m} WHERE {m}.experiment_id = {e}.experiment_id)",
+            e=e,
+            r=RUNS.identifier(schema),
+            m=MANIFESTS.identifier(schema),
+        ),
+        list_all=_fmt("SELECT experiment_id FROM {e} ORDER BY 1", e=e),
+        listed=_fmt("SELECT experiment_id FROM {e} WHERE experiment_id = %s", e=e),
+    )
+
+
+def run_statements(schema: str) -> RunStatements:
+    """The statements on the ``runs`` table."""
+    runs = RUNS.identifier(schema)
+    stage = sql.Identifier("metalab_stage_runs")
+    cols = column_list(RUNS.row_names)
+    return RunStatements(
+        upsert=_render(
+            _fmt(
+                "WITH touched AS ({touch}) {upsert}",
+                touch=_touch(schema, sql.SQL("VALUES (%(experiment_id)s)")),
+                upsert=_upsert(runs, RUNS, _values(RUNS), restamp=True),
+            )
+        ),
+        get=_render(_fmt("SELECT doc FROM {r} WHERE run_id = %s", r=runs)),
+        get_in=_render(
+            _fmt("SELECT doc FROM {r} WHERE run_id = %s AND experiment_id = %s", r=runs)
+        ),
+        exists=_render(_fmt("SELECT 1 FROM {r} WHERE run_id = %s", r=runs)),
+        exists_in=_render(
+            _fmt("SELECT 1 FROM {r} WHERE run_id = %s AND experiment_id = %s", r=runs)
+        ),
+        list_all=_render(_fmt("SELECT run_id, doc FROM {r}", r=runs)),
+        list_in=_render(_fmt("SELECT run_id, doc FROM {r} WHERE experiment_id = %s", r=runs)),
+        delete=_fmt(
+            "WITH gone AS (DELETE FROM {r} WHERE run_id = %(r)s "
+            "AND (%(e)s::text IS NULL OR experiment_id = %(e)s) RETURNING experiment_id) "
+            "{dirty}",
+            r=runs,
+            dirty=_dirty_catalogs(schema, sql.Identifier("gone")),
+        ),
+        create_stage=_create_stage(stage, RUNS, _ORDINAL),
+        copy_stage=_copy_in(stage, RUNS, _ORDINAL),
+        merge_stage=_upsert(
+            runs,
+            RUNS,
+            _fmt(
+                "SELECT DISTINCT ON (run_id) {cols} FROM {st} ORDER BY {order}",
+                cols=cols,
+                st=stage,
+                order=BATCH_WINNER_ORDER,
+            ),
+            restamp=True,
+        ),
+        touch_stage_experiments=_touch(
+            schema, _fmt("SELECT DISTINCT experiment_id FROM {st}", st=stage)
+        ),
+        file_states=_file_states(schema, RUNS, "run_id"),
+        delete_by_key=_delete_by_key(schema, RUNS, "run_id"),
+    )
+
+
+def derived_statements(schema: str) -> DerivedStatements:
+    """The statements on the ``derived`` table."""
+    derived = DERIVED.identifier(schema)
+    stage = sql.Identifier("metalab_stage_derived")
+    # Without an experiment, a row takes the experiment of the indexed run.
+    values = sql.SQL(", ").join(
+        _fmt(
+            "COALESCE({p}, (SELECT experiment_id FROM {r} WHERE run_id = %(run_id)s))",
+            p=sql.Placeholder(name),
+            r=RUNS.identifier(schema),
+        )
+        if name == "experiment_id"
+        else sql.Placeholder(name)
+        for name in DERIVED.row_names
+    )
+    return DerivedStatements(
+        upsert=_render(
+            _fmt(
+                "WITH put AS ({upsert} RETURNING experiment_id) {dirty}",
+                upsert=_upsert(derived, DERIVED, _fmt("VALUES ({v})", v=values), restamp=True),
+                dirty=_dirty_catalogs(schema, sql.Identifier("put")),
+            )
+        ),
+        get=_render(_fmt("SELECT doc FROM {d} WHERE run_id = %s", d=derived)),
+        get_in=_render(
+            _fmt("SELECT doc FROM {d} WHERE run_id = %s AND experiment_id = %s", d=derived)
+        ),
+        list_all=_render(_fmt("SELECT run_id, doc FROM {d}", d=derived)),
+        list_in=_render(_fmt("SELECT run_id, doc FROM {d} WHERE experiment_id = %s", d=derived)),
+        delete=_fmt(
+            "DELETE FROM {d} WHERE run_id = %(r)s AND (%(e)s::text IS NULL OR experiment_id = %(e)s)",
+            d=derived,
+        ),
+        create_stage=_create_stage(stage, DERIVED),
+        copy_stage=_copy_in(stage, DERIVED),
+        merge_stage=_upsert(derived, DERIVED, _distinct_on_key(stage, DERIVED), restamp=True),
+        file_states=_file_states(schema, DERIVED, "run_id"),
+        delete_by_key=_delete_by_key(schema, DERIVED, "run_id"),
+    )
+
+
+def manifest_statements(schema: str) -> ManifestStatements:
+    """The statements on the ``manifests`` table."""
+    manifests = MANIFESTS.identifier(schema)
+    stage = sql.Identifier("metalab_stage_manifests")
+    return ManifestStatements(
+        upsert=_upsert(manifests, MANIFESTS, _values(MANIFESTS), restamp=True),
+        list_all=_fmt("SELECT doc FROM {m} ORDER BY submitted_at, name", m=manifests),
+        list_in=_fmt(
+            "SELECT doc FROM {m} WHERE experiment_id = %s ORDER BY submitted_at, name",
+            m=manifests,
+        ),
+        create_stage=_create_stage(stage, MANIFESTS),
+        copy_stage=_copy_in(stage, MANIFESTS),
+        merge_stage=_upsert(manifests, MANIFESTS, _distinct_on_key(stage, MANIFESTS), restamp=True),
+        touch_stage_experiments=_fmt(
+            "INSERT INTO {e} (experiment_id) SELECT DISTINCT experiment_id FROM {st} "
+            "ON CONFLICT (experiment_id) DO NOTHING",
+            e=EXPERIMENTS.identifier(schema),
+            st=stage,
+        ),
+        file_states=_file_states(schema, MANIFESTS, "name"),
+        delete_by_key=_delete_by_key(schema, MANIFESTS, "name"),
+    )
+
+
+def catalog_statements(schema: str) -> CatalogStatements:
+    """The statements on the ``field_catalog`` table."""
+    runs, derived = RUNS.identifier(schema), DERIVED.identifier(schema)
+    experiments, catalog = EXPERIMENTS.identifier(schema), FIELD_CATALOG.identifier(schema)
+    return CatalogStatements(
+        lock=_fmt(
+            "SELECT catalog_dirty FROM {e} WHERE experiment_id = %s FOR UPDATE", e=experiments
+        ),
+        delete=_fmt("DELETE FROM {c} WHERE experiment_id = %s", c=catalog),
+        # One hash aggregation over every value gives types, counts and ranges; the
+        # samples come from the first runs only (by run id): a DISTINCT ... ORDER BY
+        # over every value of every field sorted millions of jsonb values, most of
+        # the refresh's cost on a large experiment.
+        refresh=_fmt(
+            """
+            WITH stats AS (
+                SELECT field,
+                    count(*) AS count,
+                    bool_or(kind = 'null') AS has_null,
+                    bool_or(kind = 'string') AS has_str,
+                    bool_or(kind = 'boolean') AS has_bool,
+                    bool_or(kind = 'array') AS has_list,
+                    -- jsonb keeps a number's scale (1.0) but not its exponent form:
+                    -- scale 0 is an int, as the codec wrote it.
+                    bool_or(scale(num) = 0) AS has_int,
+                    bool_or(scale(num) > 0 OR (kind = 'object' AND {marker})) AS has_float,
+                    bool_or(kind = 'object' AND NOT {marker}) AS has_dict,
+                    min(num)::float8 AS min_value,
+                    max(num)::float8 AS max_value
+                FROM (
+                    -- OFFSET 0 keeps each value's type and number computed once,
+                    -- not once per aggregate that reads them.
+                    SELECT field, value, kind,
+                        CASE WHEN kind = 'number' THEN value::numeric END AS num
+                    FROM (
+                        SELECT field, value, jsonb_typeof(value) AS kind
+                        FROM ({every}) AS v OFFSET 0
+                    ) AS k OFFSET 0
+                ) AS typed
+                GROUP BY field
+            ), first_runs AS (
+                SELECT run_id FROM {r} WHERE experiment_id = %(e)s
+                ORDER BY run_id COLLATE "C" LIMIT %(k)s
+            ), samples AS (
+                SELECT field, to_jsonb((array_agg(DISTINCT value ORDER BY value))[1:%(n)s]) AS s
+                FROM ({first}) AS v
+                GROUP BY field
+            )
+            INSERT INTO {c} (experiment_id, field, types, count, min_value, max_value, samples)
+            SELECT %(e)s, field,
+                array_remove(ARRAY[
+                    CASE WHEN has_bool THEN 'bool' END, CASE WHEN has_dict THEN 'dict' END,
+                    CASE WHEN has_float THEN 'float' END, CASE WHEN has_int THEN 'int' END,
+                    CASE WHEN has_list THEN 'list' END, CASE WHEN has_null THEN 'null' END,
+                    CASE WHEN has_str THEN 'str' END
+                ], NULL),
+                count, min_value, max_value, COALESCE(samples.s, '[]'::jsonb)
+            FROM stats LEFT JOIN samples USING (field)
+            """,
+            marker=sql.SQL("(value ? '$float' AND value - '$float' = '{}'::jsonb)"),
+            every=_catalog_values(runs, derived, sql.SQL("x.experiment_id = %(e)s")),
+            first=_catalog_values(
+                runs, derived, sql.SQL("x.run_id IN (SELECT run_id FROM first_runs)")
+            ),
+            r=runs,
+            c=catalog,
+        ),
+        clean=_fmt("UPDATE {e} SET catalog_dirty = false WHERE experiment_id = %s", e=experiments),
+        read=_fmt(
+            "SELECT field, types, count, min_value, max_value, samples "
+            "FROM {c} WHERE experiment_id = %s ORDER BY field",
+            c=catalog,
+        ),
+    )
+
+
+def rebuild_statements(schema: str) -> RebuildStatements:
+    """The statements of a rebuild, whole (under ``REBUILD_SUFFIX``) or scoped."""
+    documents = (RUNS, DERIVED, MANIFESTS)
+    stages = {spec.name: sql.Identifier(f"metalab_rebuild_{spec.name}") for spec in documents}
+    return RebuildStatements(
+        now=sql.SQL("SELECT clock_timestamp()"),
+        others_exist=_fmt(
+            "SELECT EXISTS (SELECT 1 FROM {r} WHERE experiment_id <> %(e)s) "
+            "OR EXISTS (SELECT 1 FROM {d} WHERE experiment_id IS DISTINCT FROM %(e)s) "
+            "OR EXISTS (SELECT 1 FROM {m} WHERE experiment_id <> %(e)s) "
+            "OR EXISTS (SELECT 1 FROM {x} WHERE experiment_id <> %(e)s)",
+            r=RUNS.identifier(schema),
+            d=DERIVED.identifier(schema),
+            m=MANIFESTS.identifier(schema),
+            x=EXPERIMENTS.identifier(schema),
+        ),
+        copy_new_runs=_copy_in(RUNS.identifier(schema, REBUILD_SUFFIX), RUNS),
+        copy_new_derived=_copy_in(DERIVED.identifier(schema, REBUILD_SUFFIX), DERIVED),
+        copy_new_manifests=_copy_in(MANIFESTS.identifier(schema, REBUILD_SUFFIX), MANIFESTS),
+        lock_live=_fmt(
+            "LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE",
+            tables=sql.SQL(", ").join(
+                spec.identifier(schema) for spec in (*documents, EXPERIMENTS, FIELD_CATALOG)
+            ),
+        ),
+        # Rows that writers changed since the rebuild started are newer than what it
+        # read from the files; they keep their indexed_at.
+        carry_over=tuple(
+            _upsert(
+                spec.identifier(schema, REBUILD_SUFFIX),
+                spec,
+                _fmt(
+                    "SELECT {cols} FROM {o} WHERE indexed_at >= %s",
+                    cols=column_list(spec.row_names),
+                    o=spec.identifier(schema),
+                ),
+                restamp=False,
+            )
+            for spec in documents
+        ),
+        create_stages=tuple(
+            _fmt(
+                "CREATE TEMP TABLE {st} ({d}) ON COMMIT DROP",
+                st=stages[spec.name],
+                d=spec.stage_definition(),
+            )
+            for spec in documents
+        ),
+        copy_stage_runs=_copy_in(stages[RUNS.name], RUNS),
+        copy_stage_derived=_copy_in(stages[DERIVED.name], DERIVED),
+        copy_stage_manifests=_copy_in(stages[MANIFESTS.name], MANIFESTS),
+        # A scoped rebuild keeps the rows that writers changed since it started
+        # (they are newer than what it read) and replaces every other row of the
+        # scope. Two statements: a data-modifying CTE would not let the insert see
+        # the delete.
+        replace_scope=tuple(
+            _fmt(
+                "DELETE FROM {t} WHERE experiment_id = %s AND indexed_at < %s",
+                t=spec.identifier(schema),
+            )
+            for spec in documents
+        ),
+        insert_scope=tuple(
+            _fmt(
+                "INSERT INTO {t} ({cols}) SELECT {cols} FROM {st} ON CONFLICT DO NOTHING",
+                t=spec.identifier(schema),
+                cols=column_list(spec.row_names),
+                st=stages[spec.name],
+            )
+            for spec in documents
+        ),
+    )
+
+
+def _fmt(template: str, **parts: sql.Composable) -> sql.Composed:
+    return sql.SQL(template).format(**parts)
+
+
+def _render(query: sql.Composed) -> bytes:
+    """Render a hot-path statement once, instead of on every call."""
+    return query.as_bytes(None)
+
+
+def _excluded(names: Iterable[str]) -> sql.Composed:
+    return sql.SQL(", ").join(
+        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(n)) for n in names
+    )
+
+
+def _values(spec: Table) -> sql.Composed:
+    """``VALUES (...)`` of a row passed as named parameters."""
+    return _fmt("VALUES ({v})", v=sql.SQL(", ").join(sql.Placeholder(n) for n in spec.row_names))
+
+
+def _upsert(
+    target: sql.Composable, spec: Table, rows: sql.Composable, *, restamp: bool
+) -> sql.Composed:
+    """Insert ``rows`` (a ``VALUES`` or ``SELECT`` of the row columns) into ``target``.
+
+    A conflicting row is overwritten, stamped with a new ``indexed_at`` if
+    ``restamp``. Into ``runs`` (aliased ``r``), only where :data:`NOT_BACKWARDS`
+    allows it: no upsert of a run can leave the rule out.
+    """
+    update = _excluded(spec.updated_names)
+    if restamp:
+        update = _fmt("{set}, {restamp}", set=update, restamp=_RESTAMP)
+    guard = spec is RUNS
+    return _fmt(
+        "INSERT INTO {t}{alias} ({cols}) {rows} ON CONFLICT ({key}) DO UPDATE SET {set}{where}",
+        t=target,
+        alias=sql.SQL(" AS r" if guard else ""),
+        cols=column_list(spec.row_names),
+        rows=rows,
+        key=column_list(spec.primary_key),
+        set=update,
+        where=_fmt(" WHERE {rule}", rule=NOT_BACKWARDS) if guard else sql.SQL(""),
+    )
+
+
+def _distinct_on_key(stage: sql.Identifier, spec: Table) -> sql.Composed:
+    """One staged row per primary key (any of them)."""
+    return _fmt(
+        "SELECT DISTINCT ON ({key}) {cols} FROM {st}",
+        key=column_list(spec.primary_key),
+        cols=column_list(spec.row_names),
+        st=stage,
+    )
+
+
+def _touch(schema: str, experiments: sql.Composable) -> sql.Composed:
+    """List ``experiments`` (a ``VALUES`` or ``SELECT``); a listed one's catalog is dirty."""
+    return _fmt(
+        "INSERT INTO {e} (experiment_id) {rows} ON CONFLICT (experiment_id) "
+        "DO UPDATE SET catalog_dirty = true WHERE NOT {e}.catalog_dirty",
+        e=EXPERIMENTS.identifier(schema),
+        rows=experiments,
+    )
+
+
+def _dirty_catalogs(schema: str, changed: sql.Identifier) -> sql.Composed:
+    """Mark dirty the catalogs of the experiments in the CTE ``changed``."""
+    return _fmt(
+        "UPDATE {x} SET catalog_dirty = true "
+        "WHERE experiment_id IN (SELECT experiment_id FROM {c}) AND NOT catalog_dirty",
+        x=EXPERIMENTS.identifier(schema),
+        c=changed,
+    )
+
+
+def _create_stage(stage: sql.Identifier, spec: Table, *extra: Column) -> sql.Composed:
+    """A session's staging table for batches, emptied at every commit."""
+    return _fmt(
+        "CREATE TEMP TABLE IF NOT EXISTS {st} ({d}) ON COMMIT DELETE ROWS",
+        st=stage,
+        d=spec.stage_definition(*extra),
+    )
+
+
+def _copy_in(target: sql.Identifier, spec: Table, *extra: Column) -> CopyIn:
+    columns = (*spec.row_columns, *extra)
+    return CopyIn(
+        _fmt(
+            "COPY {t} ({cols}) FROM STDIN (FORMAT BINARY)",
+            t=target,
+            cols=column_list(c.name for c in columns),
+        ),
+        tuple(c.copy_type for c in columns),
+    )
+
+
+def _file_states(schema: str, spec: Table, key: str) -> tuple[sql.Composed, sql.Composed]:
+    every = _fmt(
+        "SELECT {k}, file_mtime_ns, file_size FROM {t}",
+        k=sql.Identifier(key),
+        t=spec.identifier(schema),
+    )
+    return every, _fmt("{every} WHERE experiment_id = %s", every=every)
+
+
+def _delete_by_key(schema: str, spec: Table, key: str) -> sql.Composed:
+    return _fmt(
+        "DELETE FROM {t} x USING unnest(%s::text[], %s::text[]) AS k(key, exp) "
+        "WHERE x.{k} = k.key AND (k.exp IS NULL OR x.experiment_id = k.exp)",
+        t=spec.identifier(schema),
+        k=sql.Identifier(key),
+    )
+
+
+def _catalog_values(
+    runs: sql.Composable, derived: sql.Composable, where: sql.Composable
+) -> sql.Composed:
+    """``(field, value)`` of every param, metric and derived metric of the runs ``x`` in ``where``."""
+    return sql.SQL(
+        """
+        SELECT 'params.' || p.key AS field, p.value
+        FROM {r} x, jsonb_each(x.params) p WHERE {where}
+        UNION ALL
+        SELECT 'metrics.' || m.key, m.value
+        FROM {r} x, jsonb_each(x.metrics) m WHERE {where}
+        UNION ALL
+        SELECT 'derived.' || d.key, d.value
+        FROM {d} y JOIN {r} x ON x.run_id = y.run_id, jsonb_each(y.metrics) d WHERE {where}
+        """
+    ).format(r=runs, d=derived, where=where)

@@ -1,0 +1,140 @@
+"""The index tables are layout version 1, catalog entry for catalog entry.
+
+An index created by any metalab with ``SCHEMA_VERSION`` 1 is used as it is by every
+other, so the tables, columns, types, nullability, defaults, constraints, indexes and
+storage options the code creates must never drift. The golden file was dumped from
+the hand-written DDL that first defined version 1; it is never edited.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.types import TypeInfo
+
+from metalab.store import PostgresIndex, PostgresStoreConfig
+from metalab.store._postgres_sql import statements
+from metalab.testing.store import make_record
+
+GOLDEN = Path(__file__).parent / "data" / "postgres_index_catalog_v1.json"
+SCHEMA_PLACEHOLDER = "<schema>"
+TRIGRAM_INDEX = "runs_experiment_trgm_idx"
+EXP = "schema:1"
+
+
+def dump_catalog(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
+    """Every table of ``schema`` as the catalog describes it, schema name normalised.
+
+    NOT NULL constraints (listed in ``pg_constraint`` from PostgreSQL 18 on) are
+    left out: nullability is compared through the columns.
+    """
+    tables: dict[str, Any] = {}
+    found = conn.execute(
+        "SELECT c.oid, c.relname, c.reloptions FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname",
+        (schema,),
+    ).fetchall()
+    for oid, name, options in found:
+        columns = conn.execute(
+            "SELECT column_name, data_type, udt_name, is_nullable, column_default "
+            "FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+            "ORDER BY ordinal_position",
+            (schema, name),
+        ).fetchall()
+        constraints = conn.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = %s AND contype <> 'n' ORDER BY conname",
+            (oid,),
+        ).fetchall()
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes "
+            "WHERE schemaname = %s AND tablename = %s ORDER BY indexname",
+            (schema, name),
+        ).fetchall()
+        tables[name] = {
+            "columns": [
+                {"name": c, "type": t, "udt": u, "nullable": n, "default": d}
+                for c, t, u, n, d in columns
+            ],
+            "constraints": dict(constraints),
+            "indexes": {
+                index: definition.replace(f" ON {schema}.", f" ON {SCHEMA_PLACEHOLDER}.")
+                for index, definition in indexes
+            },
+            "options": sorted(options or []),
+        }
+    return tables
+
+
+def column_types(conn: psycopg.Connection[Any], table: str) -> list[tuple[str, str]]:
+    """``(name, type)`` of every column of ``table`` (a qualified, quoted name)."""
+    return conn.execute(
+        "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        (table,),
+    ).fetchall()
+
+
+def golden_tables() -> dict[str, Any]:
+    tables: dict[str, Any] = json.loads(GOLDEN.read_text(encoding="utf-8"))["tables"]
+    return tables
+
+
+def without_trigram(conn: psycopg.Connection[Any], tables: dict[str, Any]) -> dict[str, Any]:
+    """The dump without the trigram index, which exists only where ``pg_trgm`` is installed."""
+    if TypeInfo.fetch(conn, "gtrgm") is not None:
+        assert TRIGRAM_INDEX in tables["runs"]["indexes"]
+        del tables["runs"]["indexes"][TRIGRAM_INDEX]
+    return tables
+
+
+class TestIndexCatalog:
+    def test_a_new_index_creates_exactly_the_v1_tables(
+        self, postgres_url: str, postgres_schema: str
+    ) -> None:
+        with PostgresIndex(postgres_url, schema=postgres_schema) as index:
+            assert index.ensure_schema().created
+        with psycopg.connect(postgres_url) as conn:
+            assert without_trigram(conn, dump_catalog(conn, postgres_schema)) == golden_tables()
+
+    def test_a_rebuilt_index_swaps_in_exactly_the_v1_tables(
+        self, postgres_config: PostgresStoreConfig, postgres_url: str
+    ) -> None:
+        with postgres_config.scoped(EXP).connect() as store:
+            store.put_run_record(make_record(EXP))
+            assert store.rebuild_index() == 1
+            assert store.rebuild_index() == 1
+        with psycopg.connect(postgres_url) as conn:
+            tables = dump_catalog(conn, postgres_config.schema)
+            assert without_trigram(conn, tables) == golden_tables()
+
+    @pytest.mark.parametrize("table", ["runs", "derived", "manifests"])
+    def test_document_tables_keep_rows_inline_up_to_a_page(self, table: str) -> None:
+        assert golden_tables()[table]["options"] == ["toast_tuple_target=8160"]
+
+    def test_staging_tables_take_the_live_column_types(
+        self, postgres_url: str, postgres_schema: str
+    ) -> None:
+        with PostgresIndex(postgres_url, schema=postgres_schema) as index:
+            index.ensure_schema()
+        q = statements(postgres_schema)
+        stages = [
+            ("runs", "metalab_stage_runs", q.runs.create_stage, [("ordinal", "bigint")]),
+            ("derived", "metalab_stage_derived", q.derived.create_stage, []),
+            ("manifests", "metalab_stage_manifests", q.manifests.create_stage, []),
+            ("runs", "metalab_rebuild_runs", q.rebuild.create_stages[0], []),
+            ("derived", "metalab_rebuild_derived", q.rebuild.create_stages[1], []),
+            ("manifests", "metalab_rebuild_manifests", q.rebuild.create_stages[2], []),
+        ]
+        with psycopg.connect(postgres_url) as conn:
+            for live, stage, create, extra in stages:
+                conn.execute(create)
+                qualified = sql.Identifier(postgres_schema, live).as_string(conn)
+                row_columns = [c for c in column_types(conn, qualified) if c[0] != "indexed_at"]
+                assert column_types(conn, f"pg_temp.{stage}") == [*row_columns, *extra]
