@@ -83,7 +83,8 @@ from metalab import _codec
 from metalab.query import F, Query, build_query, select
 from metalab.records import DerivedMetrics, RunRecord
 from metalab.store import FileStoreConfig, MemoryStoreConfig, PostgresStore, PostgresStoreConfig
-from metalab.store._postgres_store import _derived_row, _run_row
+from metalab.store._documents import Document, FileState
+from metalab.store._postgres_rows import derived_row, run_row
 from metalab.store.abc import Store, SupportsBulkPut, SupportsQuery, SupportsWorkingDirectory
 
 EXP = _workload.EXPERIMENT_ID
@@ -495,14 +496,17 @@ class _RawPostgres:
     def rows(runs: Sequence[_Run]) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
         run_rows, derived_rows = [], []
         for r in runs:
-            row = _run_row(r.record, _codec.RUN_RECORD.encode(r.record), (None, None))
+            data = _codec.RUN_RECORD.encode(r.record)
+            doc = Document("runs", r.record.run_id, EXP, data, FileState(0, len(data)), "-")
+            row = run_row(doc)
             run_rows.append(
                 tuple(
                     _jsonb(v) if k in ("params", "metrics") else v for k, v in row._asdict().items()
                 )
             )
-            drow = _derived_row(
-                r.record.run_id, EXP, r.derived, _codec.DERIVED.encode(r.derived), (None, None)
+            data = _codec.DERIVED.encode(r.derived)
+            drow = derived_row(
+                Document("derived", r.record.run_id, EXP, data, FileState(0, len(data)), "-")
             )
             derived_rows.append(
                 tuple(_jsonb(v) if k == "metrics" else v for k, v in drow._asdict().items())

@@ -11,7 +11,8 @@ records of the shared workload in one experiment, each with its derived metrics:
   into a bare table with no index, from rows already in memory;
 - bulk put: ``put_run_records`` of the ``n`` records into a fresh store (files and
   index), next to its two parts alone: the FileStore's ``put_run_records`` and the
-  index's ``put_runs`` (binary ``COPY`` into a staging table, then one merge);
+  index's ``write`` of the documents (rows extracted from the encoded records, binary
+  ``COPY`` into a staging table, then one merge);
 - single put: ``put_run_record`` one by one (files, then one upsert), next to its
   two parts alone and to the physical anchor, a bare single-row ``INSERT`` of the same
   values per autocommit statement into a table without indexes; at most 2,000
@@ -47,9 +48,9 @@ from metalab.store import (
     PostgresStore,
     PostgresStoreConfig,
 )
-from metalab.store._postgres_index import RunRow
-from metalab.store._postgres_schema import RUNS
-from metalab.store._postgres_store import _run_row
+from metalab.store._documents import Document, FileState
+from metalab.store._postgres_rows import run_row
+from metalab.store._postgres_schema import RUNS, RunRow
 
 EXP = _workload.EXPERIMENT_ID
 SCHEMA = "metalab_bench"
@@ -95,11 +96,18 @@ def _config(url: str, root: Path, schema: str) -> PostgresStoreConfig:
     )
 
 
-def _rows(n: int) -> list[RunRow]:
-    rows = []
+def _documents(n: int) -> list[Document]:
+    """Run records as a FileStore hands them to its index (encoded, with a file state)."""
+    docs = []
     for record in _workload.records(n):
-        rows.append(_run_row(record, _codec.RUN_RECORD.encode(record), (0, 0)))
-    return rows
+        data = _codec.RUN_RECORD.encode(record)
+        state = FileState(0, len(data))
+        docs.append(Document("runs", record.run_id, EXP, data, state, "<bench>"))
+    return docs
+
+
+def _rows(n: int) -> list[RunRow]:
+    return [run_row(doc) for doc in _documents(n)]
 
 
 def _raw_copy(url: str, rows: list[RunRow]) -> None:
@@ -200,7 +208,6 @@ def _fresh_index(url: str, name: str) -> PostgresIndex:
     drop_schema(url, schema)
     index = PostgresIndex(url, schema=schema)
     index.open()
-    index.ensure_schema()
     return index
 
 
@@ -239,11 +246,11 @@ def _bulk(report: Report, url: str, tmp: Path, n: int, repeat: int) -> None:
         put_files, repeat=repeat, setup=lambda: opened.replace(_fresh_files(tmp, "bulk"))
     )
     report.add(Measurement("postgres.bulk_put", FILES_ONLY, n, timings))
-    rows = _rows(n)
+    docs = _documents(n)
 
     def put_index() -> None:
         assert isinstance(opened.current, PostgresIndex)
-        opened.current.put_runs(rows)
+        opened.current.write(docs)
 
     timings = time_repeats(
         put_index, repeat=repeat, setup=lambda: opened.replace(_fresh_index(url, "bulk"))
@@ -281,12 +288,12 @@ def _single(report: Report, url: str, tmp: Path, n: int, repeat: int) -> None:
         put_files, repeat=repeat, setup=lambda: opened.replace(_fresh_files(tmp, "single"))
     )
     report.add(Measurement("postgres.put_run_record", FILES_ONLY, n, timings))
-    rows = _rows(n)
+    docs = _documents(n)
 
     def put_index() -> None:
         assert isinstance(opened.current, PostgresIndex)
-        for row in rows:
-            opened.current.put_run(row)
+        for doc in docs:
+            opened.current.write((doc,))
 
     timings = time_repeats(
         put_index, repeat=repeat, setup=lambda: opened.replace(_fresh_index(url, "single"))
@@ -303,7 +310,7 @@ def _single(report: Report, url: str, tmp: Path, n: int, repeat: int) -> None:
             bytes(row.metrics or b"\x01{}")[1:].decode(),
             *row[9:],
         )
-        for row in rows
+        for row in map(run_row, docs)
     ]
     timings = time_repeats(lambda: _bare_inserts(url, values), repeat=repeat)
     report.add(Measurement("postgres.put_run_record", BARE_INSERT, n, timings, notes=server))

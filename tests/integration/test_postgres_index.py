@@ -17,35 +17,22 @@ from metalab import _codec
 from metalab.errors import ConfigError, StoreError
 from metalab.records import RunRecord, Status
 from metalab.store import PostgresIndex, PostgresStore, PostgresStoreConfig, abc
-from metalab.store._postgres_index import JsonbBinary, RunRow
+from metalab.store._documents import Document, FileState
 from metalab.store._postgres_schema import SCHEMA_VERSION
 from metalab.testing.store import make_record, new_run_id
 
 EXP = "index:1"
 
 
-def run_row(record: RunRecord) -> RunRow:
-    doc = _codec.RUN_RECORD.encode(record)
-    return RunRow(
-        record.run_id,
-        record.experiment_id,
-        record.status,
-        record.started_at,
-        record.finished_at,
-        record.duration_ms,
-        list(record.tags),
-        JsonbBinary.from_json(b"{}"),
-        JsonbBinary.from_json(b"{}"),
-        doc,
-        None,
-        None,
-    )
+def document(record: RunRecord) -> Document:
+    """A record as a FileStore hands it to its index."""
+    data = _codec.RUN_RECORD.encode(record)
+    return Document("runs", record.run_id, record.experiment_id, data, FileState(1, len(data)), "-")
 
 
 @pytest.fixture
 def index(postgres_url: str, postgres_schema: str) -> Iterator[PostgresIndex]:
     with PostgresIndex(postgres_url, schema=postgres_schema) as opened:
-        opened.ensure_schema()
         yield opened
 
 
@@ -59,9 +46,9 @@ class TestSchemaCreation:
     def test_ensure_schema_is_idempotent(self, index: PostgresIndex) -> None:
         again = index.ensure_schema()
         assert not again.created
-        index.put_run(run_row(make_record(EXP)))
+        index.write([document(make_record(EXP))])
         assert not index.ensure_schema().created
-        assert len(index.list_run_docs(EXP)) == 1
+        assert len(index.documents("runs", EXP)) == 1
 
     def test_fifty_stores_connecting_at_once_on_a_fresh_schema_all_work(
         self, postgres_config: PostgresStoreConfig, postgres_url: str
@@ -142,11 +129,12 @@ class TestSchemaCreation:
             try:
                 base, _, query = postgres_url.partition("?")
                 url = base.rpartition("/")[0] + f"/{name}" + (f"?{query}" if query else "")
-                with (
-                    PostgresIndex(url, schema=postgres_schema) as index,
-                    pytest.raises(ConfigError, match="UTF8"),
-                ):
-                    index.ensure_schema()
+                index = PostgresIndex(url, schema=postgres_schema)
+                try:
+                    with pytest.raises(ConfigError, match="UTF8"):
+                        index.open()
+                finally:
+                    index.close()
             finally:
                 admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -157,10 +145,11 @@ class TestNeverBackwardsInSql:
         self, index: PostgresIndex, status: Status
     ) -> None:
         done = make_record(EXP, status=status)
-        index.put_run(run_row(done))
-        index.put_run(run_row(make_record(EXP, done.run_id, status="running")))
-        index.put_runs([run_row(make_record(EXP, done.run_id, status="running"))])
-        doc = index.get_run_doc(done.run_id, EXP)
+        index.write([document(done)])
+        index.write([document(make_record(EXP, done.run_id, status="running"))])
+        # An iterator takes the bulk path (COPY and merge) even for one document.
+        index.write(iter([document(make_record(EXP, done.run_id, status="running"))]))
+        doc = index.get("runs", done.run_id, EXP)
         assert doc is not None
         assert _codec.RUN_RECORD.decode(doc) == done
 
@@ -169,19 +158,21 @@ class TestNeverBackwardsInSql:
         failed = make_record(EXP, run_id, status="failed")
         success = make_record(EXP, run_id, status="success")
         running = make_record(EXP, run_id, status="running")
-        index.put_runs([run_row(r) for r in (running, failed, success, running)])
-        doc = index.get_run_doc(run_id, None)
+        index.write([document(r) for r in (running, failed, success, running)])
+        doc = index.get("runs", run_id, None)
         assert doc is not None
         assert _codec.RUN_RECORD.decode(doc) == success
 
     def test_bulk_batches_of_any_size_store_everything(self, index: PostgresIndex) -> None:
         records = [make_record(EXP) for _ in range(23)]
-        assert index.put_runs((run_row(r) for r in records), batch_size=5) == 23
-        assert {run_id for run_id, _ in index.list_run_docs(EXP)} == {r.run_id for r in records}
+        index.write((document(r) for r in records), batch_size=5)
+        listed = {run_id for run_id, _ in index.documents("runs", EXP)}
+        assert len(listed) == 23
+        assert listed == {r.run_id for r in records}
 
     def test_a_batch_size_below_one_is_refused(self, index: PostgresIndex) -> None:
         with pytest.raises(ConfigError, match="batch_size"):
-            index.put_runs([run_row(make_record(EXP))], batch_size=0)
+            index.write([document(make_record(EXP))], batch_size=0)
 
 
 class TestFieldCatalog:

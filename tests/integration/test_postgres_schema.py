@@ -98,8 +98,11 @@ class TestIndexCatalog:
     def test_a_new_index_creates_exactly_the_v1_tables(
         self, postgres_url: str, postgres_schema: str
     ) -> None:
-        with PostgresIndex(postgres_url, schema=postgres_schema) as index:
-            assert index.ensure_schema().created
+        index = PostgresIndex(postgres_url, schema=postgres_schema)
+        try:
+            assert index.open().created
+        finally:
+            index.close()
         with psycopg.connect(postgres_url) as conn:
             assert without_trigram(conn, dump_catalog(conn, postgres_schema)) == golden_tables()
 
@@ -121,8 +124,8 @@ class TestIndexCatalog:
     def test_staging_tables_take_the_live_column_types(
         self, postgres_url: str, postgres_schema: str
     ) -> None:
-        with PostgresIndex(postgres_url, schema=postgres_schema) as index:
-            index.ensure_schema()
+        with PostgresIndex(postgres_url, schema=postgres_schema):
+            pass
         q = statements(postgres_schema)
         stages = [
             ("runs", "metalab_stage_runs", q.runs.create_stage, [("ordinal", "bigint")]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -12,8 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
+from metalab import _codec
 from metalab.records import RunRecord
-from metalab.store import FileStoreConfig, PostgresStoreConfig, StoreConfig, parse_to_config
+from metalab.store import (
+    FileStoreConfig,
+    PostgresIndex,
+    PostgresStoreConfig,
+    StoreConfig,
+    parse_to_config,
+)
+from metalab.store._documents import Document, FileState
+from metalab.store._rules import STATUSES, batch_winner, replaces
 from metalab.testing import comparable
 from metalab.testing import strategies as mst
 from metalab.testing.store import new_run_id
@@ -141,3 +151,56 @@ class TestRecordsSurviveTheIndex:
         with config.connect() as store:
             assert store.rebuild_index() == len(records)
             assert by_id(store.list_run_records()) == by_id(records)
+
+
+class TestTheRecordRuleInSql:
+    """The SQL of the record rule (store/_rules.py) picks what its Python twin picks."""
+
+    @settings(
+        max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(
+        record=mst.run_records(),
+        stored=st.none() | st.sampled_from(STATUSES),
+        batch=st.lists(st.sampled_from(STATUSES), min_size=1, max_size=6),
+        one_by_one=st.booleans(),
+    )
+    def test_the_index_keeps_the_record_the_python_rule_keeps(
+        self,
+        postgres_index: PostgresIndex,
+        record: RunRecord,
+        stored: str | None,
+        batch: list[str],
+        one_by_one: bool,
+    ) -> None:
+        run_id = new_run_id()
+        versions = [
+            msgspec.structs.replace(record, run_id=run_id, status=s, tags=(str(i),))
+            for i, s in enumerate(batch)
+        ]
+        expected = versions[batch_winner(batch)]
+        if stored is not None:
+            first = msgspec.structs.replace(record, run_id=run_id, status=stored, tags=("stored",))
+            postgres_index.write([_document(first)])
+            if not replaces(expected.status, stored):
+                expected = first
+        if one_by_one:
+            for version in versions:
+                postgres_index.write([_document(version)])
+        else:
+            postgres_index.write(iter([_document(v) for v in versions]))
+        doc = postgres_index.get("runs", run_id, None)
+        assert doc is not None
+        kept = _codec.RUN_RECORD.decode(doc)
+        assert (kept.status, kept.tags) == (expected.status, expected.tags)
+
+
+def _document(record: RunRecord) -> Document:
+    data = _codec.RUN_RECORD.encode(record)
+    return Document("runs", record.run_id, record.experiment_id, data, FileState(1, len(data)), "-")
+
+
+@pytest.fixture
+def postgres_index(postgres_url: str, postgres_schema: str) -> Iterator[PostgresIndex]:
+    with PostgresIndex(postgres_url, schema=postgres_schema) as index:
+        yield index

@@ -13,8 +13,14 @@ from psycopg import postgres, sql
 
 from metalab.store import _postgres_schema as ddl
 from metalab.store import _postgres_sql
-from metalab.store._postgres_index import DerivedRow, JsonbBinary, ManifestRow, RunRow
-from metalab.store._postgres_schema import Column, Table
+from metalab.store._postgres_schema import (
+    Column,
+    DerivedRow,
+    JsonbBinary,
+    ManifestRow,
+    RunRow,
+    Table,
+)
 
 DOCUMENTS = [
     (ddl.RUNS, RunRow, RunRow._fields),

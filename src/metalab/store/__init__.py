@@ -38,9 +38,8 @@ from metalab.store.locator import LocatorInfo, parse_locator
 from metalab.store.transfer import ExportReport, export_store
 
 if TYPE_CHECKING:
-    from metalab.store._postgres_config import PostgresStoreConfig
+    from metalab.store._postgres import PostgresStore, PostgresStoreConfig
     from metalab.store._postgres_index import PostgresIndex
-    from metalab.store._postgres_store import PostgresStore
 
 __all__ = [
     "ExportReport",
@@ -78,8 +77,8 @@ __all__ = [
 ]
 
 _LAZY: Final = {
-    "PostgresStoreConfig": "metalab.store._postgres_config",
-    "PostgresStore": "metalab.store._postgres_store",
+    "PostgresStoreConfig": "metalab.store._postgres",
+    "PostgresStore": "metalab.store._postgres",
     "PostgresIndex": "metalab.store._postgres_index",
 }
 

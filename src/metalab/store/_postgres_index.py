@@ -21,8 +21,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Final, Self, TypeVar
+from typing import Final, Literal, Self, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -37,28 +36,20 @@ from metalab.query import FieldInfo, Query
 from metalab.query._catalog import CATALOG_SAMPLE_RUNS, CATALOG_SAMPLES
 from metalab.query._sql import compile_select
 from metalab.store import _postgres_schema as ddl
-from metalab.store._postgres_schema import DerivedRow, JsonbBinary, ManifestRow, RunRow
+from metalab.store._documents import Document, DocumentKey, DocumentKind, FileState
+from metalab.store._indexed import DEFAULT_BATCH_SIZE, IndexState
+from metalab.store._postgres_rows import derived_row, manifest_row, run_row
+from metalab.store._postgres_schema import JsonbBinary, ManifestRow, RunRow
 from metalab.store._postgres_sql import CopyIn, statements
 from metalab.store.abc import ProgressCallback
 from metalab.store.locator import redact
 
-__all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "DerivedRow",
-    "IndexState",
-    "JsonbBinary",
-    "ManifestRow",
-    "PostgresIndex",
-    "RunRow",
-]
+__all__ = ["PostgresIndex"]
 
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Connection = psycopg.Connection[TupleRow]
-
-DEFAULT_BATCH_SIZE: Final = 5_000
-"""Rows per ``COPY`` + merge transaction of the bulk paths."""
 
 _RETRY_AFTER: Final = 5.0
 """Seconds during which reads and writes skip an index that just failed to answer."""
@@ -74,23 +65,6 @@ class _JsonbBinaryDumper(Dumper):
 
     def dump(self, obj: JsonbBinary) -> Buffer:
         return obj
-
-
-@dataclass(frozen=True)
-class IndexState:
-    """What :meth:`PostgresIndex.ensure_schema` found or did.
-
-    Attributes:
-        created: The index tables were created (or re-created for a new layout
-            version) by this call.
-        needs_sync: Experiments (or ``None`` for the whole index) that were found
-            in the files when the tables were created and are not indexed yet.
-        file_root: The file root the index was created for.
-    """
-
-    created: bool
-    needs_sync: frozenset[str | None]
-    file_root: str
 
 
 class PostgresIndex:
@@ -152,12 +126,21 @@ class PostgresIndex:
         """The connection string with any password hidden."""
         return redact(self._conninfo)
 
-    def open(self) -> None:
-        """Open the connection pool and wait until it has ``min_size`` connections.
+    def open(self) -> IndexState:
+        """Open the connection pool and create the index tables if they are missing.
+
+        Returns:
+            What :meth:`ensure_schema` found.
 
         Raises:
             IndexUnavailableError: The server cannot be reached in time.
+            ConfigError: The database does not use UTF-8.
         """
+        self._open_pool()
+        return self.ensure_schema()
+
+    def _open_pool(self) -> None:
+        """Open the connection pool and wait until it has ``min_size`` connections."""
         with self._lock:
             if self._closed:
                 raise IndexUnavailableError(f"{self!r} is closed")
@@ -216,7 +199,7 @@ class PostgresIndex:
             )
         pool = self._pool
         if pool is None:
-            self.open()
+            self._open_pool()
             pool = self._pool
             assert pool is not None
         return pool
@@ -362,148 +345,172 @@ class PostgresIndex:
         pending.update(r[0] for r in conn.execute(self._sql.experiments.pending))
         return IndexState(created=created, needs_sync=frozenset(pending), file_root=root)
 
-    def put_run(self, row: RunRow) -> None:
-        """Upsert one run (one statement); a ``running`` row never replaces a finished one."""
-        self.run(lambda conn: conn.execute(self._sql.runs.upsert, row._asdict()))
+    def write(
+        self,
+        documents: Iterable[Document],
+        *,
+        removed: Iterable[DocumentKey] = (),
+        synced: tuple[str | None, Sequence[str]] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        """Index documents and forget removed ones (see :class:`RecordIndex`).
 
-    def put_runs(self, rows: Iterable[RunRow], *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
-        """Upsert many runs: binary ``COPY`` into a staging table, one merge per batch.
+        One document is one upsert statement; more go through a binary ``COPY`` into
+        a staging table and one merge per ``batch_size`` documents. Several rows of
+        one run in a batch merge as if put one by one
+        (:func:`~metalab.store._rules.batch_winner`). A sync (``synced``) runs even
+        if the server failed to answer a moment ago.
 
-        Within a batch, several rows of one run merge as if put one by one: the
-        last finished row wins, else the last row.
-
-        Returns:
-            How many rows were given.
+        Raises:
+            CorruptRecordError: A document cannot be indexed (its batch is not).
+            IndexUnavailableError: The server cannot be reached.
         """
-        count = 0
-        for batch in _batches(rows, batch_size):
-            self.run(functools.partial(self._merge_runs, rows=batch))
-            count += len(batch)
-        return count
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
+        gone = list(removed)
+        force = synced is not None
+        if isinstance(documents, Sequence) and len(documents) == 1 and not gone and not force:
+            self._put_one(documents[0])
+            return
+        found: set[str] = set()
+        for batch in _batches(documents, batch_size):
+            self.run(functools.partial(self._merge, batch=batch, found=found), force=force)
+        if gone or synced is not None:
+            self.run(
+                functools.partial(self._finish, gone=gone, synced=synced, found=found), force=force
+            )
 
-    def _merge_runs(self, conn: Connection, rows: Sequence[RunRow]) -> None:
+    def _put_one(self, doc: Document) -> None:
         q = self._sql
+        if doc.kind == "runs":
+            params = run_row(doc)._asdict()
+            self.run(lambda conn: conn.execute(q.runs.upsert, params))
+        elif doc.kind == "derived":
+            params = derived_row(doc)._asdict()
+            self.run(lambda conn: conn.execute(q.derived.upsert, params))
+        else:
+            row = manifest_row(doc)
+
+            def work(conn: Connection) -> None:
+                with conn.transaction():
+                    conn.execute(q.manifests.upsert, row._asdict())
+                    conn.execute(q.experiments.touch, (row.experiment_id,))
+
+            self.run(work)
+
+    def _merge(self, conn: Connection, batch: Sequence[Document], found: set[str]) -> None:
+        """Merge one batch of documents in one transaction, staged with ``COPY``."""
+        q = self._sql
+        runs = [run_row(d) for d in batch if d.kind == "runs"]
+        derived = [derived_row(d) for d in batch if d.kind == "derived"]
+        manifests = [manifest_row(d) for d in batch if d.kind == "manifests"]
+        found.update(row.experiment_id for row in runs)
+        found.update(row.experiment_id for row in manifests)
         with conn.transaction():
-            conn.execute(q.runs.create_stage)
-            with conn.cursor().copy(q.runs.copy_stage.statement) as copy:
-                copy.set_types(q.runs.copy_stage.types)
-                for ordinal, row in enumerate(rows):
-                    copy.write_row((*row, ordinal))
-            conn.execute(q.runs.merge_stage)
-            conn.execute(q.runs.touch_stage_experiments)
+            if runs:
+                conn.execute(q.runs.create_stage)
+                staged = ((*row, ordinal) for ordinal, row in enumerate(runs))
+                _copy(conn, q.runs.copy_stage, staged, None, None)
+                conn.execute(q.runs.merge_stage)
+                conn.execute(q.runs.touch_stage_experiments)
+            if derived:
+                conn.execute(q.derived.create_stage)
+                _copy(conn, q.derived.copy_stage, derived, None, None)
+                conn.execute(q.derived.merge_stage)
+            if manifests:
+                conn.execute(q.manifests.create_stage)
+                _copy(conn, q.manifests.copy_stage, manifests, None, None)
+                conn.execute(q.manifests.merge_stage)
+                conn.execute(q.manifests.touch_stage_experiments)
 
-    def get_run_doc(self, run_id: str, experiment_id: str | None) -> bytes | None:
-        """Return the encoded record of a run (of one experiment, if given), or ``None``."""
-        return self._get_doc(self._sql.runs.get, self._sql.runs.get_in, run_id, experiment_id)
+    def _finish(
+        self,
+        conn: Connection,
+        gone: Sequence[DocumentKey],
+        synced: tuple[str | None, Sequence[str]] | None,
+        found: set[str],
+    ) -> None:
+        """Forget removed documents and, after a sync, mark what it brought up to date."""
+        q = self._sql
+        deletes = {
+            "runs": q.runs.delete_by_key,
+            "derived": q.derived.delete_by_key,
+            "manifests": q.manifests.delete_by_key,
+        }
+        with conn.transaction():
+            for kind, statement in deletes.items():
+                keys = [k for k in gone if k.kind == kind]
+                if keys:
+                    conn.execute(
+                        statement, ([k.key for k in keys], [k.experiment_id for k in keys])
+                    )
+            if synced is None:
+                return
+            scope, present = synced
+            listed = sorted(found.union(present))
+            conn.execute(q.experiments.touch_many, (listed,))
+            if scope is None:
+                conn.execute(q.experiments.forget_unlisted, (listed,))
+                for statement in q.meta.mark_all_synced:
+                    conn.execute(statement)
+            else:
+                conn.execute(q.experiments.mark_synced, (scope,))
 
-    def _get_doc(
-        self, any_experiment: bytes, one_experiment: bytes, run_id: str, experiment_id: str | None
+    def get(
+        self, kind: Literal["runs", "derived"], key: str, experiment_id: str | None
     ) -> bytes | None:
-        """Run a ``SELECT doc`` of one run, restricted to one experiment if given."""
+        """Return the stored bytes of one run record or derived-metrics document, or ``None``.
+
+        Args:
+            kind: ``"runs"`` or ``"derived"``.
+            key: The run id.
+            experiment_id: Only a document of this experiment; ``None`` for any.
+        """
+        group = self._sql.runs if kind == "runs" else self._sql.derived
 
         def work(conn: Connection) -> bytes | None:
             if experiment_id is None:
-                cur = conn.execute(any_experiment, (run_id,), binary=True)
+                cur = conn.execute(group.get, (key,), binary=True)
             else:
-                cur = conn.execute(one_experiment, (run_id, experiment_id), binary=True)
+                cur = conn.execute(group.get_in, (key, experiment_id), binary=True)
             row = cur.fetchone()
             return None if row is None else row[0]
 
         return self.run(work)
 
-    def run_exists(self, run_id: str, experiment_id: str | None) -> bool:
-        """Return whether a run (of one experiment, if given) is indexed."""
+    def documents(self, kind: DocumentKind, experiment_id: str | None) -> list[tuple[str, bytes]]:
+        """Return ``(key, stored bytes)`` of every document of ``kind``, in one query.
 
-        def work(conn: Connection) -> bool:
-            if experiment_id is None:
-                row = conn.execute(self._sql.runs.exists, (run_id,)).fetchone()
-            else:
-                row = conn.execute(self._sql.runs.exists_in, (run_id, experiment_id)).fetchone()
-            return row is not None
-
-        return self.run(work)
-
-    def list_run_docs(self, experiment_id: str | None) -> list[tuple[str, bytes]]:
-        """Return ``(run_id, encoded record)`` of every run (of one experiment, if given)."""
-        return self._list_docs(self._sql.runs.list_all, self._sql.runs.list_in, experiment_id)
-
-    def _list_docs(
-        self, every: bytes, one_experiment: bytes, experiment_id: str | None
-    ) -> list[tuple[str, bytes]]:
-        """Run a ``SELECT run_id, doc`` listing, of one experiment if given."""
+        Manifests come oldest submission first; the rest in no particular order.
+        """
+        q = self._sql
+        group = q.runs if kind == "runs" else q.derived if kind == "derived" else q.manifests
+        every, one = group.list_all, group.list_in
 
         def work(conn: Connection) -> list[tuple[str, bytes]]:
             if experiment_id is None:
                 cur = conn.execute(every, binary=True)
             else:
-                cur = conn.execute(one_experiment, (experiment_id,), binary=True)
+                cur = conn.execute(one, (experiment_id,), binary=True)
             return [(row[0], row[1]) for row in cur.fetchall()]
 
         return self.run(work)
 
-    def delete_run(self, run_id: str, experiment_id: str | None) -> None:
-        """Remove a run and its derived metrics from the index."""
-
-        def work(conn: Connection) -> None:
-            with conn.transaction():
-                params = {"r": run_id, "e": experiment_id}
-                conn.execute(self._sql.runs.delete, params)
-                conn.execute(self._sql.derived.delete, params)
-
-        self.run(work)
-
-    def put_derived(self, row: DerivedRow) -> None:
-        """Upsert the derived metrics of a run.
-
-        Without an experiment, the row takes the experiment of the indexed run.
-        """
-        self.run(lambda conn: conn.execute(self._sql.derived.upsert, row._asdict()))
-
-    def get_derived_doc(self, run_id: str, experiment_id: str | None) -> bytes | None:
-        """Return the encoded derived metrics of a run, or ``None``."""
-        return self._get_doc(self._sql.derived.get, self._sql.derived.get_in, run_id, experiment_id)
-
-    def list_derived_docs(self, experiment_id: str | None) -> list[tuple[str, bytes]]:
-        """Return ``(run_id, encoded derived metrics)`` of one experiment (or all), in one query."""
-        return self._list_docs(self._sql.derived.list_all, self._sql.derived.list_in, experiment_id)
-
-    def put_manifest(self, row: ManifestRow) -> None:
-        """Upsert one experiment manifest (keyed by experiment and file name)."""
-
-        def work(conn: Connection) -> None:
-            with conn.transaction():
-                conn.execute(self._sql.manifests.upsert, row._asdict())
-                conn.execute(self._sql.experiments.touch, (row.experiment_id,))
-
-        self.run(work)
-
-    def list_manifest_docs(self, experiment_id: str | None) -> list[bytes]:
-        """Return encoded manifests (of one experiment, if given), oldest first."""
-
-        def work(conn: Connection) -> list[bytes]:
-            cur = conn.cursor(binary=True)
-            if experiment_id is None:
-                cur.execute(self._sql.manifests.list_all)
-            else:
-                cur.execute(self._sql.manifests.list_in, (experiment_id,))
-            return [row[0] for row in cur.fetchall()]
-
-        return self.run(work)
-
-    def list_experiments(self, experiment_id: str | None = None) -> list[str]:
+    def experiments(self, experiment_id: str | None = None) -> list[str]:
         """Return the indexed experiments (only ``experiment_id``, if given), sorted."""
+        q = self._sql.experiments
 
         def work(conn: Connection) -> list[str]:
             if experiment_id is None:
-                return [r[0] for r in conn.execute(self._sql.experiments.list_all)]
-            return [r[0] for r in conn.execute(self._sql.experiments.listed, (experiment_id,))]
+                return [r[0] for r in conn.execute(q.list_all)]
+            return [r[0] for r in conn.execute(q.listed, (experiment_id,))]
 
         return self.run(work)
 
-    def query_run_docs(self, query: Query, experiment_id: str | None) -> list[tuple[str, bytes]]:
-        """Return ``(run_id, encoded record)`` of the runs matching ``query``, in its order.
+    def query(self, query: Query, experiment_id: str | None) -> list[tuple[str, bytes]]:
+        """Return ``(run_id, stored record)`` of the runs matching ``query``, in its order.
 
-        The query is compiled to one ``SELECT`` (:mod:`metalab.query._sql`), with every
+        The query is compiled to one ``SELECT`` (:mod:`metalab.query.sql`), with every
         value passed as a parameter.
         """
         statement, params = compile_select(
@@ -516,12 +523,12 @@ class PostgresIndex:
 
         return self.run(work)
 
-    def field_catalog(self, experiment_id: str) -> list[FieldInfo]:
+    def fields(self, experiment_id: str) -> list[FieldInfo]:
         """Return the field catalog of an experiment, refreshing it if writes changed it.
 
         Samples are the smallest distinct values, in the order of ``jsonb`` values,
-        among the experiment's first :data:`~metalab.query._catalog.CATALOG_SAMPLE_RUNS`
-        runs by run id; non-finite floats in their escaped form (``{"$float": "NaN"}``).
+        among the experiment's first :data:`~metalab.query.CATALOG_SAMPLE_RUNS` runs
+        by run id; non-finite floats in their escaped form (``{"$float": "NaN"}``).
         """
         q = self._sql
 
@@ -540,10 +547,8 @@ class PostgresIndex:
 
         return self.run(work)
 
-    def file_states(
-        self, kind: str, experiment_id: str | None
-    ) -> dict[str, tuple[int | None, int | None]]:
-        """Return ``key -> (file mtime ns, file size)`` of indexed documents.
+    def states(self, kind: DocumentKind, experiment_id: str | None) -> dict[str, FileState | None]:
+        """Return ``key -> file state`` of the indexed documents of ``kind``.
 
         Args:
             kind: ``"runs"`` and ``"derived"`` (keyed by run id) or ``"manifests"``
@@ -552,93 +557,20 @@ class PostgresIndex:
         """
         query = self._sql.file_states[kind][experiment_id is not None]
 
-        def work(conn: Connection) -> dict[str, tuple[int | None, int | None]]:
+        def work(conn: Connection) -> dict[str, FileState | None]:
             cur = conn.execute(query, (experiment_id,) if experiment_id is not None else None)
-            return {r[0]: (r[1], r[2]) for r in cur}
+            return {
+                r[0]: None if r[1] is None or r[2] is None else FileState(r[1], r[2]) for r in cur
+            }
 
         return self.run(work, force=True)
 
-    def apply_sync(
-        self,
-        *,
-        runs: Iterable[RunRow],
-        derived: Iterable[DerivedRow],
-        manifests: Iterable[ManifestRow],
-        removed: dict[str, list[tuple[str, str | None]]],
-        scope: str | None,
-        experiments: Iterable[str],
-        batch_size: int = DEFAULT_BATCH_SIZE,
-    ) -> None:
-        """Write what a sync found changed, and forget what it found deleted.
-
-        Args:
-            runs: Changed or new runs.
-            derived: Changed or new derived metrics.
-            manifests: Changed or new manifests.
-            removed: Per kind, ``(key, experiment)`` of documents whose file is gone.
-            scope: The experiment synced, or ``None`` for the whole index (whose
-                "needs sync" mark is then cleared).
-            experiments: The experiments present in the files (listed afterwards).
-            batch_size: Rows per ``COPY`` + merge transaction.
-        """
-        for batch in _batches(runs, batch_size):
-            self.run(functools.partial(self._merge_runs, rows=batch), force=True)
-        for dbatch in _batches(derived, batch_size):
-            self.run(functools.partial(self._merge_derived, rows=dbatch), force=True)
-        for mbatch in _batches(manifests, batch_size):
-            self.run(functools.partial(self._merge_manifests, rows=mbatch), force=True)
-        q = self._sql
-        listed = sorted(set(experiments))
-
-        def finish(conn: Connection) -> None:
-            with conn.transaction():
-                for kind, query in (
-                    ("runs", q.runs.delete_by_key),
-                    ("derived", q.derived.delete_by_key),
-                    ("manifests", q.manifests.delete_by_key),
-                ):
-                    keys = removed.get(kind, [])
-                    if keys:
-                        conn.execute(query, ([k for k, _ in keys], [e for _, e in keys]))
-                conn.execute(q.experiments.touch_many, (listed,))
-                if scope is None:
-                    conn.execute(q.experiments.forget_unlisted, (listed,))
-                    for statement in q.meta.mark_all_synced:
-                        conn.execute(statement)
-                else:
-                    conn.execute(q.experiments.mark_synced, (scope,))
-
-        self.run(finish, force=True)
-
-    def _merge_derived(self, conn: Connection, rows: Sequence[DerivedRow]) -> None:
-        q = self._sql
-        with conn.transaction():
-            conn.execute(q.derived.create_stage)
-            with conn.cursor().copy(q.derived.copy_stage.statement) as copy:
-                copy.set_types(q.derived.copy_stage.types)
-                for row in rows:
-                    copy.write_row(row)
-            conn.execute(q.derived.merge_stage)
-
-    def _merge_manifests(self, conn: Connection, rows: Sequence[ManifestRow]) -> None:
-        q = self._sql
-        with conn.transaction():
-            conn.execute(q.manifests.create_stage)
-            with conn.cursor().copy(q.manifests.copy_stage.statement) as copy:
-                copy.set_types(q.manifests.copy_stage.types)
-                for row in rows:
-                    copy.write_row(row)
-            conn.execute(q.manifests.merge_stage)
-            conn.execute(q.manifests.touch_stage_experiments)
-
     def rebuild(
         self,
+        read: Callable[[DocumentKind], Iterable[Document]],
         *,
-        runs: Iterable[RunRow],
-        derived: Iterable[DerivedRow],
-        manifests: Iterable[ManifestRow],
-        experiments: Callable[[], Iterable[str]],
         scope: str | None,
+        experiments: Iterable[str],
         total: int | None,
         progress: ProgressCallback | None = None,
     ) -> int:
@@ -651,12 +583,9 @@ class PostgresIndex:
         the transaction rolls back and the old index stays as it was.
 
         Args:
-            runs: Every run of the scope, as read from the files.
-            derived: Every derived-metrics document of the scope.
-            manifests: Every manifest of the scope.
-            experiments: Called after the rows were consumed: the experiments the
-                files hold.
+            read: The documents of a kind, as read from the files.
             scope: The experiment being rebuilt, or ``None`` for the whole index.
+            experiments: The experiments that have a directory in the files.
             total: How many runs are expected, for ``progress``.
             progress: Called as ``progress(done, total)`` while runs are copied.
 
@@ -664,6 +593,25 @@ class PostgresIndex:
             The number of runs indexed.
         """
         q = self._sql
+        found = set(experiments)
+
+        def runs() -> Iterator[RunRow]:
+            for doc in read("runs"):
+                row = run_row(doc)
+                found.add(row.experiment_id)
+                yield row
+
+        def manifests() -> Iterator[ManifestRow]:
+            for doc in read("manifests"):
+                row = manifest_row(doc)
+                found.add(row.experiment_id)
+                yield row
+
+        def copy_all(conn: Connection, into: tuple[CopyIn, CopyIn, CopyIn]) -> int:
+            count = _copy(conn, into[0], runs(), total, progress)
+            _copy(conn, into[1], map(derived_row, read("derived")), None, None)
+            _copy(conn, into[2], manifests(), None, None)
+            return count
 
         def work(conn: Connection) -> int:
             with conn.transaction():
@@ -675,72 +623,35 @@ class PostgresIndex:
                 # (much faster than replacing rows under live indexes).
                 whole = scope is None or not _fetch_bool(conn, q.rebuild.others_exist, {"e": scope})
                 if whole:
-                    count = self._rebuild_all(
-                        conn, runs, derived, manifests, total, progress, trigram=trigram
-                    )
-                else:
-                    count = self._rebuild_scope(conn, runs, derived, manifests, total, progress)
-                listed = sorted(set(experiments()))
-                if whole:
+                    for statement in ddl.drop_tables(self._schema, ddl.REBUILD_SUFFIX):
+                        conn.execute(statement)
+                    for statement in ddl.create_tables(self._schema, ddl.REBUILD_SUFFIX):
+                        conn.execute(statement)
+                    count = copy_all(conn, q.rebuild.copy_new)
+                    suffix = ddl.REBUILD_SUFFIX
+                    for statement in ddl.create_indexes(self._schema, suffix, trigram=trigram):
+                        conn.execute(statement)
                     conn.execute(q.rebuild.lock_live)
                     for statement in q.rebuild.carry_over:
                         conn.execute(statement, (started[0],))
-                    for statement in ddl.swap_in(self._schema, ddl.REBUILD_SUFFIX, trigram=trigram):
+                    for statement in ddl.swap_in(self._schema, suffix, trigram=trigram):
                         conn.execute(statement)
-                    conn.execute(q.experiments.touch_many, (listed,))
-                    if scope is None:
-                        conn.execute(q.meta.mark_rebuilt)
                 else:
+                    for statement in q.rebuild.create_stages:
+                        conn.execute(statement)
+                    count = copy_all(conn, q.rebuild.copy_stage)
                     for statement in q.rebuild.replace_scope:
                         conn.execute(statement, (scope, started[0]))
                     for statement in q.rebuild.insert_scope:
                         conn.execute(statement)
-                    conn.execute(q.experiments.touch_many, (listed,))
-                if scope is not None:
+                conn.execute(q.experiments.touch_many, (sorted(found),))
+                if scope is None:
+                    conn.execute(q.meta.mark_rebuilt)
+                else:
                     conn.execute(q.experiments.mark_synced, (scope,))
             return count
 
         return self.run(work, force=True, retry=False)
-
-    def _rebuild_all(
-        self,
-        conn: Connection,
-        runs: Iterable[RunRow],
-        derived: Iterable[DerivedRow],
-        manifests: Iterable[ManifestRow],
-        total: int | None,
-        progress: ProgressCallback | None,
-        *,
-        trigram: bool,
-    ) -> int:
-        q = self._sql
-        for statement in ddl.drop_tables(self._schema, ddl.REBUILD_SUFFIX):
-            conn.execute(statement)
-        for statement in ddl.create_tables(self._schema, ddl.REBUILD_SUFFIX):
-            conn.execute(statement)
-        count = _copy(conn, q.rebuild.copy_new_runs, runs, total, progress)
-        _copy(conn, q.rebuild.copy_new_derived, derived, None, None)
-        _copy(conn, q.rebuild.copy_new_manifests, manifests, None, None)
-        for statement in ddl.create_indexes(self._schema, ddl.REBUILD_SUFFIX, trigram=trigram):
-            conn.execute(statement)
-        return count
-
-    def _rebuild_scope(
-        self,
-        conn: Connection,
-        runs: Iterable[RunRow],
-        derived: Iterable[DerivedRow],
-        manifests: Iterable[ManifestRow],
-        total: int | None,
-        progress: ProgressCallback | None,
-    ) -> int:
-        q = self._sql
-        for statement in q.rebuild.create_stages:
-            conn.execute(statement)
-        count = _copy(conn, q.rebuild.copy_stage_runs, runs, total, progress)
-        _copy(conn, q.rebuild.copy_stage_derived, derived, None, None)
-        _copy(conn, q.rebuild.copy_stage_manifests, manifests, None, None)
-        return count
 
 
 def _configure(conn: Connection) -> None:

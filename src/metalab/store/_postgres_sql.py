@@ -28,6 +28,7 @@ from metalab.store._postgres_schema import (
     Table,
     column_list,
 )
+from metalab.store._rules import SQL_BATCH_ORDER, SQL_REPLACES
 
 __all__ = [
     "BATCH_WINNER_ORDER",
@@ -51,14 +52,15 @@ __all__ = [
     "statements",
 ]
 
-NOT_BACKWARDS: Final = sql.SQL("(r.status = 'running' OR EXCLUDED.status <> 'running')")
-"""When an incoming run row may replace the indexed one ``r``: a ``running`` record
-never replaces a finished one. The ``WHERE`` of every upsert into ``runs AS r``."""
+NOT_BACKWARDS: Final = sql.SQL(SQL_REPLACES.format(stored="r", new="EXCLUDED"))
+"""When an incoming run row may replace the indexed one ``r``
+(:func:`~metalab.store._rules.replaces`): a ``running`` record never replaces a
+finished one. The ``WHERE`` of every upsert into ``runs AS r``."""
 
-BATCH_WINNER_ORDER: Final = sql.SQL("run_id, (status <> 'running') DESC, ordinal DESC")
+BATCH_WINNER_ORDER: Final = sql.SQL(f"run_id, {SQL_BATCH_ORDER}")
 """The ``ORDER BY`` under ``DISTINCT ON (run_id)`` that picks, among the rows of one run
-in a staged batch, the one that wins as if they were put one by one: the last
-finished row, else the last row (``ordinal`` is the position in the batch)."""
+in a staged batch, the one that wins as if they were put one by one
+(:func:`~metalab.store._rules.batch_winner`; ``ordinal`` is the position in the batch)."""
 
 _ORDINAL: Final = Column("bigint", name="ordinal", nullable=True)
 _RESTAMP: Final = sql.SQL("indexed_at = clock_timestamp()")
@@ -114,11 +116,8 @@ class RunStatements:
     upsert: bytes
     get: bytes
     get_in: bytes
-    exists: bytes
-    exists_in: bytes
     list_all: bytes
     list_in: bytes
-    delete: sql.Composed
     create_stage: sql.Composed
     copy_stage: CopyIn
     merge_stage: sql.Composed
@@ -136,7 +135,6 @@ class DerivedStatements:
     get_in: bytes
     list_all: bytes
     list_in: bytes
-    delete: sql.Composed
     create_stage: sql.Composed
     copy_stage: CopyIn
     merge_stage: sql.Composed
@@ -176,15 +174,11 @@ class RebuildStatements:
 
     now: sql.SQL
     others_exist: sql.Composed
-    copy_new_runs: CopyIn
-    copy_new_derived: CopyIn
-    copy_new_manifests: CopyIn
+    copy_new: tuple[CopyIn, CopyIn, CopyIn]
     lock_live: sql.Composed
     carry_over: tuple[sql.Composed, ...]
     create_stages: tuple[sql.Composed, ...]
-    copy_stage_runs: CopyIn
-    copy_stage_derived: CopyIn
-    copy_stage_manifests: CopyIn
+    copy_stage: tuple[CopyIn, CopyIn, CopyIn]
     replace_scope: tuple[sql.Composed, ...]
     insert_scope: tuple[sql.Composed, ...]
 
@@ -301,19 +295,8 @@ def run_statements(schema: str) -> RunStatements:
         get_in=_render(
             _fmt("SELECT doc FROM {r} WHERE run_id = %s AND experiment_id = %s", r=runs)
         ),
-        exists=_render(_fmt("SELECT 1 FROM {r} WHERE run_id = %s", r=runs)),
-        exists_in=_render(
-            _fmt("SELECT 1 FROM {r} WHERE run_id = %s AND experiment_id = %s", r=runs)
-        ),
         list_all=_render(_fmt("SELECT run_id, doc FROM {r}", r=runs)),
         list_in=_render(_fmt("SELECT run_id, doc FROM {r} WHERE experiment_id = %s", r=runs)),
-        delete=_fmt(
-            "WITH gone AS (DELETE FROM {r} WHERE run_id = %(r)s "
-            "AND (%(e)s::text IS NULL OR experiment_id = %(e)s) RETURNING experiment_id) "
-            "{dirty}",
-            r=runs,
-            dirty=_dirty_catalogs(schema, sql.Identifier("gone")),
-        ),
         create_stage=_create_stage(stage, RUNS, _ORDINAL),
         copy_stage=_copy_in(stage, RUNS, _ORDINAL),
         merge_stage=_upsert(
@@ -364,10 +347,6 @@ def derived_statements(schema: str) -> DerivedStatements:
         ),
         list_all=_render(_fmt("SELECT run_id, doc FROM {d}", d=derived)),
         list_in=_render(_fmt("SELECT run_id, doc FROM {d} WHERE experiment_id = %s", d=derived)),
-        delete=_fmt(
-            "DELETE FROM {d} WHERE run_id = %(r)s AND (%(e)s::text IS NULL OR experiment_id = %(e)s)",
-            d=derived,
-        ),
         create_stage=_create_stage(stage, DERIVED),
         copy_stage=_copy_in(stage, DERIVED),
         merge_stage=_upsert(derived, DERIVED, _distinct_on_key(stage, DERIVED), restamp=True),
@@ -382,9 +361,9 @@ def manifest_statements(schema: str) -> ManifestStatements:
     stage = sql.Identifier("metalab_stage_manifests")
     return ManifestStatements(
         upsert=_upsert(manifests, MANIFESTS, _values(MANIFESTS), restamp=True),
-        list_all=_fmt("SELECT doc FROM {m} ORDER BY submitted_at, name", m=manifests),
+        list_all=_fmt("SELECT name, doc FROM {m} ORDER BY submitted_at, name", m=manifests),
         list_in=_fmt(
-            "SELECT doc FROM {m} WHERE experiment_id = %s ORDER BY submitted_at, name",
+            "SELECT name, doc FROM {m} WHERE experiment_id = %s ORDER BY submitted_at, name",
             m=manifests,
         ),
         create_stage=_create_stage(stage, MANIFESTS),
@@ -493,9 +472,11 @@ def rebuild_statements(schema: str) -> RebuildStatements:
             m=MANIFESTS.identifier(schema),
             x=EXPERIMENTS.identifier(schema),
         ),
-        copy_new_runs=_copy_in(RUNS.identifier(schema, REBUILD_SUFFIX), RUNS),
-        copy_new_derived=_copy_in(DERIVED.identifier(schema, REBUILD_SUFFIX), DERIVED),
-        copy_new_manifests=_copy_in(MANIFESTS.identifier(schema, REBUILD_SUFFIX), MANIFESTS),
+        copy_new=(
+            _copy_in(RUNS.identifier(schema, REBUILD_SUFFIX), RUNS),
+            _copy_in(DERIVED.identifier(schema, REBUILD_SUFFIX), DERIVED),
+            _copy_in(MANIFESTS.identifier(schema, REBUILD_SUFFIX), MANIFESTS),
+        ),
         lock_live=_fmt(
             "LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE",
             tables=sql.SQL(", ").join(
@@ -525,9 +506,11 @@ def rebuild_statements(schema: str) -> RebuildStatements:
             )
             for spec in documents
         ),
-        copy_stage_runs=_copy_in(stages[RUNS.name], RUNS),
-        copy_stage_derived=_copy_in(stages[DERIVED.name], DERIVED),
-        copy_stage_manifests=_copy_in(stages[MANIFESTS.name], MANIFESTS),
+        copy_stage=(
+            _copy_in(stages[RUNS.name], RUNS),
+            _copy_in(stages[DERIVED.name], DERIVED),
+            _copy_in(stages[MANIFESTS.name], MANIFESTS),
+        ),
         # A scoped rebuild keeps the rows that writers changed since it started
         # (they are newer than what it read) and replaces every other row of the
         # scope. Two statements: a data-modifying CTE would not let the insert see
@@ -657,11 +640,14 @@ def _file_states(schema: str, spec: Table, key: str) -> tuple[sql.Composed, sql.
 
 
 def _delete_by_key(schema: str, spec: Table, key: str) -> sql.Composed:
+    """Delete documents by ``(key, experiment or NULL)`` pairs; their catalogs are dirty."""
     return _fmt(
-        "DELETE FROM {t} x USING unnest(%s::text[], %s::text[]) AS k(key, exp) "
-        "WHERE x.{k} = k.key AND (k.exp IS NULL OR x.experiment_id = k.exp)",
+        "WITH gone AS (DELETE FROM {t} x USING unnest(%s::text[], %s::text[]) AS k(key, exp) "
+        "WHERE x.{k} = k.key AND (k.exp IS NULL OR x.experiment_id = k.exp) "
+        "RETURNING x.experiment_id) {dirty}",
         t=spec.identifier(schema),
         k=sql.Identifier(key),
+        dirty=_dirty_catalogs(schema, sql.Identifier("gone")),
     )
 
 

@@ -33,8 +33,8 @@ ENTRY_POINT_GROUP: Final = "metalab.stores"
 _BUILTINS: Final = {
     "file": "metalab.store._file:FileStoreConfig",
     "memory": "metalab.store._memory:MemoryStoreConfig",
-    "postgresql": "metalab.store._postgres_config:PostgresStoreConfig",
-    "postgres": "metalab.store._postgres_config:PostgresStoreConfig",
+    "postgresql": "metalab.store._postgres:PostgresStoreConfig",
+    "postgres": "metalab.store._postgres:PostgresStoreConfig",
 }
 
 

@@ -1,4 +1,9 @@
-"""The config of a PostgresStore: pure data, and nothing imported from psycopg.
+"""PostgresStore: the FileStore (the source of truth) plus a PostgresIndex (the speed).
+
+:class:`PostgresStoreConfig` is pure data; :class:`PostgresStore` is an
+:class:`~metalab.store._indexed.IndexedStore` whose index is a
+:class:`~metalab.store.PostgresIndex`. Neither imports psycopg: the index module is
+loaded when a store is opened, so configs parse and serialise without the driver.
 
 A locator looks like ``postgresql://user:password@host:5432/db?file_root=/data``
 (``postgres://`` works too). The query parameters listed in :data:`METALAB_PARAMS`
@@ -12,27 +17,28 @@ password becomes ``***``), including in ``repr``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Self, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, get_args
 from urllib.parse import quote, unquote
 
 from metalab import _optional
 from metalab.errors import ConfigError, LocatorError
+from metalab.store._file import FileStore, FileStoreConfig
+from metalab.store._indexed import IndexedStore, IndexErrorPolicy, RecordIndex
 from metalab.store._rules import validate_experiment_id
 from metalab.store.abc import StoreConfig
-from metalab.store.locator import redact
+from metalab.store.locator import parse_locator, redact
 
 if TYPE_CHECKING:
-    from metalab.store._postgres_store import PostgresStore
     from metalab.store.locator import LocatorInfo
 
-__all__ = ["METALAB_PARAMS", "IndexErrorPolicy", "PostgresStoreConfig"]
+__all__ = ["METALAB_PARAMS", "PostgresStore", "PostgresStoreConfig"]
 
-IndexErrorPolicy = Literal["raise", "fallback"]
-"""What reads do while the index is unreachable or stale: raise, or read the files."""
+_log = logging.getLogger(__name__)
 
 METALAB_PARAMS: Final = (
     "file_root",
@@ -197,9 +203,6 @@ class PostgresStoreConfig(StoreConfig):
             IndexUnavailableError: The server cannot be reached and
                 ``on_index_error`` is ``"raise"``.
         """
-        _optional.require("psycopg", "psycopg_pool", extra="postgres", feature="PostgresStore")
-        from metalab.store._postgres_store import PostgresStore
-
         return PostgresStore.open(self)
 
     @classmethod
@@ -325,3 +328,166 @@ def _typed_params(params: dict[str, str], shown: str) -> dict[str, Any]:
                 f"expected {'an integer' if name.startswith('pool_m') else 'a number of seconds'}"
             ) from None
     return out
+
+
+class PostgresStore(IndexedStore):
+    """A FileStore whose records are also indexed in PostgreSQL.
+
+    Implements :class:`~metalab.store.abc.Store` and every capability of the
+    FileStore (working directory, logs, structured results, experiment manifests,
+    experiments, artifact streaming, bulk put, bulk derived metrics, query, delete)
+    plus ``SupportsIndexRebuild``, ``SupportsIndexSync`` and
+    ``SupportsIndexedFiles``; :class:`~metalab.store._indexed.IndexedStore` holds its
+    logic. Connect it with :meth:`PostgresStoreConfig.connect` or wrap an existing
+    FileStore with :meth:`from_filestore`.
+
+    Args:
+        config: The config the store was opened with.
+        files: The FileStore holding the files (the source of truth).
+        index: The index of those files.
+        stale: Whether the index is known to lag behind the files.
+    """
+
+    def __init__(
+        self,
+        config: PostgresStoreConfig,
+        files: FileStore,
+        index: RecordIndex,
+        *,
+        stale: bool = False,
+    ) -> None:
+        super().__init__(
+            files,
+            index,
+            on_index_error=config.on_index_error,
+            name=f"the postgres index {config.schema!r} at {config.redacted_connection_string!r}",
+            stale=stale,
+        )
+        self._config = config
+
+    @classmethod
+    def open(cls, config: PostgresStoreConfig, files: FileStore | None = None) -> Self:
+        """Open the files and the index of ``config`` (what ``config.connect()`` does).
+
+        Args:
+            config: The store's config.
+            files: An open FileStore on ``config.file_root`` to use instead of
+                opening one.
+
+        Raises:
+            MissingDependencyError: psycopg or psycopg_pool is not installed.
+            IndexUnavailableError: The server cannot be reached and
+                ``config.on_index_error`` is ``"raise"``.
+            ExperimentMismatchError: The experiment directory belongs to another
+                experiment.
+        """
+        _optional.require("psycopg", "psycopg_pool", extra="postgres", feature="PostgresStore")
+        from metalab.store._postgres_index import PostgresIndex
+
+        if files is None:
+            files = FileStoreConfig(
+                root=config.file_root, experiment_id=config.experiment_id
+            ).connect()
+        root = FileStoreConfig(root=config.file_root)
+        index = PostgresIndex(
+            config.connection_string,
+            schema=config.schema,
+            min_size=config.pool_min_size,
+            max_size=config.pool_max_size,
+            connect_timeout=config.connect_timeout,
+            pool_timeout=config.pool_timeout,
+            file_root=config.file_root,
+            pending_on_create=lambda: _experiments_with_documents(root),
+        )
+        store = cls(config, files, index)
+        try:
+            store._open_index(file_root=config.file_root)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def from_filestore(
+        cls,
+        url: str | PostgresStoreConfig,
+        filestore: FileStore,
+        *,
+        rebuild: bool = True,
+        **options: Any,
+    ) -> PostgresStore:
+        """Index an existing FileStore (scoped, standalone or a whole collection).
+
+        Args:
+            url: A ``postgresql://`` locator (``file_root`` may be left out; if
+                given it must be the FileStore's root) or a config.
+            filestore: The FileStore to wrap; it becomes the store's files.
+            rebuild: Index its existing records now (``rebuild_index()``).
+            **options: Other :class:`PostgresStoreConfig` fields (``schema``, ...).
+
+        Raises:
+            ConfigError: ``url`` names another file root or is not a Postgres locator.
+            IndexUnavailableError: The server cannot be reached.
+        """
+        root = filestore.config.root
+        fields: dict[str, Any] = {"experiment_id": filestore.config.experiment_id, **options}
+        if isinstance(url, PostgresStoreConfig):
+            config = dataclasses.replace(url, **fields)
+        else:
+            info = parse_locator(url)
+            if "file_root" not in info.params:
+                fields.setdefault("file_root", root)
+            config = PostgresStoreConfig.from_locator(info, **fields)
+        if config.file_root != root:
+            raise ConfigError(
+                f"the locator's file_root {config.file_root!r} is not the FileStore's root "
+                f"{root!r}; leave file_root out of the locator"
+            )
+        store = cls.open(config, files=filestore)
+        if rebuild:
+            try:
+                store.rebuild_index()
+            except BaseException:
+                store.close()
+                raise
+        return store
+
+    def to_filestore(self, path: str | os.PathLike[str]) -> FileStore:
+        """Copy this store's files to a new directory and open them as a FileStore.
+
+        A scoped store becomes a standalone store of its experiment, a collection
+        a collection. Only the files are copied (they hold everything).
+
+        Raises:
+            ConfigError: ``path`` exists and is not an empty directory.
+        """
+        self._check_open()
+        return self._files.copy_to(path)
+
+    @property
+    def config(self) -> PostgresStoreConfig:
+        """The config this store was opened with."""
+        return self._config
+
+    def __repr__(self) -> str:
+        return (
+            f"PostgresStore({self._config.redacted_connection_string!r}, "
+            f"schema={self._config.schema!r}, file_root={self._config.file_root!r}, "
+            f"experiment_id={self._config.experiment_id!r})"
+        )
+
+    def __getstate__(self) -> object:
+        raise TypeError(
+            "a PostgresStore holds a connection pool and cannot be pickled; "
+            "pickle its config (store.config) and connect() again"
+        )
+
+
+def _experiments_with_documents(root: FileStoreConfig) -> frozenset[str | None]:
+    """The experiments under a file root that already have documents.
+
+    Called when the index tables are created: those experiments need a sync before
+    the index can answer for them.
+    """
+    with root.connect() as files:
+        return files.experiments_with_documents()

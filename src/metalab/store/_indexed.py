@@ -1,0 +1,840 @@
+"""A FileStore plus a RecordIndex: files for truth, an index for speed.
+
+:class:`IndexedStore` is the storage logic of a store that indexes its files
+elsewhere (a :class:`~metalab.store.PostgresStore`); it does not care which database
+holds the index, which it reaches only through the :class:`RecordIndex` protocol, and
+it never touches a file itself: every write goes to the FileStore first, which hands
+back the document it wrote (bytes and file state) for the index; sync and rebuild
+read the files through the FileStore's document API.
+
+**When the index cannot be reached**, a write still lands in the files; the store is
+marked stale (``index_stale`` in the ``_meta.json`` of the directories written, so
+other processes see it when they connect) and one
+:class:`~metalab.errors.IndexStaleWarning` is emitted. While the index is stale or
+unreachable, reads follow ``on_index_error``: ``"raise"`` an
+:class:`~metalab.errors.IndexUnavailableError`, or ``"fallback"`` to reading the files
+(with one warning). ``sync_index()`` repairs the index and clears the mark.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Final, Literal, Protocol, Self, TypeVar
+
+from metalab import _codec
+from metalab.errors import ConfigError, IndexStaleWarning, IndexUnavailableError, StoreError
+from metalab.query import FieldInfo, Query
+from metalab.records import (
+    ArtifactDescriptor,
+    DerivedMetrics,
+    ExperimentManifest,
+    JSONValue,
+    MetricValue,
+    ResultDocument,
+    RunRecord,
+)
+from metalab.store._documents import (
+    DOCUMENT_KINDS,
+    Document,
+    DocumentKey,
+    DocumentKind,
+    DocumentRef,
+    FileState,
+)
+from metalab.store._file import FileStore, FileStoreConfig
+from metalab.store._rules import check_filed_under, validate_run_id
+from metalab.store.abc import ArtifactSource, ProgressCallback
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "IndexErrorPolicy",
+    "IndexState",
+    "IndexedStore",
+    "RecordIndex",
+    "SyncReport",
+]
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_BATCH_SIZE: Final = 5_000
+"""Documents per bulk write (one ``COPY`` + merge transaction in Postgres)."""
+
+IndexErrorPolicy = Literal["raise", "fallback"]
+"""What reads do while the index is unreachable or stale: raise, or read the files."""
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """What an index found when it was opened.
+
+    Attributes:
+        created: The index was created (or re-created for a new layout version) now.
+        needs_sync: Experiments (``None``: the whole index) whose files were there
+            when the index was created and are not indexed yet.
+        file_root: The file root the index was created for.
+    """
+
+    created: bool
+    needs_sync: frozenset[str | None]
+    file_root: str
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What :meth:`IndexedStore.sync_index` did.
+
+    Attributes:
+        indexed: Documents (records, derived metrics, manifests) that were new or
+            changed in the files and were (re)indexed.
+        removed: Documents whose file is gone and that were dropped from the index.
+        unchanged: Documents whose file had not changed since it was indexed.
+    """
+
+    indexed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+
+class RecordIndex(Protocol):
+    """An index of the documents of a FileStore (implemented by ``PostgresIndex``).
+
+    Documents go in as the FileStore wrote them (:class:`Document`: exact bytes and
+    file state) and come out as those bytes. An ``experiment_id`` argument restricts
+    a read to one experiment; ``None`` means every experiment. The index keeps the
+    store's rules: a record never moves backwards (:mod:`metalab.store._rules`), in a
+    single write as in a batch. Every method raises
+    :class:`~metalab.errors.IndexUnavailableError` when the index cannot be reached,
+    and a ``CorruptRecordError`` for a document it cannot index.
+    """
+
+    def open(self) -> IndexState:
+        """Connect, create the index if it is missing, and report its state."""
+        ...
+
+    def close(self) -> None:
+        """Disconnect; idempotent."""
+        ...
+
+    def write(
+        self,
+        documents: Iterable[Document],
+        *,
+        removed: Iterable[DocumentKey] = (),
+        synced: tuple[str | None, Sequence[str]] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        """Index documents and forget removed ones.
+
+        Args:
+            documents: Documents as written or read, in the order they were put.
+            removed: Documents whose files are gone.
+            synced: After a sync, ``(scope, experiments)``: the experiment synced
+                (``None``: the whole index, whose "needs sync" marks are cleared) and
+                the experiments that have a directory in the files (those of the
+                documents written are added).
+            batch_size: Documents per bulk transaction.
+        """
+        ...
+
+    def get(
+        self, kind: Literal["runs", "derived"], key: str, experiment_id: str | None
+    ) -> bytes | None:
+        """Return one run record or derived-metrics document, by run id, or ``None``."""
+        ...
+
+    def documents(self, kind: DocumentKind, experiment_id: str | None) -> list[tuple[str, bytes]]:
+        """Return ``(key, document)`` of every document of ``kind`` (manifests oldest first)."""
+        ...
+
+    def experiments(self, experiment_id: str | None) -> list[str]:
+        """Return the indexed experiments (only ``experiment_id``, if given), sorted."""
+        ...
+
+    def query(self, query: Query, experiment_id: str | None) -> list[tuple[str, bytes]]:
+        """Return ``(run_id, record)`` of the runs matching ``query``, in its order."""
+        ...
+
+    def fields(self, experiment_id: str) -> list[FieldInfo]:
+        """Return an experiment's field catalog."""
+        ...
+
+    def states(self, kind: DocumentKind, experiment_id: str | None) -> dict[str, FileState | None]:
+        """Return ``key -> state`` of the files the indexed documents came from.
+
+        ``None`` for a document whose file state is unknown (a later sync reads it).
+        """
+        ...
+
+    def rebuild(
+        self,
+        read: Callable[[DocumentKind], Iterable[Document]],
+        *,
+        scope: str | None,
+        experiments: Iterable[str],
+        total: int | None,
+        progress: ProgressCallback | None = None,
+    ) -> int:
+        """Replace the index (or one experiment's part of it) atomically.
+
+        Args:
+            read: The documents of a kind, as read from the files.
+            scope: The experiment rebuilt, or ``None`` for the whole index.
+            experiments: The experiments that have a directory in the files (those
+                of the documents read are added).
+            total: How many run records are expected, for ``progress``.
+            progress: Called as ``progress(done, total)`` while records are copied.
+
+        Returns:
+            The number of run records indexed.
+        """
+        ...
+
+
+def _unique_runs(documents: Iterable[Document]) -> Iterator[Document]:
+    """Pass run documents through, refusing one run id in two experiment directories.
+
+    The index keys runs by run id, so two experiments cannot both hold one.
+    """
+    seen: dict[str, str | None] = {}
+    for doc in documents:
+        other = seen.setdefault(doc.key, doc.experiment_id)
+        if other != doc.experiment_id:
+            raise StoreError(
+                f"run {doc.key!r} is in two experiment directories "
+                f"({other!r} and {doc.experiment_id!r}); remove one"
+            )
+        yield doc
+
+
+class IndexedStore:
+    """The Store contract over a FileStore and its RecordIndex.
+
+    Reads that the index can answer (records, derived metrics, manifests,
+    experiments, queries, field catalogs) never touch the files; artifacts, logs
+    and structured results live only in the files. A store bound to one experiment
+    only ever returns that experiment's documents. Every method may be called from
+    several threads.
+
+    Args:
+        files: The FileStore holding the files (the source of truth).
+        index: The index of those files.
+        on_index_error: What reads do while the index is unreachable or stale.
+        name: How documents read from the index are named in errors
+            (``"postgres index 'public'"``).
+        stale: Whether the index is known to lag behind the files.
+    """
+
+    def __init__(
+        self,
+        files: FileStore,
+        index: RecordIndex,
+        *,
+        on_index_error: IndexErrorPolicy,
+        name: str,
+        stale: bool = False,
+    ) -> None:
+        self._files = files
+        self._index = index
+        self._policy = on_index_error
+        self._name = name
+        self._scope = files.experiment_id
+        self._lock = threading.Lock()
+        self._stale = stale
+        self._warned_write = False
+        self._warned_read = False
+        self._marked: set[str | None] = set()
+        self._marked_all = False
+        self._closed = False
+
+    @property
+    def files(self) -> FileStore:
+        """The FileStore holding the files (the source of truth)."""
+        return self._files
+
+    @property
+    def files_config(self) -> FileStoreConfig:
+        """The config of the FileStore holding the files."""
+        return self._files.config
+
+    @property
+    def index(self) -> RecordIndex:
+        """The index of the files."""
+        return self._index
+
+    def is_index_stale(self) -> bool:
+        """Whether the index may lag behind the files (until ``sync_index()``)."""
+        return self._stale
+
+    def _open_index(self, *, file_root: str) -> None:
+        """Open the index and learn whether it lags behind the files.
+
+        Raises:
+            IndexUnavailableError: The index cannot be reached and the policy is
+                ``"raise"``.
+        """
+        try:
+            state = self._index.open()
+        except IndexUnavailableError as exc:
+            if self._policy == "raise":
+                raise
+            _log.warning("%s; reading from the files until sync_index() succeeds", exc)
+            self._stale = True
+        else:
+            if state.file_root != file_root:
+                _log.warning(
+                    "%s was created for the files under %r, not %r; use one index per file root",
+                    self._name,
+                    state.file_root,
+                    file_root,
+                )
+            pending = state.needs_sync
+            lagging = bool(pending) if self._scope is None else bool(pending & {self._scope, None})
+            self._stale = lagging or self._files.is_index_marked_stale()
+        if self._stale:
+            _log.info("%r: the index lags behind the files; sync_index() updates it", self)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self!r} is closed; connect again with its config.connect()")
+
+    def _mark_stale(self, experiments: Iterable[str] | None, exc: IndexUnavailableError) -> None:
+        """Record that the index missed a write, in memory and in ``_meta.json``.
+
+        Args:
+            experiments: The experiments written (``None``: any of the store's).
+            exc: Why the index missed it.
+        """
+        with self._lock:
+            self._stale = True
+            first = not self._warned_write
+            self._warned_write = True
+            todo: set[str | None] | None = set()
+            if self._marked_all:
+                pass
+            elif experiments is None:
+                todo, self._marked_all = None, True
+            else:
+                todo = {e for e in experiments if e not in self._marked}
+                self._marked.update(todo)
+        if todo is None or todo:
+            self._files.mark_index_stale(True, todo)
+        if first:
+            _log.warning("%s; the write went to the files and the index is marked stale", exc)
+            warnings.warn(
+                f"{exc}; the write went to the files, and the index is marked stale "
+                "until store.sync_index()",
+                IndexStaleWarning,
+                stacklevel=4,
+            )
+
+    def _write_index(
+        self,
+        documents: Sequence[Document],
+        experiments: Iterable[str] | None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        if not documents:
+            return
+        try:
+            self._index.write(documents, batch_size=batch_size)
+        except IndexUnavailableError as exc:
+            self._mark_stale(experiments, exc)
+
+    def _read(self, from_index: Callable[[], T], from_files: Callable[[], T]) -> T:
+        """Answer from the index, or follow ``on_index_error`` when it cannot."""
+        self._check_open()
+        if not self._stale:
+            try:
+                return from_index()
+            except IndexUnavailableError as exc:
+                return self._fall_back(from_files, exc)
+        return self._fall_back(from_files, None)
+
+    def _fall_back(self, from_files: Callable[[], T], exc: IndexUnavailableError | None) -> T:
+        problem = (
+            str(exc)
+            if exc is not None
+            else (
+                f"{self._name} is stale (writes reached the files but not the index, or "
+                "the index was created after the files); store.sync_index() brings it "
+                "up to date"
+            )
+        )
+        if self._policy == "raise":
+            if exc is not None:
+                raise exc
+            raise IndexUnavailableError(problem)
+        with self._lock:
+            first = not self._warned_read
+            self._warned_read = True
+        if first:
+            warnings.warn(
+                f"{problem}; reading from the files instead (on_index_error='fallback')",
+                IndexStaleWarning,
+                stacklevel=4,
+            )
+        return from_files()
+
+    def _wanted(self, experiment_id: str | None) -> tuple[bool, str | None]:
+        """Combine a caller's experiment filter with the store's scope."""
+        if experiment_id is None:
+            return True, self._scope
+        if self._scope is not None and experiment_id != self._scope:
+            return False, None
+        return True, experiment_id
+
+    def _decode_run(self, doc: bytes, run_id: str) -> RunRecord:
+        source = f"{self._name}, run {run_id!r}"
+        record = _codec.RUN_RECORD.decode(doc, source=source)
+        check_filed_under(record.run_id, run_id, source)
+        return record
+
+    def put_run_record(self, record: RunRecord) -> None:
+        """Write a record to the files, then index it.
+
+        A ``running`` record never replaces a finished one, in the files or in the
+        index. If the index cannot be reached the record is still written; see the
+        module docstring.
+
+        Raises:
+            ConfigError: The run id cannot be a file name.
+            ValueError: A timestamp of the record is naive.
+            ExperimentMismatchError: The record belongs to another experiment than
+                this scoped store.
+        """
+        self._check_open()
+        written = self._files.write_run(record)
+        if written is not None:
+            self._write_index((written,), (record.experiment_id,))
+
+    def put_run_records(
+        self, records: Iterable[RunRecord], *, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> int:
+        """Write many records to the files and index them in bulk, batch by batch.
+
+        Each batch is checked before any of it is written, so a bad record stores
+        none of its batch. Records are streamed: an iterator of any length is fine.
+
+        Args:
+            records: The records, with the same rules as :meth:`put_run_record`.
+            batch_size: Records per batch (one file chunk and one index merge).
+
+        Returns:
+            How many records were stored.
+        """
+        self._check_open()
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
+        count = 0
+        batch: list[RunRecord] = []
+        for record in records:
+            batch.append(record)
+            if len(batch) == batch_size:
+                count += self._put_batch(batch)
+                batch = []
+        if batch:
+            count += self._put_batch(batch)
+        return count
+
+    def _put_batch(self, batch: list[RunRecord]) -> int:
+        # The FileStore checks the whole batch before it writes any of it.
+        written = self._files.write_runs(batch)
+        self._write_index(written, {r.experiment_id for r in batch}, batch_size=len(batch))
+        return len(batch)
+
+    def get_run_record(self, run_id: str) -> RunRecord | None:
+        """Return a run's record from the index, or ``None`` if there is none.
+
+        Raises:
+            ConfigError: The run id is invalid.
+            CorruptRecordError: The stored document cannot be decoded.
+            IndexUnavailableError: The index is unreachable or stale and
+                ``on_index_error`` is ``"raise"``.
+        """
+        validate_run_id(run_id)
+
+        def from_index() -> RunRecord | None:
+            doc = self._index.get("runs", run_id, self._scope)
+            return None if doc is None else self._decode_run(doc, run_id)
+
+        return self._read(from_index, lambda: self._files.get_run_record(run_id))
+
+    def run_exists(self, run_id: str) -> bool:
+        """Return whether a record of ``run_id`` is indexed (see :meth:`get_run_record`)."""
+        validate_run_id(run_id)
+        return self._read(
+            lambda: self._index.get("runs", run_id, self._scope) is not None,
+            lambda: self._files.run_exists(run_id),
+        )
+
+    def list_run_records(self, experiment_id: str | None = None) -> list[RunRecord]:
+        """Return every record (of one experiment, if given) from the index.
+
+        Raises:
+            CorruptRecordError: A stored document cannot be decoded.
+            IndexUnavailableError: See :meth:`get_run_record`.
+        """
+        matches, wanted = self._wanted(experiment_id)
+        if not matches:
+            self._check_open()
+            return []
+
+        def from_index() -> list[RunRecord]:
+            decode = self._decode_run
+            return [decode(doc, run_id) for run_id, doc in self._index.documents("runs", wanted)]
+
+        return self._read(from_index, lambda: self._files.list_run_records(experiment_id))
+
+    def put_artifact(
+        self,
+        run_id: str,
+        name: str,
+        data: ArtifactSource,
+        *,
+        kind: str = "bytes",
+        format: str = "bin",
+        metadata: Mapping[str, JSONValue] | None = None,
+    ) -> ArtifactDescriptor:
+        """Store an artifact in the files (see :meth:`FileStore.put_artifact`)."""
+        self._check_open()
+        return self._files.put_artifact(
+            run_id, name, data, kind=kind, format=format, metadata=metadata
+        )
+
+    def get_artifact(self, run_id: str, name: str) -> bytes:
+        """Return an artifact's bytes from the files; raise ``ArtifactNotFoundError``."""
+        self._check_open()
+        return self._files.get_artifact(run_id, name)
+
+    def open_artifact(self, run_id: str, name: str) -> IO[bytes]:
+        """Open an artifact in the files; raise ``ArtifactNotFoundError`` if missing."""
+        self._check_open()
+        return self._files.open_artifact(run_id, name)
+
+    def list_artifacts(self, run_id: str) -> list[ArtifactDescriptor]:
+        """Return the descriptors of a run's artifacts, from the files."""
+        self._check_open()
+        return self._files.list_artifacts(run_id)
+
+    def put_derived(self, run_id: str, metrics: Mapping[str, MetricValue]) -> None:
+        """Write a run's derived metrics to the files, then index them."""
+        self._check_open()
+        written = self._files.write_derived(run_id, metrics)
+        experiments = None if written.experiment_id is None else (written.experiment_id,)
+        self._write_index((written,), experiments)
+
+    def get_derived(self, run_id: str) -> DerivedMetrics | None:
+        """Return a run's derived metrics from the index, or ``None``.
+
+        Raises:
+            CorruptRecordError: The stored document cannot be decoded.
+            IndexUnavailableError: See :meth:`get_run_record`.
+        """
+        validate_run_id(run_id)
+        source = f"{self._name}, derived metrics of run {run_id!r}"
+
+        def from_index() -> DerivedMetrics | None:
+            doc = self._index.get("derived", run_id, self._scope)
+            return None if doc is None else _codec.DERIVED.decode(doc, source=source)
+
+        return self._read(from_index, lambda: self._files.get_derived(run_id))
+
+    def list_derived(self, experiment_id: str | None = None) -> dict[str, DerivedMetrics]:
+        """Return run id -> derived metrics of every indexed run that has them, at once.
+
+        Raises:
+            CorruptRecordError: A stored document cannot be decoded.
+            IndexUnavailableError: See :meth:`get_run_record`.
+        """
+        matches, wanted = self._wanted(experiment_id)
+        if not matches:
+            self._check_open()
+            return {}
+
+        def from_index() -> dict[str, DerivedMetrics]:
+            decode = _codec.DERIVED.decode
+            return {
+                run_id: decode(doc, source=f"{self._name}, derived metrics of run {run_id!r}")
+                for run_id, doc in self._index.documents("derived", wanted)
+            }
+
+        return self._read(from_index, lambda: self._files.list_derived(experiment_id))
+
+    def derived_exists(self, run_id: str) -> bool:
+        """Return whether derived metrics of ``run_id`` are indexed."""
+        validate_run_id(run_id)
+        return self._read(
+            lambda: self._index.get("derived", run_id, self._scope) is not None,
+            lambda: self._files.derived_exists(run_id),
+        )
+
+    def put_log(self, run_id: str, name: str, text: str) -> None:
+        """Store (replace) a log in the files."""
+        self._check_open()
+        self._files.put_log(run_id, name, text)
+
+    def get_log(self, run_id: str, name: str) -> str | None:
+        """Return a log's text from the files, or ``None``."""
+        self._check_open()
+        return self._files.get_log(run_id, name)
+
+    def list_logs(self, run_id: str) -> list[str]:
+        """Return the names of a run's logs, from the files."""
+        self._check_open()
+        return self._files.list_logs(run_id)
+
+    def log_path(self, run_id: str, name: str) -> Path:
+        """Return the file a log is streamed to."""
+        self._check_open()
+        return self._files.log_path(run_id, name)
+
+    def put_result(self, run_id: str, name: str, result: ResultDocument) -> None:
+        """Store (replace) a structured result in the files."""
+        self._check_open()
+        self._files.put_result(run_id, name, result)
+
+    def get_result(self, run_id: str, name: str) -> ResultDocument | None:
+        """Return a structured result from the files, or ``None``."""
+        self._check_open()
+        return self._files.get_result(run_id, name)
+
+    def list_results(self, run_id: str) -> list[str]:
+        """Return the names of a run's structured results, from the files."""
+        self._check_open()
+        return self._files.list_results(run_id)
+
+    def put_experiment_manifest(self, manifest: ExperimentManifest) -> None:
+        """Write a submission manifest to the files, then index it.
+
+        Raises:
+            ExperimentMismatchError: The manifest belongs to another experiment
+                than this scoped store.
+        """
+        self._check_open()
+        written = self._files.write_manifest(manifest)
+        self._write_index((written,), (manifest.experiment_id,))
+
+    def list_experiment_manifests(
+        self, experiment_id: str | None = None
+    ) -> list[ExperimentManifest]:
+        """Return the submission manifests from the index, oldest first."""
+        matches, wanted = self._wanted(experiment_id)
+        if not matches:
+            self._check_open()
+            return []
+        source = f"{self._name}, manifests"
+
+        def from_index() -> list[ExperimentManifest]:
+            decode = _codec.EXPERIMENT_MANIFEST.decode
+            return [
+                decode(doc, source=source) for _, doc in self._index.documents("manifests", wanted)
+            ]
+
+        return self._read(from_index, lambda: self._files.list_experiment_manifests(experiment_id))
+
+    def list_experiments(self) -> list[str]:
+        """Return the ids of the experiments in the index (only its own, when scoped)."""
+        return self._read(
+            lambda: self._index.experiments(self._scope), self._files.list_experiments
+        )
+
+    def query_runs(self, query: Query) -> list[RunRecord]:
+        """Return the runs matching ``query``, filtered, sorted and windowed by the index.
+
+        Raises:
+            CorruptRecordError: A stored document cannot be decoded.
+            IndexUnavailableError: See :meth:`get_run_record`.
+        """
+
+        def from_index() -> list[RunRecord]:
+            decode = self._decode_run
+            return [decode(doc, run_id) for run_id, doc in self._index.query(query, self._scope)]
+
+        return self._read(from_index, lambda: self._files.query_runs(query))
+
+    def fields(self, experiment_id: str | None = None) -> list[FieldInfo]:
+        """Return the field catalog of an experiment, kept in the index.
+
+        The catalog is recomputed in the database the first time it is read after
+        writes changed the experiment.
+
+        Args:
+            experiment_id: The experiment; defaults to the store's own.
+
+        Raises:
+            ConfigError: No experiment was given to an unscoped store.
+            IndexUnavailableError: See :meth:`get_run_record`.
+        """
+        self._check_open()
+        wanted = experiment_id or self._scope
+        if wanted is None:
+            raise ConfigError(
+                "fields() of an unscoped store needs an experiment id; pass fields('my_exp:1.0')"
+            )
+        return self._read(lambda: self._index.fields(wanted), lambda: self._files.fields(wanted))
+
+    def delete_run(self, run_id: str) -> bool:
+        """Delete everything of a run from the files, then from the index.
+
+        Returns:
+            Whether the files held anything of the run.
+        """
+        self._check_open()
+        removed = self._files.delete_run(run_id)
+        gone = [DocumentKey(kind, run_id, self._scope) for kind in ("runs", "derived")]
+        experiments = None if self._scope is None else (self._scope,)
+        try:
+            self._index.write((), removed=gone)
+        except IndexUnavailableError as exc:
+            self._mark_stale(experiments, exc)
+        return removed
+
+    def get_working_directory(self) -> Path:
+        """Return the directory holding the files (the collection root for a collection)."""
+        return self._files.get_working_directory()
+
+    def rebuild_index(self, progress: ProgressCallback | None = None) -> int:
+        """Rebuild the index from the files, atomically.
+
+        The files are streamed (memory does not grow with the number of runs) into
+        an index built beside the live one and swapped in at once: readers see the
+        old index until then, never an empty or partial one, and an interrupted
+        rebuild leaves the old index as it was. A scoped store rebuilds its
+        experiment only; an unscoped one the whole index.
+
+        Args:
+            progress: Called as ``progress(done, total)`` while records are copied.
+
+        Returns:
+            The number of run records indexed.
+
+        Raises:
+            CorruptRecordError: A file cannot be decoded (nothing is changed).
+            StoreError: Two experiment directories hold the same run id.
+            IndexUnavailableError: The index cannot be reached.
+        """
+        self._check_open()
+        files = self._files
+        cleared = self._clear_marks()
+        try:
+            runs = files.scan_documents("runs")
+
+            def read(kind: DocumentKind) -> Iterable[Document]:
+                return _unique_runs(runs) if kind == "runs" else files.scan_documents(kind)
+
+            count = self._index.rebuild(
+                read,
+                scope=self._scope,
+                experiments=files.experiment_directories(),
+                total=len(runs),
+                progress=progress,
+            )
+        except BaseException:
+            files.mark_index_stale(True, cleared)
+            raise
+        with self._lock:
+            self._stale = False
+        return count
+
+    def sync_index(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> SyncReport:
+        """Index what changed in the files since they were last indexed.
+
+        New and modified files (by modification time and size) are read and
+        indexed, documents whose file is gone are dropped, and the stale mark is
+        cleared. A scoped store syncs its experiment only.
+
+        Args:
+            batch_size: Documents per bulk transaction.
+
+        Returns:
+            What was indexed, removed and left as it was.
+
+        Raises:
+            CorruptRecordError: A changed file cannot be decoded (nothing of that
+                batch is indexed; the stale mark stays).
+            IndexUnavailableError: The index cannot be reached.
+        """
+        self._check_open()
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
+        cleared = self._clear_marks()
+        try:
+            report = self._sync(batch_size)
+        except BaseException:
+            self._files.mark_index_stale(True, cleared)
+            raise
+        with self._lock:
+            self._stale = False
+        return report
+
+    def _sync(self, batch_size: int) -> SyncReport:
+        files = self._files
+        changed: list[DocumentRef] = []
+        removed: list[DocumentKey] = []
+        unchanged = 0
+        for kind in DOCUMENT_KINDS:
+            on_disk: dict[str, DocumentRef] = {}
+            for ref in files.document_states(kind):
+                other = on_disk.setdefault(ref.key, ref)
+                if other is not ref and kind != "manifests":
+                    raise StoreError(
+                        f"run {ref.key!r} is in two experiment directories "
+                        f"({other.experiment_id!r} and {ref.experiment_id!r}); remove one"
+                    )
+            indexed = self._index.states(kind, self._scope)
+            for key, ref in on_disk.items():
+                if indexed.get(key) == ref.state:
+                    unchanged += 1
+                else:
+                    changed.append(ref)
+            gone = indexed.keys() - on_disk.keys()
+            removed.extend(DocumentKey(kind, key, self._scope) for key in gone)
+        self._index.write(
+            files.read_documents(changed),
+            removed=removed,
+            synced=(self._scope, files.experiment_directories()),
+            batch_size=batch_size,
+        )
+        return SyncReport(indexed=len(changed), removed=len(removed), unchanged=unchanged)
+
+    def _clear_marks(self) -> list[str | None]:
+        """Clear the stale marks before a rebuild or sync reads the files.
+
+        Clearing first is what makes it safe against concurrent writers: a writer
+        that marks a directory after this will be seen by the next sync, and one
+        that marked it before wrote its file before the scan reads it.
+        """
+        cleared = self._files.mark_index_stale(False)
+        with self._lock:
+            self._marked.clear()
+            self._marked_all = False
+        return cleared
+
+    def close(self) -> None:
+        """Close the index and the files; calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._index.close()
+        finally:
+            self._files.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,209 @@
+"""From a FileStore document to the row the Postgres index keeps of it.
+
+A row holds the document's exact bytes (``doc``) and, beside them, the values queries
+filter on: the record's columns and its params and metrics as ``jsonb``. A document
+the codec wrote in its current version is not decoded whole: only the columns of
+:class:`~metalab.store._postgres_schema.RunRow` are, with params and metrics kept as
+their raw JSON text (already in the form ``jsonb`` accepts), several times faster
+than a full decode, which matters when a rebuild reads every file. Any other
+document (metalab 0.1's, say) is decoded, upgraded and re-encoded first, so the index
+holds every document in the current encoding.
+
+A document that is well-formed JSON but wrong elsewhere is indexed as it is and
+raises ``CorruptRecordError`` when read, from the index as from the files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import msgspec
+
+from metalab import _codec
+from metalab.records import DerivedMetrics, ExperimentManifest, RunRecord
+from metalab.store._documents import Document
+from metalab.store._postgres_schema import DerivedRow, JsonbBinary, ManifestRow, RunRow
+from metalab.store._rules import check_filed_under, validate_run_id
+
+__all__ = ["derived_row", "manifest_row", "run_row"]
+
+_ENCODER: Final = msgspec.json.Encoder()
+_CURRENT_PREFIX: Final = b'{"schema_version":%d,' % _codec.CURRENT_VERSION
+_NUL_ESCAPE: Final = b"\\u0000"
+_REPLACEMENT_ESCAPE: Final = b"\\ufffd"
+_RAW_COLUMNS: Final = frozenset({"params", "metrics"})
+
+
+def _extracted_fields(record_type: type[msgspec.Struct], columns: tuple[str, ...]) -> type:
+    """A Struct that decodes, of a current-version document, only the fields in ``columns``.
+
+    The field types and defaults are the record's own; ``params`` and ``metrics`` stay
+    raw JSON text.
+    """
+    fields: list[tuple[str, object, object]] = []
+    for info in msgspec.structs.fields(record_type):
+        if info.name not in columns:
+            continue
+        if info.name in _RAW_COLUMNS:
+            fields.append((info.name, msgspec.Raw, msgspec.Raw(b"{}")))
+        elif info.required:
+            fields.append((info.name, info.type, msgspec.NODEFAULT))
+        elif info.default is not msgspec.NODEFAULT:
+            fields.append((info.name, info.type, info.default))
+        else:
+            fields.append(
+                (info.name, info.type, msgspec.field(default_factory=info.default_factory))
+            )
+    return msgspec.defstruct(
+        f"Indexed{record_type.__name__}",
+        fields,
+        kw_only=True,
+        frozen=True,
+        gc=False,
+        tag_field="schema_version",
+        tag=_codec.CURRENT_VERSION,
+    )
+
+
+_IndexedRun: Final = _extracted_fields(RunRecord, RunRow._fields)
+_decode_indexed_run: Final[Callable[[bytes], Any]] = msgspec.json.Decoder(_IndexedRun).decode
+
+
+_IndexedDerived: Final = _extracted_fields(DerivedMetrics, DerivedRow._fields)
+_decode_indexed_derived: Final[Callable[[bytes], Any]] = msgspec.json.Decoder(
+    _IndexedDerived
+).decode
+
+
+def _jsonb(value: Mapping[str, object]) -> JsonbBinary:
+    r"""Encode params or metrics as standard JSON that ``jsonb`` accepts.
+
+    Non-finite floats are escaped as the codec escapes them; ``\\u0000``, which
+    ``jsonb`` refuses, becomes U+FFFD (only in this query copy: ``doc`` keeps the
+    exact value).
+    """
+    data = _ENCODER.encode(value)
+    if b"null" in data or b"$" in data:
+        data = _ENCODER.encode(_codec.escape_json(msgspec.to_builtins(value)))
+    if _NUL_ESCAPE in data:
+        data = data.replace(_NUL_ESCAPE, _REPLACEMENT_ESCAPE)
+    return JsonbBinary.from_json(data)
+
+
+def _raw_jsonb(raw: msgspec.Raw) -> JsonbBinary | None:
+    """The raw JSON of an object as ``jsonb``, or ``None`` if it is not an object."""
+    text = bytes(raw)
+    if text[:1] != b"{":
+        return None
+    if _NUL_ESCAPE in text:
+        text = text.replace(_NUL_ESCAPE, _REPLACEMENT_ESCAPE)
+    return JsonbBinary.from_json(text)
+
+
+def _query_tags(tags: tuple[str, ...]) -> list[str]:
+    """Tags for the ``text[]`` column, which cannot hold NUL (the document keeps it)."""
+    return [t.replace("\x00", "\ufffd") if "\x00" in t else t for t in tags]
+
+
+def _fast_run_row(doc: Document) -> RunRow | None:
+    """The row of a current-version document, or ``None`` to decode it in full."""
+    data = doc.data
+    if not data.startswith(_CURRENT_PREFIX):
+        return None
+    try:
+        fields = _decode_indexed_run(data)
+    except msgspec.DecodeError:
+        return None
+    params, metrics = _raw_jsonb(fields.params), _raw_jsonb(fields.metrics)
+    if params is None or metrics is None:
+        return None
+    return RunRow(
+        fields.run_id,
+        fields.experiment_id,
+        fields.status,
+        fields.started_at,
+        fields.finished_at,
+        fields.duration_ms,
+        _query_tags(fields.tags),
+        params,
+        metrics,
+        data,
+        doc.state.mtime_ns,
+        doc.state.size,
+    )
+
+
+def run_row(doc: Document) -> RunRow:
+    """The ``runs`` row of a run-record document.
+
+    Raises:
+        CorruptRecordError: The document cannot be decoded, or holds another run
+            than the one it is filed under.
+    """
+    row = _fast_run_row(doc)
+    if row is None:
+        record = _codec.RUN_RECORD.decode(doc.data, source=doc.source)
+        data = (
+            doc.data if doc.data.startswith(_CURRENT_PREFIX) else _codec.RUN_RECORD.encode(record)
+        )
+        row = RunRow(
+            run_id=record.run_id,
+            experiment_id=record.experiment_id,
+            status=record.status,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            duration_ms=record.duration_ms,
+            tags=_query_tags(record.tags),
+            params=_jsonb(record.params),
+            metrics=_jsonb(record.metrics),
+            doc=data,
+            file_mtime_ns=doc.state.mtime_ns,
+            file_size=doc.state.size,
+        )
+    check_filed_under(row.run_id, doc.key, doc.source)
+    return row
+
+
+def derived_row(doc: Document) -> DerivedRow:
+    """The ``derived`` row of a derived-metrics document.
+
+    Raises:
+        ConfigError: The run id it is filed under is invalid.
+        CorruptRecordError: The document cannot be decoded.
+    """
+    run_id = validate_run_id(doc.key)
+    data = doc.data
+    metrics = None
+    if data.startswith(_CURRENT_PREFIX):
+        try:
+            metrics = _raw_jsonb(_decode_indexed_derived(data).metrics)
+        except msgspec.DecodeError:
+            metrics = None
+    if metrics is None:
+        derived = _codec.DERIVED.decode(data, source=doc.source)
+        if not data.startswith(_CURRENT_PREFIX):
+            data = _codec.DERIVED.encode(derived)
+        metrics = _jsonb(derived.metrics)
+    state = doc.state
+    return DerivedRow(run_id, doc.experiment_id, metrics, data, state.mtime_ns, state.size)
+
+
+def manifest_row(doc: Document) -> ManifestRow:
+    """The ``manifests`` row of an experiment-manifest document (keyed by its file name).
+
+    Raises:
+        CorruptRecordError: The document cannot be decoded.
+    """
+    manifest: ExperimentManifest = _codec.EXPERIMENT_MANIFEST.decode(doc.data, source=doc.source)
+    data = doc.data
+    if not data.startswith(_CURRENT_PREFIX):
+        data = _codec.EXPERIMENT_MANIFEST.encode(manifest)
+    return ManifestRow(
+        experiment_id=manifest.experiment_id,
+        name=doc.key,
+        submitted_at=manifest.submitted_at,
+        doc=data,
+        file_mtime_ns=doc.state.mtime_ns,
+        file_size=doc.state.size,
+    )
