@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from metalab.store._atomic import (
+from metalab.store._fileio import (
     atomic_copy,
     atomic_write,
     copy_to_temp,

@@ -3,28 +3,23 @@
 A :class:`StoreDirectory` reads and writes the layout of :mod:`metalab.store._layout`
 inside one directory; it knows nothing of other experiments (routing between the
 directories of a collection is :class:`~metalab.store.FileStore`'s). Writes are atomic
-(:mod:`metalab.store._atomic`), reads never create anything, and the writes that an
+(:mod:`metalab.store._fileio`), reads never create anything, and the writes that an
 index follows (records, derived metrics, manifests) return the
 :class:`~metalab.store._documents.Document` they produced, with its file state.
 """
 
 # Hot paths work on str paths with os functions: a Path object per file costs more
 # than the system call it wraps.
-# ruff: noqa: PTH105, PTH108, PTH116, PTH120
+# ruff: noqa: PTH105, PTH108, PTH120
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import posixpath
-import shutil
-import sys
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Final
 
 import msgspec
@@ -48,15 +43,23 @@ from metalab.records import (
     StoreMeta,
     utc_now,
 )
-from metalab.store._atomic import (
+from metalab.store._documents import Document, DocumentKind, DocumentRef, FileState
+from metalab.store._fileio import (
+    StoreLock,
     TempFile,
     atomic_write,
     copy_to_temp,
+    discard,
+    exists,
     fsync_directory,
     link_into_place,
+    list_names,
+    read_bytes,
+    read_with_state,
+    remove_file,
+    remove_tree,
     write_temp,
 )
-from metalab.store._documents import Document, DocumentKind, DocumentRef, FileState
 from metalab.store._layout import FileStoreLayout, manifest_file_name
 from metalab.store._rules import (
     check_filed_under,
@@ -72,112 +75,7 @@ __all__ = ["ErrorHandler", "StoreDirectory", "read_meta"]
 
 ErrorHandler = Callable[[CorruptRecordError], None]
 
-_READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
-_FIRST_READ: Final = 1 << 16
 _SCAN_BATCH: Final = 256
-
-if sys.platform == "win32":
-    import msvcrt
-
-    def _lock_fd(fd: int) -> None:
-        # LK_LOCK gives up after ten one-second tries; keep waiting like flock does.
-        while True:
-            try:
-                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-            except OSError:
-                continue
-            return
-
-    def _unlock_fd(fd: int) -> None:
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _lock_fd(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-
-    def _unlock_fd(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def _read_bytes(path: str) -> bytes | None:
-    """Return a file's bytes, or ``None`` if it does not exist (no stat beforehand)."""
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except FileNotFoundError:
-        return None
-    try:
-        data = os.read(fd, _FIRST_READ)
-        if len(data) == _FIRST_READ:
-            parts = [data]
-            while chunk := os.read(fd, 1 << 20):
-                parts.append(chunk)
-            data = b"".join(parts)
-    finally:
-        os.close(fd)
-    return data
-
-
-def _read_with_state(path: str) -> tuple[bytes, FileState] | None:
-    """Return a file's bytes and state, or ``None`` if it does not exist."""
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except FileNotFoundError:
-        return None
-    try:
-        stat = os.fstat(fd)
-        data = os.read(fd, stat.st_size + 1)
-        if len(data) != stat.st_size:
-            # Changed since fstat (or a short read): read on to the end.
-            parts = [data]
-            while chunk := os.read(fd, 1 << 20):
-                parts.append(chunk)
-            data = b"".join(parts)
-    finally:
-        os.close(fd)
-    return data, FileState(stat.st_mtime_ns, stat.st_size)
-
-
-def _exists(path: str) -> bool:
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _list_names(directory: str, suffix: str) -> list[str]:
-    """Names in ``directory`` ending in ``suffix``, hidden (``.``) names left out."""
-    try:
-        with os.scandir(directory) as entries:
-            return [
-                e.name for e in entries if e.name.endswith(suffix) and not e.name.startswith(".")
-            ]
-    except FileNotFoundError:
-        return []
-
-
-def _remove_file(path: Path) -> bool:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _remove_tree(path: Path) -> bool:
-    try:
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _discard(path: str) -> None:
-    # Cleanup after another error: the original exception is the one to report.
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 def read_meta(path: Path) -> StoreMeta | None:
@@ -188,7 +86,7 @@ def read_meta(path: Path) -> StoreMeta | None:
         CorruptRecordError: It cannot be decoded.
     """
     try:
-        data = _read_bytes(str(path))
+        data = read_bytes(str(path))
     except NotADirectoryError as exc:
         raise ConfigError(
             f"store path {str(path.parent)!r} is not a directory; "
@@ -197,62 +95,6 @@ def read_meta(path: Path) -> StoreMeta | None:
     if data is None:
         return None
     return _codec.STORE_META.decode(data, source=str(path))
-
-
-class _StoreLock:
-    """The one cross-process lock of a store directory (``.lock``, ``flock``).
-
-    ``flock`` does not exclude threads sharing one descriptor, so a thread lock is
-    taken first. The lock is released by the kernel when its process dies, so a
-    killed writer never leaves the store locked. After a fork the child opens its own
-    descriptor: one inherited from the parent would share the parent's lock instead
-    of competing with it.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = str(path)
-        self._thread_lock = threading.Lock()
-        self._fd: int | None = None
-        self._pid = os.getpid()
-
-    def __enter__(self) -> None:
-        if self._pid != os.getpid():
-            self._after_fork()
-        self._thread_lock.acquire()
-        try:
-            if self._fd is None:
-                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | _READ_FLAGS, 0o666)
-            _lock_fd(self._fd)
-        except BaseException:
-            self._thread_lock.release()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if self._fd is not None:
-                _unlock_fd(self._fd)
-        finally:
-            self._thread_lock.release()
-
-    def _after_fork(self) -> None:
-        self._thread_lock = threading.Lock()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        self._pid = os.getpid()
-
-    def close(self) -> None:
-        if self._pid != os.getpid():
-            self._after_fork()
-        with self._thread_lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
 
 
 class StoreDirectory:
@@ -280,7 +122,7 @@ class StoreDirectory:
         self._runs = str(self._layout.runs_dir)
         self._derived = str(self._layout.derived_dir)
         self._ready = False
-        self._lock = _StoreLock(self._layout.lock_path)
+        self._lock = StoreLock(self._layout.lock_path)
 
     @property
     def experiment_id(self) -> str | None:
@@ -320,13 +162,13 @@ class StoreDirectory:
             placed = link_into_place(tmp.path, target)
             if placed is None:
                 with self._lock:
-                    placed = not _exists(target)
+                    placed = not exists(target)
                     if placed:
                         os.replace(tmp.path, target)
             if not placed:
                 os.unlink(tmp.path)
         except BaseException:
-            _discard(tmp.path)
+            discard(tmp.path)
             raise
         if placed and self._durable:
             fsync_directory(directory)
@@ -349,7 +191,7 @@ class StoreDirectory:
             return self._replace_unless_kept(tmp, target, status)
 
     def _replace_unless_kept(self, tmp: str, target: str, status: str) -> bool:
-        data = _read_bytes(target)
+        data = read_bytes(target)
         if data is not None:
             # A stored record that cannot be read raises rather than being replaced:
             # it may be a finished record written by a newer metalab.
@@ -387,7 +229,7 @@ class StoreDirectory:
         try:
             placed = self._place_record(tmp.path, target, record.status, locked=False)
         except BaseException:
-            _discard(tmp.path)
+            discard(tmp.path)
             raise
         if self._durable:
             fsync_directory(self._runs)
@@ -429,7 +271,7 @@ class StoreDirectory:
                         written.append(doc)
         finally:
             for tmp in temps[done:]:
-                _discard(tmp.path)
+                discard(tmp.path)
         if self._durable:
             fsync_directory(runs)
         return written
@@ -448,7 +290,7 @@ class StoreDirectory:
         """
         validate_run_id(run_id)
         path = f"{self._runs}/{run_id}.json"
-        data = _read_bytes(path)
+        data = read_bytes(path)
         if data is None:
             return None
         record = _codec.RUN_RECORD.decode(data, source=path)
@@ -458,7 +300,7 @@ class StoreDirectory:
     def run_exists(self, run_id: str) -> bool:
         """Return whether a record of ``run_id`` is stored."""
         validate_run_id(run_id)
-        return _exists(f"{self._runs}/{run_id}.json")
+        return exists(f"{self._runs}/{run_id}.json")
 
     def list_run_records(self, experiment_id: str | None = None) -> list[RunRecord]:
         """Return every record (of one experiment, if given)."""
@@ -480,11 +322,11 @@ class StoreDirectory:
         if experiment_id is not None and self._experiment_id not in (None, experiment_id):
             return
         directory = self._runs
-        names = _list_names(directory, ".json")
+        names = list_names(directory, ".json")
         decode = _codec.RUN_RECORD.decode
         for start in range(0, len(names), batch_size):
             batch = names[start : start + batch_size]
-            contents = [_read_bytes(f"{directory}/{name}") for name in batch]
+            contents = [read_bytes(f"{directory}/{name}") for name in batch]
             for name, data in zip(batch, contents, strict=True):
                 if data is None:
                     continue  # deleted since it was listed: no longer a record
@@ -573,16 +415,16 @@ class StoreDirectory:
                 )
                 if replaced is not None and replaced.uri != uri:
                     # Same name in another format: the old file belongs to no artifact now.
-                    _remove_file(self._resolve_uri(replaced.uri, manifest_path))
+                    remove_file(self._resolve_uri(replaced.uri, manifest_path))
         except BaseException:
-            _discard(tmp)
+            discard(tmp)
             raise
         if self._durable:
             fsync_directory(dir_str)
         return descriptor
 
     def _read_artifact_manifest(self, path: Path) -> tuple[ArtifactDescriptor, ...]:
-        data = _read_bytes(str(path))
+        data = read_bytes(str(path))
         if data is None:
             return ()
         return _codec.ARTIFACT_MANIFEST.decode(data, source=str(path)).artifacts
@@ -632,7 +474,7 @@ class StoreDirectory:
         try:
             os.replace(tmp.path, target)
         except BaseException:
-            _discard(tmp.path)
+            discard(tmp.path)
             raise
         if self._durable:
             fsync_directory(self._derived)
@@ -647,19 +489,19 @@ class StoreDirectory:
         """Return the derived metrics of a run, or ``None`` if there are none."""
         validate_run_id(run_id)
         path = f"{self._derived}/{run_id}.json"
-        data = _read_bytes(path)
+        data = read_bytes(path)
         return None if data is None else _codec.DERIVED.decode(data, source=path)
 
     def derived_exists(self, run_id: str) -> bool:
         """Return whether derived metrics of ``run_id`` are stored."""
         validate_run_id(run_id)
-        return _exists(f"{self._derived}/{run_id}.json")
+        return exists(f"{self._derived}/{run_id}.json")
 
     def list_derived(self, experiment_id: str | None = None) -> dict[str, DerivedMetrics]:
         """Return run id -> derived metrics of every run (of one experiment) that has them."""
         if experiment_id is not None and self._experiment_id not in (None, experiment_id):
             return {}
-        names = _list_names(self._derived, ".json")
+        names = list_names(self._derived, ".json")
         if experiment_id is not None and self._experiment_id is None:
             # Derived documents do not name their experiment; the run records do.
             ran = {f"{r.run_id}.json" for r in self.iter_run_records(experiment_id)}
@@ -668,7 +510,7 @@ class StoreDirectory:
         found = {}
         for name in names:
             path = f"{self._derived}/{name}"
-            data = _read_bytes(path)
+            data = read_bytes(path)
             if data is not None:  # None: deleted since it was listed
                 found[name[:-5]] = decode(data, source=path)
         return found
@@ -683,7 +525,7 @@ class StoreDirectory:
 
     def get_log(self, run_id: str, name: str) -> str | None:
         """Return a log's text, or ``None``; bytes that are not UTF-8 read as U+FFFD."""
-        data = _read_bytes(str(self._layout.log_path(run_id, name)))
+        data = read_bytes(str(self._layout.log_path(run_id, name)))
         return None if data is None else data.decode("utf-8", errors="replace")
 
     def list_logs(self, run_id: str) -> list[str]:
@@ -691,7 +533,7 @@ class StoreDirectory:
         validate_run_id(run_id)
         return sorted(
             name.removesuffix(".log").removeprefix(f"{run_id}_")
-            for name in _list_names(str(self._layout.logs_dir), ".log")
+            for name in list_names(str(self._layout.logs_dir), ".log")
             if name.startswith(f"{run_id}_")
         )
 
@@ -711,13 +553,13 @@ class StoreDirectory:
     def get_result(self, run_id: str, name: str) -> ResultDocument | None:
         """Return a structured result, or ``None`` if there is no such result."""
         path = str(self._layout.result_path(run_id, name))
-        data = _read_bytes(path)
+        data = read_bytes(path)
         return None if data is None else _codec.RESULT.decode(data, source=path)
 
     def list_results(self, run_id: str) -> list[str]:
         """Return the names of a run's structured results, sorted."""
         directory = str(self._layout.result_dir(run_id))
-        return sorted(name.removesuffix(".json") for name in _list_names(directory, ".json"))
+        return sorted(name.removesuffix(".json") for name in list_names(directory, ".json"))
 
     def write_manifest(self, manifest: ExperimentManifest) -> Document:
         """Store a submission manifest and return it as written (or as found).
@@ -742,7 +584,7 @@ class StoreDirectory:
             if placed is not None:
                 state = FileState(placed.mtime_ns, placed.size)
                 return Document("manifests", stem, self._experiment_id, data, state, path)
-            found = _read_with_state(path)
+            found = read_with_state(path)
             if found is not None and found[0] == data:
                 return Document("manifests", stem, self._experiment_id, data, found[1], path)
             attempt += 1
@@ -757,9 +599,9 @@ class StoreDirectory:
         """Return the submission manifests (of one experiment, if given), oldest first."""
         directory = str(self._layout.experiments_dir)
         manifests: list[tuple[ExperimentManifest, str]] = []
-        for name in _list_names(directory, ".json"):
+        for name in list_names(directory, ".json"):
             path = f"{directory}/{name}"
-            data = _read_bytes(path)
+            data = read_bytes(path)
             if data is None:
                 continue
             manifest = _codec.EXPERIMENT_MANIFEST.decode(data, source=path)
@@ -791,13 +633,13 @@ class StoreDirectory:
         layout = self._layout
         with self._lock:
             for path in (layout.run_path(run_id), layout.derived_path(run_id)):
-                removed |= _remove_file(path)
+                removed |= remove_file(path)
             for directory in (layout.artifact_dir(run_id), layout.result_dir(run_id)):
-                removed |= _remove_tree(directory)
+                removed |= remove_tree(directory)
             prefix = f"{run_id}_"
-            for name in _list_names(str(layout.logs_dir), ".log"):
+            for name in list_names(str(layout.logs_dir), ".log"):
                 if name.startswith(prefix):
-                    removed |= _remove_file(layout.logs_dir / name)
+                    removed |= remove_file(layout.logs_dir / name)
         return removed
 
     def _kind_directory(self, kind: DocumentKind) -> str:
@@ -809,7 +651,7 @@ class StoreDirectory:
 
     def document_names(self, kind: DocumentKind) -> list[str]:
         """Return the keys of the documents of ``kind`` (file names without ``.json``)."""
-        return [name[:-5] for name in _list_names(self._kind_directory(kind), ".json")]
+        return [name[:-5] for name in list_names(self._kind_directory(kind), ".json")]
 
     def read_documents(self, kind: DocumentKind, keys: Iterable[str]) -> Iterator[Document]:
         """Read documents of ``kind`` with their file state; those gone since are skipped."""
@@ -817,7 +659,7 @@ class StoreDirectory:
         eid = self._experiment_id
         for key in keys:
             path = f"{directory}/{key}.json"
-            found = _read_with_state(path)
+            found = read_with_state(path)
             if found is not None:
                 yield Document(kind, key, eid, found[0], found[1], path)
 
@@ -844,7 +686,7 @@ class StoreDirectory:
     def has_documents(self) -> bool:
         """Whether the directory holds any record, derived metrics or manifest."""
         return any(
-            _list_names(self._kind_directory(kind), ".json")
+            list_names(self._kind_directory(kind), ".json")
             for kind in ("runs", "derived", "manifests")
         )
 

@@ -35,10 +35,10 @@ from urllib.parse import quote, urlencode
 from metalab import _codec
 from metalab.errors import ConfigError, CorruptRecordError, ExperimentMismatchError
 from metalab.records import ExperimentManifest, MetricValue, RunRecord, StoreMeta
-from metalab.store._atomic import atomic_write
 from metalab.store._collection import Collection
 from metalab.store._directory import ErrorHandler, StoreDirectory, read_meta
 from metalab.store._documents import Document, DocumentKind, DocumentRef
+from metalab.store._fileio import atomic_write
 from metalab.store._layout import META_FILE, FileStoreLayout, safe_experiment_id
 from metalab.store._rules import validate_experiment_id
 from metalab.store.abc import StoreConfig

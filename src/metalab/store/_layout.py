@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from metalab.store._atomic import fsync_directory
+from metalab.store._fileio import fsync_directory
 from metalab.store._rules import (
     validate_experiment_id,
     validate_format,

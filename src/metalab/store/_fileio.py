@@ -1,16 +1,20 @@
-"""Atomic file writes: a reader sees the old file or the new one, never a torn one.
+"""File primitives of the FileStore: atomic writes, reads, and a directory's lock.
 
-Each write goes to a hidden temp file ``.<uuid hex>.partial`` in the target's own
+**Writes** are atomic: a reader sees the old file or the new one, never a torn one. Each write goes to a hidden temp file ``.<uuid hex>.partial`` in the target's own
 directory (so the final rename never crosses a filesystem) and is then moved into
 place with ``os.replace`` (or ``os.link`` when the target must not exist yet). A crash
 at any moment leaves at worst a ``.partial`` file, which every scan ignores. With
 ``durable=True`` the file is fsynced before the rename and its directory after it, so
 the new content also survives a power cut.
+
+**Reads** ask forgiveness, not permission: a missing file is ``None``, never a stat
+first. **The lock** (:class:`StoreLock`) is the one cross-process lock of a store
+directory, held only around the renames that must be ordered.
 """
 
 # Hot paths work on str paths with os functions: a Path object per file costs more
 # than the system call it wraps.
-# ruff: noqa: PTH105, PTH108, PTH120, PTH123
+# ruff: noqa: PTH105, PTH108, PTH116, PTH120, PTH123
 
 from __future__ import annotations
 
@@ -18,21 +22,37 @@ import contextlib
 import errno
 import hashlib
 import os
+import shutil
 import sys
+import threading
+from pathlib import Path
+from types import TracebackType
 from typing import Final, NamedTuple
 
+from metalab.store._documents import FileState
+
 __all__ = [
+    "StoreLock",
     "TempFile",
     "atomic_copy",
     "atomic_write",
     "copy_to_temp",
+    "discard",
+    "exists",
     "fsync_directory",
     "link_into_place",
+    "list_names",
+    "read_bytes",
+    "read_with_state",
+    "remove_file",
+    "remove_tree",
     "temp_path",
     "write_temp",
 ]
 
 _CREATE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_FIRST_READ: Final = 1 << 16
 _COPY_CHUNK: Final = 1 << 20
 # Filesystems without hard links answer os.link with one of these.
 _NO_LINKS: Final = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
@@ -193,3 +213,163 @@ def copy_to_temp(source: StrPath, directory: str, *, durable: bool) -> tuple[str
             _unlink_quietly(tmp)
             raise
     return digest.hexdigest(), size, tmp
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _lock_fd(fd: int) -> None:
+        # LK_LOCK gives up after ten one-second tries; keep waiting like flock does.
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+            except OSError:
+                continue
+            return
+
+    def _unlock_fd(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_fd(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock_fd(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def read_bytes(path: str) -> bytes | None:
+    """Return a file's bytes, or ``None`` if it does not exist (no stat beforehand)."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return None
+    try:
+        data = os.read(fd, _FIRST_READ)
+        if len(data) == _FIRST_READ:
+            parts = [data]
+            while chunk := os.read(fd, 1 << 20):
+                parts.append(chunk)
+            data = b"".join(parts)
+    finally:
+        os.close(fd)
+    return data
+
+
+def read_with_state(path: str) -> tuple[bytes, FileState] | None:
+    """Return a file's bytes and state, or ``None`` if it does not exist."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return None
+    try:
+        stat = os.fstat(fd)
+        data = os.read(fd, stat.st_size + 1)
+        if len(data) != stat.st_size:
+            # Changed since fstat (or a short read): read on to the end.
+            parts = [data]
+            while chunk := os.read(fd, 1 << 20):
+                parts.append(chunk)
+            data = b"".join(parts)
+    finally:
+        os.close(fd)
+    return data, FileState(stat.st_mtime_ns, stat.st_size)
+
+
+def exists(path: str) -> bool:
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def list_names(directory: str, suffix: str) -> list[str]:
+    """Names in ``directory`` ending in ``suffix``, hidden (``.``) names left out."""
+    try:
+        with os.scandir(directory) as entries:
+            return [
+                e.name for e in entries if e.name.endswith(suffix) and not e.name.startswith(".")
+            ]
+    except FileNotFoundError:
+        return []
+
+
+def remove_file(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def remove_tree(path: Path) -> bool:
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def discard(path: str) -> None:
+    # Cleanup after another error: the original exception is the one to report.
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+class StoreLock:
+    """The one cross-process lock of a store directory (``.lock``, ``flock``).
+
+    ``flock`` does not exclude threads sharing one descriptor, so a thread lock is
+    taken first. The lock is released by the kernel when its process dies, so a
+    killed writer never leaves the store locked. After a fork the child opens its own
+    descriptor: one inherited from the parent would share the parent's lock instead
+    of competing with it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = str(path)
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = os.getpid()
+
+    def __enter__(self) -> None:
+        if self._pid != os.getpid():
+            self._after_fork()
+        self._thread_lock.acquire()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | _READ_FLAGS, 0o666)
+            _lock_fd(self._fd)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._fd is not None:
+                _unlock_fd(self._fd)
+        finally:
+            self._thread_lock.release()
+
+    def _after_fork(self) -> None:
+        self._thread_lock = threading.Lock()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._pid = os.getpid()
+
+    def close(self) -> None:
+        if self._pid != os.getpid():
+            self._after_fork()
+        with self._thread_lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
