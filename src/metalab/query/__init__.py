@@ -61,10 +61,9 @@ from metalab.query._ast import (
     OrderBy,
     Query,
     Scalar,
-    order_from,
 )
 from metalab.query._catalog import FieldInfo, field_catalog
-from metalab.query._parser import parse_order, parse_where
+from metalab.query._parser import order_from, parse_order, parse_where
 from metalab.query._python import select
 
 __all__ = [
