@@ -24,7 +24,6 @@ from metalab._optional import require
 from metalab.capture import _metric_value
 from metalab.errors import CapabilityError, MissingDependencyError
 from metalab.query import And, Expr, F, OrderBy, Query, build_query, select
-from metalab.query._python import derived_lookup
 from metalab.records import (
     ArtifactDescriptor,
     ErrorInfo,
@@ -34,14 +33,16 @@ from metalab.records import (
     RunRecord,
     Status,
 )
-from metalab.store._factory import coerce_store_config
-from metalab.store.abc import (
+from metalab.store import (
     Store,
     StoreConfig,
     StoreLike,
     SupportsLogs,
     SupportsQuery,
     SupportsStructuredResults,
+    coerce_store_config,
+    derived_lookup,
+    select_runs,
 )
 
 if TYPE_CHECKING:
@@ -849,7 +850,7 @@ def load_results(
                 )
             records = store.query_runs(query)
         else:
-            records = select(store.list_run_records(wanted), query, derived_lookup(store, wanted))
+            records = select_runs(store, query, wanted)
         if not query.order_by:
             records.sort(key=_sort_key)
         return Results(records, store, owns_store=owns)

@@ -64,12 +64,13 @@ from metalab.query._ast import (
 )
 from metalab.query._catalog import FieldInfo, field_catalog
 from metalab.query._parser import order_from, parse_order, parse_where
-from metalab.query._python import select
+from metalab.query._python import DerivedLookup, select
 
 __all__ = [
     "And",
     "Compare",
     "Contains",
+    "DerivedLookup",
     "Exists",
     "Expr",
     "F",

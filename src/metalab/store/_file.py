@@ -46,7 +46,6 @@ from metalab.errors import (
     StoreError,
 )
 from metalab.query import FieldInfo, Query, field_catalog
-from metalab.query._python import derived_lookup, query_store
 from metalab.records import (
     FINISHED_STATUSES,
     ArtifactDescriptor,
@@ -75,6 +74,7 @@ from metalab.store._layout import (
     validate_name,
     validate_run_id,
 )
+from metalab.store._query import derived_lookup, select_runs
 from metalab.store.abc import ArtifactSource, StoreConfig
 from metalab.store.locator import LocatorInfo
 
@@ -1100,7 +1100,7 @@ class FileStore:
 
     def query_runs(self, query: Query) -> list[RunRecord]:
         """Return the runs matching ``query`` (evaluated in Python over the files)."""
-        return query_store(self, query, self._experiment_id)
+        return select_runs(self, query, self._experiment_id)
 
     def fields(self, experiment_id: str | None = None) -> list[FieldInfo]:
         """Return the field catalog of an experiment (default: this store's), from the files."""

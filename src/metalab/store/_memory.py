@@ -41,7 +41,6 @@ from metalab.errors import (
     StoreError,
 )
 from metalab.query import FieldInfo, Query, field_catalog
-from metalab.query._python import derived_lookup, query_store
 from metalab.records import (
     ArtifactDescriptor,
     ArtifactManifest,
@@ -58,6 +57,7 @@ from metalab.store._layout import (
     validate_name,
     validate_run_id,
 )
+from metalab.store._query import derived_lookup, select_runs
 from metalab.store.abc import ArtifactSource, StoreConfig
 
 if TYPE_CHECKING:
@@ -688,7 +688,7 @@ class MemoryStore:
 
     def query_runs(self, query: Query) -> list[RunRecord]:
         """Return the runs matching ``query`` (evaluated in Python)."""
-        return query_store(self, query, self._config.experiment_id)
+        return select_runs(self, query, self._config.experiment_id)
 
     def fields(self, experiment_id: str | None = None) -> list[FieldInfo]:
         """Return the field catalog of an experiment (default: this store's)."""
