@@ -34,6 +34,7 @@ from metalab.records import (
     ResultDocument,
     RunRecord,
 )
+from metalab.store import registry as registry_module
 
 if TYPE_CHECKING:
     from metalab.query import FieldInfo, Query
@@ -365,8 +366,6 @@ class StoreConfig(Protocol):
         # Only classes that define their own scheme register (not intermediate bases).
         scheme = cls.__dict__.get("scheme")
         if isinstance(scheme, str):
-            from metalab.store import registry as registry_module
-
             for name in (scheme, *cls.__dict__.get("aliases", ())):
                 registry_module.registry.register(name, cls)
 
@@ -427,8 +426,6 @@ class StoreConfig(Protocol):
         Raises:
             ConfigError: ``_type`` is missing or unknown, or a field is invalid.
         """
-        from metalab.store import registry as registry_module
-
         if not isinstance(data, Mapping):
             raise ConfigError(f"a store config dict must be a mapping, got {type(data).__name__}")
         fields = dict(data)
