@@ -21,7 +21,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, cast, overload
 
 from metalab._optional import require
-from metalab.capture import _metric_value
 from metalab.errors import CapabilityError, MissingDependencyError
 from metalab.query import And, Expr, F, OrderBy, Query, build_query, select
 from metalab.records import (
@@ -32,6 +31,7 @@ from metalab.records import (
     Provenance,
     RunRecord,
     Status,
+    metric_value,
 )
 from metalab.store import (
     Store,
@@ -700,7 +700,7 @@ class Results(Sequence[Run]):
                     f"compute_derived expects fn to return a dict of metrics, "
                     f"got {type(computed).__name__} for run {record.run_id!r}"
                 )
-            checked = {str(k): _metric_value(str(k), v) for k, v in computed.items()}
+            checked = {str(k): metric_value(str(k), v) for k, v in computed.items()}
             merged = {**derived.get(record.run_id, {}), **checked}
             self._store.put_derived(record.run_id, merged)
             derived[record.run_id] = merged
