@@ -86,6 +86,7 @@ class MemoryStoreConfig(StoreConfig):
     """
 
     scheme: ClassVar[str] = "memory"
+    process_local: ClassVar[bool] = True
 
     name: str = ""
     experiment_id: str | None = None

@@ -673,6 +673,11 @@ class PostgresStore:
         return self._files
 
     @property
+    def files_config(self) -> FileStoreConfig:
+        """The config of :attr:`files` (:class:`~metalab.store.abc.SupportsIndexedFiles`)."""
+        return self._files.config
+
+    @property
     def index(self) -> RecordIndex:
         """The index of the files."""
         return self._index

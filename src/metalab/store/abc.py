@@ -54,6 +54,7 @@ __all__ = [
     "SupportsExperiments",
     "SupportsIndexRebuild",
     "SupportsIndexSync",
+    "SupportsIndexedFiles",
     "SupportsLogs",
     "SupportsQuery",
     "SupportsStructuredResults",
@@ -312,6 +313,22 @@ class SupportsQuery(Protocol):
 
 
 @runtime_checkable
+class SupportsIndexedFiles(Protocol):
+    """The store indexes files that another store holds (a PostgresStore over its files).
+
+    Code that runs in other processes (the workers of a ``DaskExecutor``) may connect
+    :attr:`files_config` and write the files directly, leaving the indexing to this
+    store: its bulk put (:class:`SupportsBulkPut`) for the records they send back, and
+    :meth:`~SupportsIndexSync.sync_index` for what they wrote and never reported.
+    """
+
+    @property
+    def files_config(self) -> StoreConfig:
+        """The config of the store that holds the files this store indexes."""
+        ...
+
+
+@runtime_checkable
 class SupportsIndexSync(Protocol):
     """The store's index can be brought up to date with its files incrementally."""
 
@@ -353,11 +370,15 @@ class StoreConfig(Protocol):
     Attributes:
         scheme: The locator scheme (``"file"``, ``"postgresql"``, ...).
         aliases: Other schemes handled by the same class (``"postgres"``).
+        process_local: The store lives in one process's memory: another process
+            that connects this config gets a different, empty store, so the config
+            must not be handed to workers in other processes.
         experiment_id: The experiment this config is scoped to, or ``None``.
     """
 
     scheme: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
+    process_local: ClassVar[bool] = False
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
     experiment_id: str | None
 
