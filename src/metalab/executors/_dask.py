@@ -169,7 +169,7 @@ class _CancelFlag:
     def _refresh(self) -> bool:
         """Ask the scheduler; return ``False`` if this worker's client is closing."""
         if self._event is None:
-            from distributed import Event, get_client
+            from distributed import Event, get_client  # noqa: PLC0415 -- optional (dask extra)
 
             # Bound to this worker's client here, in a task's thread, where
             # get_client() knows the worker; the polling thread reuses it.
@@ -373,7 +373,7 @@ class DaskExecutor:
         worker_timeout: float | None = None,
     ) -> None:
         _optional.require("distributed", extra="dask", feature="DaskExecutor")
-        from distributed import Client
+        from distributed import Client  # noqa: PLC0415 -- optional (dask extra)
 
         if isinstance(client, str):
             if not client.strip():
@@ -483,7 +483,7 @@ class DaskExecutor:
     def _connect(self) -> tuple[Client, bool]:
         if not isinstance(self._target, str):
             return self._target, False
-        from distributed import Client
+        from distributed import Client  # noqa: PLC0415 -- optional (dask extra)
 
         # Not the default client: a sweep must not change what the user's own
         # dask code talks to.
@@ -611,7 +611,7 @@ def _check_seconds(value: object, name: str) -> float:
 
 
 def _set_event(sweep: _Sweep) -> None:
-    from distributed import Event
+    from distributed import Event  # noqa: PLC0415 -- optional (dask extra)
 
     try:
         Event(_cancel_event_name(sweep.token), client=sweep.client).set()
@@ -635,7 +635,7 @@ def _release(sweep: _Sweep) -> None:
     sweep.pool.shutdown(wait=True)
     sweep.job.release()
     if sweep.cancelled:
-        from distributed import Event
+        from distributed import Event  # noqa: PLC0415 -- optional (dask extra)
 
         try:
             # A cleared event is forgotten by the scheduler.

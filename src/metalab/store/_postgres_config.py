@@ -198,7 +198,7 @@ class PostgresStoreConfig(StoreConfig):
                 ``on_index_error`` is ``"raise"``.
         """
         _optional.require("psycopg", "psycopg_pool", extra="postgres", feature="PostgresStore")
-        from metalab.store._postgres_store import PostgresStore
+        from metalab.store._postgres_store import PostgresStore  # noqa: PLC0415 -- psycopg; cycle
 
         return PostgresStore.open(self)
 
