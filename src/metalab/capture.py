@@ -244,7 +244,7 @@ class Capture:
 
 def _npy_bytes(array: object) -> bytes:
     require("numpy", extra="numpy", feature="capture.artifact() of a NumPy array")
-    import numpy as np  # noqa: PLC0415 -- optional dependency, checked just above
+    import numpy as np  # noqa: PLC0415 -- optional (numpy extra), required above
 
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(array), allow_pickle=False)

@@ -51,7 +51,7 @@ class _FloatBlock:
         self._array: np.ndarray[Any, Any] | None = None
 
     def array(self) -> np.ndarray[Any, Any]:
-        import numpy as np  # noqa: PLC0415 -- optional dependency, loaded on first use
+        import numpy as np  # noqa: PLC0415 -- optional (numpy extra)
 
         if self._array is None:
             rows, positions = self._rows, self._positions
@@ -263,8 +263,8 @@ def _seconds(values: tuple[Any, ...] | list[Any]) -> list[float]:
 
 
 def _pandas_column(column: Column) -> np.ndarray[Any, Any] | pd.Index[Any]:
-    import numpy as np  # noqa: PLC0415 -- optional dependency (pandas needs it)
-    import pandas as pd  # noqa: PLC0415 -- optional dependency, loaded on first use
+    import numpy as np  # noqa: PLC0415 -- optional (comes with pandas)
+    import pandas as pd  # noqa: PLC0415 -- optional (pandas extra)
 
     if column.block is not None:
         return column.block.array()[:, column.index]
@@ -299,7 +299,7 @@ _POLARS_TYPES: Final = {"bool": "Boolean", "int": "Int64", "float": "Float64", "
 
 
 def _polars_series(column: Column, numpy: bool) -> pl.Series:
-    import polars as pl  # noqa: PLC0415 -- optional dependency, loaded on first use
+    import polars as pl  # noqa: PLC0415 -- optional (polars extra)
 
     name, kind = column.name, column.kind
     if column.block is not None and numpy:
@@ -335,7 +335,7 @@ def pandas_frame(columns: Sequence[Column], length: int) -> pd.DataFrame:
 
     The caller checks that pandas is installed (its message names the feature).
     """
-    import pandas as pd  # noqa: PLC0415 -- optional dependency, loaded on first use
+    import pandas as pd  # noqa: PLC0415 -- optional (pandas extra)
 
     data = {c.name: _pandas_column(c) for c in columns}
     return pd.DataFrame(data, index=pd.RangeIndex(length))
@@ -346,7 +346,7 @@ def polars_frame(columns: Sequence[Column]) -> pl.DataFrame:
 
     The caller checks that polars is installed (its message names the feature).
     """
-    import polars as pl  # noqa: PLC0415 -- optional dependency, loaded on first use
+    import polars as pl  # noqa: PLC0415 -- optional (polars extra)
 
     numpy = _has_numpy()
     return pl.DataFrame([_polars_series(c, numpy) for c in columns])
