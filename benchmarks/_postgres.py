@@ -31,7 +31,7 @@ def postgres_server() -> Iterator[str]:
     with warnings.catch_warnings():
         # pgserver warns at import when XDG_RUNTIME_DIR is unset.
         warnings.simplefilter("ignore")
-        from pgserver.postgres_server import get_server
+        from pgserver.postgres_server import get_server  # noqa: PLC0415 -- optional (pgserver)
 
         server = get_server(tempfile.mkdtemp(prefix="metalab-bench-pg-"), cleanup_mode="delete")
     try:

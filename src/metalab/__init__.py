@@ -5,11 +5,9 @@ Define an :class:`Experiment` around an :func:`operation`, sweep its parameters
 :func:`run` it into a store; :func:`load_results` reads the runs back for analysis.
 """
 
-from typing import TYPE_CHECKING
-
 from metalab._version import __version__
 from metalab.capture import Capture
-from metalab.executors import Executor, ProcessExecutor, ThreadExecutor
+from metalab.executors import DaskExecutor, Executor, ProcessExecutor, ThreadExecutor
 from metalab.experiment import Experiment, Operation, Runtime, operation
 from metalab.params import (
     ParamSource,
@@ -24,9 +22,6 @@ from metalab.params import (
 from metalab.results import Results, Run, load_results
 from metalab.runner import RunCounts, RunHandle, run
 from metalab.seeds import SeedBundle, SeedPlan, seeds
-
-if TYPE_CHECKING:
-    from metalab.executors import DaskExecutor
 
 __all__ = [
     "Capture",
@@ -57,16 +52,3 @@ __all__ = [
     "seeds",
     "uniform",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # PEP 562: DaskExecutor's module is imported only when it is asked for.
-    if name == "DaskExecutor":
-        from metalab.executors._dask import DaskExecutor
-
-        return DaskExecutor
-    raise AttributeError(f"module 'metalab' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | {"DaskExecutor"})

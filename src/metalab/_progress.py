@@ -36,8 +36,8 @@ class ProgressBar(Protocol):
 
 class _RichBar:
     def __init__(self, title: str, total: int, stream: IO[str]) -> None:
-        from rich.console import Console
-        from rich.progress import (
+        from rich.console import Console  # noqa: PLC0415 -- optional (rich extra)
+        from rich.progress import (  # noqa: PLC0415 -- optional (rich extra)
             BarColumn,
             MofNCompleteColumn,
             Progress,

@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Final, cast
+from typing import IO, Final
 
 from metalab._identity import to_json, to_json_object
 from metalab._optional import require
@@ -31,6 +31,7 @@ from metalab.records import (
     JSONValue,
     MetricValue,
     ResultDocument,
+    metric_value,
     utc_now,
 )
 from metalab.store.abc import Store, SupportsLogs, SupportsStructuredResults
@@ -38,28 +39,6 @@ from metalab.store.abc import Store, SupportsLogs, SupportsStructuredResults
 __all__ = ["LOG_LEVELS", "Capture"]
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
-
-
-def _metric_value(name: str, value: object) -> MetricValue:
-    kind = type(value)
-    if kind is float or kind is int or kind is str or kind is bool:
-        return cast(MetricValue, value)
-    if hasattr(value, "dtype") and getattr(value, "shape", None) == () and hasattr(value, "item"):
-        # A NumPy scalar (np.float64(0.5), arr.mean(), ...).
-        return _metric_value(name, value.item())
-    # Subclasses (IntEnum, a str subclass, ...) are stored as their base type.
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    raise TypeError(
-        f"metric {name!r} must be a single bool, int, float or str, got "
-        f"{type(value).__name__}; store arrays and nested values with capture.data()"
-    )
 
 
 def _check_metric_name(name: object) -> str:
@@ -118,7 +97,7 @@ class Capture:
         Raises:
             TypeError: ``name`` is not a non-empty string, or ``value`` is not a scalar.
         """
-        checked = _metric_value(_check_metric_name(name), value)
+        checked = metric_value(_check_metric_name(name), value)
         with self._lock:
             self._metrics[name] = checked
 
@@ -128,7 +107,7 @@ class Capture:
         Raises:
             TypeError: A name or value is invalid (see :meth:`metric`).
         """
-        checked = {_check_metric_name(k): _metric_value(k, v) for k, v in values.items()}
+        checked = {_check_metric_name(k): metric_value(k, v) for k, v in values.items()}
         with self._lock:
             self._metrics.update(checked)
 
@@ -265,7 +244,7 @@ class Capture:
 
 def _npy_bytes(array: object) -> bytes:
     require("numpy", extra="numpy", feature="capture.artifact() of a NumPy array")
-    import numpy as np
+    import numpy as np  # noqa: PLC0415 -- optional (numpy extra), required above
 
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(array), allow_pickle=False)

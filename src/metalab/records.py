@@ -21,7 +21,7 @@ import datetime as dt
 import platform
 import socket
 import traceback as tb
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal, TypeAlias, cast
 
 import msgspec
 
@@ -44,6 +44,7 @@ __all__ = [
     "StoreMeta",
     "Timestamp",
     "ensure_aware",
+    "metric_value",
     "utc_now",
 ]
 
@@ -90,6 +91,39 @@ def ensure_aware(value: dt.datetime, name: str) -> dt.datetime:
     if value.tzinfo is dt.UTC:
         return value
     return value.astimezone(dt.UTC)
+
+
+def metric_value(name: str, value: object) -> MetricValue:
+    """Return ``value`` as a metric, or raise if it is not a single scalar.
+
+    NumPy scalars (``np.float64(0.5)``, ``arr.mean()``) become the Python value they
+    hold, and subclasses of the scalar types (an ``IntEnum``, a ``str`` subclass)
+    their base type, so that what is stored decodes to what was meant.
+
+    Args:
+        name: The metric's name, quoted in the error.
+        value: The value to check.
+
+    Raises:
+        TypeError: ``value`` is not a bool, int, float or str.
+    """
+    kind = type(value)
+    if kind is float or kind is int or kind is str or kind is bool:
+        return cast(MetricValue, value)
+    if hasattr(value, "dtype") and getattr(value, "shape", None) == () and hasattr(value, "item"):
+        return metric_value(name, value.item())
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(
+        f"metric {name!r} must be a single bool, int, float or str, got "
+        f"{type(value).__name__}; store arrays and nested values with capture.data()"
+    )
 
 
 Timestamp: TypeAlias = Annotated[dt.datetime, msgspec.Meta(tz=True)]

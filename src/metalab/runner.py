@@ -38,13 +38,13 @@ from metalab.executors import BatchOutcome, Executor, RunJob, RunTask, ThreadExe
 from metalab.experiment import Experiment
 from metalab.records import ExperimentManifest, Provenance, RunRecord, utc_now
 from metalab.results import Results
-from metalab.store._factory import coerce_store_config
-from metalab.store.abc import (
+from metalab.store import (
     Store,
     StoreConfig,
     StoreLike,
     SupportsBulkPut,
     SupportsExperimentManifests,
+    coerce_store_config,
 )
 
 __all__ = ["RunCounts", "RunHandle", "run"]

@@ -102,7 +102,7 @@ class SeedBundle:
             MissingDependencyError: NumPy is not installed.
         """
         require("numpy", extra="numpy", feature="SeedBundle.numpy()")
-        import numpy as np
+        import numpy as np  # noqa: PLC0415 -- optional (numpy extra), required above
 
         bundle = self if name is None else self.derive(name)
         return np.random.default_rng(bundle.seed)

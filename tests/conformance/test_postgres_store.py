@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from metalab.store import PostgresStore, PostgresStoreConfig
+from metalab.store import PostgresStore, PostgresStoreConfig, SupportsIndexedFiles
 from metalab.testing.postgres import PostgresStoreBackdoor
 from metalab.testing.store import StoreConformance
 
@@ -35,3 +35,8 @@ class TestPostgresStore(StoreConformance[PostgresStore]):
         )
         yield backdoor
         backdoor.close()
+
+    def test_workers_may_write_its_files_through_files_config(self, store: PostgresStore) -> None:
+        assert isinstance(store, SupportsIndexedFiles)
+        assert store.files_config == store.files.config
+        assert not store.files_config.process_local

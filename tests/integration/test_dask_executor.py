@@ -25,6 +25,7 @@ from distributed import Client, KilledWorker, LocalCluster
 
 import metalab
 from metalab.errors import ConfigError
+from metalab.executors import _dask
 from metalab.store import PostgresStoreConfig, SupportsLogs, SupportsWorkingDirectory
 from metalab.testing.postgres import PostgresStoreBackdoor
 
@@ -207,8 +208,6 @@ class TestDaskSweepToPostgresStore:
         assert set(client.run(lambda: "psycopg" in sys.modules).values()) == {False}
 
         def configs_received() -> list[str]:
-            from metalab.executors import _dask
-
             return [json.dumps(sweep.config) for sweep in _dask._worker_sweeps.values()]
 
         received = [c for configs in client.run(configs_received).values() for c in configs]

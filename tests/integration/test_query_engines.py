@@ -13,7 +13,7 @@ from psycopg import sql
 from metalab import load_results
 from metalab.errors import CorruptRecordError, QuerySyntaxError
 from metalab.query import F, build_query, select
-from metalab.query._sql import compile_select
+from metalab.query.sql import compile_select
 from metalab.records import JSONValue, RunRecord
 from metalab.store import (
     FileStoreConfig,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import string
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import msgspec
 import psycopg
@@ -43,8 +44,6 @@ _host = st.sampled_from(["localhost", "db.example.org", "10.0.0.7", ""])
 
 @st.composite
 def connection_strings(draw: st.DrawFn) -> str:
-    from urllib.parse import quote
-
     scheme = draw(st.sampled_from(["postgresql", "postgres"]))
     auth = ""
     if draw(st.booleans()):
@@ -87,8 +86,6 @@ class TestPostgresConfigProperties:
 
     @given(config=configs)
     def test_repr_never_holds_the_password(self, config: PostgresStoreConfig) -> None:
-        from urllib.parse import urlsplit
-
         password = urlsplit(config.connection_string).password
         if password:
             assert f":{password}@" not in repr(config)

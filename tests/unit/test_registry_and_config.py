@@ -205,6 +205,13 @@ class TestStoreConfigDefaults:
         # Locally defined classes cannot pickle by reference; round-trip via to_dict instead.
         assert StoreConfig.from_dict(pickle.loads(pickle.dumps(original.to_dict()))) == original
 
+    def test_a_config_is_shareable_across_processes_unless_it_says_otherwise(self) -> None:
+        cls = _define_bucket_config()
+        assert not cls.process_local
+        assert not parse_to_config("file:///tmp/x").process_local
+        assert not parse_to_config("postgresql://db/lab?file_root=/tmp/x").process_local
+        assert parse_to_config("memory://").process_local
+
 
 class TestFromDictValidation:
     def test_missing_type(self) -> None:

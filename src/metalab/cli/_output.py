@@ -86,7 +86,7 @@ def progress_bar(description: str, *, enabled: bool) -> Iterator[Callable[[int, 
         yield _quiet
         return
     try:
-        from rich.progress import Progress
+        from rich.progress import Progress  # noqa: PLC0415 -- optional (rich extra)
     except ImportError:
         last = [-1]
 

@@ -7,9 +7,8 @@ from typing import Any
 
 from metalab.cli._output import emit_rows
 from metalab.query import build_query
-from metalab.query._python import query_store
 from metalab.records import RunRecord
-from metalab.store import SupportsQuery, coerce_store_config
+from metalab.store import SupportsQuery, coerce_store_config, select_runs
 
 __all__ = ["add_parser"]
 
@@ -60,7 +59,7 @@ def _ls(args: argparse.Namespace) -> int:
         if isinstance(store, SupportsQuery) and config.is_scoped:
             records = store.query_runs(query)  # the store's own engine (an index: SQL)
         else:
-            records = query_store(store, query, config.experiment_id)
+            records = select_runs(store, query, config.experiment_id)
     params = sorted({k for r in records for k in r.params})
     metrics = sorted({k for r in records for k in r.metrics})
     columns = [*_FIXED, *(f"params.{k}" for k in params), *(f"metrics.{k}" for k in metrics)]

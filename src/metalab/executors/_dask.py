@@ -8,8 +8,9 @@ cluster, and each worker process connects its own store from that config once an
 keeps it. The store's files must be on a filesystem that every worker and the
 coordinating process (the one that calls ``run()``) share.
 
-**Index writes do not scale with the workers.** With a store that keeps its files in
-a FileStore and indexes them (a PostgresStore), workers connect only the FileStore:
+**Index writes do not scale with the workers.** With a store that indexes files
+another store holds (:class:`~metalab.store.abc.SupportsIndexedFiles`: a PostgresStore
+over its FileStore), workers connect only the files' store:
 no worker opens a database connection, and the connection string never leaves the
 coordinating process. Each batch sends the final records of its runs back, and the
 coordinating process writes them to the index in bulk (``put_run_records``), at most
@@ -51,8 +52,13 @@ from metalab.executors._base import BatchOutcome, RunJob, RunTask, _execute_task
 from metalab.executors._thread import _check_workers
 from metalab.experiment import Operation
 from metalab.records import RunRecord
-from metalab.store._file import FileStore
-from metalab.store.abc import Store, StoreConfig, SupportsBulkPut, SupportsIndexSync
+from metalab.store import (
+    Store,
+    StoreConfig,
+    SupportsBulkPut,
+    SupportsIndexedFiles,
+    SupportsIndexSync,
+)
 
 if TYPE_CHECKING:
     from distributed import Client, Event
@@ -163,7 +169,7 @@ class _CancelFlag:
     def _refresh(self) -> bool:
         """Ask the scheduler; return ``False`` if this worker's client is closing."""
         if self._event is None:
-            from distributed import Event, get_client
+            from distributed import Event, get_client  # noqa: PLC0415 -- optional (dask extra)
 
             # Bound to this worker's client here, in a task's thread, where
             # get_client() knows the worker; the polling thread reuses it.
@@ -254,13 +260,8 @@ def _portable(operation: Operation) -> Operation:
 
 
 @runtime_checkable
-class _IndexedFiles(SupportsBulkPut, SupportsIndexSync, Protocol):
-    """A store whose files are a FileStore, indexed elsewhere (a PostgresStore)."""
-
-    @property
-    def files(self) -> FileStore:
-        """The FileStore holding the files."""
-        ...
+class _IndexedFiles(SupportsIndexedFiles, SupportsBulkPut, SupportsIndexSync, Protocol):
+    """A store whose files workers may write while this process indexes them."""
 
 
 class _Indexer:
@@ -372,7 +373,7 @@ class DaskExecutor:
         worker_timeout: float | None = None,
     ) -> None:
         _optional.require("distributed", extra="dask", feature="DaskExecutor")
-        from distributed import Client
+        from distributed import Client  # noqa: PLC0415 -- optional (dask extra)
 
         if isinstance(client, str):
             if not client.strip():
@@ -435,25 +436,26 @@ class DaskExecutor:
             self._sweep = sweep
 
     def _open(self, job: RunJob, store: Store) -> _Sweep:
-        config = job.store_config
-        if not config:
+        if not job.store_config:
             raise ConfigError(
                 "a DaskExecutor needs the job's store config: workers connect their own"
             )
-        if config.get("_type") == "memory":
-            raise ConfigError(
-                "the workers of a DaskExecutor run in other processes, which cannot see a "
-                "memory:// store; use a FileStore or PostgresStore on a filesystem they share"
-            )
-        indexed = (
-            store
-            if isinstance(store, _IndexedFiles) and isinstance(store.files, FileStore)
-            else None
-        )
+        config = StoreConfig.from_dict(job.store_config)
+        shipped_config = job.store_config
+        indexed = store if isinstance(store, _IndexedFiles) else None
         if indexed is not None:
             # Workers write the files only; this process indexes what they finish.
-            config = indexed.files.config.to_dict()
-        shipped = dataclasses.replace(job, operation=_portable(job.operation), store_config=config)
+            config = indexed.files_config
+            shipped_config = config.to_dict()
+        if config.process_local:
+            raise ConfigError(
+                "the workers of a DaskExecutor run in other processes, which cannot see a "
+                f"{config.scheme}:// store (it lives in this process's memory); use a "
+                "FileStore or PostgresStore on a filesystem they share"
+            )
+        shipped = dataclasses.replace(
+            job, operation=_portable(job.operation), store_config=shipped_config
+        )
         client, owns_client = self._connect()
         try:
             threads = self._max_workers or self._cluster_threads(client)
@@ -481,7 +483,7 @@ class DaskExecutor:
     def _connect(self) -> tuple[Client, bool]:
         if not isinstance(self._target, str):
             return self._target, False
-        from distributed import Client
+        from distributed import Client  # noqa: PLC0415 -- optional (dask extra)
 
         # Not the default client: a sweep must not change what the user's own
         # dask code talks to.
@@ -609,7 +611,7 @@ def _check_seconds(value: object, name: str) -> float:
 
 
 def _set_event(sweep: _Sweep) -> None:
-    from distributed import Event
+    from distributed import Event  # noqa: PLC0415 -- optional (dask extra)
 
     try:
         Event(_cancel_event_name(sweep.token), client=sweep.client).set()
@@ -633,7 +635,7 @@ def _release(sweep: _Sweep) -> None:
     sweep.pool.shutdown(wait=True)
     sweep.job.release()
     if sweep.cancelled:
-        from distributed import Event
+        from distributed import Event  # noqa: PLC0415 -- optional (dask extra)
 
         try:
             # A cleared event is forgotten by the scheduler.

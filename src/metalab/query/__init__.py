@@ -9,6 +9,10 @@ AST::
     b = parse_where('params.lr < 0.01 and metrics.acc >= 0.9 and status == "success"')
     assert a == b
 
+:func:`select` is the Python engine, over records in memory; the SQL engine,
+:mod:`metalab.query.sql`, compiles a query for the Postgres index and needs the
+``postgres`` extra, so this package does not import it.
+
 Fields: ``params.<key>`` (nested: ``params.optim.lr``), ``metrics.<key>``,
 ``derived.<key>``, and the record fields ``run_id``, ``experiment_id``, ``status``,
 ``tags``, ``started_at``, ``finished_at``, ``duration_ms``. Keys that are not plain
@@ -61,16 +65,18 @@ from metalab.query._ast import (
     OrderBy,
     Query,
     Scalar,
-    order_from,
 )
-from metalab.query._catalog import FieldInfo, field_catalog
-from metalab.query._parser import parse_order, parse_where
-from metalab.query._python import select
+from metalab.query._catalog import CATALOG_SAMPLE_RUNS, CATALOG_SAMPLES, FieldInfo, field_catalog
+from metalab.query._parser import order_from, parse_order, parse_where
+from metalab.query._python import DerivedLookup, select
 
 __all__ = [
+    "CATALOG_SAMPLES",
+    "CATALOG_SAMPLE_RUNS",
     "And",
     "Compare",
     "Contains",
+    "DerivedLookup",
     "Exists",
     "Expr",
     "F",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias, get_args
 
@@ -446,17 +446,3 @@ class Query:
     def uses_namespace(self, namespace: Namespace) -> bool:
         """Whether any field of the query lives in ``namespace``."""
         return any(f.namespace == namespace for f in self.fields())
-
-
-def order_from(items: Sequence[OrderBy | str] | OrderBy | str | None) -> tuple[OrderBy, ...]:
-    """Normalise the ``order_by`` argument accepted by the public API."""
-    from metalab.query._parser import parse_order
-
-    if items is None:
-        return ()
-    if isinstance(items, OrderBy | str):
-        items = [items]
-    out: list[OrderBy] = []
-    for item in items:
-        out.extend((item,) if isinstance(item, OrderBy) else parse_order(item))
-    return tuple(out)

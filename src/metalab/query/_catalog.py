@@ -13,7 +13,7 @@ from typing import Final, cast
 from metalab._codec import escape_json
 from metalab.records import MetricValue, RunRecord
 
-__all__ = ["FieldInfo", "field_catalog"]
+__all__ = ["CATALOG_SAMPLES", "CATALOG_SAMPLE_RUNS", "FieldInfo", "field_catalog"]
 
 CATALOG_SAMPLES: Final = 5
 """How many distinct values the catalog keeps per field."""

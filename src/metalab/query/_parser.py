@@ -19,7 +19,7 @@ Grammar (keywords are case-insensitive)::
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, TypeVar, cast
 
@@ -41,7 +41,7 @@ from metalab.query._ast import (
     Scalar,
 )
 
-__all__ = ["parse_order", "parse_where"]
+__all__ = ["order_from", "parse_order", "parse_where"]
 
 TokenKind = Literal["ident", "string", "number", "op", "punct", "end"]
 T = TypeVar("T")
@@ -319,3 +319,15 @@ def parse_order(text: str) -> tuple[OrderBy, ...]:
             continue
         parser.expect_end("',', 'asc', 'desc' or the end of the sort order")
         return tuple(keys)
+
+
+def order_from(items: Sequence[OrderBy | str] | OrderBy | str | None) -> tuple[OrderBy, ...]:
+    """Normalise the ``order_by`` argument accepted by the public API."""
+    if items is None:
+        return ()
+    if isinstance(items, OrderBy | str):
+        items = [items]
+    out: list[OrderBy] = []
+    for item in items:
+        out.extend((item,) if isinstance(item, OrderBy) else parse_order(item))
+    return tuple(out)

@@ -6,7 +6,7 @@ import datetime as dt
 import math
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from metalab.query._ast import (
     And,
@@ -22,18 +22,13 @@ from metalab.query._ast import (
     Query,
     Scalar,
 )
-from metalab.records import DerivedMetrics, MetricValue, RunRecord
-
-if TYPE_CHECKING:
-    from metalab.store.abc import Store
+from metalab.records import MetricValue, RunRecord
 
 __all__ = [
     "DerivedLookup",
     "category",
     "compile_filter",
-    "derived_lookup",
     "field_value",
-    "query_store",
     "select",
 ]
 
@@ -211,39 +206,3 @@ def select(
         rows = _order(rows, key)
     end = None if query.limit is None else query.offset + query.limit
     return [record for record, _ in rows[query.offset : end]]
-
-
-def derived_lookup(store: Store, experiment_id: str | None = None) -> DerivedLookup:
-    """Read runs' derived metrics from ``store`` (for queries on ``derived.*``).
-
-    A store that can list them (:class:`~metalab.store.abc.SupportsBulkDerived`) is
-    asked once, at the first lookup, for those of ``experiment_id`` (``None``: all
-    it holds); any other store is asked run by run.
-    """
-    from metalab.store.abc import SupportsBulkDerived
-
-    if not isinstance(store, SupportsBulkDerived):
-
-        def per_run(record: RunRecord) -> Mapping[str, MetricValue] | None:
-            doc = store.get_derived(record.run_id)
-            return None if doc is None else doc.metrics
-
-        return per_run
-    bulk = store
-    listed: dict[str, DerivedMetrics] | None = None
-
-    def from_listing(record: RunRecord) -> Mapping[str, MetricValue] | None:
-        nonlocal listed
-        if listed is None:
-            listed = bulk.list_derived(experiment_id)
-        doc = listed.get(record.run_id)
-        return None if doc is None else doc.metrics
-
-    return from_listing
-
-
-def query_store(store: Store, query: Query, experiment_id: str | None) -> list[RunRecord]:
-    """Answer ``query`` over a store's records in Python (stores without an index)."""
-    return select(
-        store.list_run_records(experiment_id), query, derived_lookup(store, experiment_id)
-    )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Final
 from metalab.store._factory import coerce_store_config, create_store, parse_to_config
 from metalab.store._file import FileStore, FileStoreConfig, ScanResult
 from metalab.store._memory import MemoryStore, MemoryStoreConfig
+from metalab.store._query import derived_lookup, select_runs
 from metalab.store.abc import (
     ProgressCallback,
     Store,
@@ -26,6 +27,7 @@ from metalab.store.abc import (
     SupportsDelete,
     SupportsExperimentManifests,
     SupportsExperiments,
+    SupportsIndexedFiles,
     SupportsIndexRebuild,
     SupportsIndexSync,
     SupportsLogs,
@@ -64,16 +66,19 @@ __all__ = [
     "SupportsExperiments",
     "SupportsIndexRebuild",
     "SupportsIndexSync",
+    "SupportsIndexedFiles",
     "SupportsLogs",
     "SupportsQuery",
     "SupportsStructuredResults",
     "SupportsWorkingDirectory",
     "coerce_store_config",
     "create_store",
+    "derived_lookup",
     "export_store",
     "parse_locator",
     "parse_to_config",
     "require_capability",
+    "select_runs",
 ]
 
 _LAZY: Final = {

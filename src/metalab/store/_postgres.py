@@ -382,7 +382,7 @@ class PostgresStore(IndexedStore):
                 experiment.
         """
         _optional.require("psycopg", "psycopg_pool", extra="postgres", feature="PostgresStore")
-        from metalab.store._postgres_index import PostgresIndex
+        from metalab.store._postgres_index import PostgresIndex  # noqa: PLC0415 -- optional (postgres extra)
 
         if files is None:
             files = FileStoreConfig(

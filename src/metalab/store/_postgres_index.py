@@ -32,9 +32,8 @@ from psycopg.types import TypeInfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from metalab.errors import ConfigError, IndexUnavailableError
-from metalab.query import FieldInfo, Query
-from metalab.query._catalog import CATALOG_SAMPLE_RUNS, CATALOG_SAMPLES
-from metalab.query._sql import compile_select
+from metalab.query import CATALOG_SAMPLE_RUNS, CATALOG_SAMPLES, FieldInfo, Query
+from metalab.query.sql import compile_select
 from metalab.store import _postgres_schema as ddl
 from metalab.store._documents import Document, DocumentKey, DocumentKind, FileState
 from metalab.store._indexed import DEFAULT_BATCH_SIZE, IndexState

@@ -34,6 +34,7 @@ from metalab.records import (
     ResultDocument,
     RunRecord,
 )
+from metalab.store import registry as registry_module
 
 if TYPE_CHECKING:
     from metalab.query import FieldInfo, Query
@@ -53,6 +54,7 @@ __all__ = [
     "SupportsExperiments",
     "SupportsIndexRebuild",
     "SupportsIndexSync",
+    "SupportsIndexedFiles",
     "SupportsLogs",
     "SupportsQuery",
     "SupportsStructuredResults",
@@ -311,6 +313,22 @@ class SupportsQuery(Protocol):
 
 
 @runtime_checkable
+class SupportsIndexedFiles(Protocol):
+    """The store indexes files that another store holds (a PostgresStore over its files).
+
+    Code that runs in other processes (the workers of a ``DaskExecutor``) may connect
+    :attr:`files_config` and write the files directly, leaving the indexing to this
+    store: its bulk put (:class:`SupportsBulkPut`) for the records they send back, and
+    :meth:`~SupportsIndexSync.sync_index` for what they wrote and never reported.
+    """
+
+    @property
+    def files_config(self) -> StoreConfig:
+        """The config of the store that holds the files this store indexes."""
+        ...
+
+
+@runtime_checkable
 class SupportsIndexSync(Protocol):
     """The store's index can be brought up to date with its files incrementally."""
 
@@ -352,11 +370,15 @@ class StoreConfig(Protocol):
     Attributes:
         scheme: The locator scheme (``"file"``, ``"postgresql"``, ...).
         aliases: Other schemes handled by the same class (``"postgres"``).
+        process_local: The store lives in one process's memory: another process
+            that connects this config gets a different, empty store, so the config
+            must not be handed to workers in other processes.
         experiment_id: The experiment this config is scoped to, or ``None``.
     """
 
     scheme: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
+    process_local: ClassVar[bool] = False
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
     experiment_id: str | None
 
@@ -365,8 +387,6 @@ class StoreConfig(Protocol):
         # Only classes that define their own scheme register (not intermediate bases).
         scheme = cls.__dict__.get("scheme")
         if isinstance(scheme, str):
-            from metalab.store import registry as registry_module
-
             for name in (scheme, *cls.__dict__.get("aliases", ())):
                 registry_module.registry.register(name, cls)
 
@@ -427,8 +447,6 @@ class StoreConfig(Protocol):
         Raises:
             ConfigError: ``_type`` is missing or unknown, or a field is invalid.
         """
-        from metalab.store import registry as registry_module
-
         if not isinstance(data, Mapping):
             raise ConfigError(f"a store config dict must be a mapping, got {type(data).__name__}")
         fields = dict(data)

@@ -30,6 +30,8 @@ __all__ = ["ENTRY_POINT_GROUP", "ConfigRegistry", "registry"]
 
 ENTRY_POINT_GROUP: Final = "metalab.stores"
 
+_STORE_CONFIG: Final = "metalab.store.abc:StoreConfig"
+
 _BUILTINS: Final = {
     "file": "metalab.store._file:FileStoreConfig",
     "memory": "metalab.store._memory:MemoryStoreConfig",
@@ -40,6 +42,10 @@ _BUILTINS: Final = {
 
 def _qualified(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _is_store_config(cls: type) -> bool:
+    return _qualified(cls) == _STORE_CONFIG
 
 
 class ConfigRegistry:
@@ -121,8 +127,6 @@ class ConfigRegistry:
         return entry
 
     def _load(self, scheme: str, path: str) -> type[StoreConfig]:
-        from metalab.store.abc import StoreConfig
-
         module_name, _, attr = path.partition(":")
         try:
             obj: object = importlib.import_module(module_name)
@@ -133,8 +137,9 @@ class ConfigRegistry:
                 f"store plugin for scheme {scheme!r} ({path}) failed to load: {exc!r}"
             ) from exc
         # StoreConfig has data members, so issubclass() cannot test it structurally;
-        # configs subclass it explicitly, which the MRO shows.
-        if not (isinstance(obj, type) and StoreConfig in obj.__mro__):
+        # configs subclass it explicitly, which the MRO shows. It is matched by name
+        # because abc imports this module (subclassing registers), not the reverse.
+        if not (isinstance(obj, type) and any(map(_is_store_config, obj.__mro__))):
             raise RegistryError(
                 f"store plugin for scheme {scheme!r} ({path}) is not a StoreConfig subclass"
             )

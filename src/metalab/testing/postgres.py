@@ -37,14 +37,13 @@ import pytest
 
 from metalab import _codec
 from metalab.records import DerivedMetrics, RunRecord
+from metalab.store import PostgresStoreConfig
 from metalab.store.locator import redact
 from metalab.testing import comparable
 
 if TYPE_CHECKING:
     import psycopg
     from pgserver.postgres_server import PostgresServer as PgServer
-
-    from metalab.store import PostgresStoreConfig
 
 __all__ = [
     "ENV_URL",
@@ -101,7 +100,7 @@ def _server_version(url: str) -> str:
     Raises:
         ConnectionError: The server does not answer (the message is redacted).
     """
-    import psycopg
+    import psycopg  # noqa: PLC0415 -- optional (postgres extra)
 
     try:
         with psycopg.connect(url, connect_timeout=5) as conn:
@@ -116,8 +115,8 @@ def _docker_answers() -> bool:
     if "DOCKER_HOST" not in os.environ and not _DOCKER_SOCKET.exists():
         return False
     try:
-        import docker  # type: ignore[import-untyped]
-        import requests
+        import docker  # type: ignore[import-untyped]  # noqa: PLC0415 -- optional (Docker)
+        import requests  # noqa: PLC0415 -- optional (Docker)
     except ImportError:
         return False
     try:
@@ -143,7 +142,7 @@ def _start_pgserver() -> PgServer:
     # and a suite running with warnings as errors must not fail on it.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from pgserver.postgres_server import get_server
+        from pgserver.postgres_server import get_server  # noqa: PLC0415 -- optional (pgserver)
 
         server = get_server(directory, cleanup_mode="delete")
     _throwaway_settings(server.get_uri())
@@ -152,8 +151,8 @@ def _start_pgserver() -> PgServer:
 
 def _throwaway_settings(url: str) -> None:
     """Trade durability for speed on a throwaway server: nothing on it must survive."""
-    import psycopg
-    from psycopg import sql
+    import psycopg  # noqa: PLC0415 -- optional (postgres extra)
+    from psycopg import sql  # noqa: PLC0415 -- optional (postgres extra)
 
     with psycopg.connect(url, autocommit=True) as conn:
         for name in ("fsync", "synchronous_commit", "full_page_writes"):
@@ -175,7 +174,7 @@ def postgres_server() -> Iterator[PostgresServerInfo]:
         yield PostgresServerInfo(url, "env", version)
         return
     if _docker_answers():
-        from testcontainers.community.postgres import PostgresContainer
+        from testcontainers.community.postgres import PostgresContainer  # noqa: PLC0415 -- optional
 
         with PostgresContainer(_IMAGE, driver=None) as container:
             url = container.get_connection_url()
@@ -204,8 +203,8 @@ def postgres_schema(postgres_url: str) -> Iterator[str]:
 
     The schema is not created: the code under test creates it (as a store does).
     """
-    import psycopg
-    from psycopg import sql
+    import psycopg  # noqa: PLC0415 -- optional (postgres extra)
+    from psycopg import sql  # noqa: PLC0415 -- optional (postgres extra)
 
     name = f"metalab_test_{uuid.uuid4().hex}"
     yield name
@@ -216,8 +215,6 @@ def postgres_schema(postgres_url: str) -> Iterator[str]:
 @pytest.fixture
 def postgres_config(postgres_url: str, postgres_schema: str, tmp_path: Path) -> PostgresStoreConfig:
     """An unscoped store config on the test's schema, with its files under ``tmp_path``."""
-    from metalab.store import PostgresStoreConfig
-
     return PostgresStoreConfig(
         connection_string=postgres_url,
         file_root=str(tmp_path / "files"),
@@ -238,7 +235,7 @@ class RestartablePostgres:
 
     def stop(self) -> None:
         """Stop the server (fast shutdown: open connections are cut)."""
-        from pgserver._commands import POSTGRES_BIN_PATH
+        from pgserver._commands import POSTGRES_BIN_PATH  # noqa: PLC0415 -- optional (pgserver)
 
         pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
         subprocess.run(
@@ -300,7 +297,7 @@ def pytest_report_header() -> list[str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from pgserver._commands import POSTGRES_BIN_PATH
+            from pgserver._commands import POSTGRES_BIN_PATH  # noqa: PLC0415 -- optional (pgserver)
         version = subprocess.run(
             [str(POSTGRES_BIN_PATH / "postgres"), "--version"],
             capture_output=True,
@@ -328,7 +325,7 @@ class PostgresStoreBackdoor:
     """
 
     def __init__(self, url: str, schema: str, directory: Path, experiment_id: str) -> None:
-        import psycopg
+        import psycopg  # noqa: PLC0415 -- optional (postgres extra)
 
         self.directory = directory
         self.schema = schema
@@ -340,13 +337,13 @@ class PostgresStoreBackdoor:
         self._conn.close()
 
     def _table(self, name: str) -> psycopg.sql.Identifier:
-        from psycopg import sql
+        from psycopg import sql  # noqa: PLC0415 -- optional (postgres extra)
 
         return sql.Identifier(self.schema, name)
 
     def index_docs(self, table: str) -> dict[str, bytes]:
         """``key -> doc`` of an index table (``runs``, ``derived`` or ``manifests``)."""
-        from psycopg import sql
+        from psycopg import sql  # noqa: PLC0415 -- optional (postgres extra)
 
         key = sql.SQL("name" if table == "manifests" else "run_id")
         found = self._conn.execute(
@@ -406,7 +403,7 @@ class PostgresStoreBackdoor:
 
     def write_raw_run_record(self, run_id: str, data: bytes) -> None:
         """Plant ``data`` as the record of ``run_id`` in the files and in the index."""
-        from psycopg import sql
+        from psycopg import sql  # noqa: PLC0415 -- optional (postgres extra)
 
         self._write(self.directory / "runs" / f"{run_id}.json", data)
         self._conn.execute(
@@ -431,7 +428,7 @@ class PostgresStoreBackdoor:
 
     def write_raw_derived(self, run_id: str, data: bytes) -> None:
         """Plant ``data`` as the derived metrics of ``run_id`` in the files and the index."""
-        from psycopg import sql
+        from psycopg import sql  # noqa: PLC0415 -- optional (postgres extra)
 
         self._write(self.directory / "derived" / f"{run_id}.json", data)
         self._conn.execute(

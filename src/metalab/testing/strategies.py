@@ -13,6 +13,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from metalab.query import And, Compare, Contains, Exists, Field, In, Not, Or, OrderBy, Query
 from metalab.records import (
     ArtifactDescriptor,
     ArtifactManifest,
@@ -287,8 +288,6 @@ def query_derived() -> st.SearchStrategy[dict[str, MetricValue]]:
 
 @st.composite
 def _predicates(draw: st.DrawFn) -> Any:
-    from metalab.query import Compare, Contains, Exists, Field, In
-
     kind = draw(st.sampled_from(["params", "metrics", "derived", "record"]))
     if kind == "params":
         path = draw(st.sampled_from([(k,) for k in _Q_PARAM_KEYS] + [("a", "x"), ("b", "y")]))
@@ -333,8 +332,6 @@ def _same_kind(fld: Any) -> st.SearchStrategy[Any]:
 
 def query_expressions() -> st.SearchStrategy[Any]:
     """Random filters over the keys of :func:`query_records` (``metalab.query`` ASTs)."""
-    from metalab.query import And, Not, Or
-
     return st.recursive(
         _predicates(),
         lambda children: st.one_of(
@@ -348,8 +345,6 @@ def query_expressions() -> st.SearchStrategy[Any]:
 
 def queries() -> st.SearchStrategy[Any]:
     """Random complete queries: filter, sort keys, limit and offset."""
-    from metalab.query import Field, OrderBy, Query
-
     sort_fields = st.sampled_from(
         [Field("params", (k,)) for k in _Q_PARAM_KEYS]
         + [Field("metrics", (k,)) for k in _Q_METRIC_KEYS]

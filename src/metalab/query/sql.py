@@ -13,7 +13,8 @@ non-finite float is ``{"$float": "NaN" | "Infinity" | "-Infinity"}``: infinities
 back as ``numeric`` infinities and NaN compares with nothing. ``jsonb`` numbers are
 compared as exact ``numeric``; ``duration_ms`` (a ``float8`` column) as ``float8``.
 
-This module imports psycopg; only the Postgres store imports it.
+Needs the ``postgres`` extra: this module imports psycopg, so :mod:`metalab.query`
+does not import it (``import metalab`` never loads psycopg); import it by path.
 """
 
 from __future__ import annotations

@@ -1,0 +1,413 @@
+"""The runs of an experiment as a sequence (:class:`Results`), and :func:`load_results`."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Self, overload
+
+from metalab._optional import require
+from metalab.errors import CapabilityError
+from metalab.query import And, Expr, F, OrderBy, Query, build_query, select
+from metalab.records import MetricValue, RunRecord, Status, metric_value
+from metalab.results._frames import (
+    Column,
+    frame_columns,
+    namespaces_for,
+    pandas_frame,
+    polars_frame,
+    project,
+)
+from metalab.results._run import Run
+from metalab.store import (
+    Store,
+    StoreConfig,
+    StoreLike,
+    SupportsLogs,
+    SupportsQuery,
+    SupportsStructuredResults,
+    coerce_store_config,
+    derived_lookup,
+    select_runs,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
+
+__all__ = ["Results", "load_results"]
+
+
+def _matches(value: object, expected: object) -> bool:
+    if callable(expected):
+        return bool(expected(value))
+    return value == expected
+
+
+class Results(Sequence[Run]):
+    """The runs of an experiment: sized, iterable, indexable and filterable.
+
+    ``results[i]`` is a :class:`Run`, ``results[i:j]`` and :meth:`filter` return new
+    ``Results`` over the same store. Derived metrics are read from the store once,
+    when first needed, and shared by those views.
+
+    Args:
+        records: The run records, in the order to present them.
+        store: The store they were read from (for artifacts, logs, data, derived).
+        owns_store: Close ``store`` when these results are closed.
+    """
+
+    def __init__(
+        self,
+        records: Iterable[RunRecord],
+        store: Store,
+        *,
+        owns_store: bool = False,
+        complete: str | None = None,
+    ) -> None:
+        self._records = list(records)
+        self._store = store
+        self._owns_store = owns_store
+        # The experiment whose every run these results hold (None for a subset): a
+        # query over them can then be answered by the store's own engine.
+        self._complete = complete
+        self._derived: dict[str, dict[str, MetricValue]] | None = None
+
+    def _view(self, records: Iterable[RunRecord]) -> Results:
+        view = Results(records, self._store)
+        view._derived = self._derived
+        return view
+
+    @property
+    def store(self) -> Store:
+        """The store the runs were loaded from."""
+        return self._store
+
+    @property
+    def records(self) -> list[RunRecord]:
+        """The underlying run records (a copy of the list)."""
+        return list(self._records)
+
+    @property
+    def run_ids(self) -> list[str]:
+        """The ids of the runs, in order."""
+        return [r.run_id for r in self._records]
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[Run]:
+        return (Run(r, self) for r in self._records)
+
+    @overload
+    def __getitem__(self, index: int) -> Run: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Results: ...
+
+    def __getitem__(self, index: int | slice) -> Run | Results:
+        if isinstance(index, slice):
+            return self._view(self._records[index])
+        return Run(self._records[index], self)
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for record in self._records:
+            counts[record.status] = counts.get(record.status, 0) + 1
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        return f"<Results: {len(self._records)} runs{': ' + summary if summary else ''}>"
+
+    def get(self, run_id: str) -> Run | None:
+        """Return the run with id ``run_id``, or ``None``."""
+        for record in self._records:
+            if record.run_id == run_id:
+                return Run(record, self)
+        return None
+
+    def filter(
+        self,
+        where: Expr | str | None = None,
+        *,
+        status: Status | Iterable[Status] | None = None,
+        tags: str | Iterable[str] | None = None,
+        params: Mapping[str, object] | None = None,
+        metrics: Mapping[str, object] | None = None,
+        order_by: Sequence[OrderBy | str] | OrderBy | str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Results:
+        """Return the runs that match every given condition.
+
+        ``where``, ``order_by``, ``limit`` and ``offset`` are the query language of
+        :mod:`metalab.query` (``"params.lr < 0.01 and metrics.acc >= 0.9"``); when
+        these results hold a whole experiment and the store answers queries itself
+        (:class:`~metalab.store.abc.SupportsQuery`, e.g. the Postgres index), the
+        query runs there. The keyword conditions are applied afterwards, in Python.
+
+        Args:
+            where: A filter expression or its string form.
+            status: A status, or several (any of them matches).
+            tags: A tag, or several (a run must have all of them).
+            params: Param name -> the value it must equal, or a predicate
+                (``{"lr": lambda v: v < 0.1}``). A run without the param never
+                matches.
+            metrics: The same for metrics (a separate namespace from params).
+            order_by: Sort keys (``"metrics.acc desc"``, ``F.metrics["acc"].desc()``).
+            limit: At most this many runs (after sorting).
+            offset: Skip this many runs first.
+
+        Raises:
+            QuerySyntaxError: ``where`` or ``order_by`` does not parse.
+        """
+        selected = self._records
+        if where is not None or order_by is not None or limit is not None or offset:
+            selected = self._query(build_query(where, order_by, limit, offset))
+        if status is not None:
+            wanted = {status} if isinstance(status, str) else set(status)
+            selected = [r for r in selected if r.status in wanted]
+        if tags is not None:
+            required = {tags} if isinstance(tags, str) else set(tags)
+            selected = [r for r in selected if required.issubset(r.tags)]
+        for attribute, conditions in (("params", params), ("metrics", metrics)):
+            for key, expected in (conditions or {}).items():
+                selected = [
+                    r
+                    for r in selected
+                    if key in getattr(r, attribute)
+                    and _matches(getattr(r, attribute)[key], expected)
+                ]
+        return self._view(selected)
+
+    def _query(self, query: Query) -> list[RunRecord]:
+        store = self._store
+        if self._complete is not None and isinstance(store, SupportsQuery):
+            scoped = F.experiment_id == self._complete
+            where = scoped if query.where is None else And.of(scoped, query.where)
+            return store.query_runs(dataclasses.replace(query, where=where))
+        derived = self._load_derived() if query.uses_namespace("derived") else {}
+        return select(self._records, query, lambda record: derived.get(record.run_id))
+
+    @property
+    def successful(self) -> Results:
+        """The runs with status ``success``."""
+        return self.filter(status="success")
+
+    @property
+    def failed(self) -> Results:
+        """The runs with status ``failed``."""
+        return self.filter(status="failed")
+
+    def log_store(self, operation: str) -> SupportsLogs:
+        """Return the store as :class:`SupportsLogs`, or raise ``CapabilityError``."""
+        store = self._store
+        if not isinstance(store, SupportsLogs):
+            raise CapabilityError(type(store).__qualname__, "SupportsLogs", operation)
+        return store
+
+    def result_store(self, operation: str) -> SupportsStructuredResults:
+        """Return the store as :class:`SupportsStructuredResults`, or raise."""
+        store = self._store
+        if not isinstance(store, SupportsStructuredResults):
+            raise CapabilityError(type(store).__qualname__, "SupportsStructuredResults", operation)
+        return store
+
+    def _load_derived(self) -> dict[str, dict[str, MetricValue]]:
+        if self._derived is None:
+            experiments = {record.experiment_id for record in self._records}
+            lookup = derived_lookup(
+                self._store, experiments.pop() if len(experiments) == 1 else None
+            )
+            derived: dict[str, dict[str, MetricValue]] = {}
+            for record in self._records:
+                metrics = lookup(record)
+                if metrics is not None:
+                    derived[record.run_id] = dict(metrics)
+            self._derived = derived
+        return self._derived
+
+    def derived_of(self, run_id: str) -> dict[str, MetricValue]:
+        """Return the derived metrics of one run (empty if it has none)."""
+        if self._derived is None:
+            document = self._store.get_derived(run_id)
+            return {} if document is None else dict(document.metrics)
+        return dict(self._derived.get(run_id, {}))
+
+    def compute_derived(self, fn: Callable[[Run], Mapping[str, MetricValue]]) -> int:
+        """Compute metrics from each run and store them as its derived metrics.
+
+        The new metrics are merged into the run's existing derived metrics (a name
+        computed again replaces its old value) and written with ``put_derived``.
+
+        Args:
+            fn: Called with each :class:`Run`; returns metric name -> scalar.
+
+        Returns:
+            The number of runs whose derived metrics were stored.
+
+        Raises:
+            TypeError: ``fn`` returned something other than a mapping of scalars.
+        """
+        derived = self._load_derived()
+        count = 0
+        for record in self._records:
+            computed = fn(Run(record, self))
+            if not isinstance(computed, Mapping):
+                raise TypeError(
+                    f"compute_derived expects fn to return a dict of metrics, "
+                    f"got {type(computed).__name__} for run {record.run_id!r}"
+                )
+            checked = {str(k): metric_value(str(k), v) for k, v in computed.items()}
+            merged = {**derived.get(record.run_id, {}), **checked}
+            self._store.put_derived(record.run_id, merged)
+            derived[record.run_id] = merged
+            count += 1
+        return count
+
+    def _frame_columns(self, columns: Sequence[str] | None = None) -> list[Column]:
+        namespaces = namespaces_for(columns)
+        empty: dict[str, MetricValue] = {}
+        if "derived" in namespaces:
+            derived = self._load_derived()
+            rows = [derived.get(r.run_id, empty) for r in self._records]
+        else:
+            rows = [empty] * len(self._records)
+        built = frame_columns(self._records, rows, namespaces)
+        return built if columns is None else project(built, columns)
+
+    def to_dataframe(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Return a pandas DataFrame with one row per run.
+
+        Pass ``columns`` to build only those (names as below, or ``"params.*"``-style
+        wildcards per namespace): a frame without ``derived.*`` columns does not read
+        the derived metrics at all.
+
+        Columns: ``run_id``, ``experiment_id``, ``status``, ``started_at``,
+        ``finished_at`` (``datetime64[UTC]``), ``duration_ms``, ``error_type``,
+        ``error_message``, ``tags``, then ``params.*``, ``metrics.*`` and
+        ``derived.*`` (nested param dicts flattened with dots). Dtypes: bool columns
+        stay bool, int columns are int64 (float64 when some runs lack the value),
+        mixed int/float columns float64, strings are strings and anything else
+        ``object``.
+
+        Raises:
+            MissingDependencyError: pandas is not installed.
+            KeyError: A requested column does not exist (the message lists them).
+        """
+        require("pandas", extra="pandas", feature="Results.to_dataframe()")
+        return pandas_frame(self._frame_columns(columns), len(self._records))
+
+    def to_polars(self, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """Return a polars DataFrame with one row per run (columns as :meth:`to_dataframe`).
+
+        Missing values are nulls, so int and bool columns keep their type.
+
+        Raises:
+            MissingDependencyError: polars is not installed.
+            KeyError: A requested column does not exist (the message lists them).
+        """
+        require("polars", extra="polars", feature="Results.to_polars()")
+        return polars_frame(self._frame_columns(columns))
+
+    def close(self) -> None:
+        """Close the store, if these results opened it (``load_results`` of a locator)."""
+        if self._owns_store:
+            self._store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _sort_key(record: RunRecord) -> tuple[dt.datetime, str]:
+    return record.started_at, record.run_id
+
+
+def load_results(
+    source: StoreLike | Store,
+    experiment_id: str | None = None,
+    *,
+    where: Expr | str | None = None,
+    order_by: Sequence[OrderBy | str] | OrderBy | str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> Results:
+    """Load the runs of an experiment for analysis.
+
+    >>> results = load_results("./experiments", experiment_id="my_exp:1.0")  # doctest: +SKIP
+    >>> df = results.to_dataframe()  # doctest: +SKIP
+    >>> best = load_results(  # doctest: +SKIP
+    ...     "postgresql://db/lab?file_root=/data", "my_exp:1.0",
+    ...     where="status == 'success' and params.lr < 0.01",
+    ...     order_by="metrics.acc desc", limit=20,
+    ... )
+
+    Args:
+        source: A collection root path or locator (``"./experiments"``,
+            ``"postgresql://...?file_root=..."``), a ``StoreConfig`` (scoped or
+            not) or a connected store.
+        experiment_id: The experiment to load; needed with a collection root,
+            optional with a scoped config or store.
+        where: Only runs matching this filter (:mod:`metalab.query` syntax or
+            expression). Stores that answer queries (the Postgres index) evaluate it
+            themselves, so only the matching records are fetched.
+        order_by: Sort keys; without them runs come oldest first.
+        limit: At most this many runs.
+        offset: Skip this many runs first.
+
+    Returns:
+        The runs. Results loaded from a locator or config own the store they
+        connected: ``close()`` them (or use ``with``) when done.
+
+    Raises:
+        ConfigError: ``experiment_id`` conflicts with the config's scope, or the
+            locator is invalid.
+        QuerySyntaxError: ``where`` or ``order_by`` does not parse.
+        TypeError: ``source`` is not a locator, config or store.
+    """
+    query = (
+        build_query(where, order_by, limit, offset)
+        if where is not None or order_by is not None or limit is not None or offset
+        else None
+    )
+    if isinstance(source, StoreConfig | str | os.PathLike):
+        config = coerce_store_config(source, experiment_id=experiment_id)
+        store = config.connect()
+        wanted = experiment_id or config.experiment_id
+        owns = True
+    elif callable(getattr(source, "list_run_records", None)):
+        store, wanted, owns = source, experiment_id, False
+    else:
+        raise TypeError(
+            "load_results() takes a path, a locator, a StoreConfig or a store, "
+            f"got {type(source).__qualname__}"
+        )
+    try:
+        if query is None:
+            records = sorted(store.list_run_records(wanted), key=_sort_key)
+            return Results(records, store, owns_store=owns, complete=wanted)
+        if isinstance(store, SupportsQuery):
+            if wanted is not None:
+                scoped = F.experiment_id == wanted
+                query = dataclasses.replace(
+                    query, where=scoped if query.where is None else And.of(scoped, query.where)
+                )
+            records = store.query_runs(query)
+        else:
+            records = select_runs(store, query, wanted)
+        if not query.order_by:
+            records.sort(key=_sort_key)
+        return Results(records, store, owns_store=owns)
+    except BaseException:
+        if owns:
+            store.close()
+        raise

@@ -1,0 +1,155 @@
+"""One run of an experiment as :class:`~metalab.results.Results` presents it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from metalab.records import (
+    ArtifactDescriptor,
+    ErrorInfo,
+    JSONValue,
+    MetricValue,
+    Provenance,
+    RunRecord,
+    Status,
+)
+
+if TYPE_CHECKING:
+    from metalab.results._results import Results
+
+__all__ = ["Run"]
+
+
+class Run:
+    """One run of an experiment, as stored.
+
+    Attributes come from the run record; :attr:`derived`, :meth:`artifact`,
+    :meth:`log` and :meth:`data` read from the store the results were loaded from.
+    """
+
+    __slots__ = ("_record", "_results")
+
+    def __init__(self, record: RunRecord, results: Results) -> None:
+        self._record = record
+        self._results = results
+
+    def __repr__(self) -> str:
+        return f"<Run {self._record.run_id[:12]} {self._record.status} params={self.params!r}>"
+
+    @property
+    def record(self) -> RunRecord:
+        """The underlying immutable record."""
+        return self._record
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self._record.run_id
+
+    @property
+    def experiment_id(self) -> str:
+        """The experiment it belongs to."""
+        return self._record.experiment_id
+
+    @property
+    def status(self) -> Status:
+        """``running``, ``success``, ``failed`` or ``cancelled``."""
+        return self._record.status
+
+    @property
+    def params(self) -> dict[str, JSONValue]:
+        """The run's parameters."""
+        return self._record.params
+
+    @property
+    def metrics(self) -> dict[str, MetricValue]:
+        """The metrics the operation captured."""
+        return self._record.metrics
+
+    @property
+    def derived(self) -> dict[str, MetricValue]:
+        """Metrics computed after the run (:meth:`Results.compute_derived`); may be empty."""
+        return self._results.derived_of(self._record.run_id)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The run's tags."""
+        return self._record.tags
+
+    @property
+    def started_at(self) -> dt.datetime:
+        """When the run started (UTC)."""
+        return self._record.started_at
+
+    @property
+    def finished_at(self) -> dt.datetime | None:
+        """When it ended (UTC); ``None`` while running."""
+        return self._record.finished_at
+
+    @property
+    def duration_ms(self) -> float | None:
+        """Wall time in milliseconds; ``None`` while running."""
+        return self._record.duration_ms
+
+    @property
+    def error(self) -> ErrorInfo | None:
+        """The exception that ended a failed run (type, message, traceback)."""
+        return self._record.error
+
+    @property
+    def provenance(self) -> Provenance:
+        """Where and with what the run executed."""
+        return self._record.provenance
+
+    @property
+    def artifacts(self) -> tuple[ArtifactDescriptor, ...]:
+        """Descriptors of the run's artifacts (name, kind, format, sha256, size)."""
+        return self._record.artifacts
+
+    def artifact(self, name: str) -> bytes:
+        """Return the bytes of artifact ``name``.
+
+        Raises:
+            ArtifactNotFoundError: The run has no such artifact.
+        """
+        return self._results.store.get_artifact(self._record.run_id, name)
+
+    @property
+    def logs(self) -> list[str]:
+        """The names of the run's logs (``"run"`` is the one ``capture.log`` writes).
+
+        Raises:
+            CapabilityError: The store does not keep logs.
+        """
+        return self._results.log_store("Run.logs").list_logs(self._record.run_id)
+
+    def log(self, name: str = "run") -> str | None:
+        """Return the text of log ``name``, or ``None`` if the run has no such log.
+
+        Raises:
+            CapabilityError: The store does not keep logs.
+        """
+        return self._results.log_store("Run.log()").get_log(self._record.run_id, name)
+
+    @property
+    def data_names(self) -> list[str]:
+        """The names of the structured data captured with ``capture.data``.
+
+        Raises:
+            CapabilityError: The store does not keep structured results.
+        """
+        store = self._results.result_store("Run.data_names")
+        return store.list_results(self._record.run_id)
+
+    def data(self, name: str) -> JSONValue:
+        """Return structured data ``name`` (``None`` if the run has none by that name).
+
+        Arrays captured from NumPy come back as nested lists; the stored document
+        (with ``dtype`` and ``shape``) is ``results.store.get_result(run_id, name)``.
+
+        Raises:
+            CapabilityError: The store does not keep structured results.
+        """
+        document = self._results.result_store("Run.data()").get_result(self._record.run_id, name)
+        return None if document is None else document.data
