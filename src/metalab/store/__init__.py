@@ -5,6 +5,39 @@ adds a query index on top of it. Both, and any third-party store, are reached th
 the same locators (``"./experiments"``, ``"file:///..."``, ``"postgresql://..."``) and
 configs. ``PostgresStore``, ``PostgresStoreConfig`` and ``PostgresIndex`` are loaded on
 first use, so importing this package never imports psycopg.
+
+Which module owns what (each rule of the contract has exactly one home)::
+
+    abc.py               the contract: Store, StoreConfig, the Supports* capabilities
+    registry.py          scheme -> config class (and 'metalab.stores' entry points)
+    locator.py           parsing locators; _factory.py: locator/config -> store
+    _rules.py            the rules every backend calls: which record wins (with its
+                         SQL twin), the scope check, "a document holds the run it is
+                         filed under", id and name validation
+    _collection.py       the one router of stores that hold many experiments: bound
+                         to one space, or routing by experiment (FileStore, MemoryStore)
+    _query.py            queries and field catalogs answered in Python over any Store
+    transfer.py          export_store: copying between any two stores
+
+    _file.py             FileStoreConfig, FileStore (a Collection of directories) and
+                         its document API: documents with their file state
+    _directory.py        one store directory: the layout's documents, no routing
+    _layout.py           where each document lives in a directory
+    _fileio.py           atomic writes, reads, the directory lock
+    _documents.py        Document, DocumentRef, FileState: what an index consumes
+
+    _memory.py           MemoryStoreConfig, MemoryStore (a Collection of partitions)
+
+    _index.py            the RecordIndex protocol: what an index over a FileStore is
+    _indexed.py          IndexedStore = FileStore + RecordIndex: stale marks, fallback
+                         reads, sync and rebuild through the FileStore's document API
+    _postgres.py         PostgresStoreConfig and PostgresStore (an IndexedStore);
+                         imports psycopg only when a store is opened
+    _postgres_index.py   PostgresIndex, the RecordIndex on psycopg 3
+    _postgres_pool.py    the connection pool, and what "unreachable" means
+    _postgres_rows.py    document -> index row
+    _postgres_schema.py  the index tables, declared once; the DDL derived from them
+    _postgres_sql.py     every statement, grouped per table
 """
 
 from __future__ import annotations

@@ -58,6 +58,7 @@ from metalab.store._fileio import (
     read_with_state,
     remove_file,
     remove_tree,
+    replace_into,
     write_temp,
 )
 from metalab.store._layout import FileStoreLayout, manifest_file_name
@@ -471,13 +472,7 @@ class StoreDirectory:
         data = _codec.DERIVED.encode(DerivedMetrics(metrics=dict(metrics)))
         target = f"{self._derived}/{run_id}.json"
         tmp = write_temp(self._derived, data, durable=self._durable)
-        try:
-            os.replace(tmp.path, target)
-        except BaseException:
-            discard(tmp.path)
-            raise
-        if self._durable:
-            fsync_directory(self._derived)
+        replace_into(tmp.path, target, durable=self._durable)
         state = FileState(tmp.mtime_ns, tmp.size)
         return Document("derived", run_id, self._experiment_id, data, state, target)
 

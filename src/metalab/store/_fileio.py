@@ -46,6 +46,7 @@ __all__ = [
     "read_with_state",
     "remove_file",
     "remove_tree",
+    "replace_into",
     "temp_path",
     "write_temp",
 ]
@@ -81,12 +82,6 @@ else:
             os.close(fd)
 
 
-def _unlink_quietly(path: str) -> None:
-    # Cleanup after another error: the original exception is the one to report.
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
 class TempFile(NamedTuple):
     """A temp file written by :func:`write_temp`, and its state once written.
 
@@ -117,7 +112,7 @@ def write_temp(directory: str, data: bytes | bytearray | memoryview, *, durable:
         finally:
             os.close(fd)
     except BaseException:
-        _unlink_quietly(tmp)
+        discard(tmp)
         raise
     return TempFile(tmp, stat.st_mtime_ns, stat.st_size)
 
@@ -133,15 +128,23 @@ def atomic_write(
         durable: fsync the file before the rename and the directory after it.
     """
     target = os.fspath(path)
-    directory = os.path.dirname(target) or "."
-    tmp = write_temp(directory, data, durable=durable).path
+    tmp = write_temp(os.path.dirname(target) or ".", data, durable=durable)
+    replace_into(tmp.path, target, durable=durable)
+
+
+def replace_into(tmp: str, target: str, *, durable: bool) -> None:
+    """Move the temp file ``tmp`` over ``target`` (in the same directory).
+
+    On error ``tmp`` is removed; with ``durable`` the directory is fsynced after the
+    rename, so the new entry survives a power cut.
+    """
     try:
         os.replace(tmp, target)
     except BaseException:
-        _unlink_quietly(tmp)
+        discard(tmp)
         raise
     if durable:
-        fsync_directory(directory)
+        fsync_directory(os.path.dirname(target) or ".")
 
 
 def link_into_place(tmp: str, target: str) -> bool | None:
@@ -173,15 +176,8 @@ def atomic_copy(source: StrPath, path: StrPath, *, durable: bool = False) -> tup
         The hex sha256 of the content and its size in bytes.
     """
     target = os.fspath(path)
-    directory = os.path.dirname(target) or "."
-    digest, size, tmp = copy_to_temp(source, directory, durable=durable)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    if durable:
-        fsync_directory(directory)
+    digest, size, tmp = copy_to_temp(source, os.path.dirname(target) or ".", durable=durable)
+    replace_into(tmp, target, durable=durable)
     return digest, size
 
 
@@ -210,7 +206,7 @@ def copy_to_temp(source: StrPath, directory: str, *, durable: bool) -> tuple[str
             finally:
                 os.close(fd)
         except BaseException:
-            _unlink_quietly(tmp)
+            discard(tmp)
             raise
     return digest.hexdigest(), size, tmp
 

@@ -22,10 +22,9 @@ import logging
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Final, Literal, Protocol, Self, TypeVar
+from typing import IO, Self, TypeVar
 
 from metalab import _codec
 from metalab.errors import ConfigError, IndexStaleWarning, IndexUnavailableError, StoreError
@@ -45,157 +44,22 @@ from metalab.store._documents import (
     DocumentKey,
     DocumentKind,
     DocumentRef,
-    FileState,
 )
 from metalab.store._file import FileStore, FileStoreConfig
+from metalab.store._index import (
+    DEFAULT_BATCH_SIZE,
+    IndexErrorPolicy,
+    RecordIndex,
+    SyncReport,
+)
 from metalab.store._rules import check_filed_under, validate_run_id
 from metalab.store.abc import ArtifactSource, ProgressCallback
 
-__all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "IndexErrorPolicy",
-    "IndexState",
-    "IndexedStore",
-    "RecordIndex",
-    "SyncReport",
-]
+__all__ = ["IndexedStore"]
 
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-DEFAULT_BATCH_SIZE: Final = 5_000
-"""Documents per bulk write (one ``COPY`` + merge transaction in Postgres)."""
-
-IndexErrorPolicy = Literal["raise", "fallback"]
-"""What reads do while the index is unreachable or stale: raise, or read the files."""
-
-
-@dataclass(frozen=True)
-class IndexState:
-    """What an index found when it was opened.
-
-    Attributes:
-        created: The index was created (or re-created for a new layout version) now.
-        needs_sync: Experiments (``None``: the whole index) whose files were there
-            when the index was created and are not indexed yet.
-        file_root: The file root the index was created for.
-    """
-
-    created: bool
-    needs_sync: frozenset[str | None]
-    file_root: str
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    """What :meth:`IndexedStore.sync_index` did.
-
-    Attributes:
-        indexed: Documents (records, derived metrics, manifests) that were new or
-            changed in the files and were (re)indexed.
-        removed: Documents whose file is gone and that were dropped from the index.
-        unchanged: Documents whose file had not changed since it was indexed.
-    """
-
-    indexed: int = 0
-    removed: int = 0
-    unchanged: int = 0
-
-
-class RecordIndex(Protocol):
-    """An index of the documents of a FileStore (implemented by ``PostgresIndex``).
-
-    Documents go in as the FileStore wrote them (:class:`Document`: exact bytes and
-    file state) and come out as those bytes. An ``experiment_id`` argument restricts
-    a read to one experiment; ``None`` means every experiment. The index keeps the
-    store's rules: a record never moves backwards (:mod:`metalab.store._rules`), in a
-    single write as in a batch. Every method raises
-    :class:`~metalab.errors.IndexUnavailableError` when the index cannot be reached,
-    and a ``CorruptRecordError`` for a document it cannot index.
-    """
-
-    def open(self) -> IndexState:
-        """Connect, create the index if it is missing, and report its state."""
-        ...
-
-    def close(self) -> None:
-        """Disconnect; idempotent."""
-        ...
-
-    def write(
-        self,
-        documents: Iterable[Document],
-        *,
-        removed: Iterable[DocumentKey] = (),
-        synced: tuple[str | None, Sequence[str]] | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-    ) -> None:
-        """Index documents and forget removed ones.
-
-        Args:
-            documents: Documents as written or read, in the order they were put.
-            removed: Documents whose files are gone.
-            synced: After a sync, ``(scope, experiments)``: the experiment synced
-                (``None``: the whole index, whose "needs sync" marks are cleared) and
-                the experiments that have a directory in the files (those of the
-                documents written are added).
-            batch_size: Documents per bulk transaction.
-        """
-        ...
-
-    def get(
-        self, kind: Literal["runs", "derived"], key: str, experiment_id: str | None
-    ) -> bytes | None:
-        """Return one run record or derived-metrics document, by run id, or ``None``."""
-        ...
-
-    def documents(self, kind: DocumentKind, experiment_id: str | None) -> list[tuple[str, bytes]]:
-        """Return ``(key, document)`` of every document of ``kind`` (manifests oldest first)."""
-        ...
-
-    def experiments(self, experiment_id: str | None) -> list[str]:
-        """Return the indexed experiments (only ``experiment_id``, if given), sorted."""
-        ...
-
-    def query(self, query: Query, experiment_id: str | None) -> list[tuple[str, bytes]]:
-        """Return ``(run_id, record)`` of the runs matching ``query``, in its order."""
-        ...
-
-    def fields(self, experiment_id: str) -> list[FieldInfo]:
-        """Return an experiment's field catalog."""
-        ...
-
-    def states(self, kind: DocumentKind, experiment_id: str | None) -> dict[str, FileState | None]:
-        """Return ``key -> state`` of the files the indexed documents came from.
-
-        ``None`` for a document whose file state is unknown (a later sync reads it).
-        """
-        ...
-
-    def rebuild(
-        self,
-        read: Callable[[DocumentKind], Iterable[Document]],
-        *,
-        scope: str | None,
-        experiments: Iterable[str],
-        total: int | None,
-        progress: ProgressCallback | None = None,
-    ) -> int:
-        """Replace the index (or one experiment's part of it) atomically.
-
-        Args:
-            read: The documents of a kind, as read from the files.
-            scope: The experiment rebuilt, or ``None`` for the whole index.
-            experiments: The experiments that have a directory in the files (those
-                of the documents read are added).
-            total: How many run records are expected, for ``progress``.
-            progress: Called as ``progress(done, total)`` while records are copied.
-
-        Returns:
-            The number of run records indexed.
-        """
-        ...
 
 
 def _unique_runs(documents: Iterable[Document]) -> Iterator[Document]:
@@ -217,11 +81,21 @@ def _unique_runs(documents: Iterable[Document]) -> Iterator[Document]:
 class IndexedStore:
     """The Store contract over a FileStore and its RecordIndex.
 
-    Reads that the index can answer (records, derived metrics, manifests,
-    experiments, queries, field catalogs) never touch the files; artifacts, logs
-    and structured results live only in the files. A store bound to one experiment
-    only ever returns that experiment's documents. Every method may be called from
-    several threads.
+    What differs from the contract of :class:`~metalab.store.abc.Store` and its
+    capabilities, which the methods follow:
+
+    - Every write goes to the files first, then to the index; a write the index
+      misses marks it stale (see the module docstring) and is not an error.
+    - Reads that the index can answer (records, derived metrics, manifests,
+      experiments, queries, field catalogs) never touch the files; while the index
+      is unreachable or stale they raise
+      :class:`~metalab.errors.IndexUnavailableError` (``on_index_error="raise"``) or
+      read the files (``"fallback"``). Artifacts, logs and structured results live
+      only in the files.
+    - A store bound to one experiment only ever returns that experiment's
+      documents; a closed store raises :class:`~metalab.errors.StoreError`.
+
+    Every method may be called from several threads.
 
     Args:
         files: The FileStore holding the files (the source of truth).
@@ -398,18 +272,7 @@ class IndexedStore:
         return record
 
     def put_run_record(self, record: RunRecord) -> None:
-        """Write a record to the files, then index it.
-
-        A ``running`` record never replaces a finished one, in the files or in the
-        index. If the index cannot be reached the record is still written; see the
-        module docstring.
-
-        Raises:
-            ConfigError: The run id cannot be a file name.
-            ValueError: A timestamp of the record is naive.
-            ExperimentMismatchError: The record belongs to another experiment than
-                this scoped store.
-        """
+        """Write a record to the files, then index it."""
         self._check_open()
         written = self._files.write_run(record)
         if written is not None:
@@ -418,17 +281,10 @@ class IndexedStore:
     def put_run_records(
         self, records: Iterable[RunRecord], *, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> int:
-        """Write many records to the files and index them in bulk, batch by batch.
+        """Write records to the files and index them in bulk, ``batch_size`` at a time.
 
-        Each batch is checked before any of it is written, so a bad record stores
-        none of its batch. Records are streamed: an iterator of any length is fine.
-
-        Args:
-            records: The records, with the same rules as :meth:`put_run_record`.
-            batch_size: Records per batch (one file chunk and one index merge).
-
-        Returns:
-            How many records were stored.
+        A batch is checked before any of it is written, so a bad record stores none
+        of its batch; one batch is one bulk merge into the index.
         """
         self._check_open()
         if batch_size < 1:
@@ -451,14 +307,7 @@ class IndexedStore:
         return len(batch)
 
     def get_run_record(self, run_id: str) -> RunRecord | None:
-        """Return a run's record from the index, or ``None`` if there is none.
-
-        Raises:
-            ConfigError: The run id is invalid.
-            CorruptRecordError: The stored document cannot be decoded.
-            IndexUnavailableError: The index is unreachable or stale and
-                ``on_index_error`` is ``"raise"``.
-        """
+        """Return a run's record from the index, or ``None``."""
         validate_run_id(run_id)
 
         def from_index() -> RunRecord | None:
@@ -468,7 +317,7 @@ class IndexedStore:
         return self._read(from_index, lambda: self._files.get_run_record(run_id))
 
     def run_exists(self, run_id: str) -> bool:
-        """Return whether a record of ``run_id`` is indexed (see :meth:`get_run_record`)."""
+        """Return whether a record of ``run_id`` is indexed."""
         validate_run_id(run_id)
         return self._read(
             lambda: self._index.get("runs", run_id, self._scope) is not None,
@@ -476,12 +325,7 @@ class IndexedStore:
         )
 
     def list_run_records(self, experiment_id: str | None = None) -> list[RunRecord]:
-        """Return every record (of one experiment, if given) from the index.
-
-        Raises:
-            CorruptRecordError: A stored document cannot be decoded.
-            IndexUnavailableError: See :meth:`get_run_record`.
-        """
+        """Return every record (of one experiment, if given), from the index."""
         matches, wanted = self._wanted(experiment_id)
         if not matches:
             self._check_open()
@@ -503,19 +347,19 @@ class IndexedStore:
         format: str = "bin",
         metadata: Mapping[str, JSONValue] | None = None,
     ) -> ArtifactDescriptor:
-        """Store an artifact in the files (see :meth:`FileStore.put_artifact`)."""
+        """Store an artifact in the files."""
         self._check_open()
         return self._files.put_artifact(
             run_id, name, data, kind=kind, format=format, metadata=metadata
         )
 
     def get_artifact(self, run_id: str, name: str) -> bytes:
-        """Return an artifact's bytes from the files; raise ``ArtifactNotFoundError``."""
+        """Return an artifact's bytes, from the files."""
         self._check_open()
         return self._files.get_artifact(run_id, name)
 
     def open_artifact(self, run_id: str, name: str) -> IO[bytes]:
-        """Open an artifact in the files; raise ``ArtifactNotFoundError`` if missing."""
+        """Open an artifact in the files for reading."""
         self._check_open()
         return self._files.open_artifact(run_id, name)
 
@@ -532,12 +376,7 @@ class IndexedStore:
         self._write_index((written,), experiments)
 
     def get_derived(self, run_id: str) -> DerivedMetrics | None:
-        """Return a run's derived metrics from the index, or ``None``.
-
-        Raises:
-            CorruptRecordError: The stored document cannot be decoded.
-            IndexUnavailableError: See :meth:`get_run_record`.
-        """
+        """Return a run's derived metrics from the index, or ``None``."""
         validate_run_id(run_id)
         source = f"{self._name}, derived metrics of run {run_id!r}"
 
@@ -548,12 +387,7 @@ class IndexedStore:
         return self._read(from_index, lambda: self._files.get_derived(run_id))
 
     def list_derived(self, experiment_id: str | None = None) -> dict[str, DerivedMetrics]:
-        """Return run id -> derived metrics of every indexed run that has them, at once.
-
-        Raises:
-            CorruptRecordError: A stored document cannot be decoded.
-            IndexUnavailableError: See :meth:`get_run_record`.
-        """
+        """Return run id -> derived metrics of an experiment's runs, in one index query."""
         matches, wanted = self._wanted(experiment_id)
         if not matches:
             self._check_open()
@@ -612,12 +446,7 @@ class IndexedStore:
         return self._files.list_results(run_id)
 
     def put_experiment_manifest(self, manifest: ExperimentManifest) -> None:
-        """Write a submission manifest to the files, then index it.
-
-        Raises:
-            ExperimentMismatchError: The manifest belongs to another experiment
-                than this scoped store.
-        """
+        """Write a submission manifest to the files, then index it."""
         self._check_open()
         written = self._files.write_manifest(manifest)
         self._write_index((written,), (manifest.experiment_id,))
@@ -647,12 +476,7 @@ class IndexedStore:
         )
 
     def query_runs(self, query: Query) -> list[RunRecord]:
-        """Return the runs matching ``query``, filtered, sorted and windowed by the index.
-
-        Raises:
-            CorruptRecordError: A stored document cannot be decoded.
-            IndexUnavailableError: See :meth:`get_run_record`.
-        """
+        """Return the runs matching ``query``, filtered, sorted and windowed by the index."""
 
         def from_index() -> list[RunRecord]:
             decode = self._decode_run
@@ -663,15 +487,11 @@ class IndexedStore:
     def fields(self, experiment_id: str | None = None) -> list[FieldInfo]:
         """Return the field catalog of an experiment, kept in the index.
 
-        The catalog is recomputed in the database the first time it is read after
-        writes changed the experiment.
-
-        Args:
-            experiment_id: The experiment; defaults to the store's own.
+        The index recomputes it the first time it is read after writes changed the
+        experiment.
 
         Raises:
             ConfigError: No experiment was given to an unscoped store.
-            IndexUnavailableError: See :meth:`get_run_record`.
         """
         self._check_open()
         wanted = experiment_id or self._scope
@@ -682,11 +502,7 @@ class IndexedStore:
         return self._read(lambda: self._index.fields(wanted), lambda: self._files.fields(wanted))
 
     def delete_run(self, run_id: str) -> bool:
-        """Delete everything of a run from the files, then from the index.
-
-        Returns:
-            Whether the files held anything of the run.
-        """
+        """Delete everything of a run from the files, then from the index."""
         self._check_open()
         removed = self._files.delete_run(run_id)
         gone = [DocumentKey(kind, run_id, self._scope) for kind in ("runs", "derived")]

@@ -17,7 +17,6 @@ password becomes ``***``), including in ``repr``.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import re
 from dataclasses import dataclass
@@ -28,7 +27,8 @@ from urllib.parse import quote, unquote
 from metalab import _optional
 from metalab.errors import ConfigError, LocatorError
 from metalab.store._file import FileStore, FileStoreConfig
-from metalab.store._indexed import IndexedStore, IndexErrorPolicy, RecordIndex
+from metalab.store._index import IndexErrorPolicy, RecordIndex
+from metalab.store._indexed import IndexedStore
 from metalab.store._rules import validate_experiment_id
 from metalab.store.abc import StoreConfig
 from metalab.store.locator import parse_locator, redact
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = ["METALAB_PARAMS", "PostgresStore", "PostgresStoreConfig"]
 
-_log = logging.getLogger(__name__)
 
 METALAB_PARAMS: Final = (
     "file_root",

@@ -1,42 +1,35 @@
-"""PostgresIndex: the query index of a PostgresStore, on psycopg 3 and psycopg_pool.
+"""PostgresIndex: the RecordIndex of a PostgresStore, on psycopg 3.
 
 The index only ever holds what can be rebuilt from the files. Each document is kept
 as its exact codec encoding (``doc``, read back losslessly and decoded by the fast
 path of the codec); the columns and ``jsonb`` values that queries filter on are
-extracted beside it. One :class:`~psycopg_pool.ConnectionPool` per index is opened
-explicitly by :meth:`PostgresIndex.open` and released by :meth:`PostgresIndex.close`;
-nothing touches the network in ``__init__``.
-
-All SQL is composed with :mod:`psycopg.sql`. Only :class:`psycopg.OperationalError`
-and :class:`psycopg_pool.PoolTimeout` mean "the index cannot be reached"; they are
-re-raised as :class:`~metalab.errors.IndexUnavailableError` with the connection
-string redacted. Every other database error is a bug and propagates.
+extracted beside it (:mod:`metalab.store._postgres_rows`). The tables are declared in
+:mod:`metalab.store._postgres_schema`, the statements in
+:mod:`metalab.store._postgres_sql`, and the server is reached through one pool
+(:mod:`metalab.store._postgres_pool`), opened by :meth:`PostgresIndex.open`; nothing
+touches the network in ``__init__``.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final, Literal, Self, TypeVar
 
-import psycopg
 from psycopg import sql
 from psycopg.adapt import Buffer, Dumper
 from psycopg.pq import Format
-from psycopg.rows import TupleRow, class_row
+from psycopg.rows import class_row
 from psycopg.types import TypeInfo
-from psycopg_pool import ConnectionPool, PoolTimeout
 
-from metalab.errors import ConfigError, IndexUnavailableError
+from metalab.errors import ConfigError
 from metalab.query import CATALOG_SAMPLE_RUNS, CATALOG_SAMPLES, FieldInfo, Query
 from metalab.query.sql import compile_select
 from metalab.store import _postgres_schema as ddl
 from metalab.store._documents import Document, DocumentKey, DocumentKind, FileState
-from metalab.store._indexed import DEFAULT_BATCH_SIZE, IndexState
+from metalab.store._index import DEFAULT_BATCH_SIZE, IndexState
+from metalab.store._postgres_pool import Connection, Database
 from metalab.store._postgres_rows import derived_row, manifest_row, run_row
 from metalab.store._postgres_schema import JsonbBinary, ManifestRow, RunRow
 from metalab.store._postgres_sql import CopyIn, statements
@@ -48,10 +41,6 @@ __all__ = ["PostgresIndex"]
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Connection = psycopg.Connection[TupleRow]
-
-_RETRY_AFTER: Final = 5.0
-"""Seconds during which reads and writes skip an index that just failed to answer."""
 
 _RUN_AND_DOC: Final = sql.SQL("r.run_id, r.doc")
 _PROGRESS_EVERY: Final = 1_000
@@ -97,23 +86,24 @@ class PostgresIndex:
         file_root: str = "",
         pending_on_create: Callable[[], frozenset[str | None]] = frozenset,
     ) -> None:
-        self._conninfo = conninfo
+        self._db = Database(
+            conninfo,
+            name=f"metalab:{schema}",
+            describe=f"the postgres index at {redact(conninfo)!r} (schema {schema!r})",
+            min_size=min_size,
+            max_size=max_size,
+            connect_timeout=connect_timeout,
+            pool_timeout=pool_timeout,
+            configure=_configure,
+        )
         self._file_root = file_root
         self._pending_on_create = pending_on_create
         self._schema = schema
-        self._min_size = min_size
-        self._max_size = max_size
-        self._connect_timeout = connect_timeout
-        self._timeout = pool_timeout
-        self._pool: ConnectionPool[Connection] | None = None
-        self._lock = threading.Lock()
-        self._closed = False
         self._schema_ready = False
-        self._down_until = 0.0
         self._sql = statements(schema)
 
     def __repr__(self) -> str:
-        return f"PostgresIndex({redact(self._conninfo)!r}, schema={self._schema!r})"
+        return f"PostgresIndex({self._db.redacted_conninfo!r}, schema={self._schema!r})"
 
     @property
     def schema(self) -> str:
@@ -123,7 +113,7 @@ class PostgresIndex:
     @property
     def redacted_conninfo(self) -> str:
         """The connection string with any password hidden."""
-        return redact(self._conninfo)
+        return self._db.redacted_conninfo
 
     def open(self) -> IndexState:
         """Open the connection pool and create the index tables if they are missing.
@@ -135,44 +125,12 @@ class PostgresIndex:
             IndexUnavailableError: The server cannot be reached in time.
             ConfigError: The database does not use UTF-8.
         """
-        self._open_pool()
+        self._db.open()
         return self.ensure_schema()
 
-    def _open_pool(self) -> None:
-        """Open the connection pool and wait until it has ``min_size`` connections."""
-        with self._lock:
-            if self._closed:
-                raise IndexUnavailableError(f"{self!r} is closed")
-            if self._pool is not None:
-                return
-            pool: ConnectionPool[Connection] = ConnectionPool(
-                self._conninfo,
-                open=False,
-                min_size=self._min_size,
-                max_size=self._max_size,
-                timeout=self._timeout,
-                name=f"metalab:{self._schema}",
-                kwargs={
-                    "autocommit": True,
-                    # libpq counts whole seconds and treats 1 as 2.
-                    "connect_timeout": max(2, math.ceil(self._connect_timeout)),
-                },
-                configure=_configure,
-            )
-            try:
-                pool.open(wait=True, timeout=self._timeout)
-            except PoolTimeout as exc:
-                # wait() closes the pool on timeout; the next call opens a new one.
-                raise self._unavailable(exc) from exc
-            self._pool = pool
-
     def close(self) -> None:
-        """Close the pool; calling it again does nothing."""
-        with self._lock:
-            self._closed = True
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
+        """Close the connection pool; calling it again does nothing."""
+        self._db.close()
 
     def __enter__(self) -> Self:
         self.open()
@@ -180,28 +138,6 @@ class PostgresIndex:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def _unavailable(self, exc: BaseException) -> IndexUnavailableError:
-        self._down_until = time.monotonic() + _RETRY_AFTER
-        return IndexUnavailableError(
-            f"the postgres index at {self.redacted_conninfo!r} (schema {self._schema!r}) "
-            f"cannot be reached: {redact(str(exc)).strip()}; the files are unaffected, "
-            "and store.sync_index() brings the index up to date once the server is back"
-        )
-
-    def _get_pool(self, *, force: bool) -> ConnectionPool[Connection]:
-        if not force and time.monotonic() < self._down_until:
-            raise IndexUnavailableError(
-                f"the postgres index at {self.redacted_conninfo!r} did not answer a moment "
-                f"ago; it is retried after {_RETRY_AFTER:g} seconds, and store.sync_index() "
-                "brings it up to date once the server is back"
-            )
-        pool = self._pool
-        if pool is None:
-            self._open_pool()
-            pool = self._pool
-            assert pool is not None
-        return pool
 
     def run(
         self,
@@ -211,56 +147,18 @@ class PostgresIndex:
         retry: bool = True,
         ensure: bool = True,
     ) -> T:
-        """Call ``fn`` with a pooled connection, mapping "unreachable" errors.
-
-        A connection that broke while idle in the pool (the server restarted) is
-        replaced and ``fn`` runs once more, so ``fn`` must be idempotent when
-        ``retry`` is true.
+        """Call ``fn`` with a pooled connection (see :meth:`Database.run`).
 
         Args:
-            fn: Runs the statements; autocommit is on, so it opens transactions
-                itself when it needs one.
-            force: Try even if the server failed to answer a moment ago (explicit
-                maintenance: ``sync_index``, ``rebuild_index``).
+            fn: Runs the statements.
+            force: Try even if the server failed to answer a moment ago.
             retry: Whether ``fn`` may run a second time after a broken connection.
             ensure: Create the tables first if they were never checked (the pool
                 was opened while the server was down).
-
-        Raises:
-            IndexUnavailableError: The server cannot be reached.
         """
         if ensure and not self._schema_ready:
             self.ensure_schema(force=force)
-        for attempt in (1, 2):
-            pool = self._get_pool(force=force)
-            try:
-                with pool.connection(timeout=self._timeout) as conn:
-                    try:
-                        result = fn(conn)
-                    except psycopg.OperationalError:
-                        if not (retry and attempt == 1 and conn.closed):
-                            raise
-                    else:
-                        self._down_until = 0.0
-                        return result
-            except (psycopg.OperationalError, PoolTimeout) as exc:
-                self._discard_pool(pool)
-                raise self._unavailable(exc) from exc
-            # The server restarted: drop every idle connection that broke with it.
-            _log.info("a pooled connection of %r had broken; retrying once", self)
-            pool.check()
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _discard_pool(self, pool: ConnectionPool[Connection]) -> None:
-        """Close a pool that failed: the next attempt opens a fresh one.
-
-        A pool that lost its server retries in the background with a growing
-        delay; a new pool connects at once when the server is back.
-        """
-        with self._lock:
-            if self._pool is pool:
-                self._pool = None
-        pool.close(timeout=1.0)
+        return self._db.run(fn, force=force, retry=retry)
 
     def ensure_schema(self, *, force: bool = True) -> IndexState:
         """Create the schema and tables if missing; idempotent and safe to race.

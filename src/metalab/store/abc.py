@@ -107,15 +107,34 @@ class Store(Protocol):
     """
 
     def put_run_record(self, record: RunRecord) -> None:
-        """Store a record; a ``running`` one never replaces a finished one."""
+        """Store a record; a ``running`` one never replaces a finished one.
+
+        Raises:
+            ConfigError: The run id (or, in a store of many experiments, the
+                experiment id) is not one a store can keep.
+            ExperimentMismatchError: The store is bound to another experiment.
+            ValueError: A timestamp of the record is naive.
+            CorruptRecordError: The stored record the put must be weighed against
+                cannot be decoded (it is left as it is).
+        """
         ...
 
     def get_run_record(self, run_id: str) -> RunRecord | None:
-        """Return the record of ``run_id``, or ``None`` if there is none."""
+        """Return the record of ``run_id``, or ``None`` if there is none.
+
+        Raises:
+            ConfigError: The run id is not one a store can keep.
+            CorruptRecordError: The stored record cannot be decoded, or holds
+                another run than ``run_id``.
+        """
         ...
 
     def list_run_records(self, experiment_id: str | None = None) -> list[RunRecord]:
-        """Return every record (of one experiment, if given), in no particular order."""
+        """Return every record (of one experiment, if given), in no particular order.
+
+        Raises:
+            CorruptRecordError: A stored record cannot be decoded.
+        """
         ...
 
     def run_exists(self, run_id: str) -> bool:
@@ -132,7 +151,17 @@ class Store(Protocol):
         format: str = "bin",
         metadata: Mapping[str, JSONValue] | None = None,
     ) -> ArtifactDescriptor:
-        """Store an artifact of a run and return its descriptor (with sha256 and size)."""
+        """Store an artifact of a run and return its descriptor (with sha256 and size).
+
+        ``data`` is the content, or the path of a file to copy; putting a name again
+        replaces it. In a store of many experiments the run's record comes first.
+
+        Raises:
+            ConfigError: The run id, name or format is invalid, or another artifact
+                of the run would share its uri.
+            TypeError: ``data`` is neither bytes-like nor a path.
+            StoreError: No experiment of an unbound store has a record of the run.
+        """
         ...
 
     def get_artifact(self, run_id: str, name: str) -> bytes:
@@ -144,11 +173,20 @@ class Store(Protocol):
         ...
 
     def put_derived(self, run_id: str, metrics: Mapping[str, MetricValue]) -> None:
-        """Store (replace) the derived metrics of a run."""
+        """Store (replace) the derived metrics of a run.
+
+        Raises:
+            ConfigError: The run id is not one a store can keep.
+            StoreError: No experiment of an unbound store has a record of the run.
+        """
         ...
 
     def get_derived(self, run_id: str) -> DerivedMetrics | None:
-        """Return the derived metrics of a run, or ``None`` if there are none."""
+        """Return the derived metrics of a run, or ``None`` if there are none.
+
+        Raises:
+            CorruptRecordError: The stored document cannot be decoded.
+        """
         ...
 
     def derived_exists(self, run_id: str) -> bool:
