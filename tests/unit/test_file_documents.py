@@ -11,7 +11,7 @@ from metalab import _codec
 from metalab.errors import ConfigError, ExperimentMismatchError
 from metalab.records import ExperimentManifest
 from metalab.store import FileStore, FileStoreConfig
-from metalab.store._documents import Document, FileState
+from metalab.store._documents import FileState
 from metalab.testing.store import make_record
 
 EID = "docs:1"
@@ -141,7 +141,7 @@ class TestScanningDocuments:
         assert [r.kind for r in refs] == ["runs", "derived", "manifests"]
         docs = list(store.read_documents(refs))
         assert [(d.kind, d.key, d.state) for d in docs] == [(r.kind, r.key, r.state) for r in refs]
-        assert all(isinstance(d, Document) and d.data == Path(d.source).read_bytes() for d in docs)
+        assert all(d.data == Path(d.source).read_bytes() for d in docs)
 
     def test_experiments_with_documents_and_directories(self, collection: FileStore) -> None:
         assert collection.experiment_directories() == []
