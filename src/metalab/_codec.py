@@ -47,11 +47,14 @@ __all__ = [
     "DERIVED",
     "EXPERIMENT_MANIFEST",
     "LEGACY_VERSION",
+    "MARKER_KEYS",
+    "MAX_NESTING",
     "RESULT",
     "RUN_RECORD",
     "STORE_META",
     "DocumentCodec",
     "escape_json",
+    "nesting_depth",
     "unescape_json",
 ]
 
@@ -59,14 +62,42 @@ CURRENT_VERSION: Final = 1
 LEGACY_VERSION: Final = "0.1"
 SUPPORTED_VERSIONS: Final = (CURRENT_VERSION, LEGACY_VERSION)
 
+MAX_NESTING: Final = 100
+"""How deeply the lists and mappings of a document may nest (the record itself is
+level 1). Deeper values are refused when written, so that every stored document can
+be decoded and indexed whatever the caller's stack."""
+
 _FAST_PREFIX: Final = b'{"schema_version":1,'
 _FLOAT_KEY: Final = "$float"
 _DICT_KEY: Final = "$dict"
-_MARKER_KEYS: Final = frozenset({_FLOAT_KEY, _DICT_KEY})
+MARKER_KEYS: Final = frozenset({_FLOAT_KEY, _DICT_KEY})
+"""Keys the escaped form gives meaning to (a mapping with one of them alone is wrapped)."""
 _NONFINITE_NAMES: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 D = TypeVar("D", bound=msgspec.Struct)
 _Upgrade = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def nesting_depth(data: bytes) -> int:
+    """How deeply the lists and objects of a JSON text nest (0 for a scalar)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
 
 
 def _nonfinite_name(value: float) -> str:
@@ -87,7 +118,7 @@ def escape_json(value: Any) -> Any:
         return {_FLOAT_KEY: _nonfinite_name(value)}
     if isinstance(value, dict):
         escaped = {k: escape_json(v) for k, v in value.items()}
-        if len(value) == 1 and next(iter(value)) in _MARKER_KEYS:
+        if len(value) == 1 and next(iter(value)) in MARKER_KEYS:
             return {_DICT_KEY: escaped}
         return escaped
     if isinstance(value, list | tuple):
@@ -130,15 +161,31 @@ class DocumentCodec(Generic[D]):
         """Encode a document to compact, standard JSON bytes.
 
         Raises:
-            ValueError: A timestamp of the document is naive.
+            ValueError: A timestamp of the document is naive, or its values nest
+                lists and mappings more than :data:`MAX_NESTING` levels deep.
         """
         doc = self._in_utc(doc)
-        buf = self._encoder.encode(doc)
+        try:
+            buf = self._encoder.encode(doc)
+        except RecursionError as exc:
+            raise self._too_deep(None) from exc
+        if buf.count(b"[") + buf.count(b"{") > MAX_NESTING:
+            depth = nesting_depth(buf)
+            if depth > MAX_NESTING:
+                raise self._too_deep(depth)
         # msgspec writes a non-finite float as ``null``; records rarely hold a real
         # ``null`` (defaults are omitted), so only then is the slower escape needed.
         if b"null" in buf or b"$" in buf:
             buf = self._encoder.encode(escape_json(msgspec.to_builtins(doc)))
         return buf
+
+    def _too_deep(self, depth: int | None) -> ValueError:
+        found = "too many" if depth is None else str(depth)
+        return ValueError(
+            f"a {self.doc_type.__name__} nests {found} levels of lists and mappings; "
+            f"metalab stores at most {MAX_NESTING} (flatten the value, or store it as "
+            "an artifact)"
+        )
 
     def _in_utc(self, doc: D) -> D:
         changes: dict[str, dt.datetime] = {}
@@ -159,12 +206,17 @@ class DocumentCodec(Generic[D]):
             CorruptRecordError: The bytes are not valid JSON or do not match the type.
             UnsupportedSchemaVersionError: The document was written by an unknown version.
         """
-        if data.startswith(_FAST_PREFIX) and b"$" not in data:
-            try:
-                return self._decode_fast(data)
-            except msgspec.DecodeError as exc:
-                raise CorruptRecordError(source, str(exc)) from exc
-        return self._decode_general(data, source)
+        try:
+            if data.startswith(_FAST_PREFIX) and b"$" not in data:
+                try:
+                    return self._decode_fast(data)
+                except msgspec.DecodeError as exc:
+                    raise CorruptRecordError(source, str(exc)) from exc
+            return self._decode_general(data, source)
+        except RecursionError as exc:
+            raise CorruptRecordError(
+                source, "lists and mappings are nested too deeply to decode"
+            ) from exc
 
     def _decode_general(self, data: bytes, source: str) -> D:
         try:

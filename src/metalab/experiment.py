@@ -21,6 +21,7 @@ import inspect
 import shutil
 import sys
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,8 +270,11 @@ class Experiment:
     metadata: Mapping[str, JSONValue] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_text(self.name, "Experiment(name=...)")
-        _check_text(self.version, "Experiment(version=...)")
+        # One spelling per name: "café" typed as NFC or NFD is one experiment, whose
+        # id (and so its directory and run ids) is the NFC form stores accept.
+        for attr in ("name", "version"):
+            text = _check_text(getattr(self, attr), f"Experiment({attr}=...)")
+            object.__setattr__(self, attr, unicodedata.normalize("NFC", text))
         if ":" in self.name:
             raise ConfigError(
                 f"Experiment(name={self.name!r}) must not contain ':', which separates "

@@ -18,6 +18,7 @@ every decode and double the cost of scanning a store.)
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 import socket
 import traceback as tb
@@ -148,24 +149,30 @@ class _Document(_Part, frozen=True, tag_field="schema_version", tag=1):
 
 
 class Provenance(_Part, frozen=True):
-    """Where and with what a run was executed."""
+    """Where and with what a run was executed.
+
+    ``host`` and ``pid`` name the process that ran it, so that a tool can tell a
+    ``running`` record whose process died from one that is still at work.
+    """
 
     code_hash: str = ""
     python_version: str | None = None
     metalab_version: str | None = None
     executor_id: str | None = None
     host: str | None = None
+    pid: int | None = None
     extra: dict[str, JSONValue] = {}
 
     @classmethod
     def current(cls, *, executor_id: str | None = None, code_hash: str = "") -> Provenance:
-        """Describe the running interpreter and host."""
+        """Describe the running interpreter, host and process."""
         return cls(
             code_hash=code_hash,
             python_version=platform.python_version(),
             metalab_version=__version__,
             executor_id=executor_id,
             host=socket.gethostname(),
+            pid=os.getpid(),
         )
 
 
@@ -397,11 +404,14 @@ class StoreMeta(_Document, frozen=True):
         created_by: The writer (``"metalab"``).
         created_at: When the directory was laid down; ``None`` for old stores.
         index_stale: Set when a write reached the files but not the Postgres index.
+        index_stale_token: A new random token with every such mark, so that a sync
+            clears only the mark it saw before it read the files (a later mark stays).
     """
 
     experiment_id: str | None = None
     created_by: str = "metalab"
     created_at: Timestamp | None = None
     index_stale: bool = False
+    index_stale_token: str | None = None
 
     timestamp_fields: ClassVar[tuple[str, ...]] = ("created_at",)

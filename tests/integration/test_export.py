@@ -165,6 +165,26 @@ class TestConflictsAndVerification:
         with FileStoreConfig(root=str(tmp_path / "dst"), experiment_id=EXP).connect() as dst:
             assert dst.list_artifacts(run.run_id) == []
 
+    @pytest.mark.parametrize("damage", [b"bit rot", b""])
+    def test_a_rerun_checks_the_destination_bytes_and_repairs_them(
+        self, source: FileStoreConfig, tmp_path: Path, damage: bytes
+    ) -> None:
+        export_store(source, tmp_path / "dst")
+        dst_config = FileStoreConfig(root=str(tmp_path / "dst"), experiment_id=EXP)
+        with dst_config.connect() as dst:
+            run = min(dst.list_run_records(), key=lambda r: r.run_id)
+            descriptor = dst.list_artifacts(run.run_id)[0]
+            (dst.get_working_directory() / descriptor.uri).write_bytes(damage)
+        for overwrite in (False, True):
+            report = export_store(source, tmp_path / "dst", overwrite=overwrite)
+            assert report.ok, report.problems
+            if not overwrite:
+                assert report.counts["artifacts"].copied == 1
+                assert [descriptor.name in line for line in report.repaired] == [True]
+        with source.scoped(EXP).connect() as src, dst_config.connect() as dst:
+            expected = src.get_artifact(run.run_id, descriptor.name)
+            assert dst.get_artifact(run.run_id, descriptor.name) == expected
+
 
 class TestOtherShapes:
     def test_memory_store_to_file_store(self, tmp_path: Path) -> None:

@@ -223,6 +223,31 @@ class TestIndexEngine:
             assert store.query_runs(build_query(F.params["x"] == evil)) == []
             assert len(store.list_run_records()) == 1
 
+    @pytest.mark.parametrize(
+        ("params", "where"),
+        [
+            ({"$float": 3}, F.params["$float"] == 3),
+            ({"$dict": {"x": 1}}, F.params["$dict"]["x"] == 1),
+            ({"opt": {"$float": "NaN"}}, F.params["opt"]["$float"] == "NaN"),
+            ({"k\x00": 1}, F.params["k\x00"] == 1),
+            ({"s": "a\x00b"}, F.params["s"] == "a\x00b"),
+        ],
+    )
+    def test_keys_and_strings_jsonb_cannot_hold_as_they_are_match_as_in_python(
+        self, postgres_config: PostgresStoreConfig, params: dict[str, JSONValue], where: object
+    ) -> None:
+        config = postgres_config.scoped(EXP)
+        rec = RunRecord.running(
+            run_id="f" * 16, experiment_id=EXP, params=params, started_at=T0
+        ).succeeded(finished_at=T0)
+        other = RunRecord.running(run_id="0" * 16, experiment_id=EXP, started_at=T0)
+        query = build_query(where)  # type: ignore[arg-type]
+        assert [r.run_id for r in select([rec, other], query)] == [rec.run_id]
+        with config.connect() as store:
+            store.put_run_records([rec, other])
+            assert isinstance(store, SupportsQuery)
+            assert [r.run_id for r in store.query_runs(query)] == [rec.run_id]
+
     def test_common_filters_use_the_indexes(
         self, postgres_config: PostgresStoreConfig, postgres_url: str
     ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import tempfile
+import unicodedata
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -20,8 +21,11 @@ from metalab.testing.strategies import experiment_ids
 
 # Any printable text: unicode, ':' and '_' (the colliding pair), dots, spaces, '%', '&'.
 _ID_CHARS = st.characters(blacklist_categories=["Cs", "Cc"], blacklist_characters="/\\")
+# Stores keep one spelling of a name: ids are in Unicode NFC form.
 valid_experiment_ids = (
-    st.text(_ID_CHARS, min_size=1, max_size=200).filter(lambda s: s not in {".", ".."})
+    st.text(_ID_CHARS, min_size=1, max_size=200)
+    .map(lambda s: unicodedata.normalize("NFC", s))
+    .filter(lambda s: s not in {".", ".."} and len(s) <= 200)
     | experiment_ids()
 )
 roots = st.text(

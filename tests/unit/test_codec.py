@@ -116,3 +116,36 @@ class TestOtherDocuments:
         assert_same_document(_codec.DERIVED.decode(_codec.DERIVED.encode(derived)), derived)
         result = ResultDocument(data={"curve": [1.0, math.nan]}, shape=(2,))
         assert_same_document(_codec.RESULT.decode(_codec.RESULT.encode(result)), result)
+
+
+def _nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+class TestDeepNesting:
+    def test_nesting_depth_counts_lists_and_mappings_outside_strings(self) -> None:
+        assert _codec.nesting_depth(b'{"a": [1, {"b": "[[[{"}]]}') == 3
+        assert _codec.nesting_depth(b'"\\"[["') == 0
+
+    @pytest.mark.parametrize("depth", [_codec.MAX_NESTING, 300, 5000])
+    def test_writing_values_nested_too_deep_is_a_value_error_naming_the_limit(
+        self, depth: int
+    ) -> None:
+        record = _record(params={"p": _nested(depth), "q": None})
+        with pytest.raises(ValueError, match=f"at most {_codec.MAX_NESTING}"):
+            _codec.RUN_RECORD.encode(record)
+
+    def test_values_nested_below_the_limit_round_trip(self) -> None:
+        record = _record(params={"p": _nested(_codec.MAX_NESTING - 2), "q": None})
+        assert _codec.RUN_RECORD.decode(_codec.RUN_RECORD.encode(record)) == record
+
+    @pytest.mark.parametrize("fast", [True, False])
+    def test_reading_a_document_nested_past_the_stack_is_a_corrupt_record(self, fast: bool) -> None:
+        deep = b"[" * 100_000 + b"]" * 100_000
+        marker = b"" if fast else b'"$x":1,'
+        data = b'{"schema_version":1,' + marker + b'"params":{"p":' + deep + b"}}"
+        with pytest.raises(CorruptRecordError, match="nested too deeply"):
+            _codec.RUN_RECORD.decode(data, source="deep.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import unicodedata
 from typing import Any
 
 import pytest
@@ -88,6 +89,15 @@ def _experiment(**overrides: Any) -> metalab.Experiment:
 class TestExperiment:
     def test_experiment_id_is_name_colon_version(self) -> None:
         assert _experiment().experiment_id == "exp:1.0"
+
+    def test_a_name_spelled_in_any_unicode_form_is_one_experiment(self) -> None:
+        nfd = unicodedata.normalize("NFD", "café")
+        composed = metalab.Experiment(
+            name="café", version="1", operation=declares_params_and_capture, params=metalab.grid()
+        )
+        decomposed = composed.replace(name=nfd)
+        assert decomposed.experiment_id == composed.experiment_id == "café:1"
+        assert unicodedata.is_normalized("NFC", decomposed.experiment_id)
 
     def test_total_runs_is_combinations_times_replicates(self) -> None:
         assert _experiment().total_runs == 6

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from metalab import _codec
@@ -157,19 +158,43 @@ class TestScanningDocuments:
 
 
 class TestIndexStaleMarks:
-    def test_marks_are_set_once_and_cleared_once(self, collection: FileStore) -> None:
+    def test_a_mark_is_cleared_only_if_nothing_marked_it_again_since(
+        self, collection: FileStore
+    ) -> None:
         collection.put_run_record(make_record("a:1"))
         collection.put_run_record(make_record("b:1"))
         assert not collection.is_index_marked_stale()
-        assert collection.mark_index_stale(True, ["b:1"]) == ["b:1"]
-        assert collection.mark_index_stale(True, ["b:1"]) == []
+        collection.mark_index_stale(["b:1"])
+        seen = collection.index_stale_marks()
+        assert list(seen) == ["b:1"]
+        collection.mark_index_stale(["b:1"])  # a later miss, while a sync runs
+        collection.clear_index_stale(seen)
         assert collection.is_index_marked_stale()
-        assert collection.mark_index_stale(False) == ["b:1"]
+        collection.clear_index_stale(collection.index_stale_marks())
         assert not collection.is_index_marked_stale()
 
-    def test_a_store_without_meta_has_no_mark_to_set(self, tmp_path: Path) -> None:
-        store = FileStoreConfig(root=str(tmp_path / "empty"), experiment_id=EID).connect()
-        assert store.mark_index_stale(True) == []
+    def test_every_mark_gets_a_new_token(self, store: FileStore) -> None:
+        store.put_run_record(make_record(EID))
+        store.mark_index_stale()
+        first = store.index_stale_marks()
+        store.mark_index_stale()
+        assert store.index_stale_marks() != first
+
+    def test_a_mark_written_by_an_older_metalab_is_cleared(self, store: FileStore) -> None:
+        store.put_run_record(make_record(EID))
+        meta_path = store.layout.meta_path
+        meta = _codec.STORE_META.decode(meta_path.read_bytes())
+        meta_path.write_bytes(
+            _codec.STORE_META.encode(msgspec.structs.replace(meta, index_stale=True))
+        )
+        assert store.index_stale_marks() == {EID: ""}
+        store.clear_index_stale(store.index_stale_marks())
+        assert not store.is_index_marked_stale()
+
+    def test_a_directory_without_meta_gets_no_mark(self, tmp_path: Path) -> None:
+        store = FileStoreConfig(root=str(tmp_path / "empty")).connect()
+        store.mark_index_stale()
+        assert not store.is_index_marked_stale()
         assert not (tmp_path / "empty").exists()
 
 
@@ -179,7 +204,7 @@ class TestCopyTo:
     ) -> None:
         record = make_record(EID)
         store.put_run_record(record)
-        store.mark_index_stale(True)
+        store.mark_index_stale()
         (store.layout.runs_dir / ".x.partial").write_bytes(b"{")
         copy = store.copy_to(tmp_path / "copy")
         assert copy.mode == "standalone"

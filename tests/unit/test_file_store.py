@@ -56,6 +56,15 @@ def files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
+def documents_in(directory: Path) -> list[str]:
+    """The files a store directory holds, apart from hidden ones (its lock)."""
+    return sorted(
+        str(p.relative_to(directory))
+        for p in directory.rglob("*")
+        if p.is_file() and p.name[0] != "."
+    )
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> FileStore:
     return FileStoreConfig(root=str(tmp_path), experiment_id=EID).connect()
@@ -86,12 +95,23 @@ class TestFileStoreShapes:
         assert meta.experiment_id == EID
         assert meta.created_at is not None
 
+    def test_scoping_creates_the_experiment_directory_and_nothing_in_it(
+        self, tmp_path: Path
+    ) -> None:
+        with FileStoreConfig(root=str(tmp_path / "new"), experiment_id=EID).connect() as store:
+            directory = store.get_working_directory()
+            assert directory == tmp_path / "new" / "my_exp_1.0"
+            assert directory.is_dir()
+            meta = _codec.STORE_META.decode((directory / "_meta.json").read_bytes())
+            assert meta.experiment_id == EID
+            assert [p for p in directory.rglob("*") if p.is_file() and p.name[0] != "."] == [
+                directory / "_meta.json"
+            ]
+            assert store.list_run_records() == []
+
     def test_reading_a_missing_root_creates_nothing(self, tmp_path: Path) -> None:
         missing = tmp_path / "missing"
-        for config in (
-            FileStoreConfig(root=str(missing)),
-            FileStoreConfig(root=str(missing), experiment_id=EID),
-        ):
+        for config in (FileStoreConfig(root=str(missing)),):
             with config.connect() as s:
                 assert s.get_run_record("r1") is None
                 assert not s.run_exists("r1")
@@ -223,7 +243,7 @@ class TestFileStoreShapes:
             store.put_run_records([succeeded("r1", "other:1")])
         with pytest.raises(ExperimentMismatchError):
             store.put_experiment_manifest(manifest("other:1"))
-        assert not store.get_working_directory().exists()
+        assert documents_in(store.get_working_directory()) == ["_meta.json"]
 
     def test_the_store_has_every_file_capability(self, store: FileStore) -> None:
         for capability in (
@@ -318,7 +338,8 @@ class TestFileStorePutRunRecord:
     ) -> None:
         with pytest.raises(ConfigError, match="invalid run id"):
             store.put_run_record(succeeded("../escape"))
-        assert not store.get_working_directory().exists()
+        assert documents_in(store.get_working_directory()) == ["_meta.json"]
+        assert not (store.get_working_directory().parent / "escape.json").exists()
 
 
 class TestFileStorePutRunRecords:
@@ -376,6 +397,15 @@ class TestFileStoreScan:
         result = store.scan_run_records()
         assert sorted(r.run_id for r in result.records) == ["r0", "r2", "r4"]
         assert sorted(Path(p.path).name for p in result.problems) == ["r1.json", "r3.json"]
+
+    def test_scan_collects_a_record_nested_too_deeply_to_decode(self, store: FileStore) -> None:
+        store.put_run_records([succeeded("r0"), succeeded("r1")])
+        deep = b"[" * 100_000 + b"]" * 100_000
+        path = store.get_working_directory() / "runs" / "r1.json"
+        path.write_bytes(b'{"schema_version":1,"run_id":"r1","params":{"p":' + deep + b"}}")
+        result = store.scan_run_records()
+        assert [r.run_id for r in result.records] == ["r0"]
+        assert [Path(p.path).name for p in result.problems] == ["r1.json"]
 
     def test_a_file_holding_another_run_is_corrupt(self, store: FileStore) -> None:
         store.put_run_record(succeeded("r1"))

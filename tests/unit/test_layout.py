@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from pathlib import Path
 
 import pytest
 
 from metalab.errors import ConfigError
+from metalab.store import FileStoreConfig
 from metalab.store._layout import FileStoreLayout, safe_experiment_id
-from metalab.store._rules import validate_format, validate_name, validate_run_id
+from metalab.store._rules import (
+    validate_experiment_id,
+    validate_format,
+    validate_name,
+    validate_run_id,
+)
+from metalab.testing.store import make_record
 
 HEX64 = "ab" * 32
 
@@ -138,3 +146,17 @@ class TestFileStoreLayout:
         layout.ensure_skeleton(durable=True)
         names = sorted(p.name for p in layout.directory.iterdir())
         assert names == ["artifacts", "derived", "experiments", "logs", "results", "runs"]
+
+
+class TestExperimentIdsHaveOneSpelling:
+    def test_an_id_not_in_nfc_form_is_refused_with_its_nfc_spelling(self) -> None:
+        nfd = unicodedata.normalize("NFD", "café:1")
+        with pytest.raises(ConfigError, match="NFC") as info:
+            validate_experiment_id(nfd)
+        assert repr("café:1") in str(info.value)
+
+    def test_a_record_of_such_an_id_is_refused_by_a_collection(self, tmp_path: Path) -> None:
+        store = FileStoreConfig(root=str(tmp_path)).connect()
+        with pytest.raises(ConfigError, match="NFC"):
+            store.put_run_record(make_record(unicodedata.normalize("NFD", "café:1")))
+        assert list(tmp_path.iterdir()) == []

@@ -237,3 +237,56 @@ class TestFromDictValidation:
     def test_not_a_mapping(self) -> None:
         with pytest.raises(ConfigError, match="mapping"):
             StoreConfig.from_dict(["file"])  # type: ignore[arg-type]
+
+
+class TestFromDictWithUnresolvableAnnotations:
+    def test_a_config_class_made_in_a_function_round_trips(self) -> None:
+        def notebook_cell() -> type[StoreConfig]:
+            # As in a notebook cell: the typing names exist only here, and this module
+            # uses `from __future__ import annotations`, so the annotations are strings
+            # that the module's globals cannot resolve.
+            from typing import Any as CellAny  # noqa: PLC0415 -- the point of the test
+            from typing import ClassVar as CellClassVar  # noqa: PLC0415 -- the point of the test
+
+            @dataclass(frozen=True, kw_only=True)
+            class CellConfig(StoreConfig):
+                scheme: CellClassVar[str] = "cellstore"
+                endpoint: str
+                options: CellAny = None
+                experiment_id: str | None = None
+
+                def connect(self) -> Any:
+                    raise NotImplementedError
+
+                @classmethod
+                def from_locator(cls, info: LocatorInfo, **kwargs: Any) -> CellConfig:
+                    raise NotImplementedError
+
+            return CellConfig
+
+        cls = notebook_cell()
+        config = cls(endpoint="e", options={"a": 1}, experiment_id="x:1")  # type: ignore[call-arg]
+        assert StoreConfig.from_dict(config.to_dict()) == config
+
+    def test_a_bad_field_of_such_a_class_is_still_a_config_error(self) -> None:
+        def notebook_cell() -> type[StoreConfig]:
+            from typing import ClassVar as CellClassVar  # noqa: PLC0415 -- the point of the test
+
+            @dataclass(frozen=True, kw_only=True)
+            class OtherCellConfig(StoreConfig):
+                scheme: CellClassVar[str] = "othercell"
+                endpoint: str
+                experiment_id: str | None = None
+
+                def connect(self) -> Any:
+                    raise NotImplementedError
+
+                @classmethod
+                def from_locator(cls, info: LocatorInfo, **kwargs: Any) -> OtherCellConfig:
+                    raise NotImplementedError
+
+            return OtherCellConfig
+
+        notebook_cell()
+        with pytest.raises(ConfigError, match="OtherCellConfig"):
+            StoreConfig.from_dict({"_type": "othercell", "nope": 1})

@@ -148,11 +148,18 @@ def _export(args: argparse.Namespace) -> int:
     counts = {kind: dataclasses.asdict(report.counts[kind]) for kind in KINDS}
     if args.json:
         emit_json(
-            {"experiments": report.experiments, "counts": counts, "problems": report.problems}
+            {
+                "experiments": report.experiments,
+                "counts": counts,
+                "problems": report.problems,
+                "repaired": report.repaired,
+            }
         )
     else:
         rows = [[kind, *counts[kind].values()] for kind in KINDS]
         emit_rows(["kind", "copied", "skipped", "conflicts", "failed"], rows)
+        for line in report.repaired:
+            sys.stderr.write(f"metalab: {line}\n")
         for problem in report.problems:
             sys.stderr.write(f"metalab: {problem}\n")
     return 0 if report.ok else 1

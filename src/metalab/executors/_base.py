@@ -12,6 +12,7 @@ the others in its batch.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -213,10 +214,16 @@ def _execute_tasks(
     return BatchOutcome(tuple(statuses), seconds), finals
 
 
-@functools.lru_cache(maxsize=8)
 def _provenance(executor_id: str, code_hash: str) -> Provenance:
+    # Keyed by the process too: a forked worker must not report its parent's pid.
+    return _cached_provenance(executor_id, code_hash, os.getpid())
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_provenance(executor_id: str, code_hash: str, pid: int) -> Provenance:
     # Host and interpreter do not change while a process lives; asking the system
     # for the host name on every batch is measurable on slow machines.
+    del pid  # part of the cache key only
     return Provenance.current(executor_id=executor_id, code_hash=code_hash)
 
 

@@ -28,7 +28,7 @@ from typing import Any, Final
 import msgspec
 from psycopg import sql
 
-from metalab._codec import escape_json
+from metalab._codec import MARKER_KEYS, escape_json
 from metalab.query._ast import (
     And,
     Compare,
@@ -45,11 +45,36 @@ from metalab.query._ast import (
 )
 from metalab.query._python import BOOL, NUMBER, STRING, TIMESTAMP, category
 
-__all__ = ["compile_select"]
+__all__ = ["answerable", "compile_select"]
 
 _ENCODER: Final = msgspec.json.Encoder()
 _OPS: Final = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _C: Final = sql.SQL(' COLLATE "C"')
+
+
+def answerable(query: Query) -> bool:
+    """Whether :func:`compile_select` answers ``query`` exactly as the Python engine does.
+
+    Not when a field's path holds a key that the escaped form gives a meaning
+    (``$float``, ``$dict``: a mapping with one of them alone is stored wrapped), or a
+    key or string literal holds NUL (the ``jsonb`` copy holds U+FFFD instead).
+    """
+    for fld in query.fields():
+        if any(key in MARKER_KEYS or "\x00" in key for key in fld.path):
+            return False
+    stack: list[Expr] = [] if query.where is None else [query.where]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, And | Or):
+            stack.extend(node.items)
+        elif isinstance(node, Not):
+            stack.append(node.item)
+        elif isinstance(node, Compare | Contains):
+            if isinstance(node.value, str) and "\x00" in node.value:
+                return False
+        elif isinstance(node, In) and any(isinstance(v, str) and "\x00" in v for v in node.values):
+            return False
+    return True
 
 
 class _Params:

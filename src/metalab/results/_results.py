@@ -26,6 +26,7 @@ from metalab.store import (
     Store,
     StoreConfig,
     StoreLike,
+    SupportsExperiments,
     SupportsLogs,
     SupportsQuery,
     SupportsStructuredResults,
@@ -332,6 +333,27 @@ def _sort_key(record: RunRecord) -> tuple[dt.datetime, str]:
     return record.started_at, record.run_id
 
 
+def _connect_for_reading(config: StoreConfig, experiment_id: str | None) -> Store:
+    """Connect ``config`` scoped to ``experiment_id``, if the store holds that experiment.
+
+    Scoping a store lays down the experiment's directory, which reading an experiment
+    that is not there must not do: then the unscoped store is returned, and it finds
+    no runs of that experiment.
+
+    Raises:
+        ConfigError: ``config`` is scoped to another experiment.
+    """
+    if experiment_id is None or config.is_scoped:
+        return config.scoped(experiment_id).connect() if experiment_id else config.connect()
+    collection = config.connect()
+    if isinstance(collection, SupportsExperiments) and (
+        experiment_id not in collection.list_experiments()
+    ):
+        return collection
+    collection.close()
+    return config.scoped(experiment_id).connect()
+
+
 def load_results(
     source: StoreLike | Store,
     experiment_id: str | None = None,
@@ -380,8 +402,8 @@ def load_results(
         else None
     )
     if isinstance(source, StoreConfig | str | os.PathLike):
-        config = coerce_store_config(source, experiment_id=experiment_id)
-        store = config.connect()
+        config = coerce_store_config(source)
+        store = _connect_for_reading(config, experiment_id)
         wanted = experiment_id or config.experiment_id
         owns = True
     elif callable(getattr(source, "list_run_records", None)):

@@ -88,7 +88,7 @@ class Space(Protocol):
         self, experiment_id: str | None = None
     ) -> list[ExperimentManifest]: ...
     def experiments(self) -> list[str]: ...
-    def delete_run(self, run_id: str) -> bool: ...
+    def delete_run(self, run_id: str, *, expected: RunRecord | None = None) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -349,11 +349,11 @@ class Collection(Generic[S]):
             return self._bound.experiments()
         return sorted({eid for space in self._spaces_of(None) for eid in space.experiments()})
 
-    def delete_run(self, run_id: str) -> bool:
-        """Delete everything of a run; return whether there was anything to delete."""
+    def delete_run(self, run_id: str, *, expected: RunRecord | None = None) -> bool:
+        """Delete everything of a run (if its record is still ``expected``, when given)."""
         owner = self._owner(run_id)
         self._owners.pop(run_id, None)
-        return owner is not None and owner.delete_run(run_id)
+        return owner is not None and owner.delete_run(run_id, expected=expected)
 
     def _scope(self) -> str | None:
         return None if self._bound is None else self._bound.experiment_id

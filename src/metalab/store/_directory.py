@@ -139,7 +139,7 @@ class StoreDirectory:
         """Release the lock file's descriptor."""
         self._lock.close()
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
         """Lay down the skeleton and ``_meta.json`` before the first write."""
         if self._ready:
             return
@@ -223,7 +223,7 @@ class StoreDirectory:
         """
         run_id = self._check_record(record)
         if not self._ready:
-            self._prepare()
+            self.prepare()
         data = _codec.RUN_RECORD.encode(record)
         target = f"{self._runs}/{run_id}.json"
         tmp = write_temp(self._runs, data, durable=self._durable)
@@ -239,24 +239,31 @@ class StoreDirectory:
         state = FileState(tmp.mtime_ns, tmp.size)
         return Document("runs", run_id, self._experiment_id, data, state, target)
 
-    def write_runs(self, records: Sequence[RunRecord]) -> list[Document]:
+    def write_runs(
+        self, records: Sequence[RunRecord], into: list[Document] | None = None
+    ) -> list[Document]:
         """Store many records with the rules of :meth:`write_run`; return those placed.
 
         Every record is validated and encoded before any is written; the temp files
         are written outside the lock, which is then taken once to move them all into
         place (with ``durable``, the directory is fsynced once).
+
+        Args:
+            records: The records.
+            into: Where to append each placed document as soon as it is placed, so
+                that a caller knows what landed even when a later record fails.
         """
+        written: list[Document] = [] if into is None else into
         for record in records:
             self._check_record(record)
         if not records:
-            return []
+            return written
         if not self._ready:
-            self._prepare()
+            self.prepare()
         encoded = [_codec.RUN_RECORD.encode(record) for record in records]
         runs = self._runs
         eid = self._experiment_id
         temps: list[TempFile] = []
-        written: list[Document] = []
         done = 0
         try:
             for data in encoded:
@@ -363,13 +370,13 @@ class StoreDirectory:
                 or another artifact of the run already uses the same file name.
             TypeError: ``data`` is neither bytes-like nor a path.
         """
-        uri = self._layout.artifact_uri(run_id, name, format)
+        plain = self._layout.artifact_uri(run_id, name, format)
         if not isinstance(data, bytes | bytearray | memoryview | os.PathLike):
             raise TypeError(
                 "artifact data must be bytes, bytearray, memoryview or a path "
                 f"(os.PathLike, e.g. pathlib.Path), got {type(data).__name__}"
             )
-        self._prepare()
+        self.prepare()
         directory = self._layout.artifact_dir(run_id)
         directory.mkdir(exist_ok=True)
         dir_str = str(directory)
@@ -380,34 +387,45 @@ class StoreDirectory:
             view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
             digest, size = hashlib.sha256(view).hexdigest(), view.nbytes
             tmp = write_temp(dir_str, view, durable=self._durable).path
-        descriptor = ArtifactDescriptor(
-            name=name,
-            kind=kind,
-            format=format,
-            uri=uri,
-            content_hash=digest,
-            size_bytes=size,
-            artifact_id=str(uuid.uuid4()),
-            metadata=dict(metadata or {}),
-        )
+        artifact_id = uuid.uuid4()
         manifest_path = self._layout.artifact_manifest_path(run_id)
         try:
             with self._lock:
                 artifacts = list(self._read_artifact_manifest(manifest_path))
-                index = next((i for i, a in enumerate(artifacts) if a.name == name), None)
-                clash = [a.name for a in artifacts if a.uri == uri and a.name != name]
+                clash = [a.name for a in artifacts if a.uri == plain and a.name != name]
                 if clash:
                     raise ConfigError(
                         f"artifact {name!r} of run {run_id!r} would overwrite the file of "
-                        f"artifact {clash[0]!r} ({uri}); choose another name or format"
+                        f"artifact {clash[0]!r} ({plain}); choose another name or format"
                     )
-                replaced = None
+                index = next((i for i, a in enumerate(artifacts) if a.name == name), None)
+                replaced = None if index is None else artifacts[index]
+                # Never write over the file the manifest names: the new bytes go to a
+                # file of their own, the manifest moves to them, and only then is the
+                # old file removed, so a crash at any point leaves a manifest whose
+                # files hold what it says (and at worst an unreferenced file).
+                uri = plain
+                if replaced is not None and replaced.uri == plain:
+                    uri = self._layout.artifact_uri(
+                        run_id, name, format, version=artifact_id.hex[:12]
+                    )
+                descriptor = ArtifactDescriptor(
+                    name=name,
+                    kind=kind,
+                    format=format,
+                    uri=uri,
+                    content_hash=digest,
+                    size_bytes=size,
+                    artifact_id=str(artifact_id),
+                    metadata=dict(metadata or {}),
+                )
                 if index is None:
                     artifacts.append(descriptor)
                 else:
-                    replaced = artifacts[index]
                     artifacts[index] = descriptor
                 os.replace(tmp, self._layout.directory / uri)
+                if self._durable:
+                    fsync_directory(dir_str)
                 manifest = ArtifactManifest(artifacts=tuple(artifacts))
                 atomic_write(
                     manifest_path,
@@ -415,13 +433,10 @@ class StoreDirectory:
                     durable=self._durable,
                 )
                 if replaced is not None and replaced.uri != uri:
-                    # Same name in another format: the old file belongs to no artifact now.
                     remove_file(self._resolve_uri(replaced.uri, manifest_path))
         except BaseException:
             discard(tmp)
             raise
-        if self._durable:
-            fsync_directory(dir_str)
         return descriptor
 
     def _read_artifact_manifest(self, path: Path) -> tuple[ArtifactDescriptor, ...]:
@@ -468,7 +483,7 @@ class StoreDirectory:
         """Store (replace) the derived metrics of a run and return them as written."""
         validate_run_id(run_id)
         if not self._ready:
-            self._prepare()
+            self.prepare()
         data = _codec.DERIVED.encode(DerivedMetrics(metrics=dict(metrics)))
         target = f"{self._derived}/{run_id}.json"
         tmp = write_temp(self._derived, data, durable=self._durable)
@@ -515,7 +530,7 @@ class StoreDirectory:
         path = self._layout.log_path(run_id, name)
         if not isinstance(text, str):
             raise TypeError(f"log text must be a str, got {type(text).__name__}")
-        self._prepare()
+        self.prepare()
         atomic_write(path, text.encode("utf-8"), durable=self._durable)
 
     def get_log(self, run_id: str, name: str) -> str | None:
@@ -535,13 +550,13 @@ class StoreDirectory:
     def log_path(self, run_id: str, name: str) -> Path:
         """Return the file a log is streamed to; its directory exists afterwards."""
         path = self._layout.log_path(run_id, name)
-        self._prepare()
+        self.prepare()
         return path
 
     def put_result(self, run_id: str, name: str, result: ResultDocument) -> None:
         """Store (replace) the structured result ``name`` of a run."""
         path = self._layout.result_path(run_id, name)
-        self._prepare()
+        self.prepare()
         path.parent.mkdir(exist_ok=True)
         atomic_write(path, _codec.RESULT.encode(result), durable=self._durable)
 
@@ -568,7 +583,7 @@ class StoreDirectory:
         """
         base = manifest_file_name(manifest.experiment_id, manifest.submitted_at)
         check_scope(self._experiment_id, manifest.experiment_id, self._dir)
-        self._prepare()
+        self.prepare()
         data = _codec.EXPERIMENT_MANIFEST.encode(manifest)
         directory = str(self._layout.experiments_dir)
         attempt = 0
@@ -615,11 +630,11 @@ class StoreDirectory:
             return [self._experiment_id] if self._layout.meta_path.exists() else []
         return sorted({rec.experiment_id for rec in self.iter_run_records()})
 
-    def delete_run(self, run_id: str) -> bool:
+    def delete_run(self, run_id: str, *, expected: RunRecord | None = None) -> bool:
         """Delete a run's record, derived metrics, artifacts, logs and results.
 
-        Returns:
-            Whether anything was deleted.
+        With ``expected``, only if the stored record is still that one, checked under
+        the directory's lock, which every finished record takes to land.
         """
         validate_run_id(run_id)
         if not self._layout.directory.is_dir():
@@ -627,6 +642,8 @@ class StoreDirectory:
         removed = False
         layout = self._layout
         with self._lock:
+            if expected is not None and self.get_run_record(run_id) != expected:
+                return False
             for path in (layout.run_path(run_id), layout.derived_path(run_id)):
                 removed |= remove_file(path)
             for directory in (layout.artifact_dir(run_id), layout.result_dir(run_id)):
@@ -685,20 +702,45 @@ class StoreDirectory:
             for kind in ("runs", "derived", "manifests")
         )
 
-    def is_index_stale(self) -> bool:
-        """Whether ``_meta.json`` says an index missed a write of this directory."""
-        meta = read_meta(self._layout.meta_path)
-        return meta is not None and meta.index_stale
+    def index_stale_mark(self) -> str | None:
+        """The index-stale mark in ``_meta.json``: its token, or ``None`` if unmarked.
 
-    def set_index_stale(self, stale: bool) -> bool:
-        """Set or clear the index-stale mark in ``_meta.json``; return whether it changed.
-
-        A directory without ``_meta.json`` has no mark (and gets none).
+        A mark written by an older metalab has no token and reads as ``""``.
         """
-        path = self._layout.meta_path
-        meta = read_meta(path)
-        if meta is None or meta.index_stale == stale:
-            return False
-        updated = msgspec.structs.replace(meta, index_stale=stale)
-        atomic_write(path, _codec.STORE_META.encode(updated), durable=self._durable)
-        return True
+        meta = read_meta(self._layout.meta_path)
+        if meta is None or not meta.index_stale:
+            return None
+        return meta.index_stale_token or ""
+
+    def mark_index_stale(self) -> None:
+        """Mark (again) in ``_meta.json`` that an index missed a write of this directory.
+
+        Every mark gets a new token, also over an existing mark. A directory without
+        ``_meta.json`` holds no document an index could have missed, and gets none.
+        """
+        with self._lock:
+            meta = read_meta(self._layout.meta_path)
+            if meta is not None:
+                self._write_meta(
+                    msgspec.structs.replace(
+                        meta, index_stale=True, index_stale_token=uuid.uuid4().hex
+                    )
+                )
+
+    def clear_index_stale(self, seen: str) -> bool:
+        """Clear the mark if it is still the one ``seen`` (a token from before a sync).
+
+        Returns:
+            Whether the mark was cleared; a mark made since is left for the next sync.
+        """
+        with self._lock:
+            meta = read_meta(self._layout.meta_path)
+            if meta is None or not meta.index_stale or (meta.index_stale_token or "") != seen:
+                return False
+            self._write_meta(
+                msgspec.structs.replace(meta, index_stale=False, index_stale_token=None)
+            )
+            return True
+
+    def _write_meta(self, meta: StoreMeta) -> None:
+        atomic_write(self._layout.meta_path, _codec.STORE_META.encode(meta), durable=self._durable)

@@ -171,7 +171,11 @@ class FileStoreConfig(StoreConfig):
         return f"{locator}?{urlencode(query)}" if query else locator
 
     def connect(self) -> FileStore:
-        """Open the store (reads ``_meta.json``; creates nothing until the first write).
+        """Open the store; a scoped store lays down its experiment directory.
+
+        The directory of a scoped config gets its skeleton and ``_meta.json`` now, so
+        :meth:`FileStore.get_working_directory` exists at once; an unscoped config
+        creates nothing (a collection root comes into being with its first write).
 
         Raises:
             ExperimentMismatchError: The experiment directory belongs to another experiment.
@@ -258,6 +262,9 @@ class FileStore(Collection[StoreDirectory]):
         bound: StoreDirectory | None
         if eid is not None:
             bound = StoreDirectory(_scoped_directory(root, eid), eid, durable=config.durable)
+            # Scoping "creates the subdirectory" (the spec): users put their own files
+            # in the working directory before any run writes there.
+            bound.prepare()
             self._mode: Mode = "scoped"
         else:
             meta = read_meta(root / META_FILE)
@@ -362,12 +369,23 @@ class FileStore(Collection[StoreDirectory]):
         """
         return self._space_for(record.experiment_id).write_run(record)
 
-    def write_runs(self, records: Sequence[RunRecord]) -> list[Document]:
+    def write_runs(
+        self, records: Sequence[RunRecord], into: list[Document] | None = None
+    ) -> list[Document]:
         """Store records like :meth:`put_run_records` and return those placed, as written.
 
         Every record is checked before any is written, so a bad one stores none.
+
+        Args:
+            records: The records.
+            into: Where to append each placed document as soon as it is placed, so
+                that a caller knows what landed even when a later record fails (a
+                stored record that cannot be decoded, a full disk).
         """
-        return [doc for space, group in self._grouped(records) for doc in space.write_runs(group)]
+        written: list[Document] = [] if into is None else into
+        for space, group in self._grouped(records):
+            space.write_runs(group, into=written)
+        return written
 
     def write_derived(self, run_id: str, metrics: Mapping[str, MetricValue]) -> Document:
         """Store derived metrics like :meth:`put_derived` and return them as written."""
@@ -422,28 +440,42 @@ class FileStore(Collection[StoreDirectory]):
 
     def is_index_marked_stale(self) -> bool:
         """Whether an index of these files recorded (in ``_meta.json``) that it missed a write."""
-        return any(space.is_index_stale() for space in self._spaces_of(None))
+        return bool(self.index_stale_marks())
 
-    def mark_index_stale(
-        self, stale: bool, experiment_ids: Iterable[str | None] | None = None
-    ) -> list[str | None]:
-        """Set or clear the index-stale mark in the ``_meta.json`` of experiments.
+    def index_stale_marks(self) -> dict[str | None, str]:
+        """The index-stale marks, by experiment (``None``: a store of no one experiment).
+
+        Read them before a sync reads the files, and give them to
+        :meth:`clear_index_stale` once the sync succeeded.
+        """
+        marks: dict[str | None, str] = {}
+        for space in self._spaces_of(None):
+            mark = space.index_stale_mark()
+            if mark is not None:
+                marks[space.experiment_id] = mark
+        return marks
+
+    def mark_index_stale(self, experiment_ids: Iterable[str] | None = None) -> None:
+        """Mark in ``_meta.json`` that an index missed a write of these experiments.
 
         Args:
-            stale: Set (``True``) or clear the mark.
-            experiment_ids: The experiments whose directories are marked (``None``
-                in it: a standalone store of no one experiment); default: all.
-
-        Returns:
-            The experiments whose mark changed, to undo it with the opposite call.
+            experiment_ids: The experiments written; default: every experiment here.
         """
         if self._bound is not None:
             spaces = [self._bound]
         elif experiment_ids is None:
             spaces = self._spaces_of(None)
         else:
-            spaces = [self._space_for(eid) for eid in set(experiment_ids) if eid is not None]
-        return [space.experiment_id for space in spaces if space.set_index_stale(stale)]
+            spaces = [self._space_for(eid) for eid in set(experiment_ids)]
+        for space in spaces:
+            space.mark_index_stale()
+
+    def clear_index_stale(self, marks: Mapping[str | None, str]) -> None:
+        """Clear the marks that are still those of ``marks`` (see :meth:`index_stale_marks`)."""
+        for space in self._spaces_of(None):
+            seen = marks.get(space.experiment_id)
+            if seen is not None:
+                space.clear_index_stale(seen)
 
     def copy_to(self, path: str | os.PathLike[str]) -> FileStore:
         """Copy this store's files to a new directory and open the copy.
@@ -470,5 +502,5 @@ class FileStore(Collection[StoreDirectory]):
                 meta = StoreMeta(experiment_id=self._scope())
                 atomic_write(target / META_FILE, _codec.STORE_META.encode(meta))
         copy = FileStoreConfig(root=str(target), durable=self._config.durable).connect()
-        copy.mark_index_stale(False)
+        copy.clear_index_stale(copy.index_stale_marks())
         return copy

@@ -133,17 +133,18 @@ class RecordIndex(Protocol):
         *,
         scope: str | None,
         experiments: Iterable[str],
-        total: int | None,
         progress: ProgressCallback | None = None,
     ) -> int:
         """Replace the index (or one experiment's part of it) atomically.
 
         Args:
-            read: The documents of a kind, as read from the files.
+            read: The documents of a kind, as read from the files; called (so the
+                files are listed) only once the index has noted when the rebuild
+                started, so that a document indexed by a writer after the listing
+                is carried over. A sized result gives ``progress`` its total.
             scope: The experiment rebuilt, or ``None`` for the whole index.
             experiments: The experiments that have a directory in the files (those
                 of the documents read are added).
-            total: How many run records are expected, for ``progress``.
             progress: Called as ``progress(done, total)`` while records are copied.
 
         Returns:

@@ -45,10 +45,11 @@ from metalab.store._documents import (
     DocumentKind,
     DocumentRef,
 )
-from metalab.store._file import FileStore, FileStoreConfig
+from metalab.store._file import DocumentScan, FileStore, FileStoreConfig
 from metalab.store._index import (
     DEFAULT_BATCH_SIZE,
     IndexErrorPolicy,
+    IndexState,
     RecordIndex,
     SyncReport,
 )
@@ -62,20 +63,29 @@ _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _unique_runs(documents: Iterable[Document]) -> Iterator[Document]:
-    """Pass run documents through, refusing one run id in two experiment directories.
+class _UniqueRuns:
+    """Run documents passed through, refusing one run id in two experiment directories.
 
-    The index keys runs by run id, so two experiments cannot both hold one.
+    The index keys runs by run id, so two experiments cannot both hold one. Sized
+    like the listing it wraps, so a rebuild can report progress against it.
     """
-    seen: dict[str, str | None] = {}
-    for doc in documents:
-        other = seen.setdefault(doc.key, doc.experiment_id)
-        if other != doc.experiment_id:
-            raise StoreError(
-                f"run {doc.key!r} is in two experiment directories "
-                f"({other!r} and {doc.experiment_id!r}); remove one"
-            )
-        yield doc
+
+    def __init__(self, documents: DocumentScan) -> None:
+        self._documents = documents
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+    def __iter__(self) -> Iterator[Document]:
+        seen: dict[str, str | None] = {}
+        for doc in self._documents:
+            other = seen.setdefault(doc.key, doc.experiment_id)
+            if other != doc.experiment_id:
+                raise StoreError(
+                    f"run {doc.key!r} is in two experiment directories "
+                    f"({other!r} and {doc.experiment_id!r}); remove one"
+                )
+            yield doc
 
 
 class IndexedStore:
@@ -124,8 +134,7 @@ class IndexedStore:
         self._stale = stale
         self._warned_write = False
         self._warned_read = False
-        self._marked: set[str | None] = set()
-        self._marked_all = False
+        self._misses = 0
         self._closed = False
 
     @property
@@ -147,19 +156,15 @@ class IndexedStore:
         """Whether the index may lag behind the files (until ``sync_index()``)."""
         return self._stale
 
-    def _open_index(self, *, file_root: str) -> None:
-        """Open the index and learn whether it lags behind the files.
+    def _learn_index_state(self, state: IndexState | None, *, file_root: str) -> None:
+        """Learn, from what opening the index found, whether it lags behind the files.
 
-        Raises:
-            IndexUnavailableError: The index cannot be reached and the policy is
-                ``"raise"``.
+        Args:
+            state: What the index's ``open()`` reported; ``None`` if it could not be
+                reached (the store then reads the files, or raises, by its policy).
+            file_root: The files this store indexes.
         """
-        try:
-            state = self._index.open()
-        except IndexUnavailableError as exc:
-            if self._policy == "raise":
-                raise
-            _log.warning("%s; reading from the files until sync_index() succeeds", exc)
+        if state is None:
             self._stale = True
         else:
             if state.file_root != file_root:
@@ -188,18 +193,13 @@ class IndexedStore:
         """
         with self._lock:
             self._stale = True
+            self._misses += 1
             first = not self._warned_write
             self._warned_write = True
-            todo: set[str | None] | None = set()
-            if self._marked_all:
-                pass
-            elif experiments is None:
-                todo, self._marked_all = None, True
-            else:
-                todo = {e for e in experiments if e not in self._marked}
-                self._marked.update(todo)
-        if todo is None or todo:
-            self._files.mark_index_stale(True, todo)
+        # Marked again on every miss, even if marked before: another process's sync
+        # may have cleared the mark since, and a new token keeps a running sync from
+        # clearing this one.
+        self._files.mark_index_stale(experiments)
         if first:
             _log.warning("%s; the write went to the files and the index is marked stale", exc)
             warnings.warn(
@@ -301,9 +301,17 @@ class IndexedStore:
         return count
 
     def _put_batch(self, batch: list[RunRecord]) -> int:
-        # The FileStore checks the whole batch before it writes any of it.
-        written = self._files.write_runs(batch)
-        self._write_index(written, {r.experiment_id for r in batch}, batch_size=len(batch))
+        # The FileStore checks the whole batch before it writes any of it; what it
+        # placed before a later failure (a corrupt stored record, a full disk) is
+        # indexed all the same, so the index never misses a record the files hold.
+        written: list[Document] = []
+        experiments = {r.experiment_id for r in batch}
+        try:
+            self._files.write_runs(batch, into=written)
+        except BaseException:
+            self._write_index(written, experiments, batch_size=len(batch))
+            raise
+        self._write_index(written, experiments, batch_size=len(batch))
         return len(batch)
 
     def get_run_record(self, run_id: str) -> RunRecord | None:
@@ -501,10 +509,12 @@ class IndexedStore:
             )
         return self._read(lambda: self._index.fields(wanted), lambda: self._files.fields(wanted))
 
-    def delete_run(self, run_id: str) -> bool:
+    def delete_run(self, run_id: str, *, expected: RunRecord | None = None) -> bool:
         """Delete everything of a run from the files, then from the index."""
         self._check_open()
-        removed = self._files.delete_run(run_id)
+        removed = self._files.delete_run(run_id, expected=expected)
+        if expected is not None and not removed:
+            return False
         gone = [DocumentKey(kind, run_id, self._scope) for kind in ("runs", "derived")]
         experiments = None if self._scope is None else (self._scope,)
         try:
@@ -539,25 +549,18 @@ class IndexedStore:
         """
         self._check_open()
         files = self._files
-        cleared = self._clear_marks()
-        try:
-            runs = files.scan_documents("runs")
+        marks, misses = self._before_reading()
 
-            def read(kind: DocumentKind) -> Iterable[Document]:
-                return _unique_runs(runs) if kind == "runs" else files.scan_documents(kind)
+        def read(kind: DocumentKind) -> Iterable[Document]:
+            # Listed only when the index asks, inside its transaction: a run indexed
+            # by a writer after the listing is carried over by the index.
+            scan = files.scan_documents(kind)
+            return _UniqueRuns(scan) if kind == "runs" else scan
 
-            count = self._index.rebuild(
-                read,
-                scope=self._scope,
-                experiments=files.experiment_directories(),
-                total=len(runs),
-                progress=progress,
-            )
-        except BaseException:
-            files.mark_index_stale(True, cleared)
-            raise
-        with self._lock:
-            self._stale = False
+        count = self._index.rebuild(
+            read, scope=self._scope, experiments=files.experiment_directories(), progress=progress
+        )
+        self._after_reading(marks, misses)
         return count
 
     def sync_index(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> SyncReport:
@@ -576,19 +579,14 @@ class IndexedStore:
         Raises:
             CorruptRecordError: A changed file cannot be decoded (nothing of that
                 batch is indexed; the stale mark stays).
-            IndexUnavailableError: The index cannot be reached.
+            IndexUnavailableError: The index cannot be reached (the mark stays).
         """
         self._check_open()
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
-        cleared = self._clear_marks()
-        try:
-            report = self._sync(batch_size)
-        except BaseException:
-            self._files.mark_index_stale(True, cleared)
-            raise
-        with self._lock:
-            self._stale = False
+        marks, misses = self._before_reading()
+        report = self._sync(batch_size)
+        self._after_reading(marks, misses)
         return report
 
     def _sync(self, batch_size: int) -> SyncReport:
@@ -597,6 +595,10 @@ class IndexedStore:
         removed: list[DocumentKey] = []
         unchanged = 0
         for kind in DOCUMENT_KINDS:
+            # The index first: a document indexed after this is absent here, so it is
+            # never taken for one whose file is gone; its file, written before it was
+            # indexed, is either listed below (and indexed again, harmlessly) or not.
+            indexed = self._index.states(kind, self._scope)
             on_disk: dict[str, DocumentRef] = {}
             for ref in files.document_states(kind):
                 other = on_disk.setdefault(ref.key, ref)
@@ -605,7 +607,6 @@ class IndexedStore:
                         f"run {ref.key!r} is in two experiment directories "
                         f"({other.experiment_id!r} and {ref.experiment_id!r}); remove one"
                     )
-            indexed = self._index.states(kind, self._scope)
             for key, ref in on_disk.items():
                 if indexed.get(key) == ref.state:
                     unchanged += 1
@@ -621,18 +622,27 @@ class IndexedStore:
         )
         return SyncReport(indexed=len(changed), removed=len(removed), unchanged=unchanged)
 
-    def _clear_marks(self) -> list[str | None]:
-        """Clear the stale marks before a rebuild or sync reads the files.
+    def _before_reading(self) -> tuple[dict[str | None, str], int]:
+        """The stale marks and misses a sync or rebuild will cover, taken before it reads.
 
-        Clearing first is what makes it safe against concurrent writers: a writer
-        that marks a directory after this will be seen by the next sync, and one
-        that marked it before wrote its file before the scan reads it.
+        A writer that marks after this wrote its file after too, so the sync may not
+        have seen it: its mark stays (see :meth:`_after_reading`). One that marked
+        before wrote its file before the sync reads the files.
         """
-        cleared = self._files.mark_index_stale(False)
         with self._lock:
-            self._marked.clear()
-            self._marked_all = False
-        return cleared
+            misses = self._misses
+        return self._files.index_stale_marks(), misses
+
+    def _after_reading(self, marks: dict[str | None, str], misses: int) -> None:
+        """Clear the marks a successful sync or rebuild covered, and only those.
+
+        A sync that fails or is killed clears nothing, so the files keep saying that
+        the index lags behind them.
+        """
+        self._files.clear_index_stale(marks)
+        with self._lock:
+            if self._misses == misses:
+                self._stale = False
 
     def close(self) -> None:
         """Close the index and the files; calling it again does nothing."""

@@ -8,7 +8,9 @@ store) looks like::
     _meta.json                       StoreMeta: format version, experiment id
     runs/{run_id}.json               run records
     derived/{run_id}.json            derived metrics
-    artifacts/{run_id}/{name}.{fmt}  artifact files
+    artifacts/{run_id}/{name}.{fmt}  artifact files ({name}@{version}.{fmt} for a
+                                     replacement, so a file the manifest names is
+                                     never written over)
     artifacts/{run_id}/_manifest.json  their descriptors (sha256, size)
     logs/{run_id}_{name}.log         logs
     results/{run_id}/{name}.json     structured results (capture.data)
@@ -135,12 +137,19 @@ class FileStoreLayout:
         """``artifacts/{run_id}/``."""
         return self.artifacts_dir / validate_run_id(run_id)
 
-    def artifact_uri(self, run_id: str, name: str, fmt: str) -> str:
-        """The store-relative URI of an artifact file (``artifacts/{run_id}/{name}.{fmt}``)."""
+    def artifact_uri(self, run_id: str, name: str, fmt: str, version: str | None = None) -> str:
+        """The store-relative URI of an artifact file.
+
+        ``artifacts/{run_id}/{name}.{fmt}``, or ``artifacts/{run_id}/{name}@{version}.{fmt}``
+        for a version that replaces the file of that name: ``@`` is not allowed in
+        names, so a versioned file never has another artifact's name.
+        """
         validate_run_id(run_id)
         validate_name(name, "artifact name")
         validate_format(fmt)
-        return f"artifacts/{run_id}/{name}.{fmt}"
+        if version is None:
+            return f"artifacts/{run_id}/{name}.{fmt}"
+        return f"artifacts/{run_id}/{name}@{version}.{fmt}"
 
     def artifact_path(self, run_id: str, name: str, fmt: str) -> Path:
         """``artifacts/{run_id}/{name}.{fmt}``."""

@@ -513,10 +513,12 @@ class _PartitionSpace:
         with self._backend.lock:
             return [] if self._part.is_empty() else [self._eid]
 
-    def delete_run(self, run_id: str) -> bool:
+    def delete_run(self, run_id: str, *, expected: RunRecord | None = None) -> bool:
         validate_run_id(run_id)
         part = self._part
         with self._backend.lock:
+            if expected is not None and self.get_run_record(run_id) != expected:
+                return False
             deleted = False
             for mapping in (
                 part.runs,

@@ -17,6 +17,7 @@ password becomes ``***``), including in ``repr``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -25,9 +26,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, get_args
 from urllib.parse import quote, unquote
 
 from metalab import _optional
-from metalab.errors import ConfigError, LocatorError
+from metalab.errors import ConfigError, IndexUnavailableError, LocatorError
 from metalab.store._file import FileStore, FileStoreConfig
-from metalab.store._index import IndexErrorPolicy, RecordIndex
+from metalab.store._index import IndexErrorPolicy, IndexState, RecordIndex
 from metalab.store._indexed import IndexedStore
 from metalab.store._rules import validate_experiment_id
 from metalab.store.abc import StoreConfig
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from metalab.store.locator import LocatorInfo
 
 __all__ = ["METALAB_PARAMS", "PostgresStore", "PostgresStoreConfig"]
+
+_log = logging.getLogger(__name__)
 
 
 METALAB_PARAMS: Final = (
@@ -383,10 +386,6 @@ class PostgresStore(IndexedStore):
         _optional.require("psycopg", "psycopg_pool", extra="postgres", feature="PostgresStore")
         from metalab.store._postgres_index import PostgresIndex  # noqa: PLC0415 -- optional (postgres extra)
 
-        if files is None:
-            files = FileStoreConfig(
-                root=config.file_root, experiment_id=config.experiment_id
-            ).connect()
         root = FileStoreConfig(root=config.file_root)
         index = PostgresIndex(
             config.connection_string,
@@ -398,12 +397,29 @@ class PostgresStore(IndexedStore):
             file_root=config.file_root,
             pending_on_create=lambda: _experiments_with_documents(root),
         )
-        store = cls(config, files, index)
+        # The index first: a store that cannot open leaves nothing behind, not even
+        # the experiment directory that connecting its files lays down.
+        state: IndexState | None = None
         try:
-            store._open_index(file_root=config.file_root)
+            state = index.open()
+        except IndexUnavailableError as exc:
+            if config.on_index_error == "raise":
+                index.close()
+                raise
+            _log.warning("%s; reading from the files until sync_index() succeeds", exc)
         except BaseException:
-            store.close()
+            index.close()
             raise
+        try:
+            if files is None:
+                files = FileStoreConfig(
+                    root=config.file_root, experiment_id=config.experiment_id
+                ).connect()
+        except BaseException:
+            index.close()
+            raise
+        store = cls(config, files, index)
+        store._learn_index_state(state, file_root=config.file_root)
         return store
 
     @classmethod

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Final, Literal, Self, TypeVar
 
 from psycopg import sql
@@ -23,9 +23,11 @@ from psycopg.pq import Format
 from psycopg.rows import class_row
 from psycopg.types import TypeInfo
 
+from metalab import _codec
 from metalab.errors import ConfigError
-from metalab.query import CATALOG_SAMPLE_RUNS, CATALOG_SAMPLES, FieldInfo, Query
-from metalab.query.sql import compile_select
+from metalab.query import CATALOG_SAMPLE_RUNS, CATALOG_SAMPLES, FieldInfo, Query, select
+from metalab.query.sql import answerable, compile_select
+from metalab.records import MetricValue
 from metalab.store import _postgres_schema as ddl
 from metalab.store._documents import Document, DocumentKey, DocumentKind, FileState
 from metalab.store._index import DEFAULT_BATCH_SIZE, IndexState
@@ -408,8 +410,12 @@ class PostgresIndex:
         """Return ``(run_id, stored record)`` of the runs matching ``query``, in its order.
 
         The query is compiled to one ``SELECT`` (:mod:`metalab.query.sql`), with every
-        value passed as a parameter.
+        value passed as a parameter; the rare query that SQL cannot answer exactly
+        (:func:`~metalab.query.sql.answerable`) is evaluated by the Python engine over
+        the indexed documents instead.
         """
+        if not answerable(query):
+            return self._query_in_python(query, experiment_id)
         statement, params = compile_select(
             query, schema=self._schema, experiment_id=experiment_id, columns=_RUN_AND_DOC
         )
@@ -419,6 +425,20 @@ class PostgresIndex:
             return [(row[0], row[1]) for row in cur.fetchall()]
 
         return self.run(work)
+
+    def _query_in_python(self, query: Query, experiment_id: str | None) -> list[tuple[str, bytes]]:
+        docs = dict(self.documents("runs", experiment_id))
+        source = f"postgres index {self._schema!r}.runs"
+        records = [_codec.RUN_RECORD.decode(doc, source=source) for doc in docs.values()]
+        derived: dict[str, Mapping[str, MetricValue]] = {}
+        if query.uses_namespace("derived"):
+            decode = _codec.DERIVED.decode
+            derived = {
+                run_id: decode(doc, source=f"postgres index {self._schema!r}.derived").metrics
+                for run_id, doc in self.documents("derived", experiment_id)
+            }
+        chosen = select(records, query, lambda r: derived.get(r.run_id))
+        return [(r.run_id, docs[r.run_id]) for r in chosen]
 
     def fields(self, experiment_id: str) -> list[FieldInfo]:
         """Return the field catalog of an experiment, refreshing it if writes changed it.
@@ -468,7 +488,6 @@ class PostgresIndex:
         *,
         scope: str | None,
         experiments: Iterable[str],
-        total: int | None,
         progress: ProgressCallback | None = None,
     ) -> int:
         """Replace the index (or one experiment's part of it) in one transaction.
@@ -483,7 +502,6 @@ class PostgresIndex:
             read: The documents of a kind, as read from the files.
             scope: The experiment being rebuilt, or ``None`` for the whole index.
             experiments: The experiments that have a directory in the files.
-            total: How many runs are expected, for ``progress``.
             progress: Called as ``progress(done, total)`` while runs are copied.
 
         Returns:
@@ -492,8 +510,8 @@ class PostgresIndex:
         q = self._sql
         found = set(experiments)
 
-        def runs() -> Iterator[RunRow]:
-            for doc in read("runs"):
+        def runs(docs: Iterable[Document]) -> Iterator[RunRow]:
+            for doc in docs:
                 row = run_row(doc)
                 found.add(row.experiment_id)
                 yield row
@@ -505,7 +523,10 @@ class PostgresIndex:
                 yield row
 
         def copy_all(conn: Connection, into: tuple[CopyIn, CopyIn, CopyIn]) -> int:
-            count = _copy(conn, into[0], runs(), total, progress)
+            # The files are listed only now, after ``started``: see RecordIndex.rebuild.
+            docs = read("runs")
+            total = len(docs) if isinstance(docs, Sized) else None
+            count = _copy(conn, into[0], runs(docs), total, progress)
             _copy(conn, into[1], map(derived_row, read("derived")), None, None)
             _copy(conn, into[2], manifests(), None, None)
             return count

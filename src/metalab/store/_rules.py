@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Final, get_args
 
@@ -186,8 +187,8 @@ def validate_experiment_id(experiment_id: str) -> str:
 
     Raises:
         ConfigError: The id is not a string, is empty, ``.`` or ``..``, holds a path
-            separator, NUL or another control character, or is longer than 200
-            characters.
+            separator, NUL or another control character, is longer than 200
+            characters, or is not in Unicode NFC form (one name, one spelling).
     """
     value: object = experiment_id
     if not isinstance(value, str):
@@ -203,6 +204,12 @@ def validate_experiment_id(experiment_id: str) -> str:
         problem = "it contains NUL or another control character"
     elif experiment_id in (".", ".."):
         problem = "it names the current or parent directory"
+    elif not unicodedata.is_normalized("NFC", experiment_id):
+        # Two spellings of one name would be two directories with the same run ids.
+        problem = (
+            "it is not in Unicode NFC form (write it as "
+            f"unicodedata.normalize('NFC', ...): {unicodedata.normalize('NFC', experiment_id)!r})"
+        )
     if problem is not None:
         raise ConfigError(
             f"invalid experiment id {_shown(experiment_id)}: {problem}; "

@@ -318,8 +318,16 @@ class SupportsBulkPut(Protocol):
 class SupportsDelete(Protocol):
     """Runs can be deleted."""
 
-    def delete_run(self, run_id: str) -> bool:
-        """Delete everything of a run; return whether there was anything to delete."""
+    def delete_run(self, run_id: str, *, expected: RunRecord | None = None) -> bool:
+        """Delete everything of a run; return whether there was anything to delete.
+
+        Args:
+            run_id: The run.
+            expected: Delete only if the stored record is still this one (checked
+                atomically against writers of the same run), as a clean-up of runs
+                that look abandoned must: a run that finished in the meantime, or
+                was started again, is left alone and ``False`` returned.
+        """
         ...
 
 
@@ -482,6 +490,10 @@ class StoreConfig(Protocol):
     def from_dict(data: Mapping[str, Any]) -> StoreConfig:
         """Rebuild a config from :meth:`to_dict` output, validating every field.
 
+        Fields are converted and checked against the class's annotations; when those
+        cannot be evaluated (they name something the class's module does not
+        define), the fields are passed to the class as they are.
+
         Raises:
             ConfigError: ``_type`` is missing or unknown, or a field is invalid.
         """
@@ -498,6 +510,15 @@ class StoreConfig(Protocol):
             config: StoreConfig = msgspec.convert(fields, cls)
         except msgspec.ValidationError as exc:
             raise ConfigError(f"invalid {cls.__qualname__} dict: {exc}") from exc
+        except NameError:
+            # The class's annotations name something its module does not define (a
+            # config class made in a function or a notebook cell, under ``from
+            # __future__ import annotations``): msgspec cannot resolve them, so the
+            # fields go to the class as they are and its own checks apply.
+            try:
+                config = cls(**fields)
+            except TypeError as exc:
+                raise ConfigError(f"invalid {cls.__qualname__} dict: {exc}") from exc
         return config
 
 

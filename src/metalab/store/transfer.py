@@ -6,8 +6,11 @@ holds and only missing or changed items are written, so running the same export 
 after an interruption finishes the job. A destination item that differs from the
 source is replaced only when it is the unfinished (``running``) state of a run that
 the source has finished, or when ``overwrite=True``; otherwise it is reported as a
-conflict and left alone. Artifacts are verified against their recorded sha256 both
-when read from the source and after they arrive.
+conflict and left alone. Artifacts are verified by their bytes on both ends: the
+source's bytes must match their recorded sha256, the bytes that arrive are read back
+and hashed, and on a rerun a destination artifact is skipped only if its bytes (not
+just its record) match; one whose bytes were damaged is copied again and listed in
+:attr:`ExportReport.repaired`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import functools
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -67,11 +70,14 @@ class ExportReport:
             copied, skipped (already identical), conflicts (different at the
             destination, left alone) and failed.
         problems: One readable line per conflict or failure, naming the item.
+        repaired: One line per destination artifact whose bytes did not match its
+            record (damaged or truncated) and that was copied again from the source.
     """
 
     experiments: list[str] = field(default_factory=list)
     counts: dict[Kind, ItemCounts] = field(default_factory=lambda: {k: ItemCounts() for k in KINDS})
     problems: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -305,9 +311,16 @@ class _Exporter:
         what = f"artifact {descriptor.name!r} of run {run_id}"
         there = {a.name: a for a in self.dst.list_artifacts(run_id)}.get(descriptor.name)
         if there is not None and sha256_matches(there.content_hash, descriptor.content_hash):
-            counts.skipped += 1
-            return
-        if there is not None and not self.overwrite:
+            # The destination's record says the same bytes; its bytes must say so too.
+            found = _hash_of(self.dst, run_id, descriptor.name)
+            if found is not None and sha256_matches(found, descriptor.content_hash):
+                counts.skipped += 1
+                return
+            self.report.repaired.append(
+                f"{what} was damaged or missing at the destination (sha256 {found}, "
+                f"recorded {descriptor.content_hash}); copied again"
+            )
+        elif there is not None and not self.overwrite:
             self.report._problem("artifacts", "conflicts", f"{what} differs at the destination")
             return
         with tempfile.TemporaryDirectory(prefix="metalab-export-") as tmp:
@@ -325,7 +338,7 @@ class _Exporter:
                     f"(recorded {descriptor.content_hash}, found {digest}); not copied",
                 )
                 return
-            arrived = self.dst.put_artifact(
+            self.dst.put_artifact(
                 run_id,
                 descriptor.name,
                 staged,
@@ -333,11 +346,12 @@ class _Exporter:
                 format=descriptor.format,
                 metadata=descriptor.metadata,
             )
-        if arrived.content_hash != digest:
+        arrived = _hash_of(self.dst, run_id, descriptor.name)
+        if arrived != digest:
             self.report._problem(
                 "artifacts",
                 "failed",
-                f"{what} arrived with sha256 {arrived.content_hash}, expected {digest}",
+                f"{what} reads back with sha256 {arrived} at the destination, expected {digest}",
             )
             return
         counts.copied += 1
@@ -346,15 +360,9 @@ class _Exporter:
         """Copy an artifact to ``target``, returning the sha256 of its bytes."""
         digest = hashlib.sha256()
         with target.open("wb") as out:
-            if isinstance(self.src, SupportsArtifactStreaming):
-                with self.src.open_artifact(run_id, name) as stream:
-                    while chunk := stream.read(_CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-            else:
-                data = self.src.get_artifact(run_id, name)
-                digest.update(data)
-                out.write(data)
+            for chunk in _chunks_of(self.src, run_id, name):
+                digest.update(chunk)
+                out.write(chunk)
         return digest.hexdigest()
 
     def _manifests(self) -> None:
@@ -374,6 +382,27 @@ class _Exporter:
             else:
                 self.dst.put_experiment_manifest(manifest)
                 counts.copied += 1
+
+
+def _chunks_of(store: Store, run_id: str, name: str) -> Iterator[bytes]:
+    """An artifact's bytes, streamed where the store can."""
+    if isinstance(store, SupportsArtifactStreaming):
+        with store.open_artifact(run_id, name) as stream:
+            while chunk := stream.read(_CHUNK):
+                yield chunk
+    else:
+        yield store.get_artifact(run_id, name)
+
+
+def _hash_of(store: Store, run_id: str, name: str) -> str | None:
+    """The sha256 of an artifact's bytes as the store holds them, or ``None`` if gone."""
+    digest = hashlib.sha256()
+    try:
+        for chunk in _chunks_of(store, run_id, name):
+            digest.update(chunk)
+    except ArtifactNotFoundError:
+        return None
+    return digest.hexdigest()
 
 
 def _same(a: DerivedMetrics | ResultDocument, b: DerivedMetrics | ResultDocument) -> bool:

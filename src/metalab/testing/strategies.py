@@ -230,7 +230,9 @@ def store_metas() -> st.SearchStrategy[StoreMeta]:
 
 
 #: Small pools of keys and values so random queries and random records meet.
-_Q_PARAM_KEYS = ("a", "b", "lr", "opt")
+# "$float" and "$dict" are keys the codec's escaped form gives a meaning; "k\x00" holds
+# a character jsonb cannot: both engines must still agree on them.
+_Q_PARAM_KEYS = ("a", "b", "lr", "opt", "$float", "$dict", "k\x00")
 _Q_METRIC_KEYS = ("m1", "m2", "val acc")
 _Q_STRINGS = ("", "adam", "sgd", "Zeta", "ä", "adam ")
 _Q_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -250,7 +252,7 @@ def _query_values() -> st.SearchStrategy[Any]:
     return st.one_of(
         scalar,
         st.lists(_query_scalars(), max_size=3),
-        st.dictionaries(st.sampled_from(("x", "y")), _query_scalars(), max_size=2),
+        st.dictionaries(st.sampled_from(("x", "y", "$float")), _query_scalars(), max_size=2),
     )
 
 
@@ -290,7 +292,11 @@ def query_derived() -> st.SearchStrategy[dict[str, MetricValue]]:
 def _predicates(draw: st.DrawFn) -> Any:
     kind = draw(st.sampled_from(["params", "metrics", "derived", "record"]))
     if kind == "params":
-        path = draw(st.sampled_from([(k,) for k in _Q_PARAM_KEYS] + [("a", "x"), ("b", "y")]))
+        path = draw(
+            st.sampled_from(
+                [(k,) for k in _Q_PARAM_KEYS] + [("a", "x"), ("b", "y"), ("a", "$float")]
+            )
+        )
         fld = Field("params", path)
     elif kind == "metrics":
         fld = Field("metrics", (draw(st.sampled_from(_Q_METRIC_KEYS)),))

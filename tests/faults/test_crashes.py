@@ -1,0 +1,187 @@
+"""A writer killed at every step of a multi-step write: the files decode, nothing is lost.
+
+Each test kills a child process with SIGKILL at a named step (``crashpoints.py``) and
+then checks what a reader finds: documents that decode, every acknowledged write, and
+an index that either equals the files or says it is stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from metalab import _codec
+from metalab.records import RunRecord
+from metalab.store import FileStore, FileStoreConfig, PostgresStoreConfig, export_store
+from metalab.testing import comparable
+from metalab.testing.store import make_record
+
+CrashRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+EXP = "faults:1"
+
+
+def by_id(records: list[RunRecord]) -> list[object]:
+    return [comparable(r) for r in sorted(records, key=lambda r: r.run_id)]
+
+
+def files_of(root: Path) -> FileStore:
+    return FileStoreConfig(root=str(root), experiment_id=EXP).connect()
+
+
+def assert_artifacts_match_their_manifest(store: FileStore, run_id: str) -> None:
+    """Every descriptor names a file whose bytes have the recorded sha256 and size."""
+    for descriptor in store.list_artifacts(run_id):
+        data = (store.get_working_directory() / descriptor.uri).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == descriptor.content_hash
+        assert len(data) == descriptor.size_bytes
+
+
+class TestArtifactReplacedWhileKilled:
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> FileStore:
+        store = files_of(tmp_path)
+        store.put_run_record(make_record(EXP, "r1"))
+        store.put_artifact("r1", "model", b"old weights", format="bin")
+        return store
+
+    def test_killed_before_the_manifest_moves_the_old_version_stays_whole(
+        self, store: FileStore, tmp_path: Path, crash: CrashRunner
+    ) -> None:
+        crash(
+            f"""
+            from metalab.store import FileStoreConfig
+            store = FileStoreConfig(root={str(tmp_path)!r}, experiment_id={EXP!r}).connect()
+            store.put_artifact("r1", "model", b"new weights, longer", format="bin")
+            """,
+            point="artifact:before-manifest",
+        )
+        assert store.get_artifact("r1", "model") == b"old weights"
+        assert_artifacts_match_their_manifest(store, "r1")
+
+    def test_killed_after_the_manifest_moved_the_new_version_is_whole(
+        self, store: FileStore, tmp_path: Path, crash: CrashRunner
+    ) -> None:
+        crash(
+            f"""
+            from metalab.store import FileStoreConfig
+            store = FileStoreConfig(root={str(tmp_path)!r}, experiment_id={EXP!r}).connect()
+            store.put_artifact("r1", "model", b"new weights, longer", format="bin")
+            """,
+            point="artifact:before-old-removed",
+        )
+        assert store.get_artifact("r1", "model") == b"new weights, longer"
+        assert_artifacts_match_their_manifest(store, "r1")
+
+    def test_a_replacement_never_writes_over_the_file_the_manifest_names(
+        self, store: FileStore
+    ) -> None:
+        first = store.list_artifacts("r1")[0]
+        second = store.put_artifact("r1", "model", b"v2", format="bin")
+        third = store.put_artifact("r1", "model", b"v3", format="bin")
+        assert len({first.uri, second.uri}) == 2
+        assert len({second.uri, third.uri}) == 2
+        assert store.get_artifact("r1", "model") == b"v3"
+        names = {p.name for p in (store.get_working_directory() / "artifacts" / "r1").iterdir()}
+        assert names == {"_manifest.json", third.uri.rpartition("/")[2]}
+
+
+class TestBulkWriteKilled:
+    @pytest.mark.parametrize("after", [1, 7, 20])
+    def test_every_file_decodes_and_the_records_placed_are_whole(
+        self, tmp_path: Path, crash: CrashRunner, after: int
+    ) -> None:
+        records = [make_record(EXP, f"r{i:02d}") for i in range(20)]
+        encoded = [_codec.RUN_RECORD.encode(r).hex() for r in records]
+        crash(
+            f"""
+            from metalab import _codec
+            from metalab.store import FileStoreConfig
+            records = [_codec.RUN_RECORD.decode(bytes.fromhex(h)) for h in {encoded!r}]
+            store = FileStoreConfig(root={str(tmp_path)!r}, experiment_id={EXP!r}).connect()
+            store.put_run_records(records)
+            """,
+            point="bulk:placing",
+            after=after,
+        )
+        store = files_of(tmp_path)
+        scan = store.scan_run_records()
+        assert scan.problems == []
+        assert len(scan.records) == after - 1
+        wanted = {r.run_id: r for r in records}
+        for record in scan.records:
+            assert comparable(record) == comparable(wanted[record.run_id])
+
+
+class TestExportKilled:
+    def test_a_rerun_finishes_the_copy_and_nothing_is_torn(
+        self, tmp_path: Path, crash: CrashRunner
+    ) -> None:
+        source = files_of(tmp_path / "src")
+        records = [make_record(EXP, f"r{i}") for i in range(6)]
+        source.put_run_records(records)
+        for record in records:
+            source.put_artifact(record.run_id, "blob", record.run_id.encode() * 100)
+            source.put_derived(record.run_id, {"auc": 0.5})
+        crash(
+            f"""
+            from metalab.store import export_store
+            export_store({str(tmp_path / "src")!r}, {str(tmp_path / "dst")!r}, {EXP!r})
+            """,
+            point="export:run",
+            after=3,
+        )
+        report = export_store(str(tmp_path / "src"), str(tmp_path / "dst"), EXP)
+        assert report.ok, report.problems
+        destination = files_of(tmp_path / "dst")
+        assert by_id(destination.list_run_records()) == by_id(records)
+        for record in records:
+            assert destination.get_artifact(record.run_id, "blob") == record.run_id.encode() * 100
+            assert_artifacts_match_their_manifest(destination, record.run_id)
+
+
+@pytest.mark.postgres
+class TestIndexMaintenanceKilled:
+    """A killed rebuild or sync leaves the old index and keeps the stale mark."""
+
+    @pytest.fixture
+    def config(self, postgres_config: PostgresStoreConfig) -> PostgresStoreConfig:
+        return postgres_config.scoped(EXP)
+
+    def _stale_store_with_unindexed_runs(
+        self, config: PostgresStoreConfig
+    ) -> tuple[list[RunRecord], list[RunRecord]]:
+        indexed = [make_record(EXP) for _ in range(5)]
+        with config.connect() as store:
+            store.put_run_records(indexed)
+        missed = [make_record(EXP) for _ in range(30)]
+        files = FileStoreConfig(root=config.file_root, experiment_id=EXP).connect()
+        files.put_run_records(missed)  # as a worker that wrote while the index was down
+        files.mark_index_stale()
+        return indexed, missed
+
+    @pytest.mark.parametrize("operation", ["rebuild_index()", "sync_index(batch_size=4)"])
+    def test_the_mark_survives_and_the_next_run_repairs(
+        self, config: PostgresStoreConfig, crash: CrashRunner, operation: str
+    ) -> None:
+        indexed, missed = self._stale_store_with_unindexed_runs(config)
+        crash(
+            f"""
+            from metalab.store import StoreConfig
+            config = StoreConfig.from_dict({config.to_dict()!r})
+            with config.connect() as store:
+                store.{operation}
+            """,
+            point="index:row",
+            after=12,
+        )
+        with config.connect() as store:
+            assert store.is_index_stale()
+            assert store.files.is_index_marked_stale()
+            store.sync_index()
+            assert not store.is_index_stale()
+            assert by_id(store.list_run_records()) == by_id(indexed + missed)
