@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from metalab.errors import LocatorError
@@ -108,3 +109,88 @@ class TestRedact:
 
 def test_relative_paths_are_kept_relative_for_the_config_to_resolve() -> None:
     assert not Path(parse_locator("runs/x").path).is_absolute()
+
+
+class TestRedactEveryShape:
+    @pytest.mark.parametrize(
+        ("raw", "expected"),
+        [
+            ("postgresql://me:ab/cd@db/lab", "postgresql://me:***@db/lab"),
+            ("postgresql://me:a@b:c%3D@db:5432/lab", "postgresql://me:***@db:5432/lab"),
+            ("postgres://:pw@db/lab", "postgres://:***@db/lab"),
+            ("POSTGRESQL://me:pw@db/lab", "POSTGRESQL://me:***@db/lab"),
+            ("postgresql://me:a b'c@db/lab", "postgresql://me:***@db/lab"),
+            ("postgresql://db/lab?sslpassword=pw", "postgresql://db/lab?sslpassword=***"),
+            ("postgresql://db/lab?%70assword=p/w@x&a=1", "postgresql://db/lab?%70assword=***&a=1"),
+            ("host=db password=pw dbname=lab", "host=db password=*** dbname=lab"),
+            ("host=db password = 'a b\\' c' dbname=lab", "host=db password = *** dbname=lab"),
+            ("host=db password=a\\ b dbname=lab", "host=db password=*** dbname=lab"),
+            ("password='unterminated dbname=lab", "password=***"),
+            ("postgresql://host:5432/db", "postgresql://host:5432/db"),
+        ],
+    )
+    def test_a_locator_or_conninfo_loses_its_password(self, raw: str, expected: str) -> None:
+        assert redact(raw) == expected
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            (
+                "cannot reach 'postgresql://me:ab/c@d@db/lab': refused; ask admin@example.org",
+                "cannot reach 'postgresql://me:***@db/lab': refused; ask admin@example.org",
+            ),
+            (
+                "invalid value: \"host=db password='a\\\\'b' x=1\"",
+                'invalid value: "host=db password=*** x=1"',
+            ),
+            (
+                "see postgresql://db/lab?password=pw&sslmode=require for details",
+                "see postgresql://db/lab?password=***&sslmode=require for details",
+            ),
+        ],
+    )
+    def test_text_quoting_a_locator_loses_the_password_only(self, text: str, expected: str) -> None:
+        assert redact(text) == expected
+
+    @given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), min_size=1))
+    def test_any_password_is_hidden_whole_in_both_uri_forms(self, password: str) -> None:
+        # A password that itself spells "password=" makes redact hide even more.
+        assume("password" not in unquote(password).lower())
+        assert redact(f"postgresql://user:{password}@host/db") == "postgresql://user:***@host/db"
+        value = password.replace("&", "")  # a raw '&' ends a query value, for libpq too
+        assert (
+            redact(f"postgresql://user@host/db?password={value}")
+            == "postgresql://user@host/db?password=***"
+        )
+
+    def test_redacting_twice_changes_nothing(self) -> None:
+        once = redact("postgresql://me:a/b@c@db/lab?password=x host=a password='b c'")
+        assert redact(once) == once
+
+
+class TestLocatorsNeverShowPasswords:
+    def test_a_parse_error_quotes_neither_the_password_nor_urllib(self) -> None:
+        with pytest.raises(LocatorError) as info:
+            parse_locator("postgresql://me:Secret/Pass@db/lab")
+        assert "Secret" not in str(info.value)
+        assert "%2F" in str(info.value)  # says how to write it
+        assert info.value.__cause__ is None
+        assert info.value.__suppress_context__
+
+    def test_a_file_locator_with_a_user_hides_the_password(self) -> None:
+        with pytest.raises(LocatorError, match="three slashes") as info:
+            parse_locator("file://me:s3cret@server/share")
+        assert "s3cret" not in str(info.value)
+
+    @pytest.mark.parametrize(
+        "conninfo", ["host=db password=s3cret dbname=lab", "dbname=lab password='s3 cret'"]
+    )
+    def test_a_conninfo_given_as_a_path_is_refused(self, conninfo: str) -> None:
+        with pytest.raises(LocatorError, match="not a URI") as info:
+            parse_locator(conninfo)
+        assert "s3" not in str(info.value)
+
+    def test_repr_hides_a_password_parameter(self) -> None:
+        info = parse_locator("postgresql://me@db/lab?password=s3cret&sslmode=require")
+        assert "s3cret" not in repr(info)
+        assert "'sslmode': 'require'" in repr(info)

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from metalab.errors import ConfigError, LocatorError, MissingDependencyError
+from metalab.errors import (
+    ConfigError,
+    IndexUnavailableError,
+    LocatorError,
+    MissingDependencyError,
+)
 from metalab.store import PostgresStoreConfig, StoreConfig, parse_to_config
 from metalab.store.locator import parse_locator
 
@@ -214,3 +219,51 @@ class TestMissingDriver:
             config().connect()
         assert info.value.extra == "postgres"
         assert "metalab[postgres]" in str(info.value)
+
+
+class TestConnectionStringsLibpqWouldEcho:
+    @pytest.mark.parametrize(
+        ("conninfo", "problem"),
+        [
+            ("postgresql://me:Secret/Pass@db/lab", "port is not a number"),
+            ("postgresql://me:Secret@Pass@db/lab", "raw '@'"),
+            ("postgresql://me:Secret%zz@db/lab", "%XX"),
+            ("postgresql://me:Secret%00@db/lab", "%00"),
+        ],
+    )
+    def test_a_password_libpq_would_misread_is_refused_redacted(
+        self, conninfo: str, problem: str
+    ) -> None:
+        with pytest.raises(LocatorError, match=problem) as info:
+            config(connection_string=conninfo)
+        assert "Secret" not in str(info.value)
+        assert "Pass" not in str(info.value)
+        assert "percent-encode" in str(info.value)
+
+    @pytest.mark.parametrize(
+        "conninfo",
+        [
+            "postgresql://me:s%2Fp%40w@db1:5432,db2:5433/lab",
+            "postgresql://me@[::1]:5432/lab",
+            "postgresql://:pw@/lab?host=/run/pg",
+            "postgresql://db:/lab",
+        ],
+    )
+    def test_valid_uris_are_still_accepted(self, conninfo: str) -> None:
+        assert config(connection_string=conninfo).connection_string == conninfo
+
+    def test_a_connection_string_of_another_type_is_not_shown(self) -> None:
+        with pytest.raises(LocatorError, match="of type bytes") as info:
+            config(connection_string=b"postgresql://me:s3cret@db/lab")
+        assert "s3cret" not in str(info.value)
+
+    def test_a_string_libpq_cannot_parse_is_refused_before_the_pool_logs_it(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level("DEBUG")
+        upper = config(connection_string="POSTGRESQL://me:s3cret@127.0.0.1:1/lab")
+        with pytest.raises(IndexUnavailableError, match="cannot parse") as info:
+            upper.connect()
+        assert "s3cret" not in str(info.value)
+        assert info.value.__cause__ is None
+        assert "s3cret" not in caplog.text

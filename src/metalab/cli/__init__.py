@@ -11,10 +11,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from metalab._version import __version__
 from metalab.cli import _runs, _store
 from metalab.errors import CapabilityError, ConfigError, MetalabError, QueryError
+from metalab.store.locator import redact
 
 __all__ = ["main"]
 
@@ -23,9 +25,21 @@ EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors hide passwords.
+
+    argparse quotes a bad argument (``invalid int value: 'postgresql://u:pw@...'``)
+    when a locator lands in the wrong place. Subcommand parsers are of the same class.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        # docstring inherited
+        super().error(redact(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``metalab`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="metalab",
         description="Reproducible experiments and their stores.",
         epilog="Run 'metalab COMMAND --help' for the options of a command.",
@@ -68,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error(exc: BaseException, prefix: str = "") -> None:
-    text = str(exc)
+    # Messages of metalab's own errors are redacted already; others (a driver's, an
+    # OSError's) may quote a locator.
+    text = redact(str(exc))
     # Query errors draw a caret under the query on later lines; one line says it all.
     message = text.splitlines()[0] if isinstance(exc, QueryError) else " ".join(text.split())
     sys.stderr.write(f"metalab: error: {prefix}{message}\n")

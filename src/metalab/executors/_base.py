@@ -98,7 +98,8 @@ class RunJob:
     seed_base: int
     tags: tuple[str, ...] = ()
     code_hash: str = ""
-    store_config: dict[str, Any] = field(default_factory=dict)
+    # Not in the repr: a PostgresStoreConfig's dict holds the password.
+    store_config: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 class Executor(Protocol):

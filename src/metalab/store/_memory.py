@@ -129,6 +129,13 @@ class MemoryStoreConfig(StoreConfig):
                 f"unknown parameter(s) {bad_params} in memory locator {info.redacted()!r}; "
                 "the only one is experiment_id"
             )
+        if info.password is not None:
+            # The name would be "user:password@name", which the name's error quotes.
+            raise LocatorError(
+                f"invalid memory store name in {info.redacted()!r}: a memory locator takes "
+                "no user or password; use memory://NAME with a name of letters, digits, "
+                "'_', '.' or '-'"
+            )
         # The host part of a URL is case-insensitive and comes back lower-cased;
         # store names keep their case, so read it from the raw locator.
         name = urlsplit(info.raw).netloc if info.raw else info.host

@@ -57,6 +57,10 @@ METALAB_PARAMS: Final = (
 _SCHEMES: Final = ("postgresql", "postgres")
 _URI: Final = re.compile(r"^(?P<scheme>postgres(?:ql)?)://", re.IGNORECASE)
 _MAX_IDENTIFIER_BYTES: Final = 63
+_BAD_PERCENT: Final = re.compile(r"%(?![0-9A-Fa-f]{2})|%00")
+_USERINFO_END: Final = re.compile(r"[@/]")
+_HOSTS_END: Final = re.compile(r"[/?]")
+_PORT: Final = re.compile(r"[0-9]*")
 _FILE_ROOT_HINT: Final = (
     "add the directory that holds the files, either in the locator "
     "('postgresql://host/db?file_root=/path/to/files') or as a keyword "
@@ -144,11 +148,23 @@ class PostgresStoreConfig(StoreConfig):
 
     def _check_connection_string(self) -> None:
         conninfo: object = self.connection_string
-        if not isinstance(conninfo, str) or _URI.match(conninfo) is None:
-            shown = redact(conninfo) if isinstance(conninfo, str) else conninfo
+        if not isinstance(conninfo, str):
+            # Not shown: a str() of it could still hold the password.
             raise LocatorError(
-                f"invalid connection_string {shown!r}: use a libpq URI such as "
+                f"invalid connection_string of type {type(conninfo).__name__}: use a libpq "
+                "URI (a str) such as 'postgresql://user@host:5432/dbname'"
+            )
+        if _URI.match(conninfo) is None:
+            raise LocatorError(
+                f"invalid connection_string {redact(conninfo)!r}: use a libpq URI such as "
                 "'postgresql://user@host:5432/dbname'"
+            )
+        problem = _uri_problem(conninfo)
+        if problem is not None:
+            raise LocatorError(
+                f"invalid connection_string {redact(conninfo)!r}: {problem}; "
+                "percent-encode '/', '@', ':', '?', '#' and '%' in a user name or "
+                "password (e.g. '/' as %2F, '@' as %40)"
             )
         if "#" in conninfo:
             raise LocatorError(
@@ -298,6 +314,33 @@ class PostgresStoreConfig(StoreConfig):
                 f"to {self.experiment_id!r}; use PostgresStoreConfig(connection_string=..., "
                 "file_root=...) without experiment_id"
             )
+
+
+def _uri_problem(uri: str) -> str | None:
+    """What libpq would refuse in ``uri`` by quoting a piece of it, or ``None``.
+
+    libpq's messages about a malformed URI quote the offending part: for a password
+    with a raw ``/`` (``user:pass/word@host`` reads as host ``user``, port ``pass``),
+    a raw ``@`` (the host becomes ``word@host``) or a bad ``%`` escape, that part is
+    a piece of the password, and psycopg_pool logs it on every retry. Such a URI can
+    never connect, so it is refused here, where the message shows it redacted. The
+    checks follow libpq's reading of a URI, not urllib's.
+    """
+    if _BAD_PERCENT.search(uri):
+        return "a '%' does not start a %XX escape, or it is %00"
+    rest = uri.partition("://")[2]
+    # libpq ends the user information at the first '@' that comes before any '/'.
+    stop = _USERINFO_END.search(rest)
+    if stop is not None and stop.group() == "@":
+        rest = rest[stop.end() :]
+    hosts = _HOSTS_END.split(rest, maxsplit=1)[0]
+    if "@" in hosts:
+        return "a password or user name holds a raw '@'"
+    for host in hosts.split(","):
+        _, colon, port = (host.rpartition("]")[2] if host.startswith("[") else host).partition(":")
+        if colon and _PORT.fullmatch(port) is None:
+            return "a port is not a number (a raw '/' in a password ends the host part)"
+    return None
 
 
 def _rebuild_uri(info: LocatorInfo) -> str:

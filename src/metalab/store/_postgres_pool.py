@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Final, TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -89,14 +90,15 @@ class Database:
         """Open the pool and wait until it has ``min_size`` connections.
 
         Raises:
-            IndexUnavailableError: The server cannot be reached in time, or the
-                database was closed.
+            IndexUnavailableError: The server cannot be reached in time, libpq
+                cannot parse the connection string, or the database was closed.
         """
         with self._lock:
             if self._closed:
                 raise IndexUnavailableError(f"{self._describe} is closed")
             if self._pool is not None:
                 return
+            self._check_conninfo()
             pool: ConnectionPool[Connection] = ConnectionPool(
                 self._conninfo,
                 open=False,
@@ -117,6 +119,24 @@ class Database:
                 # wait() closes the pool on timeout; the next call opens a new one.
                 raise self._unavailable(exc) from exc
             self._pool = pool
+
+    def _check_conninfo(self) -> None:
+        """Refuse a connection string libpq cannot parse, before the pool sees it.
+
+        libpq's message then quotes the string, or the piece it stumbled on (often a
+        password: ``POSTGRESQL://`` with upper-case letters is not a URI to libpq, so
+        the whole string is quoted), and psycopg_pool logs it on every retry.
+        """
+        try:
+            conninfo_to_dict(self._conninfo)
+        except psycopg.ProgrammingError:
+            raise IndexUnavailableError(
+                f"{self._describe} cannot be used: libpq cannot parse its connection "
+                "string (its message is not shown: it may quote the password); write "
+                "the scheme as lower-case postgresql:// or postgres://, and percent-encode "
+                "'/', '@', ':', '?', '#', '&', '=' and '%' in a user name, password or "
+                "query value"
+            ) from None
 
     def close(self) -> None:
         """Close the pool; calling it again does nothing."""

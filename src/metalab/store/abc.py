@@ -476,6 +476,15 @@ class StoreConfig(Protocol):
         Fields still at their default are left out (``from_dict`` restores them), so
         a scoped ``FileStoreConfig`` gives exactly
         ``{"root": "/abs/path", "experiment_id": "my_exp:1.0", "_type": "file"}``.
+
+        The dict is complete, secrets included: a ``PostgresStoreConfig``'s
+        ``connection_string`` keeps its password, because workers in other processes
+        connect with it. Treat the dict like the password (do not log it or write it
+        to shared files), or keep the password out of the connection string: libpq
+        reads it from a passfile (``~/.pgpass`` or ``PGPASSFILE``), from
+        ``PGPASSWORD`` in each process's environment, or from a service
+        (``postgresql://?service=NAME`` and ``pg_service.conf``). ``repr`` of a
+        config is always redacted.
         """
         data: dict[str, Any] = {}
         for field in dataclasses.fields(self):

@@ -41,6 +41,7 @@ from metalab.store.abc import (
     SupportsLogs,
     SupportsStructuredResults,
 )
+from metalab.store.locator import redact
 
 __all__ = ["ExportReport", "ItemCounts", "export_store", "sha256_matches"]
 
@@ -163,7 +164,10 @@ def _experiments_of(store: Store, experiment_id: str | None) -> list[str]:
 def _open(config: StoreConfig | None, store: Store | None, experiment_id: str) -> Store:
     if config is not None:
         if config.is_scoped and config.experiment_id != experiment_id:
-            raise ExperimentMismatchError(config.to_locator(), experiment_id, config.experiment_id)
+            # to_locator() holds the password; the message must not.
+            raise ExperimentMismatchError(
+                redact(config.to_locator()), experiment_id, config.experiment_id
+            )
         return config.scoped(experiment_id).connect()
     assert store is not None
     return store

@@ -291,7 +291,7 @@ def pytest_report_header() -> list[str]:
         try:
             return [f"postgres: {redact(url)} ({_server_version(url)})"]
         except (ImportError, ConnectionError) as exc:
-            return [f"postgres: {redact(url)} is not usable ({exc})"]
+            return [f"postgres: {redact(url)} is not usable ({redact(str(exc))})"]
     if _docker_answers():
         return [f"postgres: testcontainers ({_IMAGE})"]
     try:
