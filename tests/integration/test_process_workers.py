@@ -1,4 +1,5 @@
-"""The worker processes of a ProcessExecutor."""
+"""The worker processes of a ProcessExecutor: they die with their coordinator, and
+the warnings they emit reach the caller of ``run()``."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+import metalab
 
 ORPHAN_DEADLINE_SECONDS = 10.0
 
@@ -130,3 +135,31 @@ class TestOrphanedWorkers:
             time.sleep(0.1)
 
         assert _alive(sweep.workers) == set(), "worker processes outlived their coordinator"
+
+
+class WorkerWarning(UserWarning):
+    """Emitted by an operation in a worker process."""
+
+
+@metalab.operation
+def warns(params: dict[str, Any]) -> None:
+    warnings.warn(f"run {params['i'] % 2} looks odd", WorkerWarning, stacklevel=1)
+
+
+class TestWarningsOfWorkers:
+    def test_a_warning_emitted_in_a_worker_reaches_the_caller_once_per_message(
+        self, tmp_path: Path
+    ) -> None:
+        exp = metalab.Experiment(
+            name="warns", version="1", operation=warns, params=metalab.grid(i=list(range(6)))
+        )
+        with pytest.warns(WorkerWarning) as caught:
+            results = metalab.run(
+                exp, store=str(tmp_path), executor=metalab.ProcessExecutor(2), progress=False
+            ).result(timeout=60)
+
+        assert [r.status for r in results] == ["success"] * 6
+        assert {r.provenance.executor_id for r in results} == {"process"}
+        ours = [w for w in caught if w.category is WorkerWarning]
+        assert sorted(str(w.message) for w in ours) == ["run 0 looks odd", "run 1 looks odd"]
+        assert {w.filename for w in ours} == {__file__}

@@ -2,7 +2,8 @@
 
 Each worker receives the job once, when it starts, with the store described by its
 config dict; it connects its own store from that dict and keeps it for its lifetime
-(closing it when the worker exits). Batches of tasks are all that travel afterwards.
+(closing it when the worker exits). Batches of tasks are all that travel afterwards,
+and their outcomes come back with the warnings the runs emitted.
 
 A worker whose coordinating process dies without shutting the pool down (SIGKILL,
 the OOM killer) exits on its own within a second, abandoning the run it was
@@ -82,7 +83,13 @@ def _run_batch(tasks: Sequence[RunTask]) -> BatchOutcome:
     if not _worker_jobs:
         raise ConfigError("this worker process was started without a job")
     job = _worker_jobs[0]
-    return execute_batch(job, _connect_cached(job.store_config), tasks, executor_id="process")
+    return execute_batch(
+        job,
+        _connect_cached(job.store_config),
+        tasks,
+        executor_id="process",
+        record_warnings=True,
+    )
 
 
 class ProcessExecutor:
@@ -94,7 +101,8 @@ class ProcessExecutor:
     With the ``fork`` start method (Linux's default) workers inherit the operation
     and context; with ``spawn`` or ``forkserver`` they are pickled, so the operation
     must be importable (defined at the top level of a module). A batch that has
-    already reached a worker finishes even after ``cancel()``. A worker whose
+    already reached a worker finishes even after ``cancel()``. Warnings that runs
+    emit in a worker are emitted again in this process; a worker whose
     coordinating process was killed exits within a second.
 
     Args:
