@@ -30,7 +30,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
-from metalab.errors import CorruptRecordError, UnsupportedSchemaVersionError
+from metalab.errors import ConfigError, CorruptRecordError, UnsupportedSchemaVersionError
 from metalab.records import (
     ArtifactManifest,
     DerivedMetrics,
@@ -148,11 +148,19 @@ class DocumentCodec(Generic[D]):
         doc_type: The Struct type of the document.
         upgrade_legacy: Turns a metalab 0.1 document (parsed JSON, version key
             removed) into the current shape; ``None`` if 0.1 had no such document.
+        check: Raises if a document holds a value its JSON would not give back
+            (run before each encode, so it must be cheap).
     """
 
-    def __init__(self, doc_type: type[D], upgrade_legacy: _Upgrade | None) -> None:
+    def __init__(
+        self,
+        doc_type: type[D],
+        upgrade_legacy: _Upgrade | None,
+        check: Callable[[D], None] | None = None,
+    ) -> None:
         self.doc_type = doc_type
         self._upgrade_legacy = upgrade_legacy
+        self._check = _no_check if check is None else check
         self._encoder = msgspec.json.Encoder()
         self._decode_fast = msgspec.json.Decoder(doc_type).decode
         self._timestamp_fields: tuple[str, ...] = getattr(doc_type, "timestamp_fields", ())
@@ -163,7 +171,9 @@ class DocumentCodec(Generic[D]):
         Raises:
             ValueError: A timestamp of the document is naive, or its values nest
                 lists and mappings more than :data:`MAX_NESTING` levels deep.
+            ConfigError: The document holds binary data (a ``ValueError`` too).
         """
+        self._check(doc)
         doc = self._in_utc(doc)
         try:
             buf = self._encoder.encode(doc)
@@ -303,8 +313,82 @@ def _unchanged(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-RUN_RECORD: Final = DocumentCodec(RunRecord, _upgrade_run_record)
-DERIVED: Final = DocumentCodec(DerivedMetrics, _upgrade_derived)
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_CONTAINERS: Final = (dict, list, tuple)
+_BINARY: Final = (bytes, bytearray, memoryview)
+
+
+def _holds_binary(container: dict[str, Any] | list[Any] | tuple[Any, ...]) -> bool:
+    """Whether a bytes-like value is anywhere inside ``container``.
+
+    It runs on every encode, for every value, and nearly every value is a plain
+    scalar: one exact-type test settles those.
+
+    Raises:
+        RecursionError: ``container`` is nested too deep, or holds itself.
+    """
+    for value in container.values() if isinstance(container, dict) else container:
+        if type(value) in _SCALARS:
+            continue
+        if isinstance(value, _CONTAINERS):
+            if _holds_binary(value):
+                return True
+        elif isinstance(value, _BINARY):
+            return True
+    return False
+
+
+def _binary_path(container: dict[str, Any] | list[Any] | tuple[Any, ...]) -> str:
+    """Where the first bytes-like value inside ``container`` is (``"['a'][0]"``)."""
+    items = container.items() if isinstance(container, dict) else enumerate(container)
+    for key, value in items:
+        if isinstance(value, _BINARY):
+            return f"[{key!r}]"
+        if isinstance(value, _CONTAINERS) and _holds_binary(value):
+            return f"[{key!r}]{_binary_path(value)}"
+    raise AssertionError("no binary value in the container")  # pragma: no cover
+
+
+def _refuse_binary(document: str, **fields: dict[str, Any]) -> None:
+    """Raise naming the first field that holds bytes, which msgspec would write as base64.
+
+    The runner refuses bytes in params when it plans the runs; this catches the
+    records built by hand, which would otherwise come back holding a ``str``.
+    """
+    for name, values in fields.items():
+        if _holds_binary(values):
+            raise ConfigError(
+                f"{document}.{name}{_binary_path(values)} is binary data (bytes, bytearray "
+                "or memoryview), which a JSON document cannot hold: it would be stored as "
+                "base64 text and read back as a str; store binary data as an artifact "
+                "(capture.artifact() or store.put_artifact())"
+            )
+
+
+def _check_run_record(record: RunRecord) -> None:
+    try:
+        found = _holds_binary(record.params) or _holds_binary(record.metrics)
+    except RecursionError:
+        return  # nested too deep, or holding itself: the encoder refuses it
+    if found:
+        _refuse_binary("RunRecord", params=record.params, metrics=record.metrics)
+
+
+def _check_derived(derived: DerivedMetrics) -> None:
+    try:
+        found = _holds_binary(derived.metrics)
+    except RecursionError:
+        return  # as above
+    if found:
+        _refuse_binary("DerivedMetrics", metrics=derived.metrics)
+
+
+def _no_check(doc: object) -> None:
+    del doc
+
+
+RUN_RECORD: Final = DocumentCodec(RunRecord, _upgrade_run_record, _check_run_record)
+DERIVED: Final = DocumentCodec(DerivedMetrics, _upgrade_derived, _check_derived)
 RESULT: Final = DocumentCodec(ResultDocument, _unchanged)
 EXPERIMENT_MANIFEST: Final = DocumentCodec(ExperimentManifest, _upgrade_manifest)
 ARTIFACT_MANIFEST: Final = DocumentCodec(ArtifactManifest, _upgrade_artifact_manifest)

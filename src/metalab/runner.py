@@ -13,7 +13,8 @@ starting new runs: runs already executing finish and are recorded as usual, and 
 run that had not started is recorded as ``cancelled``, so the results show it and a
 later ``run(exp)`` (resume) runs it. A run whose process died (killed, power loss)
 keeps its ``running`` record and is run again on resume, like failed and cancelled
-runs.
+runs. Warnings that runs emit in other processes (a ``ProcessExecutor``'s workers, a
+Dask cluster) are emitted again in this one, each distinct one once per sweep.
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ from typing import Final, Self
 from metalab._identity import fingerprint, run_id_for, to_json, to_json_object
 from metalab._progress import ProgressBar, open_progress
 from metalab.errors import ConfigError, MetalabWarning
-from metalab.executors import BatchOutcome, Executor, RunJob, RunTask, ThreadExecutor
+from metalab.executors import (
+    BatchOutcome,
+    Executor,
+    RecordedWarning,
+    RunJob,
+    RunTask,
+    ThreadExecutor,
+)
 from metalab.experiment import Experiment
 from metalab.records import ExperimentManifest, Provenance, RunRecord, utc_now
 from metalab.results import Results
@@ -191,6 +199,7 @@ class RunHandle:
         self._cancel = threading.Event()
         self._finished = threading.Event()
         self._error: BaseException | None = None
+        self._warned: set[tuple[type[Warning], str]] = set()
         # Not a daemon: a script that never calls result() still finishes its sweep.
         self._thread = threading.Thread(
             target=self._drive, name=f"metalab-run[{experiment_id}]", daemon=False
@@ -416,6 +425,24 @@ class RunHandle:
                 c.total, c.done + done, c.failed + failed, c.skipped, c.cancelled + cancelled
             )
         self._report()
+        if outcome.warnings:
+            self._warn(outcome.warnings)
+
+    def _warn(self, recorded: Sequence[RecordedWarning]) -> None:
+        """Emit the warnings that runs emitted in another process, each distinct one once."""
+        for item in recorded:
+            category = item.resolve_category()
+            if (category, item.message) in self._warned:
+                continue
+            self._warned.add((category, item.message))
+            try:
+                # Where the run emitted it, as a run in this process would have.
+                warnings.warn_explicit(item.message, category, item.filename, item.lineno)
+            except Warning as exc:
+                # An "error" filter: the sweep ends with it, as it does with a store error.
+                self._error = self._error or exc
+                self._executor.cancel()
+                return
 
     def _record_cancelled(self, tasks: list[RunTask]) -> None:
         job = self._job

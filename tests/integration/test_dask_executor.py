@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -320,6 +321,28 @@ class TestDaskFailures:
             assert rerun.status == "success"
         finally:
             backdoor.close()
+
+
+class TestDaskWarnings:
+    def test_a_warning_emitted_on_a_worker_reaches_the_caller_once_per_message(
+        self, tmp_path: Path, client: Client
+    ) -> None:
+        # Worker processes outlive sweeps, and Python shows a warning once per text and
+        # place in each of them: a text of this test's own keeps other tests out of it.
+        tag = tmp_path.name
+
+        def warns(params: dict[str, Any]) -> None:
+            warnings.warn(f"{tag}: run {params['i'] % 2} looks odd", RuntimeWarning, stacklevel=1)
+
+        exp = experiment(metalab.operation(warns), i=list(range(8)))
+        with pytest.warns(RuntimeWarning) as caught:
+            results = metalab.run(
+                exp, store=str(tmp_path), executor=metalab.DaskExecutor(client), progress=False
+            ).result(timeout=60)
+
+        assert len(results.successful) == 8
+        ours = sorted(str(w.message) for w in caught if str(w.message).startswith(tag))
+        assert ours == [f"{tag}: run 0 looks odd", f"{tag}: run 1 looks odd"]
 
 
 def waits_for_cancel(marks: Path) -> metalab.Operation:

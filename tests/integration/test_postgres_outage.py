@@ -5,9 +5,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import metalab
 from metalab import _codec
 from metalab.errors import IndexStaleWarning, IndexUnavailableError
 from metalab.records import RunRecord
@@ -17,6 +19,16 @@ from metalab.testing.postgres import RestartablePostgres
 from metalab.testing.store import make_record
 
 EXP = "sweep:1"
+
+# The server that the first run of a sweep stops; set before the sweep, so the worker
+# processes forked for it inherit it.
+SERVER_TO_STOP: list[RestartablePostgres] = []
+
+
+@metalab.operation
+def stops_the_server(params: dict[str, Any]) -> None:
+    if params["i"] == 0:
+        SERVER_TO_STOP[0].stop()
 
 
 def by_id(records: list[RunRecord]) -> list[object]:
@@ -110,6 +122,37 @@ class TestServerStoppedMidSweep:
                 assert store.run_exists(records[1].run_id)
             assert [w.category for w in caught] == [IndexStaleWarning]
             assert by_id(listed) == by_id(records)
+
+
+def run_to_the_end(
+    exp: metalab.Experiment, store: PostgresStoreConfig, executor: metalab.Executor
+) -> metalab.Results:
+    with metalab.run(exp, store=store, executor=executor, progress=False) as handle:
+        return handle.result(timeout=120)
+
+
+class TestServerStoppedUnderWorkerProcesses:
+    def test_the_stale_index_warning_of_a_worker_reaches_the_caller(
+        self, server: RestartablePostgres, tmp_path: Path
+    ) -> None:
+        exp = metalab.Experiment(
+            name="sweep", version="1", operation=stops_the_server, params=metalab.grid(i=[0, 1])
+        )
+        store = config(server, tmp_path, on_index_error="fallback")
+        SERVER_TO_STOP[:] = [server]
+        try:
+            with pytest.warns(IndexStaleWarning) as caught:
+                results = run_to_the_end(exp, store, metalab.ProcessExecutor(1))
+        finally:
+            SERVER_TO_STOP.clear()
+
+        assert len(results.successful) == 2
+        # The worker's write missed the index; this process only read (from the files).
+        written = [
+            str(w.message) for w in caught if "the write went to the files" in str(w.message)
+        ]
+        assert len(written) == 1
+        assert all(w.category is IndexStaleWarning for w in caught)
 
 
 class TestServerDownAtConnect:

@@ -3,13 +3,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from metalab import _codec
-from metalab.errors import CorruptRecordError, UnsupportedSchemaVersionError
+from metalab.errors import ConfigError, CorruptRecordError, UnsupportedSchemaVersionError
 from metalab.records import DerivedMetrics, ResultDocument, RunRecord, StoreMeta
+from metalab.store import FileStoreConfig, MemoryStoreConfig, StoreConfig
 from metalab.testing import assert_same_document
 
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
@@ -108,6 +110,50 @@ class TestRejection:
     def test_json_array_is_not_a_document(self) -> None:
         with pytest.raises(CorruptRecordError, match="expected a JSON object"):
             _codec.DERIVED.decode(b"[1, 2]")
+
+
+class TestBinaryValuesAreRefused:
+    """msgspec writes bytes as base64 text, which would come back as a str."""
+
+    @pytest.mark.parametrize(
+        ("fields", "where"),
+        [
+            ({"params": {"b": b"\xff"}}, "RunRecord.params['b']"),
+            ({"params": {"x": [1, {"y": bytearray(b"a")}]}}, "RunRecord.params['x'][1]['y']"),
+            ({"params": {"t": (1, memoryview(b"a"))}}, "RunRecord.params['t'][1]"),
+            ({"metrics": {"m": b"x"}}, "RunRecord.metrics['m']"),
+        ],
+    )
+    def test_bytes_in_a_run_record_are_refused_naming_where(
+        self, fields: dict[str, object], where: str
+    ) -> None:
+        with pytest.raises(ConfigError) as raised:
+            _codec.RUN_RECORD.encode(_record(**fields))
+        assert where in str(raised.value)
+        assert "artifact" in str(raised.value)
+
+    def test_bytes_in_derived_metrics_are_refused(self) -> None:
+        with pytest.raises(ValueError, match=r"DerivedMetrics\.metrics\['m'\].*artifact"):
+            _codec.DERIVED.encode(DerivedMetrics(metrics={"m": b"x"}))  # type: ignore[dict-item]
+
+    @pytest.mark.parametrize("kind", ["memory", "file"])
+    def test_a_store_refuses_such_a_record_and_keeps_nothing(
+        self, kind: str, tmp_path: Path
+    ) -> None:
+        config: StoreConfig = (
+            MemoryStoreConfig(experiment_id="exp:1")
+            if kind == "memory"
+            else FileStoreConfig(root=str(tmp_path), experiment_id="exp:1")
+        )
+        record = _record(params={"blob": b"\x00\xff"})
+        with config.connect() as store:
+            with pytest.raises(ConfigError, match=r"params\['blob'\]"):
+                store.put_run_record(record)
+            assert store.list_run_records() == []
+
+    def test_text_that_merely_looks_binary_is_kept(self) -> None:
+        rec = _record(params={"b": "\xff", "nested": {"l": ["ab", 1, None, 2.5]}})
+        assert _codec.RUN_RECORD.decode(_codec.RUN_RECORD.encode(rec)).params == rec.params
 
 
 class TestOtherDocuments:

@@ -6,12 +6,20 @@ worker: runs one after another) and :class:`ProcessExecutor`. :class:`DaskExecut
 runs on a Dask ``distributed`` cluster (the ``dask`` extra, imported only when one is
 created). A custom executor (a cluster, a job queue) implements the protocol and runs
 each batch it receives with :func:`execute_batch` against a store it connects from
-``job.store_config``.
+``job.store_config`` (with ``record_warnings=True`` where the batch runs in another
+process, so that the runner can emit the runs' warnings to the caller).
 """
 
 from __future__ import annotations
 
-from metalab.executors._base import BatchOutcome, Executor, RunJob, RunTask, execute_batch
+from metalab.executors._base import (
+    BatchOutcome,
+    Executor,
+    RecordedWarning,
+    RunJob,
+    RunTask,
+    execute_batch,
+)
 from metalab.executors._dask import DaskExecutor
 from metalab.executors._process import ProcessExecutor
 from metalab.executors._thread import ThreadExecutor
@@ -21,6 +29,7 @@ __all__ = [
     "DaskExecutor",
     "Executor",
     "ProcessExecutor",
+    "RecordedWarning",
     "RunJob",
     "RunTask",
     "ThreadExecutor",

@@ -6,18 +6,25 @@ each), and hands batches of tasks to an :class:`Executor`. Wherever a batch land
 a thread of this process, a worker process, a machine of a cluster -- it is executed
 by :func:`execute_batch`, the per-run boundary: it writes the ``running`` record,
 calls the operation, and records success or failure. One failing run never stops
-the others in its batch.
+the others in its batch. Where the batch runs in another process than the runner,
+it also records the warnings the runs emit (:class:`RecordedWarning`) and sends
+them back in the :class:`BatchOutcome`, for the runner to emit where its caller
+sees them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 import msgspec
 
@@ -27,7 +34,52 @@ from metalab.records import JSONValue, Provenance, RunRecord, Status
 from metalab.seeds import SeedBundle
 from metalab.store.abc import Store
 
-__all__ = ["BatchOutcome", "Executor", "RunJob", "RunTask", "execute_batch"]
+__all__ = ["BatchOutcome", "Executor", "RecordedWarning", "RunJob", "RunTask", "execute_batch"]
+
+
+class RecordedWarning(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A warning a run emitted in a worker process, sent back to be emitted again.
+
+    The class travels by name, not by reference: unpickling a class that the
+    coordinating process cannot import would lose the whole batch's outcome.
+
+    Attributes:
+        message: The warning's text.
+        categories: ``"module:qualname"`` of the warning's class and of each of its
+            bases that is a warning, most derived first.
+        filename: The file the warning was emitted from.
+        lineno: The line it was emitted from.
+    """
+
+    message: str
+    categories: tuple[str, ...]
+    filename: str
+    lineno: int
+
+    @classmethod
+    def from_warning(
+        cls, message: Warning | str, category: type[Warning], filename: str, lineno: int
+    ) -> RecordedWarning:
+        """Record a warning as ``warnings.showwarning`` receives it."""
+        names = tuple(
+            f"{c.__module__}:{c.__qualname__}" for c in category.__mro__ if issubclass(c, Warning)
+        )
+        return cls(str(message), names, filename, lineno)
+
+    def resolve_category(self) -> type[Warning]:
+        """The warning's class, or its nearest base that this process has imported.
+
+        Only modules already imported are searched (a warning never imports one):
+        a filter or ``except`` clause can only name a class that was imported.
+        """
+        for name in self.categories:
+            module, _, qualname = name.partition(":")
+            found: object = sys.modules.get(module)
+            for part in qualname.split("."):
+                found = getattr(found, part, None)
+            if isinstance(found, type) and issubclass(found, Warning):
+                return found
+        return Warning
 
 
 class BatchOutcome(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -44,10 +96,14 @@ class BatchOutcome(msgspec.Struct, frozen=True, array_like=True, gc=False):
         seconds: Wall time the runs spent executing where they ran, hand-off and
             queueing excluded; ``0.0`` when not measured (the runner then sizes
             batches from the sweep's elapsed time).
+        warnings: The distinct warnings the runs emitted, when they ran in another
+            process (``execute_batch(..., record_warnings=True)``); the runner
+            emits each distinct one once per sweep.
     """
 
     statuses: tuple[Status | None, ...]
     seconds: float = 0.0
+    warnings: tuple[RecordedWarning, ...] = ()
 
     @classmethod
     def not_started(cls, count: int) -> BatchOutcome:
@@ -108,9 +164,10 @@ class Executor(Protocol):
     The runner calls :meth:`start` once, then :meth:`submit` for each batch of
     tasks (keeping a few batches in flight), then :meth:`shutdown`; :meth:`cancel`
     may come at any time in between. A batch's future resolves to a
-    :class:`BatchOutcome` (one status per task, and how long the runs took), as
-    returned by :func:`execute_batch`; it fails only if the store itself fails,
-    which ends the sweep.
+    :class:`BatchOutcome` (one status per task, how long the runs took and, from
+    another process, the warnings they emitted), as returned by
+    :func:`execute_batch`; it fails only if the store itself fails, which ends the
+    sweep.
 
     **Thread and process safety**
 
@@ -162,6 +219,7 @@ def execute_batch(
     *,
     executor_id: str,
     stop: Callable[[], bool] | None = None,
+    record_warnings: bool = False,
 ) -> BatchOutcome:
     """Execute runs one after another, record each of them in ``store``, and time them.
 
@@ -172,16 +230,22 @@ def execute_batch(
         executor_id: Recorded in each run's provenance.
         stop: Checked before each run; once it returns true, the remaining runs
             are not started (reported as ``None``).
+        record_warnings: Record the warnings emitted in this thread while the runs
+            execute (by operations or by the store), instead of showing them
+            here, and return them in the outcome. Executors whose batches run in
+            another process set it, so that the caller of ``run()`` sees them.
 
     Returns:
-        The final status of each run (``None`` for runs not started) and the
-        seconds the runs took.
+        The final status of each run (``None`` for runs not started), the
+        seconds the runs took and, if asked, the warnings they emitted.
 
     Raises:
         StoreError: The store failed to record a run (the run's user code never
             raises out of here).
     """
-    return _execute_tasks(job, store, tasks, executor_id=executor_id, stop=stop)[0]
+    return _execute_tasks(
+        job, store, tasks, executor_id=executor_id, stop=stop, record_warnings=record_warnings
+    )[0]
 
 
 def _execute_tasks(
@@ -191,8 +255,27 @@ def _execute_tasks(
     *,
     executor_id: str,
     stop: Callable[[], bool] | None = None,
+    record_warnings: bool = False,
 ) -> tuple[BatchOutcome, list[RunRecord]]:
     """:func:`execute_batch`, which also returns the final record of each run that ran."""
+    if not record_warnings:
+        return _run_tasks(job, store, tasks, executor_id, stop)
+    with _recording_warnings() as recorded:
+        outcome, finals = _run_tasks(job, store, tasks, executor_id, stop)
+    if recorded:
+        # Under the "always" filter every run may repeat the same warning.
+        distinct = tuple(dict.fromkeys(recorded))
+        outcome = msgspec.structs.replace(outcome, warnings=distinct)
+    return outcome, finals
+
+
+def _run_tasks(
+    job: RunJob,
+    store: Store,
+    tasks: Sequence[RunTask],
+    executor_id: str,
+    stop: Callable[[], bool] | None,
+) -> tuple[BatchOutcome, list[RunRecord]]:
     provenance = _provenance(executor_id, job.code_hash)
     bundles: dict[int, SeedBundle] = {}
     statuses: list[Status | None] = []
@@ -213,6 +296,60 @@ def _execute_tasks(
         statuses.append(final.status)
         finals.append(final)
     return BatchOutcome(tuple(statuses), seconds), finals
+
+
+class _ShowWarning:
+    """Stands in for ``warnings.showwarning``: records what recording threads emit.
+
+    ``warnings.catch_warnings(record=True)`` would be simpler, but it swaps global
+    state on entry and restores it on exit: batches that run side by side in the
+    threads of one process (a Dask worker) would restore each other's state and
+    lose or misroute warnings. This hook is installed once per process and asks
+    the emitting thread whether it records; other threads' warnings pass through.
+    """
+
+    def __init__(self, previous: Callable[..., None]) -> None:
+        self.previous = previous
+
+    def __call__(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        log: list[RecordedWarning] | None = getattr(_recording, "log", None)
+        if log is None:
+            self.previous(message, category, filename, lineno, file, line)
+        else:
+            log.append(RecordedWarning.from_warning(message, category, filename, lineno))
+
+
+_recording = threading.local()
+_install_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _recording_warnings() -> Iterator[list[RecordedWarning]]:
+    """Record the warnings this thread emits in the block, as the filters let them through.
+
+    The filters still decide: an ignored warning is not recorded, one under the
+    ``"default"`` action is recorded once per place per process (as Python shows
+    it once), and one under ``"error"`` raises as usual.
+    """
+    with _install_lock:
+        # Installed again if a catch_warnings() block has restored another one since.
+        if not isinstance(warnings.showwarning, _ShowWarning):
+            warnings.showwarning = _ShowWarning(warnings.showwarning)
+    log: list[RecordedWarning] = []
+    outer: list[RecordedWarning] | None = getattr(_recording, "log", None)
+    _recording.log = log
+    try:
+        yield log
+    finally:
+        _recording.log = outer
 
 
 def _provenance(executor_id: str, code_hash: str) -> Provenance:

@@ -23,6 +23,10 @@ the answer before it starts (as does an operation that reads
 ``runtime.cancel_requested``): runs that have not started are recorded ``cancelled``
 and running ones finish, as with the local executors.
 
+**Warnings** that runs emit on a worker (from the operation or the store) travel back
+with their batch's outcome, and the coordinating process emits each distinct one
+once per sweep, where the caller of ``run()`` sees it.
+
 **When a worker dies**, Dask runs its batches again on another worker, up to the
 scheduler's ``distributed.scheduler.allowed-failures``. A run that keeps killing its
 workers ends the sweep with Dask's ``KilledWorker``; its ``running`` record stays, and
@@ -223,7 +227,12 @@ def _run_batch(
     sweep = _worker_sweep(token, job.store_config)
     try:
         outcome, finals = _execute_tasks(
-            job, sweep.store, tasks, executor_id=_EXECUTOR_ID, stop=sweep.cancelled
+            job,
+            sweep.store,
+            tasks,
+            executor_id=_EXECUTOR_ID,
+            stop=sweep.cancelled,
+            record_warnings=True,
         )
     except (KeyboardInterrupt, SystemExit) as exc:
         # Raised out of a task, these two would shut the Dask worker down. The run

@@ -2,7 +2,12 @@
 
 Each worker receives the job once, when it starts, with the store described by its
 config dict; it connects its own store from that dict and keeps it for its lifetime
-(closing it when the worker exits). Batches of tasks are all that travel afterwards.
+(closing it when the worker exits). Batches of tasks are all that travel afterwards,
+and their outcomes come back with the warnings the runs emitted.
+
+A worker whose coordinating process dies without shutting the pool down (SIGKILL,
+the OOM killer) exits on its own within a second, abandoning the run it was
+executing: that run keeps its ``running`` record and runs again on resume.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ import multiprocessing.context
 import multiprocessing.util
 import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any
+from typing import Any, Final
 
 from metalab.errors import ConfigError
 from metalab.executors._base import BatchOutcome, RunJob, RunTask, execute_batch
@@ -23,6 +29,9 @@ from metalab.executors._thread import _check_workers
 from metalab.store.abc import Store, StoreConfig
 
 __all__ = ["ProcessExecutor"]
+
+# How often a worker checks that the process that started it is still alive.
+_PARENT_POLL_SECONDS: Final = 0.5
 
 # Per worker process: the job it serves and the stores it has connected, by config.
 _worker_jobs: list[RunJob] = []
@@ -41,15 +50,46 @@ def _connect_cached(config: dict[str, Any]) -> Store:
 
 
 def _init_worker(job: RunJob) -> None:
+    threading.Thread(
+        target=_exit_when_orphaned,
+        args=(os.getppid(),),
+        name="metalab-parent-watch",
+        daemon=True,
+    ).start()
     _worker_jobs[:] = [job]
     _connect_cached(job.store_config)
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """End this worker once the process that started it is gone.
+
+    An orphaned worker would otherwise wait for work forever: the pool's call queue
+    is a pipe whose write end every worker holds too, so reading it never ends.
+    Nor is ``multiprocessing.parent_process().sentinel`` enough under ``fork``:
+    every process the coordinating process forks afterwards (the next workers, or
+    any other child) inherits the write end of this worker's sentinel pipe and
+    keeps it open. A process whose parent dies is adopted by another, so
+    ``getppid()`` changes, whatever the start method.
+    """
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL_SECONDS)
+    # Not sys.exit(): the main thread may be inside a run or blocked on the call
+    # queue. Nor a log record first: a handler writing to a pipe nobody reads any
+    # more could block the exit.
+    os._exit(1)
 
 
 def _run_batch(tasks: Sequence[RunTask]) -> BatchOutcome:
     if not _worker_jobs:
         raise ConfigError("this worker process was started without a job")
     job = _worker_jobs[0]
-    return execute_batch(job, _connect_cached(job.store_config), tasks, executor_id="process")
+    return execute_batch(
+        job,
+        _connect_cached(job.store_config),
+        tasks,
+        executor_id="process",
+        record_warnings=True,
+    )
 
 
 class ProcessExecutor:
@@ -61,7 +101,9 @@ class ProcessExecutor:
     With the ``fork`` start method (Linux's default) workers inherit the operation
     and context; with ``spawn`` or ``forkserver`` they are pickled, so the operation
     must be importable (defined at the top level of a module). A batch that has
-    already reached a worker finishes even after ``cancel()``.
+    already reached a worker finishes even after ``cancel()``. Warnings that runs
+    emit in a worker are emitted again in this process; a worker whose
+    coordinating process was killed exits within a second.
 
     Args:
         max_workers: How many worker processes (default: the number of CPUs).
