@@ -248,6 +248,24 @@ class TestIndexEngine:
             assert isinstance(store, SupportsQuery)
             assert [r.run_id for r in store.query_runs(query)] == [rec.run_id]
 
+    def test_the_text_of_a_nul_escape_is_text_not_a_nul(
+        self, postgres_config: PostgresStoreConfig
+    ) -> None:
+        config = postgres_config.scoped(EXP)
+        six = "\\u0000"  # a backslash, 'u' and four zeros: no NUL in it
+        rec = RunRecord.running(
+            run_id="d" * 16, experiment_id=EXP, params={"s": six}, started_at=T0
+        ).succeeded(finished_at=T0)
+        with config.connect() as store:
+            store.put_run_record(rec)
+            assert isinstance(store, SupportsQuery)
+            assert [r.run_id for r in store.query_runs(build_query(F.params["s"] == six))] == [
+                rec.run_id
+            ]
+            assert store.query_runs(build_query(F.params["s"] == "\ufffd")) == []
+            store.rebuild_index()
+            assert len(store.query_runs(build_query(F.params["s"] == six))) == 1
+
     def test_common_filters_use_the_indexes(
         self, postgres_config: PostgresStoreConfig, postgres_url: str
     ) -> None:

@@ -15,6 +15,7 @@ raises ``CorruptRecordError`` when read, from the index as from the files.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -31,7 +32,9 @@ __all__ = ["derived_row", "manifest_row", "run_row"]
 _ENCODER: Final = msgspec.json.Encoder()
 _CURRENT_PREFIX: Final = b'{"schema_version":%d,' % _codec.CURRENT_VERSION
 _NUL_ESCAPE: Final = b"\\u0000"
-_REPLACEMENT_ESCAPE: Final = b"\\ufffd"
+# The escape \u0000 itself, not the text "\u0000" (a backslash escaped as \\ before it):
+# an even number of backslashes precedes the one that starts the escape.
+_NUL_ESCAPES: Final = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 _RAW_COLUMNS: Final = frozenset({"params", "metrics"})
 
 
@@ -87,8 +90,17 @@ def _jsonb(value: Mapping[str, object]) -> JsonbBinary:
     if b"null" in data or b"$" in data:
         data = _ENCODER.encode(_codec.escape_json(msgspec.to_builtins(value)))
     if _NUL_ESCAPE in data:
-        data = data.replace(_NUL_ESCAPE, _REPLACEMENT_ESCAPE)
+        data = _without_nul(data)
     return JsonbBinary.from_json(data)
+
+
+def _without_nul(text: bytes) -> bytes:
+    """JSON text with every NUL character (which ``jsonb`` refuses) made U+FFFD.
+
+    Only real ``\\u0000`` escapes are replaced: the six characters ``\\u0000`` of a
+    string (written ``\\\\u0000``) stay as they are.
+    """
+    return _NUL_ESCAPES.sub(rb"\1\\ufffd", text)
 
 
 def _raw_jsonb(raw: msgspec.Raw) -> JsonbBinary | None:
@@ -97,7 +109,7 @@ def _raw_jsonb(raw: msgspec.Raw) -> JsonbBinary | None:
     if text[:1] != b"{":
         return None
     if _NUL_ESCAPE in text:
-        text = text.replace(_NUL_ESCAPE, _REPLACEMENT_ESCAPE)
+        text = _without_nul(text)
     return JsonbBinary.from_json(text)
 
 
