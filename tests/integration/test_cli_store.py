@@ -91,7 +91,10 @@ class TestStoreLsAndInfo:
     def test_ls_counts_runs_by_status(self, collection: Path) -> None:
         proc = metalab("store", "ls", str(collection), "--json")
         assert proc.returncode == 0, proc.stderr
-        assert json.loads(proc.stdout) == [
+        listing = json.loads(proc.stdout)
+        assert listing["index"] is None
+        assert listing["problems"] == []
+        assert listing["experiments"] == [
             {
                 "experiment": "alpha:1",
                 "runs": 5,
@@ -166,6 +169,79 @@ class TestExportAndVerify:
         assert any("weights" in p and "sha256" in p for p in problems)
         after = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file() and p.name != ".lock"}
         assert after.keys() <= before.keys()  # verify changes nothing
+
+
+@pytest.fixture
+def corrupt(collection: Path) -> Path:
+    """One record of alpha:1 cut short, as a crash of an old writer could leave it."""
+    path = collection / "alpha_1" / "runs" / f"{0:016x}.json"
+    path.write_bytes(b'{"schema_version":1,"run_id":')
+    return path
+
+
+def named(problem: str, path: Path) -> bool:
+    return f"corrupt record at '{path}'" in problem and "truncated" in problem
+
+
+class TestACorruptRecordIsReportedBesideTheRest:
+    def test_store_ls(self, collection: Path, corrupt: Path) -> None:
+        proc = metalab("store", "ls", str(collection), "--json")
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr == ""
+        listing = json.loads(proc.stdout)
+        assert [(e["experiment"], e["runs"]) for e in listing["experiments"]] == [
+            ("alpha:1", 4),
+            ("beta:2", 1),
+        ]
+        (problem,) = listing["problems"]
+        assert named(problem, corrupt)
+        table = metalab("store", "ls", str(collection))
+        assert table.returncode == 1
+        assert [line.split()[:2] for line in table.stdout.splitlines()[1:]] == [
+            ["alpha:1", "4"],
+            ["beta:2", "1"],
+        ]
+        (line,) = table.stderr.splitlines()
+        assert line.startswith("metalab: problem: ")
+        assert named(line, corrupt)
+
+    def test_store_info(self, collection: Path, corrupt: Path) -> None:
+        proc = metalab("store", "info", str(collection / "alpha_1"), "--json")
+        assert proc.returncode == 1, proc.stderr
+        info = json.loads(proc.stdout)
+        assert info["runs"] == 4
+        assert [named(p, corrupt) for p in info["problems"]] == [True]
+        text = metalab("store", "info", str(collection / "alpha_1"))
+        assert text.returncode == 1
+        assert "runs           4" in text.stdout
+        assert named(text.stderr, corrupt)
+
+    def test_runs_ls(self, collection: Path, corrupt: Path) -> None:
+        proc = metalab("runs", "ls", str(collection), "--experiment", "alpha:1", "--format", "csv")
+        assert proc.returncode == 1
+        rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+        assert [r["run_id"] for r in rows] == [f"{i:016x}" for i in (1, 2, 3, 4)]
+        (line,) = proc.stderr.splitlines()
+        assert line.startswith("metalab: problem: ")
+        assert named(line, corrupt)
+
+    def test_store_export(self, collection: Path, corrupt: Path, tmp_path: Path) -> None:
+        proc = metalab(
+            "store", "export", "--from", str(collection), "--to", str(tmp_path / "b"), "--json"
+        )
+        assert proc.returncode == 1, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["counts"]["records"] == {
+            "copied": 5,
+            "skipped": 0,
+            "conflicts": 0,
+            "failed": 1,
+        }
+        assert [named(p, corrupt) for p in report["problems"]] == [True]
+        assert (tmp_path / "b" / "beta_2" / "runs" / f"{'b' * 16}.json").exists()
+        text = metalab("store", "export", "--from", str(collection), "--to", str(tmp_path / "c"))
+        assert text.returncode == 1
+        assert named(text.stderr, corrupt)
 
 
 class TestGc:
