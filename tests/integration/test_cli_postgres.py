@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from metalab.records import RunRecord
+from metalab.records import Provenance, RunRecord, utc_now
 from metalab.store import FileStoreConfig, PostgresStoreConfig
 
 EXP = "cli:1.0"
@@ -144,6 +145,32 @@ class TestAnIndexThatCannotAnswer:
         assert verify.returncode == 1
         assert verify.stdout.startswith("PROBLEM  the postgres index at ")
         assert "checked 3 records" in verify.stdout
+
+
+class TestGcOverTheIndex:
+    def test_a_dead_writers_run_leaves_the_files_and_the_index(
+        self, filled: PostgresStoreConfig
+    ) -> None:
+        writer = subprocess.Popen([sys.executable, "-c", "pass"])
+        writer.wait()
+        stuck = RunRecord.running(
+            run_id="d" * 16,
+            experiment_id=EXP,
+            started_at=utc_now(),
+            provenance=Provenance(host=socket.gethostname(), pid=writer.pid),
+        )
+        with filled.scoped(EXP).connect() as store:
+            store.put_run_record(stuck)
+        locator = _locator(filled)
+        proc = metalab("store", "gc", locator, "--older-than", "0s", "--apply", "--json")
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert [r["run_id"] for r in report["stuck_runs"]] == ["d" * 16]
+        assert report["index"] == "up to date"
+        with filled.scoped(EXP).connect() as store:
+            assert store.get_run_record("d" * 16) is None
+            assert store.files.get_run_record("d" * 16) is None
+        assert metalab("store", "verify", locator).returncode == 0
 
 
 class TestVerifyAndRepair:

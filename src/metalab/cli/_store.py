@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from metalab import _codec
+from metalab.cli._gc import GcReport, RunVerdict, collect_garbage
 from metalab.cli._output import emit_json, emit_rows, progress_bar
 from metalab.cli._session import Session, open_store, write_notes
 from metalab.errors import (
@@ -25,12 +26,11 @@ from metalab.errors import (
     ConfigError,
     CorruptRecordError,
 )
-from metalab.records import RunRecord, utc_now
+from metalab.records import RunRecord
 from metalab.store import (
     Store,
     StoreConfig,
     SupportsArtifactStreaming,
-    SupportsDelete,
     SupportsExperiments,
     SupportsIndexRebuild,
     SupportsIndexSync,
@@ -106,15 +106,34 @@ def add_parser(commands: Any) -> None:
     sync.set_defaults(handler=_sync)
 
     gc = sub.add_parser(
-        "gc", help="remove leftover temp files and runs stuck in 'running' (dry run by default)"
+        "gc",
+        help="remove leftover temp and artifact files, and runs whose process is gone "
+        "(dry run by default)",
+        description="Remove what crashes leave behind, if older than --older-than: temp "
+        "files of unfinished writes, artifact files that no manifest names, and runs "
+        "stuck in 'running' whose process is gone. A run counts as stuck only when its "
+        "record names a process on this host and that process no longer exists (or its "
+        "pid now belongs to a newer process). A running run of another host, or one "
+        "whose record names no process (written by metalab 0.1 or an older metalab), is "
+        "reported as 'cannot tell whether it is alive' and left alone unless "
+        "--include-unknown is given. A run that finishes, or is started again, while gc "
+        "runs is kept. Nothing is removed without --apply.",
+        epilog=_EXIT_STATUS,
     )
     gc.add_argument("locator")
     gc.add_argument(
         "--older-than",
         default="24h",
         metavar="AGE",
-        help="only runs started (and temp files written) longer ago than AGE, e.g. 30m, 24h, 7d "
+        help="only runs started (and files written) longer ago than AGE, e.g. 30m, 24h, 7d "
         "(default: 24h)",
+    )
+    gc.add_argument(
+        "--include-unknown",
+        action="store_true",
+        help="also remove running runs older than AGE whose process cannot be checked from "
+        "this host (another host's runs, records without a pid); only when you know that "
+        "none of them is still at work",
     )
     gc.add_argument("--apply", action="store_true", help="really remove (default: dry run)")
     gc.add_argument("--json", action="store_true", help="print JSON")
@@ -386,55 +405,70 @@ def _age(text: str) -> dt.timedelta:
 def _gc(args: argparse.Namespace) -> int:
     config = coerce_store_config(args.locator)
     age = _age(args.older_than)
-    cutoff = utc_now() - age
-    temp_files: list[Path] = []
-    stuck: list[tuple[str, str]] = []
     with open_store(config) as session:
-        store = session.store
-        if not isinstance(store, SupportsWorkingDirectory):
-            raise _missing(store, "SupportsWorkingDirectory", "metalab store gc")
-        directory = store.get_working_directory()
-        horizon = time.time() - age.total_seconds()
-        for path in directory.rglob(".*.partial"):
-            try:
-                if path.stat().st_mtime < horizon:
-                    temp_files.append(path)
-            except FileNotFoundError:
-                continue
-        records, problems = session.records(config.experiment_id)
-        for record in records:
-            if record.status == "running" and record.started_at < cutoff:
-                stuck.append((record.experiment_id, record.run_id))
-        if args.apply:
-            for path in temp_files:
-                path.unlink(missing_ok=True)
-            if stuck and not isinstance(store, SupportsDelete):
-                raise _missing(store, "SupportsDelete", "metalab store gc --apply")
-            for _eid, run_id in stuck:
-                assert isinstance(store, SupportsDelete)
-                store.delete_run(run_id)
-    verb = "removed" if args.apply else "would remove"
+        report = collect_garbage(
+            session.store, older_than=age, apply=args.apply, include_unknown=args.include_unknown
+        )
     if args.json:
         emit_json(
             {
-                "applied": args.apply,
-                "temp_files": [str(p) for p in temp_files],
-                "stuck_runs": [{"experiment_id": e, "run_id": r} for e, r in stuck],
+                "applied": report.applied,
+                "older_than": args.older_than,
+                "include_unknown": args.include_unknown,
+                "temp_files": [str(p) for p in report.temp_files],
+                "unreferenced_artifacts": [str(p) for p in report.unreferenced_artifacts],
+                "stuck_runs": [v.as_json() for v in report.stuck_runs],
+                "changed_runs": [v.as_json() for v in report.changed_runs],
+                "alive_runs": [v.as_json() for v in report.alive_runs],
+                "unknown_runs": [v.as_json() for v in report.unknown_runs],
                 **session.index.as_json(),
-                "problems": problems,
+                "problems": report.problems,
             }
         )
     else:
-        for path in temp_files:
-            sys.stdout.write(f"{verb} temp file {path}\n")
-        for eid, run_id in stuck:
-            sys.stdout.write(
-                f"{verb} run {run_id} of {eid!r} (running since before {cutoff:%Y-%m-%d %H:%M} UTC)\n"
-            )
-        sys.stdout.write(
-            f"{verb} {len(temp_files)} temp file(s) and {len(stuck)} stuck run(s)"
-            + ("" if args.apply else "; pass --apply to act")
-            + "\n"
+        _print_gc(report)
+        write_notes(sys.stderr, session.index, report.problems)
+    return _exit_code(report.problems)
+
+
+def _run_line(verdict: RunVerdict) -> str:
+    record = verdict.record
+    host, pid = record.provenance.host or "an unnamed host", record.provenance.pid
+    since = f"running since {record.started_at:%Y-%m-%d %H:%M} UTC"
+    if verdict.writer == "dead":
+        why = f"its process {pid} on {host} is gone"
+    elif verdict.writer == "alive":
+        why = f"its process {pid} on {host} is still running"
+    elif pid is None:
+        why = "cannot tell whether it is alive: its record names no process"
+    else:
+        why = f"cannot tell whether it is alive: its process {pid} ran on {host}, not here"
+    return f"run {record.run_id} of {record.experiment_id!r} ({since}): {why}"
+
+
+def _print_gc(report: GcReport) -> None:
+    verb = "removed" if report.applied else "would remove"
+    out = sys.stdout
+    for path in report.temp_files:
+        out.write(f"{verb} temp file {path}\n")
+    for path in report.unreferenced_artifacts:
+        out.write(f"{verb} artifact file {path} (no manifest names it)\n")
+    for verdict in report.stuck_runs:
+        out.write(f"{verb} {_run_line(verdict)}\n")
+    for verdict in report.changed_runs:
+        out.write(
+            f"kept run {verdict.record.run_id} of {verdict.record.experiment_id!r}: it "
+            "finished or was started again while gc ran\n"
         )
-        write_notes(sys.stderr, session.index, problems)
-    return _exit_code(problems)
+    for verdict in report.alive_runs:
+        out.write(f"left alone {_run_line(verdict)}\n")
+    for verdict in report.unknown_runs:
+        out.write(f"left alone {_run_line(verdict)}; --include-unknown removes it\n")
+    kept = len(report.changed_runs) + len(report.alive_runs) + len(report.unknown_runs)
+    out.write(
+        f"{verb} {len(report.temp_files)} temp file(s), "
+        f"{len(report.unreferenced_artifacts)} unreferenced artifact file(s) and "
+        f"{len(report.stuck_runs)} stuck run(s); left {kept} running run(s) alone"
+        + ("" if report.applied else "; pass --apply to act")
+        + "\n"
+    )
