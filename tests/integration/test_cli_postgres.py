@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from metalab.records import RunRecord
+from metalab.records import Provenance, RunRecord, utc_now
 from metalab.store import FileStoreConfig, PostgresStoreConfig
 
 EXP = "cli:1.0"
@@ -56,7 +57,7 @@ class TestInspect:
         locator = _locator(filled)
         ls = metalab("store", "ls", locator, "--json")
         assert ls.returncode == 0, ls.stderr
-        assert json.loads(ls.stdout) == [
+        assert json.loads(ls.stdout)["experiments"] == [
             {"experiment": EXP, "runs": 6, "success": 6, "failed": 0, "cancelled": 0, "running": 0}
         ]
         info = metalab("store", "info", locator, "--json")
@@ -84,8 +85,92 @@ class TestInspect:
 
     def test_passwords_never_reach_the_output(self) -> None:
         proc = metalab("store", "ls", "postgresql://me:hunter2@127.0.0.1:1/db?file_root=/x")
-        assert proc.returncode == 1
+        assert proc.returncode == 0  # the files (none under /x) answered for the index
         assert "hunter2" not in proc.stderr + proc.stdout
+
+
+class TestAnIndexThatCannotAnswer:
+    def test_a_stale_index_is_reported_and_the_files_answer(
+        self, filled: PostgresStoreConfig
+    ) -> None:
+        locator = _locator(filled)
+        late = RunRecord.running(run_id="f" * 16, experiment_id=EXP, started_at=T0)
+        with FileStoreConfig(root=filled.file_root).connect() as files:
+            files.put_run_record(late.succeeded())  # as if the index had been down
+            files.mark_index_stale([EXP])
+        for command in ("ls", "info", "gc"):
+            proc = metalab("store", command, locator, "--json")
+            assert proc.returncode == 0, proc.stderr
+            data = json.loads(proc.stdout)
+            assert data["index"] == "stale", command
+            assert "metalab store sync-index" in data["index_problem"]
+        listing = json.loads(metalab("store", "ls", locator, "--json").stdout)
+        assert [e["runs"] for e in listing["experiments"]] == [7]  # the files' count
+        table = metalab("store", "ls", locator)
+        assert table.returncode == 0
+        assert table.stdout.splitlines()[1].split()[:2] == [EXP, "7"]
+        assert "metalab: warning: the index is stale" in table.stderr
+        verify = metalab("store", "verify", locator, "--json")
+        assert verify.returncode == 1
+        assert json.loads(verify.stdout)["problems"][0].startswith("the index is stale")
+        assert metalab("store", "sync-index", locator).returncode == 0
+        synced = metalab("store", "ls", locator, "--json")
+        assert json.loads(synced.stdout)["index"] == "up to date"
+        assert metalab("store", "verify", locator).returncode == 0
+
+    def test_an_unreachable_index_is_reported_and_the_files_answer(self, tmp_path: Path) -> None:
+        root = tmp_path / "files"
+        with FileStoreConfig(root=str(root), experiment_id=EXP).connect() as files:
+            for i in range(3):
+                rec = RunRecord.running(run_id=f"{i:016x}", experiment_id=EXP, started_at=T0)
+                files.put_run_record(rec.succeeded())
+        # Nothing listens on port 1: every connection is refused at once.
+        locator = (
+            f"postgresql://metalab@127.0.0.1:1/db?file_root={quote(str(root))}"
+            "&pool_timeout=1&connect_timeout=1"
+        )
+        for command in ("ls", "info", "gc"):
+            proc = metalab("store", command, locator, "--json")
+            assert proc.returncode == 0, proc.stderr
+            data = json.loads(proc.stdout)
+            assert data["index"] == "unreachable", command
+            assert "the files answered instead" in data["index_problem"]
+        listing = json.loads(metalab("store", "ls", locator, "--json").stdout)
+        assert listing["experiments"][0]["runs"] == 3
+        info = metalab("store", "info", locator)
+        assert info.returncode == 0
+        assert "index          unreachable" in info.stdout
+        assert "metalab: warning: the postgres index at " in info.stderr
+        verify = metalab("store", "verify", locator)
+        assert verify.returncode == 1
+        assert verify.stdout.startswith("PROBLEM  the postgres index at ")
+        assert "checked 3 records" in verify.stdout
+
+
+class TestGcOverTheIndex:
+    def test_a_dead_writers_run_leaves_the_files_and_the_index(
+        self, filled: PostgresStoreConfig
+    ) -> None:
+        writer = subprocess.Popen([sys.executable, "-c", "pass"])
+        writer.wait()
+        stuck = RunRecord.running(
+            run_id="d" * 16,
+            experiment_id=EXP,
+            started_at=utc_now(),
+            provenance=Provenance(host=socket.gethostname(), pid=writer.pid),
+        )
+        with filled.scoped(EXP).connect() as store:
+            store.put_run_record(stuck)
+        locator = _locator(filled)
+        proc = metalab("store", "gc", locator, "--older-than", "0s", "--apply", "--json")
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert [r["run_id"] for r in report["stuck_runs"]] == ["d" * 16]
+        assert report["index"] == "up to date"
+        with filled.scoped(EXP).connect() as store:
+            assert store.get_run_record("d" * 16) is None
+            assert store.files.get_run_record("d" * 16) is None
+        assert metalab("store", "verify", locator).returncode == 0
 
 
 class TestVerifyAndRepair:

@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from metalab.records import RunRecord
+from metalab.records import Provenance, RunRecord, utc_now
 from metalab.store._file import FileStoreConfig
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -29,6 +30,27 @@ def metalab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
         cwd=cwd,
         env={**os.environ, "COLUMNS": "200"},
     )
+
+
+def put_running(tmp_path: Path, run_id: str, provenance: Provenance) -> Path:
+    """Store a running run that starts now, with an artifact and a log.
+
+    Now, not earlier: a pid whose process started after its run began counts as
+    reused, and the writer named here may be this test process.
+    """
+    root = tmp_path / "standalone"
+    with FileStoreConfig(root=str(root), experiment_id="gc:1").connect() as store:
+        store.put_run_record(
+            RunRecord.running(
+                run_id=run_id,
+                experiment_id="gc:1",
+                started_at=utc_now(),
+                provenance=provenance,
+            )
+        )
+        store.put_artifact(run_id, "weights", b"w")
+        store.put_log(run_id, "run", "started\n")
+    return root / "gc_1"
 
 
 @pytest.fixture
@@ -91,7 +113,10 @@ class TestStoreLsAndInfo:
     def test_ls_counts_runs_by_status(self, collection: Path) -> None:
         proc = metalab("store", "ls", str(collection), "--json")
         assert proc.returncode == 0, proc.stderr
-        assert json.loads(proc.stdout) == [
+        listing = json.loads(proc.stdout)
+        assert listing["index"] is None
+        assert listing["problems"] == []
+        assert listing["experiments"] == [
             {
                 "experiment": "alpha:1",
                 "runs": 5,
@@ -168,6 +193,95 @@ class TestExportAndVerify:
         assert after.keys() <= before.keys()  # verify changes nothing
 
 
+@pytest.fixture
+def corrupt(collection: Path) -> Path:
+    """One record of alpha:1 cut short, as a crash of an old writer could leave it."""
+    path = collection / "alpha_1" / "runs" / f"{0:016x}.json"
+    path.write_bytes(b'{"schema_version":1,"run_id":')
+    return path
+
+
+def named(problem: str, path: Path) -> bool:
+    return f"corrupt record at '{path}'" in problem and "truncated" in problem
+
+
+class TestACorruptRecordIsReportedBesideTheRest:
+    def test_store_ls(self, collection: Path, corrupt: Path) -> None:
+        proc = metalab("store", "ls", str(collection), "--json")
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr == ""
+        listing = json.loads(proc.stdout)
+        assert [(e["experiment"], e["runs"]) for e in listing["experiments"]] == [
+            ("alpha:1", 4),
+            ("beta:2", 1),
+        ]
+        (problem,) = listing["problems"]
+        assert named(problem, corrupt)
+        table = metalab("store", "ls", str(collection))
+        assert table.returncode == 1
+        assert [line.split()[:2] for line in table.stdout.splitlines()[1:]] == [
+            ["alpha:1", "4"],
+            ["beta:2", "1"],
+        ]
+        (line,) = table.stderr.splitlines()
+        assert line.startswith("metalab: problem: ")
+        assert named(line, corrupt)
+
+    def test_store_info(self, collection: Path, corrupt: Path) -> None:
+        proc = metalab("store", "info", str(collection / "alpha_1"), "--json")
+        assert proc.returncode == 1, proc.stderr
+        info = json.loads(proc.stdout)
+        assert info["runs"] == 4
+        assert [named(p, corrupt) for p in info["problems"]] == [True]
+        text = metalab("store", "info", str(collection / "alpha_1"))
+        assert text.returncode == 1
+        assert "runs           4" in text.stdout
+        assert named(text.stderr, corrupt)
+
+    def test_store_gc_still_does_the_rest(self, collection: Path, corrupt: Path) -> None:
+        temp = collection / "beta_2" / "runs" / ".0123.partial"
+        temp.write_bytes(b"half")
+        os.utime(temp, (time.time() - 3 * 86400, time.time() - 3 * 86400))
+        proc = metalab("store", "gc", str(collection), "--apply", "--json")
+        assert proc.returncode == 1, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["temp_files"] == [str(temp)]
+        assert not temp.exists()
+        assert [r["run_id"] for r in report["unknown_runs"]] == [f"{4:016x}"]
+        assert [named(p, corrupt) for p in report["problems"]] == [True]
+        text = metalab("store", "gc", str(collection))
+        assert text.returncode == 1
+        assert "left alone run" in text.stdout
+        assert named(text.stderr, corrupt)
+
+    def test_runs_ls(self, collection: Path, corrupt: Path) -> None:
+        proc = metalab("runs", "ls", str(collection), "--experiment", "alpha:1", "--format", "csv")
+        assert proc.returncode == 1
+        rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+        assert [r["run_id"] for r in rows] == [f"{i:016x}" for i in (1, 2, 3, 4)]
+        (line,) = proc.stderr.splitlines()
+        assert line.startswith("metalab: problem: ")
+        assert named(line, corrupt)
+
+    def test_store_export(self, collection: Path, corrupt: Path, tmp_path: Path) -> None:
+        proc = metalab(
+            "store", "export", "--from", str(collection), "--to", str(tmp_path / "b"), "--json"
+        )
+        assert proc.returncode == 1, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["counts"]["records"] == {
+            "copied": 5,
+            "skipped": 0,
+            "conflicts": 0,
+            "failed": 1,
+        }
+        assert [named(p, corrupt) for p in report["problems"]] == [True]
+        assert (tmp_path / "b" / "beta_2" / "runs" / f"{'b' * 16}.json").exists()
+        text = metalab("store", "export", "--from", str(collection), "--to", str(tmp_path / "c"))
+        assert text.returncode == 1
+        assert named(text.stderr, corrupt)
+
+
 class TestGc:
     def test_dry_run_then_apply(self, collection: Path) -> None:
         temp = collection / "alpha_1" / "runs" / ".0123.partial"
@@ -179,22 +293,113 @@ class TestGc:
         plan = json.loads(dry.stdout)
         assert plan["applied"] is False
         assert plan["temp_files"] == [str(temp)]
-        assert plan["stuck_runs"] == [{"experiment_id": "alpha:1", "run_id": f"{4:016x}"}]
+        # The fixture's stuck run names no process: nothing says it is abandoned.
+        assert plan["stuck_runs"] == []
+        assert [(r["experiment_id"], r["run_id"]) for r in plan["unknown_runs"]] == [
+            ("alpha:1", f"{4:016x}")
+        ]
         assert temp.exists()
         applied = metalab("store", "gc", str(collection), "--apply")
         assert applied.returncode == 0, applied.stderr
         assert not temp.exists()
-        assert not (collection / "alpha_1" / "runs" / f"{4:016x}.json").exists()
+        stuck = collection / "alpha_1" / "runs" / f"{4:016x}.json"
+        assert stuck.exists()
+        assert "cannot tell whether it is alive" in applied.stdout
+        forced = metalab("store", "gc", str(collection), "--apply", "--include-unknown")
+        assert forced.returncode == 0, forced.stderr
+        assert not stuck.exists()
         assert (collection / "alpha_1" / "runs" / f"{3:016x}.json").exists()
 
     def test_young_runs_are_kept(self, collection: Path) -> None:
-        proc = metalab("store", "gc", str(collection), "--older-than", "100000d", "--json")
+        proc = metalab(
+            "store", "gc", str(collection), "--older-than", "100000d", "--include-unknown", "--json"
+        )
         assert json.loads(proc.stdout)["stuck_runs"] == []
 
     def test_bad_age(self, collection: Path) -> None:
         proc = metalab("store", "gc", str(collection), "--older-than", "soon")
         assert proc.returncode == 2
         assert "invalid age 'soon'" in proc.stderr
+
+    def test_a_run_whose_process_is_alive_is_never_removed(self, tmp_path: Path) -> None:
+        # This test process wrote the record and is still running.
+        root = put_running(tmp_path, "a" * 16, Provenance.current())
+        for unknown in ([], ["--include-unknown"]):
+            proc = metalab(
+                "store", "gc", str(root), "--older-than", "0s", "--apply", "--json", *unknown
+            )
+            assert proc.returncode == 0, proc.stderr
+            report = json.loads(proc.stdout)
+            assert report["stuck_runs"] == []
+            assert [r["run_id"] for r in report["alive_runs"]] == ["a" * 16]
+            assert report["alive_runs"][0]["pid"] == os.getpid()
+            assert (root / "runs" / f"{'a' * 16}.json").exists()
+
+    def test_a_run_whose_process_was_killed_is_removed(self, tmp_path: Path) -> None:
+        writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        provenance = Provenance(host=socket.gethostname(), pid=writer.pid)
+        writer.kill()
+        writer.wait()
+        root = put_running(tmp_path, "d" * 16, provenance)
+        dry = metalab("store", "gc", str(root), "--older-than", "0s")
+        assert dry.returncode == 0, dry.stderr
+        assert f"would remove run {'d' * 16}" in dry.stdout
+        assert f"its process {writer.pid} on {socket.gethostname()} is gone" in dry.stdout
+        proc = metalab("store", "gc", str(root), "--older-than", "0s", "--apply", "--json")
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert [(r["run_id"], r["writer"]) for r in report["stuck_runs"]] == [("d" * 16, "dead")]
+        assert not (root / "runs" / f"{'d' * 16}.json").exists()
+        assert not (root / "artifacts" / ("d" * 16)).exists()
+        assert not (root / "logs" / f"{'d' * 16}_run.log").exists()
+
+    def test_a_run_of_another_host_is_reported_and_kept(self, tmp_path: Path) -> None:
+        elsewhere = Provenance(host=f"{socket.gethostname()}.elsewhere", pid=os.getpid())
+        root = put_running(tmp_path, "e" * 16, elsewhere)
+        proc = metalab("store", "gc", str(root), "--older-than", "0s", "--apply")
+        assert proc.returncode == 0, proc.stderr
+        assert f"left alone run {'e' * 16}" in proc.stdout
+        assert "cannot tell whether it is alive" in proc.stdout
+        assert "--include-unknown removes it" in proc.stdout
+        assert (root / "runs" / f"{'e' * 16}.json").exists()
+
+    def test_json_lists_each_category(self, tmp_path: Path) -> None:
+        writer = subprocess.Popen([sys.executable, "-c", "pass"])
+        writer.wait()
+        host = socket.gethostname()
+        root = put_running(tmp_path, "d" * 16, Provenance(host=host, pid=writer.pid))
+        put_running(tmp_path, "a" * 16, Provenance.current())
+        put_running(tmp_path, "e" * 16, Provenance(host=f"{host}.elsewhere", pid=1))
+        put_running(tmp_path, "0" * 16, Provenance())  # written by metalab 0.1
+        with FileStoreConfig(root=str(root)).connect() as store:
+            store.put_artifact("a" * 16, "model", b"v1")
+            store.put_artifact("a" * 16, "model", b"v2")  # a new file; the old one goes
+        leftover = root / "artifacts" / ("a" * 16) / "model.bin"
+        leftover.write_bytes(b"v1")  # as if the replacing writer crashed before removing it
+        temp = root / "runs" / ".0123.partial"
+        temp.write_bytes(b"half")
+        proc = metalab("store", "gc", str(root), "--older-than", "0s", "--json")
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["temp_files"] == [str(temp)]
+        assert report["unreferenced_artifacts"] == [str(leftover)]
+        runs = {
+            key: [r["run_id"] for r in report[key]]
+            for key in ("stuck_runs", "changed_runs", "alive_runs", "unknown_runs")
+        }
+        assert runs == {
+            "stuck_runs": ["d" * 16],
+            "changed_runs": [],
+            "alive_runs": ["a" * 16],
+            "unknown_runs": ["0" * 16, "e" * 16],
+        }
+        assert report["problems"] == []
+        applied = metalab("store", "gc", str(root), "--older-than", "0s", "--apply", "--json")
+        assert applied.returncode == 0, applied.stderr
+        assert json.loads(applied.stdout)["unreferenced_artifacts"] == [str(leftover)]
+        assert not leftover.exists()
+        verify = metalab("store", "verify", str(root))
+        assert verify.returncode == 0, verify.stdout  # the named artifact is intact
 
 
 class TestRunsLs:

@@ -186,6 +186,40 @@ class TestConflictsAndVerification:
             assert dst.get_artifact(run.run_id, descriptor.name) == expected
 
 
+class TestUndecodableDocuments:
+    def test_a_corrupt_source_record_is_a_failed_item_and_the_rest_arrive(
+        self, source: FileStoreConfig, tmp_path: Path
+    ) -> None:
+        directory = Path(source.root) / "exp_1.0"
+        bad = sorted((directory / "runs").glob("*.json"))[1]
+        bad.write_bytes(b'{"schema_version":1,"run_id":')
+        report = export_store(source, tmp_path / "dst")
+        assert not report.ok
+        assert report.counts["records"].copied == 3
+        assert report.counts["records"].failed == 1
+        (problem,) = report.problems
+        assert str(bad) in problem
+        assert "not copied" in problem
+        with FileStoreConfig(root=str(tmp_path / "dst"), experiment_id=EXP).connect() as dst:
+            assert len(dst.list_run_records()) == 3
+            assert dst.get_run_record(bad.stem) is None
+
+    def test_corrupt_derived_metrics_and_a_corrupt_destination_record_are_failed_items(
+        self, source: FileStoreConfig, tmp_path: Path
+    ) -> None:
+        assert export_store(source, tmp_path / "dst").ok
+        src_dir, dst_dir = Path(source.root) / "exp_1.0", tmp_path / "dst" / "exp_1.0"
+        first, second = sorted(p.stem for p in (src_dir / "runs").glob("*.json"))[:2]
+        (src_dir / "derived" / f"{first}.json").write_bytes(b"[")
+        (dst_dir / "runs" / f"{second}.json").write_bytes(b"{")
+        report = export_store(source, tmp_path / "dst")
+        assert report.counts["derived"].failed == 1
+        assert report.counts["records"].failed == 1
+        assert report.counts["records"].skipped == 3
+        assert len(report.problems) == 2
+        assert (dst_dir / "runs" / f"{second}.json").read_bytes() == b"{"  # left alone
+
+
 class TestOtherShapes:
     def test_memory_store_to_file_store(self, tmp_path: Path) -> None:
         with MemoryStoreConfig(experiment_id=EXP).connect() as mem:

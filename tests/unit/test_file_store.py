@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import pickle
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -516,6 +518,64 @@ class TestFileStoreArtifacts:
         path.write_text(json.dumps(doc))
         with pytest.raises(CorruptRecordError, match="outside the store"):
             store.get_artifact("r1", "a")
+
+
+def age(path: Path, days: float = 3) -> Path:
+    old = time.time() - days * 86400
+    os.utime(path, (old, old))
+    return path
+
+
+class TestFileStoreUnreferencedArtifacts:
+    def test_only_old_files_no_manifest_names_are_listed(self, store: FileStore) -> None:
+        store.put_artifact("r1", "a", b"1")
+        store.put_artifact("r1", "a", b"2")  # goes to a@<version>.bin; a.bin is removed
+        run_dir = store.get_working_directory() / "artifacts" / "r1"
+        named = run_dir / Path(store.list_artifacts("r1")[0].uri).name
+        leftover = run_dir / "a.bin"  # a crash before the old file was removed
+        leftover.write_bytes(b"1")
+        (run_dir / "b.bin").write_bytes(b"being put")  # young: a writer may name it
+        (run_dir / ".0123.partial").write_bytes(b"")
+        for path in (leftover, run_dir / ".0123.partial", named):
+            age(path)
+        age(run_dir / "_manifest.json")
+        assert store.unreferenced_artifacts(time.time() - 86400) == [leftover]
+
+    def test_removal_leaves_the_named_files_readable(self, store: FileStore) -> None:
+        store.put_artifact("r1", "a", b"keep")
+        orphan_dir = store.get_working_directory() / "artifacts" / "r2"
+        orphan_dir.mkdir()
+        orphan = orphan_dir / "a.bin"  # a crash before the run's first manifest
+        orphan.write_bytes(b"lost")
+        age(orphan)
+        age(store.get_working_directory() / "artifacts" / "r1" / "a.bin")
+        assert store.remove_unreferenced_artifacts(time.time() - 86400) == [orphan]
+        assert not orphan.exists()
+        assert store.get_artifact("r1", "a") == b"keep"
+        assert store.unreferenced_artifacts(time.time()) == []
+
+    def test_a_run_whose_manifest_cannot_be_read_is_left_alone(self, store: FileStore) -> None:
+        store.put_artifact("r1", "a", b"x")
+        run_dir = store.get_working_directory() / "artifacts" / "r1"
+        (run_dir / "_manifest.json").write_bytes(b"{not json")
+        age(run_dir / "a.bin")
+        problems: list[CorruptRecordError] = []
+        assert store.remove_unreferenced_artifacts(time.time(), on_error=problems.append) == []
+        assert [Path(p.path).name for p in problems] == ["_manifest.json"]
+        assert (run_dir / "a.bin").exists()
+        with pytest.raises(CorruptRecordError):
+            store.unreferenced_artifacts(time.time())
+
+    def test_a_collection_looks_in_every_experiment(self, tmp_path: Path) -> None:
+        leftovers = []
+        for eid in ("a:1", "b:1"):
+            with FileStoreConfig(root=str(tmp_path), experiment_id=eid).connect() as scoped:
+                scoped.put_artifact("r1", "x", b"x")
+                path = scoped.get_working_directory() / "artifacts" / "r1" / "old.bin"
+                path.write_bytes(b"old")
+                leftovers.append(age(path))
+        with FileStoreConfig(root=str(tmp_path)).connect() as collection:
+            assert collection.unreferenced_artifacts(time.time() - 60) == leftovers
 
 
 class TestFileStoreLogs:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from metalab.cli._output import emit_rows
-from metalab.query import build_query
+from metalab.cli._session import files_of
+from metalab.errors import CorruptRecordError
+from metalab.query import build_query, select
 from metalab.records import RunRecord
-from metalab.store import SupportsQuery, coerce_store_config, select_runs
+from metalab.store import SupportsQuery, coerce_store_config, derived_lookup, select_runs
 
 __all__ = ["add_parser"]
 
@@ -24,6 +27,9 @@ def add_parser(commands: Any) -> None:
         help="list the runs of an experiment",
         description="List runs. --where takes the query language of metalab.query, e.g. "
         '"params.lr < 0.01 and metrics.acc >= 0.9".',
+        epilog="Exit status: 0 on success; 1 when a record cannot be decoded (each such "
+        "file is named on stderr with the reason, and the other runs are listed) or the "
+        "command failed; 2 for usage errors.",
     )
     ls.add_argument("locator", help="a path, file:// or postgresql:// locator")
     ls.add_argument("--experiment", metavar="ID", help="the experiment (needed for a collection)")
@@ -55,13 +61,25 @@ def _row(record: RunRecord, params: list[str], metrics: list[str]) -> list[Any]:
 def _ls(args: argparse.Namespace) -> int:
     query = build_query(args.where, order_by=args.sort, limit=args.limit)
     config = coerce_store_config(args.locator, experiment_id=args.experiment)
+    problems: list[str] = []
     with config.connect() as store:
-        if isinstance(store, SupportsQuery) and config.is_scoped:
-            records = store.query_runs(query)  # the store's own engine (an index: SQL)
-        else:
-            records = select_runs(store, query, config.experiment_id)
+        try:
+            if isinstance(store, SupportsQuery) and config.is_scoped:
+                records = store.query_runs(query)  # the store's own engine (an index: SQL)
+            else:
+                records = select_runs(store, query, config.experiment_id)
+        except CorruptRecordError:
+            # Read again, listing every file that cannot be decoded and querying the
+            # rest, instead of stopping at the first.
+            files = files_of(store)
+            if files is None:
+                raise
+            scan = files.scan_run_records(config.experiment_id)
+            records = select(scan.records, query, derived_lookup(store, config.experiment_id))
+            problems = [str(problem) for problem in scan.problems]
     params = sorted({k for r in records for k in r.params})
     metrics = sorted({k for r in records for k in r.metrics})
     columns = [*_FIXED, *(f"params.{k}" for k in params), *(f"metrics.{k}" for k in metrics)]
     emit_rows(columns, [_row(r, params, metrics) for r in records], args.format)
-    return 0
+    sys.stderr.writelines(f"metalab: problem: {problem}\n" for problem in problems)
+    return 1 if problems else 0

@@ -11,25 +11,26 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
 from metalab import _codec
+from metalab.cli._gc import GcReport, RunVerdict, collect_garbage
 from metalab.cli._output import emit_json, emit_rows, progress_bar
+from metalab.cli._session import Session, open_store, write_notes
 from metalab.errors import (
     ArtifactNotFoundError,
     CapabilityError,
     ConfigError,
     CorruptRecordError,
 )
-from metalab.records import utc_now
+from metalab.records import RunRecord
 from metalab.store import (
     Store,
     StoreConfig,
     SupportsArtifactStreaming,
-    SupportsDelete,
     SupportsExperiments,
     SupportsIndexRebuild,
     SupportsIndexSync,
@@ -45,6 +46,16 @@ _STATUSES: Final = ("success", "failed", "cancelled", "running")
 _DURATION: Final = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>[smhd])$")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _CHUNK: Final = 1 << 20
+
+
+_EXIT_STATUS: Final = (
+    "Exit status: 0 when the command did its job, also when an index could not answer "
+    "and the files (the source of truth) answered instead: that is reported on stderr "
+    "and as 'index' and 'index_problem' in --json. 1 when the store needs attention: a "
+    "record that cannot be decoded (listed with its path and the reason, while every "
+    "other record is still used), a problem found by verify (a stale or unreachable "
+    "index is one), or a failed operation. 2 for usage errors."
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -63,18 +74,22 @@ def add_parser(commands: Any) -> None:
     export.add_argument("--json", action="store_true", help="print the report as JSON")
     export.set_defaults(handler=_export)
 
-    ls = sub.add_parser("ls", help="experiments with run counts by status")
+    ls = sub.add_parser("ls", help="experiments with run counts by status", epilog=_EXIT_STATUS)
     ls.add_argument("locator", help="a path, file:// or postgresql:// locator")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(handler=_ls)
 
-    info = sub.add_parser("info", help="backend, layout version, sizes, index state")
+    info = sub.add_parser(
+        "info", help="backend, layout version, sizes, index state", epilog=_EXIT_STATUS
+    )
     info.add_argument("locator")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=_info)
 
     verify = sub.add_parser(
-        "verify", help="check every record, artifact hash and the index; changes nothing"
+        "verify",
+        help="check every record, artifact hash and the index; changes nothing",
+        epilog=_EXIT_STATUS,
     )
     verify.add_argument("locator")
     verify.add_argument("--experiment", metavar="ID", help="only this experiment")
@@ -91,15 +106,34 @@ def add_parser(commands: Any) -> None:
     sync.set_defaults(handler=_sync)
 
     gc = sub.add_parser(
-        "gc", help="remove leftover temp files and runs stuck in 'running' (dry run by default)"
+        "gc",
+        help="remove leftover temp and artifact files, and runs whose process is gone "
+        "(dry run by default)",
+        description="Remove what crashes leave behind, if older than --older-than: temp "
+        "files of unfinished writes, artifact files that no manifest names, and runs "
+        "stuck in 'running' whose process is gone. A run counts as stuck only when its "
+        "record names a process on this host and that process no longer exists (or its "
+        "pid now belongs to a newer process). A running run of another host, or one "
+        "whose record names no process (written by metalab 0.1 or an older metalab), is "
+        "reported as 'cannot tell whether it is alive' and left alone unless "
+        "--include-unknown is given. A run that finishes, or is started again, while gc "
+        "runs is kept. Nothing is removed without --apply.",
+        epilog=_EXIT_STATUS,
     )
     gc.add_argument("locator")
     gc.add_argument(
         "--older-than",
         default="24h",
         metavar="AGE",
-        help="only runs started (and temp files written) longer ago than AGE, e.g. 30m, 24h, 7d "
+        help="only runs started (and files written) longer ago than AGE, e.g. 30m, 24h, 7d "
         "(default: 24h)",
+    )
+    gc.add_argument(
+        "--include-unknown",
+        action="store_true",
+        help="also remove running runs older than AGE whose process cannot be checked from "
+        "this host (another host's runs, records without a pid); only when you know that "
+        "none of them is still at work",
     )
     gc.add_argument("--apply", action="store_true", help="really remove (default: dry run)")
     gc.add_argument("--json", action="store_true", help="print JSON")
@@ -119,20 +153,14 @@ def _missing(store: object, capability: str, operation: str) -> CapabilityError:
     return CapabilityError(type(store).__qualname__, capability, operation)
 
 
-def _experiments(config: StoreConfig, only: str | None = None) -> list[str]:
-    if only is not None:
-        return [only]
-    if config.is_scoped:
-        assert config.experiment_id is not None
+def _experiment_ids(session: Session, config: StoreConfig) -> list[str]:
+    if config.experiment_id is not None:
         return [config.experiment_id]
-    with _connected(config) as store:
-        if not isinstance(store, SupportsExperiments):
-            raise _missing(store, "SupportsExperiments", "listing the experiments of a store")
-        return store.list_experiments()
+    return session.experiments()
 
 
-def _scoped(config: StoreConfig, experiment_id: str) -> AbstractContextManager[Store]:
-    return _connected(config.scoped(experiment_id))
+def _exit_code(problems: list[str]) -> int:
+    return 1 if problems else 0
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -168,16 +196,26 @@ def _export(args: argparse.Namespace) -> int:
 def _ls(args: argparse.Namespace) -> int:
     config = coerce_store_config(args.locator)
     rows = []
-    for eid in _experiments(config):
-        with _scoped(config, eid) as store:
-            counts = Counter(r.status for r in store.list_run_records(eid))
-        rows.append([eid, sum(counts.values()), *(counts.get(s, 0) for s in _STATUSES)])
+    problems: list[str] = []
+    with open_store(config) as session:
+        for eid in _experiment_ids(session, config):
+            records, found = session.records(eid)
+            problems.extend(found)
+            counts = Counter(r.status for r in records)
+            rows.append([eid, len(records), *(counts.get(s, 0) for s in _STATUSES)])
     columns = ["experiment", "runs", *_STATUSES]
     if args.json:
-        emit_json([dict(zip(columns, row, strict=True)) for row in rows])
+        emit_json(
+            {
+                "experiments": [dict(zip(columns, row, strict=True)) for row in rows],
+                **session.index.as_json(),
+                "problems": problems,
+            }
+        )
     else:
         emit_rows(columns, rows)
-    return 0
+        write_notes(sys.stderr, session.index, problems)
+    return _exit_code(problems)
 
 
 def _directory_size(path: Path) -> tuple[int, int]:
@@ -200,10 +238,12 @@ def _info(args: argparse.Namespace) -> int:
         "scheme": config.scheme,
         "experiment_id": config.experiment_id,
     }
-    with _connected(config) as store:
-        experiments = store.list_experiments() if isinstance(store, SupportsExperiments) else []
+    with open_store(config) as session:
+        store = session.store
+        experiments = session.experiments() if isinstance(store, SupportsExperiments) else []
         info["experiments"] = experiments
-        info["runs"] = len(store.list_run_records(config.experiment_id))
+        records, problems = session.records(config.experiment_id)
+        info["runs"] = len(records)
         if isinstance(store, SupportsWorkingDirectory):
             directory = store.get_working_directory()
             info["directory"] = str(directory)
@@ -217,18 +257,21 @@ def _info(args: argparse.Namespace) -> int:
             else:
                 info["layout"] = f"schema version {_codec.CURRENT_VERSION}"
                 info["created_at"] = meta.created_at.isoformat() if meta.created_at else None
-        if isinstance(store, SupportsIndexSync):
-            info["index"] = (
-                "stale (run 'metalab store sync-index')" if store.is_index_stale() else "up to date"
-            )
+    info.update(session.index.as_json())
+    info["problems"] = problems
     if args.json:
         emit_json(info)
     else:
-        width = max(len(k) for k in info)
-        for key, value in info.items():
+        rows = {k: v for k, v in info.items() if k not in ("index_problem", "problems")}
+        if rows["index"] is None:
+            del rows["index"]  # a store without an index
+        rows["problems"] = len(problems)
+        width = max(len(k) for k in rows)
+        for key, value in rows.items():
             shown = ", ".join(value) if isinstance(value, list) else value
             sys.stdout.write(f"{key.ljust(width)}  {shown}\n")
-    return 0
+        write_notes(sys.stderr, session.index, problems)
+    return _exit_code(problems)
 
 
 def _sha256(store: Store, run_id: str, name: str) -> str:
@@ -244,39 +287,42 @@ def _sha256(store: Store, run_id: str, name: str) -> str:
 
 def _verify(args: argparse.Namespace) -> int:
     config = coerce_store_config(args.locator)
+    if args.experiment is not None:
+        config = config.scoped(args.experiment)
     problems: list[str] = []
     checked: Counter[str] = Counter()
-    for eid in _experiments(config, args.experiment):
-        with _scoped(config, eid) as store:
-            problems.extend(_verify_records(store, eid, checked))
-            problems.extend(_verify_index(store, eid, checked))
+    with open_store(config) as session:
+        for eid in _experiment_ids(session, config):
+            records, found = session.records(eid)
+            problems.extend(found)
+            checked["records"] += len(records) + len(found)
+            problems.extend(_verify_runs(session.store, eid, records, checked))
+            if session.index.state == "up to date":
+                problems.extend(_verify_index(session, eid, records, checked))
+    if session.index.problem is not None:
+        # An index that could not answer was not compared with the files.
+        problems.insert(0, session.index.problem)
     if args.json:
-        emit_json({"checked": dict(checked), "problems": problems, "ok": not problems})
+        emit_json(
+            {
+                "checked": dict(checked),
+                **session.index.as_json(),
+                "problems": problems,
+                "ok": not problems,
+            }
+        )
     else:
         for problem in problems:
             sys.stdout.write(f"PROBLEM  {problem}\n")
         summary = ", ".join(f"{n} {kind}" for kind, n in sorted(checked.items()))
         sys.stdout.write(f"checked {summary}: {len(problems)} problem(s)\n")
-    return 1 if problems else 0
+    return _exit_code(problems)
 
 
-def _verify_records(store: Store, eid: str, checked: Counter[str]) -> list[str]:
+def _verify_runs(
+    store: Store, eid: str, records: list[RunRecord], checked: Counter[str]
+) -> list[str]:
     problems: list[str] = []
-    # A PostgresStore keeps its files in a FileStore (``.files``), whose scan reports
-    # every corrupt document instead of stopping at the first.
-    scan: Callable[[str], Any] | None = getattr(
-        getattr(store, "files", store), "scan_run_records", None
-    )
-    if scan is not None:
-        result = scan(eid)
-        records = result.records
-        problems.extend(str(p) for p in result.problems)
-    else:
-        try:
-            records = store.list_run_records(eid)
-        except CorruptRecordError as exc:
-            return [str(exc)]
-    checked["records"] += len(records) + len(problems)
     for record in records:
         try:
             store.get_derived(record.run_id)
@@ -298,18 +344,17 @@ def _verify_records(store: Store, eid: str, checked: Counter[str]) -> list[str]:
     return problems
 
 
-def _verify_index(store: Store, eid: str, checked: Counter[str]) -> list[str]:
-    files = getattr(store, "files", None)
-    if files is None or not isinstance(store, SupportsIndexSync):
+def _verify_index(
+    session: Session, eid: str, records: list[RunRecord], checked: Counter[str]
+) -> list[str]:
+    if session.files is None or session.files is session.store:
         return []
-    problems: list[str] = []
-    if store.is_index_stale():
-        problems.append(f"the index of {eid!r} is marked stale; run 'metalab store sync-index'")
-    from_files = {
-        r.run_id: _codec.RUN_RECORD.encode(r) for r in files.scan_run_records(eid).records
+    from_files = {r.run_id: _codec.RUN_RECORD.encode(r) for r in records}
+    from_index = {
+        r.run_id: _codec.RUN_RECORD.encode(r) for r in session.store.list_run_records(eid)
     }
-    from_index = {r.run_id: _codec.RUN_RECORD.encode(r) for r in store.list_run_records(eid)}
     checked["index entries"] += len(from_index)
+    problems: list[str] = []
     for run_id in sorted(from_files.keys() - from_index.keys()):
         problems.append(f"run {run_id} ({eid}) is in the files but not in the index")
     for run_id in sorted(from_index.keys() - from_files.keys()):
@@ -360,50 +405,70 @@ def _age(text: str) -> dt.timedelta:
 def _gc(args: argparse.Namespace) -> int:
     config = coerce_store_config(args.locator)
     age = _age(args.older_than)
-    cutoff = utc_now() - age
-    temp_files: list[Path] = []
-    stuck: list[tuple[str, str]] = []
-    with _connected(config) as store:
-        if not isinstance(store, SupportsWorkingDirectory):
-            raise _missing(store, "SupportsWorkingDirectory", "metalab store gc")
-        directory = store.get_working_directory()
-        horizon = time.time() - age.total_seconds()
-        for path in directory.rglob(".*.partial"):
-            try:
-                if path.stat().st_mtime < horizon:
-                    temp_files.append(path)
-            except FileNotFoundError:
-                continue
-        for record in store.list_run_records(config.experiment_id):
-            if record.status == "running" and record.started_at < cutoff:
-                stuck.append((record.experiment_id, record.run_id))
-    if args.apply:
-        for path in temp_files:
-            path.unlink(missing_ok=True)
-        for eid, run_id in stuck:
-            with _scoped(config, eid) as scoped:
-                if not isinstance(scoped, SupportsDelete):
-                    raise _missing(scoped, "SupportsDelete", "metalab store gc --apply")
-                scoped.delete_run(run_id)
-    verb = "removed" if args.apply else "would remove"
+    with open_store(config) as session:
+        report = collect_garbage(
+            session.store, older_than=age, apply=args.apply, include_unknown=args.include_unknown
+        )
     if args.json:
         emit_json(
             {
-                "applied": args.apply,
-                "temp_files": [str(p) for p in temp_files],
-                "stuck_runs": [{"experiment_id": e, "run_id": r} for e, r in stuck],
+                "applied": report.applied,
+                "older_than": args.older_than,
+                "include_unknown": args.include_unknown,
+                "temp_files": [str(p) for p in report.temp_files],
+                "unreferenced_artifacts": [str(p) for p in report.unreferenced_artifacts],
+                "stuck_runs": [v.as_json() for v in report.stuck_runs],
+                "changed_runs": [v.as_json() for v in report.changed_runs],
+                "alive_runs": [v.as_json() for v in report.alive_runs],
+                "unknown_runs": [v.as_json() for v in report.unknown_runs],
+                **session.index.as_json(),
+                "problems": report.problems,
             }
         )
     else:
-        for path in temp_files:
-            sys.stdout.write(f"{verb} temp file {path}\n")
-        for eid, run_id in stuck:
-            sys.stdout.write(
-                f"{verb} run {run_id} of {eid!r} (running since before {cutoff:%Y-%m-%d %H:%M} UTC)\n"
-            )
-        sys.stdout.write(
-            f"{verb} {len(temp_files)} temp file(s) and {len(stuck)} stuck run(s)"
-            + ("" if args.apply else "; pass --apply to act")
-            + "\n"
+        _print_gc(report)
+        write_notes(sys.stderr, session.index, report.problems)
+    return _exit_code(report.problems)
+
+
+def _run_line(verdict: RunVerdict) -> str:
+    record = verdict.record
+    host, pid = record.provenance.host or "an unnamed host", record.provenance.pid
+    since = f"running since {record.started_at:%Y-%m-%d %H:%M} UTC"
+    if verdict.writer == "dead":
+        why = f"its process {pid} on {host} is gone"
+    elif verdict.writer == "alive":
+        why = f"its process {pid} on {host} is still running"
+    elif pid is None:
+        why = "cannot tell whether it is alive: its record names no process"
+    else:
+        why = f"cannot tell whether it is alive: its process {pid} ran on {host}, not here"
+    return f"run {record.run_id} of {record.experiment_id!r} ({since}): {why}"
+
+
+def _print_gc(report: GcReport) -> None:
+    verb = "removed" if report.applied else "would remove"
+    out = sys.stdout
+    for path in report.temp_files:
+        out.write(f"{verb} temp file {path}\n")
+    for path in report.unreferenced_artifacts:
+        out.write(f"{verb} artifact file {path} (no manifest names it)\n")
+    for verdict in report.stuck_runs:
+        out.write(f"{verb} {_run_line(verdict)}\n")
+    for verdict in report.changed_runs:
+        out.write(
+            f"kept run {verdict.record.run_id} of {verdict.record.experiment_id!r}: it "
+            "finished or was started again while gc ran\n"
         )
-    return 0
+    for verdict in report.alive_runs:
+        out.write(f"left alone {_run_line(verdict)}\n")
+    for verdict in report.unknown_runs:
+        out.write(f"left alone {_run_line(verdict)}; --include-unknown removes it\n")
+    kept = len(report.changed_runs) + len(report.alive_runs) + len(report.unknown_runs)
+    out.write(
+        f"{verb} {len(report.temp_files)} temp file(s), "
+        f"{len(report.unreferenced_artifacts)} unreferenced artifact file(s) and "
+        f"{len(report.stuck_runs)} stuck run(s); left {kept} running run(s) alone"
+        + ("" if report.applied else "; pass --apply to act")
+        + "\n"
+    )

@@ -61,7 +61,7 @@ from metalab.store._fileio import (
     replace_into,
     write_temp,
 )
-from metalab.store._layout import FileStoreLayout, manifest_file_name
+from metalab.store._layout import ARTIFACT_MANIFEST_FILE, FileStoreLayout, manifest_file_name
 from metalab.store._rules import (
     check_filed_under,
     check_scope,
@@ -653,6 +653,89 @@ class StoreDirectory:
                 if name.startswith(prefix):
                     removed |= remove_file(layout.logs_dir / name)
         return removed
+
+    def unreferenced_artifacts(
+        self, modified_before: float, on_error: ErrorHandler | None = None
+    ) -> list[Path]:
+        """Return the artifact files no manifest names, last modified before a time.
+
+        A replaced artifact's new bytes go to a file of their own and the old file is
+        removed once the manifest names the new one, so a crash in between leaves a
+        file that nothing names; so does a crash between placing a run's first
+        artifact and writing its manifest. Manifests and hidden files (temp files) are
+        never listed.
+
+        Args:
+            modified_before: A POSIX time; files modified since are left out (a writer
+                may be about to name them).
+            on_error: Called with the error of each manifest that cannot be read
+                (nothing in its directory is listed); without it the error is raised.
+        """
+        found: list[Path] = []
+        for run_dir in self._artifact_run_dirs():
+            found.extend(self._unreferenced_in(run_dir, modified_before, on_error))
+        return found
+
+    def remove_unreferenced_artifacts(
+        self, modified_before: float, on_error: ErrorHandler | None = None
+    ) -> list[Path]:
+        """Remove what :meth:`unreferenced_artifacts` lists; return the files removed.
+
+        Each run's directory is judged again under the directory's lock, which
+        :meth:`put_artifact` holds from placing a file until its manifest names it.
+        """
+        removed: list[Path] = []
+        for run_dir in self._artifact_run_dirs():
+            with self._lock:
+                for path in self._unreferenced_in(run_dir, modified_before, on_error):
+                    if remove_file(path):
+                        removed.append(path)
+        return removed
+
+    def _artifact_run_dirs(self) -> list[Path]:
+        artifacts = self._layout.artifacts_dir
+        try:
+            with os.scandir(artifacts) as entries:
+                names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+        except FileNotFoundError:
+            return []
+        return [artifacts / name for name in names]
+
+    def _unreferenced_in(
+        self, run_dir: Path, modified_before: float, on_error: ErrorHandler | None
+    ) -> list[Path]:
+        manifest_path = run_dir / ARTIFACT_MANIFEST_FILE
+        try:
+            named = {
+                os.path.normpath(self._resolve_uri(a.uri, manifest_path))
+                for a in self._read_artifact_manifest(manifest_path)
+            }
+        except CorruptRecordError as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+            return []
+        found: list[Path] = []
+        try:
+            with os.scandir(run_dir) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith(".") or name == ARTIFACT_MANIFEST_FILE:
+                        continue
+                    path = run_dir / name
+                    if os.path.normpath(path) in named:
+                        continue
+                    try:
+                        if not entry.is_file(follow_symlinks=False):
+                            continue
+                        if entry.stat(follow_symlinks=False).st_mtime >= modified_before:
+                            continue
+                    except FileNotFoundError:
+                        continue
+                    found.append(path)
+        except FileNotFoundError:
+            return []
+        return sorted(found)
 
     def _kind_directory(self, kind: DocumentKind) -> str:
         if kind == "runs":

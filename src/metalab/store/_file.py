@@ -360,6 +360,47 @@ class FileStore(Collection[StoreDirectory]):
                 experiment_id, batch_size=batch_size, on_error=on_error
             )
 
+    def unreferenced_artifacts(
+        self, modified_before: float, *, on_error: ErrorHandler | None = None
+    ) -> list[Path]:
+        """Return the artifact files no manifest names, last modified before a time.
+
+        Such files are what a crash leaves behind while an artifact is being put or
+        replaced; nothing reads them. Manifests and hidden files are never listed.
+
+        Args:
+            modified_before: A POSIX time; files modified since are left out (a writer
+                may be about to name them in its manifest).
+            on_error: Called with the error of each manifest that cannot be read
+                (nothing of its run is listed); without it the error is raised.
+
+        Raises:
+            CorruptRecordError: A manifest cannot be read and there is no ``on_error``.
+        """
+        return [
+            path
+            for space in self._spaces_of(None)
+            for path in space.unreferenced_artifacts(modified_before, on_error)
+        ]
+
+    def remove_unreferenced_artifacts(
+        self, modified_before: float, *, on_error: ErrorHandler | None = None
+    ) -> list[Path]:
+        """Remove the files :meth:`unreferenced_artifacts` lists; return those removed.
+
+        Each run's files are judged again under the lock that ``put_artifact`` holds
+        from placing a file until its manifest names it, so a file being put is never
+        taken for a leftover.
+
+        Raises:
+            CorruptRecordError: A manifest cannot be read and there is no ``on_error``.
+        """
+        return [
+            path
+            for space in self._spaces_of(None)
+            for path in space.remove_unreferenced_artifacts(modified_before, on_error)
+        ]
+
     def write_run(self, record: RunRecord) -> Document | None:
         """Store a record like :meth:`put_run_record` and return it as written.
 

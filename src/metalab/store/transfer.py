@@ -10,11 +10,14 @@ conflict and left alone. Artifacts are verified by their bytes on both ends: the
 source's bytes must match their recorded sha256, the bytes that arrive are read back
 and hashed, and on a rerun a destination artifact is skipped only if its bytes (not
 just its record) match; one whose bytes were damaged is copied again and listed in
-:attr:`ExportReport.repaired`.
+:attr:`ExportReport.repaired`. A document that cannot be decoded (a run record, derived
+metrics, an artifact manifest, a structured result) is a failed item of its kind, named
+in :attr:`ExportReport.problems`, and the export goes on with the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -25,9 +28,10 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from metalab._codec import DERIVED, EXPERIMENT_MANIFEST, RESULT, RUN_RECORD, DocumentCodec
-from metalab.errors import ArtifactNotFoundError, ExperimentMismatchError
+from metalab.errors import ArtifactNotFoundError, CorruptRecordError, ExperimentMismatchError
 from metalab.records import ArtifactDescriptor, DerivedMetrics, ResultDocument, RunRecord
 from metalab.store._factory import coerce_store_config
+from metalab.store._file import FileStore
 from metalab.store._rules import completes
 from metalab.store.abc import (
     ProgressCallback,
@@ -185,7 +189,7 @@ class _Exporter:
 
     def run(self) -> None:
         self._manifests()
-        records = self.src.list_run_records(self.experiment_id)
+        records = self._source_records()
         total = len(records)
         pending: list[RunRecord] = []
         for done, record in enumerate(records, start=1):
@@ -198,9 +202,35 @@ class _Exporter:
                 self.progress(done, total)
         self._put_records(pending)
 
+    def _source_records(self) -> list[RunRecord]:
+        """The source's records; each that cannot be decoded is a failed item, not the end.
+
+        A FileStore (or the files an index wraps) lists every such file and hands out
+        the others; any other store can only say that its listing failed.
+        """
+        try:
+            return self.src.list_run_records(self.experiment_id)
+        except CorruptRecordError as exc:
+            files = getattr(self.src, "files", self.src)
+            if not isinstance(files, FileStore):
+                self.report._problem(
+                    "records",
+                    "failed",
+                    f"the records of {self.experiment_id!r} cannot be listed at the source: {exc}",
+                )
+                return []
+            scan = files.scan_run_records(self.experiment_id)
+            for problem in scan.problems:
+                self.report._problem("records", "failed", f"{problem} (at the source; not copied)")
+            return scan.records
+
     def _wants_record(self, record: RunRecord) -> bool:
         counts = self.report.counts["records"]
-        existing = self.dst.get_run_record(record.run_id)
+        try:
+            existing = self.dst.get_run_record(record.run_id)
+        except CorruptRecordError as exc:
+            self.report._problem("records", "failed", f"{exc} (at the destination; left alone)")
+            return False
         if existing is None:
             return True
         if RUN_RECORD.encode(existing) == RUN_RECORD.encode(record):
@@ -229,10 +259,27 @@ class _Exporter:
 
     def _extras(self, record: RunRecord) -> None:
         run_id = record.run_id
-        self._derived(run_id)
+        with self._failing("derived"):
+            self._derived(run_id)
         if self.artifacts:
-            for descriptor in self._artifact_list(record):
-                self._artifact(run_id, descriptor)
+            listed: list[ArtifactDescriptor] = []
+            with self._failing("artifacts"):
+                listed = self._artifact_list(record)
+            for descriptor in listed:
+                with self._failing("artifacts"):
+                    self._artifact(run_id, descriptor)
+        with self._failing("results"):
+            self._logs_and_results(run_id)
+
+    @contextlib.contextmanager
+    def _failing(self, kind: Kind) -> Iterator[None]:
+        """Count a document that cannot be decoded as a failed item of ``kind``, and go on."""
+        try:
+            yield
+        except CorruptRecordError as exc:
+            self.report._problem(kind, "failed", f"{exc}; not copied")
+
+    def _logs_and_results(self, run_id: str) -> None:
         if isinstance(self.src, SupportsLogs) and isinstance(self.dst, SupportsLogs):
             src_logs, dst_logs = self.src, self.dst
             for name in src_logs.list_logs(run_id):
