@@ -95,10 +95,10 @@ def _jsonb(value: Mapping[str, object]) -> JsonbBinary:
 
 
 def _without_nul(text: bytes) -> bytes:
-    """JSON text with every NUL character (which ``jsonb`` refuses) made U+FFFD.
+    r"""JSON text with every NUL character (which ``jsonb`` refuses) made U+FFFD.
 
-    Only real ``\\u0000`` escapes are replaced: the six characters ``\\u0000`` of a
-    string (written ``\\\\u0000``) stay as they are.
+    Only real ``\u0000`` escapes are replaced: the six characters ``\u0000`` of a
+    string (written ``\\u0000``) stay as they are.
     """
     return _NUL_ESCAPES.sub(rb"\1\\ufffd", text)
 
