@@ -13,6 +13,7 @@ from metalab.store._fileio import (
     copy_to_temp,
     link_into_place,
     write_temp,
+    write_temp_with_state,
 )
 
 
@@ -46,8 +47,7 @@ class TestAtomicWrite:
 
 class TestTempFiles:
     def test_temp_files_are_hidden_partials_in_the_target_directory(self, tmp_path: Path) -> None:
-        written = write_temp(str(tmp_path), b"abc", durable=True)
-        tmp = written.path
+        tmp = write_temp(str(tmp_path), b"abc", durable=True)
         assert Path(tmp).parent == tmp_path
         assert Path(tmp).name.startswith(".")
         assert Path(tmp).name.endswith(".partial")
@@ -55,7 +55,7 @@ class TestTempFiles:
         assert Path(tmp).read_bytes() == b"abc"
 
     def test_a_temp_file_reports_the_state_it_keeps_once_moved(self, tmp_path: Path) -> None:
-        written = write_temp(str(tmp_path), b"abcd", durable=False)
+        written = write_temp_with_state(str(tmp_path), b"abcd", durable=False)
         target = tmp_path / "doc.json"
         assert link_into_place(written.path, str(target)) is True
         stat = target.stat()
@@ -69,10 +69,10 @@ class TestTempFiles:
         )
 
     def test_link_places_a_new_file_and_refuses_an_existing_one(self, tmp_path: Path) -> None:
-        first = write_temp(str(tmp_path), b"first", durable=False).path
+        first = write_temp(str(tmp_path), b"first", durable=False)
         assert link_into_place(first, str(tmp_path / "t")) is True
         assert not Path(first).exists()
-        second = write_temp(str(tmp_path), b"second", durable=False).path
+        second = write_temp(str(tmp_path), b"second", durable=False)
         assert link_into_place(second, str(tmp_path / "t")) is False
         assert (tmp_path / "t").read_bytes() == b"first"
         assert Path(second).read_bytes() == b"second"

@@ -55,6 +55,7 @@ class Space(Protocol):
         """The experiment of the space; ``None`` if it takes any."""
         ...
 
+    def put_run_record(self, record: RunRecord) -> None: ...
     def put_run_records(self, records: Sequence[RunRecord]) -> int: ...
     def get_run_record(self, run_id: str) -> RunRecord | None: ...
     def run_exists(self, run_id: str) -> bool: ...
@@ -211,7 +212,7 @@ class Collection(Generic[S]):
 
     def put_run_record(self, record: RunRecord) -> None:
         """Store a record; a ``running`` one never replaces a finished one."""
-        self._space_for(record.experiment_id).put_run_records((record,))
+        self._space_for(record.experiment_id).put_run_record(record)
 
     def put_run_records(self, records: Iterable[RunRecord]) -> int:
         """Store many records with the rules of :meth:`put_run_record`; return how many.

@@ -60,6 +60,7 @@ from metalab.store._fileio import (
     remove_tree,
     replace_into,
     write_temp,
+    write_temp_with_state,
 )
 from metalab.store._layout import ARTIFACT_MANIFEST_FILE, FileStoreLayout, manifest_file_name
 from metalab.store._rules import (
@@ -158,7 +159,7 @@ class StoreDirectory:
     def _create_new(self, target: str, data: bytes) -> TempFile | None:
         """Move ``data`` into ``target`` only if nothing is there; return it if it was."""
         directory = os.path.dirname(target)
-        tmp = write_temp(directory, data, durable=self._durable)
+        tmp = write_temp_with_state(directory, data, durable=self._durable)
         try:
             placed = link_into_place(tmp.path, target)
             if placed is None:
@@ -221,12 +222,28 @@ class StoreDirectory:
             CorruptRecordError: A record that may be refused meets a stored record
                 that cannot be decoded (it is left untouched).
         """
+        written: list[Document] = []
+        self._write_one(record, written)
+        return written[0] if written else None
+
+    def put_run_record(self, record: RunRecord) -> None:
+        """Store a record atomically (see :meth:`write_run`)."""
+        self._write_one(record, None)
+
+    def _write_one(self, record: RunRecord, into: list[Document] | None) -> None:
+        """Place one record; append its document to ``into`` (if given) when placed.
+
+        Without ``into`` nobody needs the file's state, and it is not asked for.
+        """
         run_id = self._check_record(record)
         if not self._ready:
             self.prepare()
         data = _codec.RUN_RECORD.encode(record)
         target = f"{self._runs}/{run_id}.json"
-        tmp = write_temp(self._runs, data, durable=self._durable)
+        if into is None:
+            tmp = TempFile(write_temp(self._runs, data, durable=self._durable), 0, len(data))
+        else:
+            tmp = write_temp_with_state(self._runs, data, durable=self._durable)
         try:
             placed = self._place_record(tmp.path, target, record.status, locked=False)
         except BaseException:
@@ -234,10 +251,9 @@ class StoreDirectory:
             raise
         if self._durable:
             fsync_directory(self._runs)
-        if not placed:
-            return None
-        state = FileState(tmp.mtime_ns, tmp.size)
-        return Document("runs", run_id, self._experiment_id, data, state, target)
+        if placed and into is not None:
+            state = FileState(tmp.mtime_ns, tmp.size)
+            into.append(Document("runs", run_id, self._experiment_id, data, state, target))
 
     def write_runs(
         self, records: Sequence[RunRecord], into: list[Document] | None = None
@@ -254,40 +270,47 @@ class StoreDirectory:
                 that a caller knows what landed even when a later record fails.
         """
         written: list[Document] = [] if into is None else into
+        self._write_many(records, written)
+        return written
+
+    def put_run_records(self, records: Sequence[RunRecord]) -> int:
+        """Store many records (see :meth:`write_runs`); return how many were given."""
+        self._write_many(records, None)
+        return len(records)
+
+    def _write_many(self, records: Sequence[RunRecord], into: list[Document] | None) -> None:
         for record in records:
             self._check_record(record)
         if not records:
-            return written
+            return
         if not self._ready:
             self.prepare()
         encoded = [_codec.RUN_RECORD.encode(record) for record in records]
         runs = self._runs
         eid = self._experiment_id
+        durable = self._durable
         temps: list[TempFile] = []
         done = 0
         try:
-            for data in encoded:
-                temps.append(write_temp(runs, data, durable=self._durable))
+            if into is None:
+                temps.extend(
+                    TempFile(write_temp(runs, data, durable=durable), 0, 0) for data in encoded
+                )
+            else:
+                temps.extend(write_temp_with_state(runs, data, durable=durable) for data in encoded)
             with self._lock:
                 for record, data, tmp in zip(records, encoded, temps, strict=True):
                     target = f"{runs}/{record.run_id}.json"
                     placed = self._place_record(tmp.path, target, record.status, locked=True)
                     done += 1
-                    if placed:
+                    if placed and into is not None:
                         state = FileState(tmp.mtime_ns, tmp.size)
-                        doc = Document("runs", record.run_id, eid, data, state, target)
-                        written.append(doc)
+                        into.append(Document("runs", record.run_id, eid, data, state, target))
         finally:
             for tmp in temps[done:]:
                 discard(tmp.path)
-        if self._durable:
+        if durable:
             fsync_directory(runs)
-        return written
-
-    def put_run_records(self, records: Sequence[RunRecord]) -> int:
-        """Store many records (see :meth:`write_runs`); return how many were given."""
-        self.write_runs(records)
-        return len(records)
 
     def get_run_record(self, run_id: str) -> RunRecord | None:
         """Return the record of ``run_id``, or ``None`` if there is none.
@@ -386,7 +409,7 @@ class StoreDirectory:
             view = memoryview(data)
             view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
             digest, size = hashlib.sha256(view).hexdigest(), view.nbytes
-            tmp = write_temp(dir_str, view, durable=self._durable).path
+            tmp = write_temp(dir_str, view, durable=self._durable)
         artifact_id = uuid.uuid4()
         manifest_path = self._layout.artifact_manifest_path(run_id)
         try:
@@ -486,7 +509,7 @@ class StoreDirectory:
             self.prepare()
         data = _codec.DERIVED.encode(DerivedMetrics(metrics=dict(metrics)))
         target = f"{self._derived}/{run_id}.json"
-        tmp = write_temp(self._derived, data, durable=self._durable)
+        tmp = write_temp_with_state(self._derived, data, durable=self._durable)
         replace_into(tmp.path, target, durable=self._durable)
         state = FileState(tmp.mtime_ns, tmp.size)
         return Document("derived", run_id, self._experiment_id, data, state, target)

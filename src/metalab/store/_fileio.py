@@ -49,6 +49,7 @@ __all__ = [
     "replace_into",
     "temp_path",
     "write_temp",
+    "write_temp_with_state",
 ]
 
 _CREATE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -83,7 +84,7 @@ else:
 
 
 class TempFile(NamedTuple):
-    """A temp file written by :func:`write_temp`, and its state once written.
+    """A temp file written by :func:`write_temp_with_state`, and its state once written.
 
     A rename or hard link keeps a file's modification time and size, so these are
     also the state of the file it becomes.
@@ -94,27 +95,41 @@ class TempFile(NamedTuple):
     size: int
 
 
-def write_temp(directory: str, data: bytes | bytearray | memoryview, *, durable: bool) -> TempFile:
-    """Write ``data`` to a new temp file in ``directory``.
+def write_temp(directory: str, data: bytes | bytearray | memoryview, *, durable: bool) -> str:
+    """Write ``data`` to a new temp file in ``directory`` and return its path.
 
     The caller moves the file into place (or removes it); on error it is removed here.
     """
+    return _write_temp(directory, data, durable=durable, stat=False).path
+
+
+def write_temp_with_state(
+    directory: str, data: bytes | bytearray | memoryview, *, durable: bool
+) -> TempFile:
+    """Like :func:`write_temp`, and say the file's state (what an index records)."""
+    return _write_temp(directory, data, durable=durable, stat=True)
+
+
+def _write_temp(
+    directory: str, data: bytes | bytearray | memoryview, *, durable: bool, stat: bool
+) -> TempFile:
     tmp = temp_path(directory)
     fd = os.open(tmp, _CREATE_FLAGS, 0o666)
     try:
         try:
             view = memoryview(data)
+            size = view.nbytes
             while view:
                 view = view[os.write(fd, view) :]
             if durable:
                 os.fsync(fd)
-            stat = os.fstat(fd)
+            mtime_ns = os.fstat(fd).st_mtime_ns if stat else 0
         finally:
             os.close(fd)
     except BaseException:
         discard(tmp)
         raise
-    return TempFile(tmp, stat.st_mtime_ns, stat.st_size)
+    return TempFile(tmp, mtime_ns, size)
 
 
 def atomic_write(
@@ -129,7 +144,7 @@ def atomic_write(
     """
     target = os.fspath(path)
     tmp = write_temp(os.path.dirname(target) or ".", data, durable=durable)
-    replace_into(tmp.path, target, durable=durable)
+    replace_into(tmp, target, durable=durable)
 
 
 def replace_into(tmp: str, target: str, *, durable: bool) -> None:

@@ -303,6 +303,9 @@ class _PartitionSpace:
         check_filed_under(record.run_id, run_id, where)
         return record
 
+    def put_run_record(self, record: RunRecord) -> None:
+        self.put_run_records((record,))
+
     def put_run_records(self, records: Sequence[RunRecord]) -> int:
         batch: list[tuple[RunRecord, bytes]] = []
         for record in records:
