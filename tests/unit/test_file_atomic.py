@@ -55,18 +55,12 @@ class TestTempFiles:
         assert Path(tmp).read_bytes() == b"abc"
 
     def test_a_temp_file_reports_the_state_it_keeps_once_moved(self, tmp_path: Path) -> None:
-        written = write_temp_with_state(str(tmp_path), b"abcd", durable=False)
+        tmp, state = write_temp_with_state(str(tmp_path), b"abcd", durable=False)
         target = tmp_path / "doc.json"
-        assert link_into_place(written.path, str(target)) is True
+        assert link_into_place(tmp, str(target)) is True
         stat = target.stat()
-        assert (
-            (written.mtime_ns, written.size)
-            == (stat.st_mtime_ns, stat.st_size)
-            == (
-                stat.st_mtime_ns,
-                4,
-            )
-        )
+        assert state == (stat.st_mtime_ns, stat.st_size)
+        assert state.size == 4
 
     def test_link_places_a_new_file_and_refuses_an_existing_one(self, tmp_path: Path) -> None:
         first = write_temp(str(tmp_path), b"first", durable=False)

@@ -212,7 +212,7 @@ class Collection(Generic[S]):
 
     def put_run_record(self, record: RunRecord) -> None:
         """Store a record; a ``running`` one never replaces a finished one."""
-        self._space_for(record.experiment_id).put_run_record(record)
+        (self._bound or self._space_for(record.experiment_id)).put_run_record(record)
 
     def put_run_records(self, records: Iterable[RunRecord]) -> int:
         """Store many records with the rules of :meth:`put_run_record`; return how many.

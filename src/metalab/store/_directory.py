@@ -46,7 +46,6 @@ from metalab.records import (
 from metalab.store._documents import Document, DocumentKind, DocumentRef, FileState
 from metalab.store._fileio import (
     StoreLock,
-    TempFile,
     atomic_write,
     copy_to_temp,
     discard,
@@ -64,9 +63,9 @@ from metalab.store._fileio import (
 )
 from metalab.store._layout import ARTIFACT_MANIFEST_FILE, FileStoreLayout, manifest_file_name
 from metalab.store._rules import (
+    REFUSABLE,
     check_filed_under,
     check_scope,
-    may_be_refused,
     replaces,
     validate_name,
     validate_run_id,
@@ -109,7 +108,7 @@ class StoreDirectory:
         durable: fsync every written file and its directory.
 
     **Concurrency.** Every write is a temp file moved into place, so readers never see
-    a torn file. A record that a stored one may refuse (:func:`_rules.may_be_refused`)
+    a torn file. A record that a stored one may refuse (:data:`_rules.REFUSABLE`)
     is placed with an exclusive link when no record exists yet; otherwise the
     directory's one lock (``.lock``, held only around a rename) orders it against
     other writers, so a record never moves backwards, also with many processes
@@ -156,29 +155,29 @@ class StoreDirectory:
                     )
         self._ready = True
 
-    def _create_new(self, target: str, data: bytes) -> TempFile | None:
-        """Move ``data`` into ``target`` only if nothing is there; return it if it was."""
+    def _create_new(self, target: str, data: bytes) -> FileState | None:
+        """Move ``data`` into ``target`` only if nothing is there; its state if it was."""
         directory = os.path.dirname(target)
-        tmp = write_temp_with_state(directory, data, durable=self._durable)
+        tmp, state = write_temp_with_state(directory, data, durable=self._durable)
         try:
-            placed = link_into_place(tmp.path, target)
+            placed = link_into_place(tmp, target)
             if placed is None:
                 with self._lock:
                     placed = not exists(target)
                     if placed:
-                        os.replace(tmp.path, target)
+                        os.replace(tmp, target)
             if not placed:
-                os.unlink(tmp.path)
+                os.unlink(tmp)
         except BaseException:
-            discard(tmp.path)
+            discard(tmp)
             raise
         if placed and self._durable:
             fsync_directory(directory)
-        return tmp if placed else None
+        return state if placed else None
 
     def _place_record(self, tmp: str, target: str, status: str, *, locked: bool) -> bool:
         """Move a record's temp file into place unless the stored record wins; say which."""
-        if not may_be_refused(status):
+        if status not in REFUSABLE:
             if locked:
                 os.replace(tmp, target)
             else:
@@ -223,36 +222,37 @@ class StoreDirectory:
                 that cannot be decoded (it is left untouched).
         """
         written: list[Document] = []
-        self._write_one(record, written)
+        self.put_run_record(record, into=written)
         return written[0] if written else None
 
-    def put_run_record(self, record: RunRecord) -> None:
-        """Store a record atomically (see :meth:`write_run`)."""
-        self._write_one(record, None)
+    def put_run_record(self, record: RunRecord, into: list[Document] | None = None) -> None:
+        """Store a record atomically (see :meth:`write_run`).
 
-    def _write_one(self, record: RunRecord, into: list[Document] | None) -> None:
-        """Place one record; append its document to ``into`` (if given) when placed.
-
-        Without ``into`` nobody needs the file's state, and it is not asked for.
+        Args:
+            record: The record.
+            into: Where to append its document once placed; without it nobody needs
+                the file's state, and it is not asked for.
         """
-        run_id = self._check_record(record)
+        run_id = validate_run_id(record.run_id)
+        check_scope(self._experiment_id, record.experiment_id, self._dir)
         if not self._ready:
             self.prepare()
         data = _codec.RUN_RECORD.encode(record)
-        target = f"{self._runs}/{run_id}.json"
+        runs = self._runs
+        target = f"{runs}/{run_id}.json"
+        state: FileState | None = None
         if into is None:
-            tmp = TempFile(write_temp(self._runs, data, durable=self._durable), 0, len(data))
+            tmp = write_temp(runs, data, durable=self._durable)
         else:
-            tmp = write_temp_with_state(self._runs, data, durable=self._durable)
+            tmp, state = write_temp_with_state(runs, data, durable=self._durable)
         try:
-            placed = self._place_record(tmp.path, target, record.status, locked=False)
+            placed = self._place_record(tmp, target, record.status, locked=False)
         except BaseException:
-            discard(tmp.path)
+            discard(tmp)
             raise
         if self._durable:
-            fsync_directory(self._runs)
-        if placed and into is not None:
-            state = FileState(tmp.mtime_ns, tmp.size)
+            fsync_directory(runs)
+        if placed and into is not None and state is not None:
             into.append(Document("runs", run_id, self._experiment_id, data, state, target))
 
     def write_runs(
@@ -289,26 +289,28 @@ class StoreDirectory:
         runs = self._runs
         eid = self._experiment_id
         durable = self._durable
-        temps: list[TempFile] = []
+        temps: list[str] = []
+        states: list[FileState] = []
         done = 0
         try:
             if into is None:
-                temps.extend(
-                    TempFile(write_temp(runs, data, durable=durable), 0, 0) for data in encoded
-                )
+                temps.extend(write_temp(runs, data, durable=durable) for data in encoded)
             else:
-                temps.extend(write_temp_with_state(runs, data, durable=durable) for data in encoded)
+                for data in encoded:
+                    tmp, state = write_temp_with_state(runs, data, durable=durable)
+                    temps.append(tmp)
+                    states.append(state)
             with self._lock:
-                for record, data, tmp in zip(records, encoded, temps, strict=True):
+                for i, (record, tmp) in enumerate(zip(records, temps, strict=True)):
                     target = f"{runs}/{record.run_id}.json"
-                    placed = self._place_record(tmp.path, target, record.status, locked=True)
+                    placed = self._place_record(tmp, target, record.status, locked=True)
                     done += 1
                     if placed and into is not None:
-                        state = FileState(tmp.mtime_ns, tmp.size)
-                        into.append(Document("runs", record.run_id, eid, data, state, target))
+                        doc = Document("runs", record.run_id, eid, encoded[i], states[i], target)
+                        into.append(doc)
         finally:
             for tmp in temps[done:]:
-                discard(tmp.path)
+                discard(tmp)
         if durable:
             fsync_directory(runs)
 
@@ -509,9 +511,8 @@ class StoreDirectory:
             self.prepare()
         data = _codec.DERIVED.encode(DerivedMetrics(metrics=dict(metrics)))
         target = f"{self._derived}/{run_id}.json"
-        tmp = write_temp_with_state(self._derived, data, durable=self._durable)
-        replace_into(tmp.path, target, durable=self._durable)
-        state = FileState(tmp.mtime_ns, tmp.size)
+        tmp, state = write_temp_with_state(self._derived, data, durable=self._durable)
+        replace_into(tmp, target, durable=self._durable)
         return Document("derived", run_id, self._experiment_id, data, state, target)
 
     def put_derived(self, run_id: str, metrics: Mapping[str, MetricValue]) -> None:
@@ -613,9 +614,8 @@ class StoreDirectory:
         while True:
             stem = base if attempt == 0 else f"{base}_{attempt}"
             path = f"{directory}/{stem}.json"
-            placed = self._create_new(path, data)
-            if placed is not None:
-                state = FileState(placed.mtime_ns, placed.size)
+            state = self._create_new(path, data)
+            if state is not None:
                 return Document("manifests", stem, self._experiment_id, data, state, path)
             found = read_with_state(path)
             if found is not None and found[0] == data:

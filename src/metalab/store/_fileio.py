@@ -27,13 +27,12 @@ import sys
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Final, NamedTuple
+from typing import Final
 
 from metalab.store._documents import FileState
 
 __all__ = [
     "StoreLock",
-    "TempFile",
     "atomic_copy",
     "atomic_write",
     "copy_to_temp",
@@ -83,53 +82,43 @@ else:
             os.close(fd)
 
 
-class TempFile(NamedTuple):
-    """A temp file written by :func:`write_temp_with_state`, and its state once written.
-
-    A rename or hard link keeps a file's modification time and size, so these are
-    also the state of the file it becomes.
-    """
-
-    path: str
-    mtime_ns: int
-    size: int
-
-
 def write_temp(directory: str, data: bytes | bytearray | memoryview, *, durable: bool) -> str:
     """Write ``data`` to a new temp file in ``directory`` and return its path.
 
     The caller moves the file into place (or removes it); on error it is removed here.
     """
-    return _write_temp(directory, data, durable=durable, stat=False).path
-
-
-def write_temp_with_state(
-    directory: str, data: bytes | bytearray | memoryview, *, durable: bool
-) -> TempFile:
-    """Like :func:`write_temp`, and say the file's state (what an index records)."""
-    return _write_temp(directory, data, durable=durable, stat=True)
-
-
-def _write_temp(
-    directory: str, data: bytes | bytearray | memoryview, *, durable: bool, stat: bool
-) -> TempFile:
     tmp = temp_path(directory)
     fd = os.open(tmp, _CREATE_FLAGS, 0o666)
     try:
         try:
             view = memoryview(data)
-            size = view.nbytes
             while view:
                 view = view[os.write(fd, view) :]
             if durable:
                 os.fsync(fd)
-            mtime_ns = os.fstat(fd).st_mtime_ns if stat else 0
         finally:
             os.close(fd)
     except BaseException:
         discard(tmp)
         raise
-    return TempFile(tmp, mtime_ns, size)
+    return tmp
+
+
+def write_temp_with_state(
+    directory: str, data: bytes | bytearray | memoryview, *, durable: bool
+) -> tuple[str, FileState]:
+    """Like :func:`write_temp`, and say the state the file keeps once moved into place.
+
+    A rename or hard link keeps a file's modification time and size; the temp file's
+    name is private, so nobody else can have changed it in between.
+    """
+    tmp = write_temp(directory, data, durable=durable)
+    try:
+        stat = os.stat(tmp)
+    except BaseException:
+        discard(tmp)
+        raise
+    return tmp, FileState(stat.st_mtime_ns, stat.st_size)
 
 
 def atomic_write(

@@ -27,6 +27,7 @@ from metalab.records import Status
 
 __all__ = [
     "MAX_EXPERIMENT_ID_LENGTH",
+    "REFUSABLE",
     "SQL_BATCH_ORDER",
     "SQL_REPLACES",
     "STATUSES",
@@ -58,9 +59,7 @@ def replaces(new: str, stored: str) -> bool:
 SQL_REPLACES: Final = "({stored}.status = 'running' OR {new}.status <> 'running')"
 """:func:`replaces` in SQL; ``{stored}`` and ``{new}`` are the two rows' aliases."""
 
-_REFUSABLE: Final = frozenset(
-    new for new in STATUSES if not all(replaces(new, s) for s in STATUSES)
-)
+REFUSABLE: Final = frozenset(new for new in STATUSES if not all(replaces(new, s) for s in STATUSES))
 
 
 def may_be_refused(new: str) -> bool:
@@ -69,7 +68,7 @@ def may_be_refused(new: str) -> bool:
     A store must read what it holds before placing such a record; any other record
     replaces whatever is there without a look.
     """
-    return new in _REFUSABLE
+    return new in REFUSABLE
 
 
 def batch_winner(statuses: Sequence[str]) -> int:
