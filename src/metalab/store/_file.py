@@ -236,6 +236,11 @@ class DocumentScan:
     def __len__(self) -> int:
         return sum(len(keys) for _, keys in self._listing)
 
+    @property
+    def directories(self) -> int:
+        """How many directories the listing spans (keys are unique within one)."""
+        return len(self._listing)
+
     def __iter__(self) -> Iterator[Document]:
         for directory, keys in self._listing:
             yield from directory.read_documents(self._kind, keys)

@@ -555,7 +555,9 @@ class IndexedStore:
             # Listed only when the index asks, inside its transaction: a run indexed
             # by a writer after the listing is carried over by the index.
             scan = files.scan_documents(kind)
-            return _UniqueRuns(scan) if kind == "runs" else scan
+            # File names are unique in a directory: only a listing of several can hold
+            # one run twice.
+            return _UniqueRuns(scan) if kind == "runs" and scan.directories > 1 else scan
 
         count = self._index.rebuild(
             read, scope=self._scope, experiments=files.experiment_directories(), progress=progress
