@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Callable
+from itertools import chain
 from typing import Any, Final, Generic, TypeVar
 
 import msgspec
@@ -54,7 +55,6 @@ __all__ = [
     "STORE_META",
     "DocumentCodec",
     "escape_json",
-    "nesting_depth",
     "unescape_json",
 ]
 
@@ -76,28 +76,6 @@ _NONFINITE_NAMES: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -
 
 D = TypeVar("D", bound=msgspec.Struct)
 _Upgrade = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-def nesting_depth(data: bytes) -> int:
-    """How deeply the lists and objects of a JSON text nest (0 for a scalar)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return deepest
 
 
 def _nonfinite_name(value: float) -> str:
@@ -173,26 +151,24 @@ class DocumentCodec(Generic[D]):
                 lists and mappings more than :data:`MAX_NESTING` levels deep.
             ConfigError: The document holds binary data (a ``ValueError`` too).
         """
+        # User values are checked for depth and bytes where they enter (params,
+        # metrics, results, metadata); a document nested past the stack elsewhere is
+        # caught as msgspec recurses.
         self._check(doc)
         doc = self._in_utc(doc)
         try:
             buf = self._encoder.encode(doc)
         except RecursionError as exc:
-            raise self._too_deep(None) from exc
-        if buf.count(b"[") + buf.count(b"{") > MAX_NESTING:
-            depth = nesting_depth(buf)
-            if depth > MAX_NESTING:
-                raise self._too_deep(depth)
+            raise self._too_deep() from exc
         # msgspec writes a non-finite float as ``null``; records rarely hold a real
         # ``null`` (defaults are omitted), so only then is the slower escape needed.
         if b"null" in buf or b"$" in buf:
             buf = self._encoder.encode(escape_json(msgspec.to_builtins(doc)))
         return buf
 
-    def _too_deep(self, depth: int | None) -> ValueError:
-        found = "too many" if depth is None else str(depth)
+    def _too_deep(self) -> ValueError:
         return ValueError(
-            f"a {self.doc_type.__name__} nests {found} levels of lists and mappings; "
+            f"a {self.doc_type.__name__} nests too many levels of lists and mappings; "
             f"metalab stores at most {MAX_NESTING} (flatten the value, or store it as "
             "an artifact)"
         )
@@ -318,24 +294,34 @@ _CONTAINERS: Final = (dict, list, tuple)
 _BINARY: Final = (bytes, bytearray, memoryview)
 
 
-def _holds_binary(container: dict[str, Any] | list[Any] | tuple[Any, ...]) -> bool:
-    """Whether a bytes-like value is anywhere inside ``container``.
+class _TooDeep(Exception):
+    """A user value nests deeper than the limit (turned into a ValueError)."""
+
+
+class _Binary(Exception):
+    """A user value holds bytes (turned into a ConfigError naming where)."""
+
+
+def _walk(container: dict[str, Any] | list[Any] | tuple[Any, ...], depth: int) -> None:
+    """Check a user value that sits ``depth`` levels deep in its document.
 
     It runs on every encode, for every value, and nearly every value is a plain
-    scalar: one exact-type test settles those.
+    scalar: one exact-type test settles those. The walk never goes deeper than the
+    limit, so it cannot exhaust the stack.
 
     Raises:
-        RecursionError: ``container`` is nested too deep, or holds itself.
+        _TooDeep: Lists and mappings nest past :data:`MAX_NESTING`.
+        _Binary: A bytes-like value is inside.
     """
-    for value in container.values() if isinstance(container, dict) else container:
+    if depth > MAX_NESTING:
+        raise _TooDeep
+    for value in container.values() if type(container) is dict else container:
         if type(value) in _SCALARS:
             continue
         if isinstance(value, _CONTAINERS):
-            if _holds_binary(value):
-                return True
+            _walk(value, depth + 1)
         elif isinstance(value, _BINARY):
-            return True
-    return False
+            raise _Binary
 
 
 def _binary_path(container: dict[str, Any] | list[Any] | tuple[Any, ...]) -> str:
@@ -344,43 +330,79 @@ def _binary_path(container: dict[str, Any] | list[Any] | tuple[Any, ...]) -> str
     for key, value in items:
         if isinstance(value, _BINARY):
             return f"[{key!r}]"
-        if isinstance(value, _CONTAINERS) and _holds_binary(value):
-            return f"[{key!r}]{_binary_path(value)}"
+        if isinstance(value, _CONTAINERS):
+            try:
+                _walk(value, 0)
+            except _Binary:
+                return f"[{key!r}]{_binary_path(value)}"
+            except _TooDeep:  # pragma: no cover - depth is checked first
+                continue
     raise AssertionError("no binary value in the container")  # pragma: no cover
 
 
-def _refuse_binary(document: str, **fields: dict[str, Any]) -> None:
-    """Raise naming the first field that holds bytes, which msgspec would write as base64.
+def _check_values(document: str, depth: int, fields: dict[str, Any]) -> None:
+    """Refuse user values a JSON document would not give back as they are.
 
-    The runner refuses bytes in params when it plans the runs; this catches the
-    records built by hand, which would otherwise come back holding a ``str``.
+    Args:
+        document: The document's type, for messages.
+        depth: How deep the fields sit in the document (its own mapping is level 1).
+        fields: Field name (as shown in messages) -> value.
+
+    Raises:
+        ValueError: Lists and mappings nest more than :data:`MAX_NESTING` levels.
+        ConfigError: A value is bytes-like; msgspec would write it as base64 text,
+            to be read back as a ``str``. The runner refuses bytes in params when it
+            plans the runs; this catches documents built by hand.
     """
-    for name, values in fields.items():
-        if _holds_binary(values):
+    for name, value in fields.items():
+        if type(value) in _SCALARS:
+            continue
+        if type(value) is dict and _SCALARS.issuperset(map(type, value.values())):
+            continue
+        try:
+            if isinstance(value, _BINARY):
+                raise _Binary
+            if isinstance(value, _CONTAINERS):
+                _walk(value, depth)
+        except _TooDeep:
+            raise ValueError(
+                f"{document}.{name} nests lists and mappings more than {MAX_NESTING} levels "
+                f"deep (counting the document); metalab stores at most {MAX_NESTING}: "
+                "flatten the value, or store it as an artifact"
+            ) from None
+        except _Binary:
+            where = "" if isinstance(value, _BINARY) else _binary_path(value)
             raise ConfigError(
-                f"{document}.{name}{_binary_path(values)} is binary data (bytes, bytearray "
-                "or memoryview), which a JSON document cannot hold: it would be stored as "
-                "base64 text and read back as a str; store binary data as an artifact "
+                f"{document}.{name}{where} is binary data (bytes, bytearray or memoryview), "
+                "which a JSON document cannot hold: it would be stored as base64 text and "
+                "read back as a str; store binary data as an artifact "
                 "(capture.artifact() or store.put_artifact())"
-            )
+            ) from None
 
 
 def _check_run_record(record: RunRecord) -> None:
-    try:
-        found = _holds_binary(record.params) or _holds_binary(record.metrics)
-    except RecursionError:
-        return  # nested too deep, or holding itself: the encoder refuses it
-    if found:
-        _refuse_binary("RunRecord", params=record.params, metrics=record.metrics)
+    params, metrics = record.params, record.metrics
+    # Flat params and metrics (nearly all of them) are settled in one pass in C.
+    if not _SCALARS.issuperset(map(type, chain(params.values(), metrics.values()))):
+        _check_values("RunRecord", 2, {"params": params, "metrics": metrics})
+    if record.provenance.extra:
+        _check_values("RunRecord", 3, {"provenance.extra": record.provenance.extra})
+    for i, artifact in enumerate(record.artifacts):
+        if artifact.metadata:
+            _check_values("RunRecord", 4, {f"artifacts[{i}].metadata": artifact.metadata})
 
 
 def _check_derived(derived: DerivedMetrics) -> None:
-    try:
-        found = _holds_binary(derived.metrics)
-    except RecursionError:
-        return  # as above
-    if found:
-        _refuse_binary("DerivedMetrics", metrics=derived.metrics)
+    _check_values("DerivedMetrics", 2, {"metrics": derived.metrics})
+
+
+def _check_result(result: ResultDocument) -> None:
+    _check_values("ResultDocument", 2, {"data": result.data, "metadata": result.metadata})
+
+
+def _check_manifest(manifest: ExperimentManifest) -> None:
+    fields = {"metadata": manifest.metadata, "params": manifest.params, "seeds": manifest.seeds}
+    _check_values("ExperimentManifest", 2, fields)
 
 
 def _no_check(doc: object) -> None:
@@ -389,7 +411,7 @@ def _no_check(doc: object) -> None:
 
 RUN_RECORD: Final = DocumentCodec(RunRecord, _upgrade_run_record, _check_run_record)
 DERIVED: Final = DocumentCodec(DerivedMetrics, _upgrade_derived, _check_derived)
-RESULT: Final = DocumentCodec(ResultDocument, _unchanged)
-EXPERIMENT_MANIFEST: Final = DocumentCodec(ExperimentManifest, _upgrade_manifest)
+RESULT: Final = DocumentCodec(ResultDocument, _unchanged, _check_result)
+EXPERIMENT_MANIFEST: Final = DocumentCodec(ExperimentManifest, _upgrade_manifest, _check_manifest)
 ARTIFACT_MANIFEST: Final = DocumentCodec(ArtifactManifest, _upgrade_artifact_manifest)
 STORE_META: Final = DocumentCodec(StoreMeta, _unchanged)
