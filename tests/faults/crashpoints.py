@@ -60,6 +60,12 @@ def arm(point: str, after: int = 1) -> None:
     elif point == "index:row":
         # The index is reading documents into rows (a rebuild's or a sync's COPY).
         _wrap(postgres_index, "run_row", _always, after=after)
+    elif point == "index:forgetting":
+        # A run's files are deleted; the index has not been told yet.
+        _wrap(postgres_index.PostgresIndex, "_finish", _always, after=after)
+    elif point == "gc:deleting":
+        # gc is deleting runs: some are gone, one is half deleted, the rest are there.
+        _wrap(directory, "remove_tree", _always, after=after)
     elif point == "export:run":
         # An export has copied some runs and not the others.
         _wrap(transfer._Exporter, "_extras", _always, after=after)

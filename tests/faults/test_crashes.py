@@ -8,14 +8,17 @@ an index that either equals the files or says it is stale.
 from __future__ import annotations
 
 import hashlib
+import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from metalab import _codec
-from metalab.records import RunRecord
+from metalab.cli import main
+from metalab.records import Provenance, RunRecord
 from metalab.store import FileStore, FileStoreConfig, PostgresStoreConfig, export_store
 from metalab.testing import comparable
 from metalab.testing.store import make_record
@@ -144,6 +147,50 @@ class TestExportKilled:
             assert_artifacts_match_their_manifest(destination, record.run_id)
 
 
+class TestGcKilled:
+    def test_a_rerun_finishes_and_only_stuck_runs_were_touched(
+        self, tmp_path: Path, crash: CrashRunner
+    ) -> None:
+        gone_pid = _a_dead_pid()
+        store = files_of(tmp_path)
+        stuck = [
+            msgspec.structs.replace(
+                make_record(EXP, f"s{i}", status="running"),
+                provenance=Provenance(host=socket.gethostname(), pid=gone_pid),
+            )
+            for i in range(4)
+        ]
+        done = [make_record(EXP, f"d{i}") for i in range(3)]
+        store.put_run_records([*stuck, *done])
+        for record in [*stuck, *done]:
+            store.put_artifact(record.run_id, "blob", record.run_id.encode())
+            store.put_log(record.run_id, "run", "text")
+        command = ["store", "gc", str(tmp_path), "--older-than", "0s", "--apply"]
+        crash(
+            f"""
+            from metalab.cli import main
+            main({command!r})
+            """,
+            point="gc:deleting",
+            after=3,
+        )
+        scan = store.scan_run_records()
+        assert scan.problems == []
+        for record in done:
+            assert store.get_run_record(record.run_id) == record
+            assert store.get_artifact(record.run_id, "blob") == record.run_id.encode()
+        assert main(command) == 0
+        assert sorted(r.run_id for r in store.list_run_records()) == [r.run_id for r in done]
+        assert all(store.list_artifacts(r.run_id) == [] for r in stuck)
+
+
+def _a_dead_pid() -> int:
+    """The pid of a child process that has exited and been reaped."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
 @pytest.mark.postgres
 class TestIndexMaintenanceKilled:
     """A killed rebuild or sync leaves the old index and keeps the stale mark."""
@@ -185,3 +232,33 @@ class TestIndexMaintenanceKilled:
             store.sync_index()
             assert not store.is_index_stale()
             assert by_id(store.list_run_records()) == by_id(indexed + missed)
+
+    def test_a_delete_killed_between_files_and_index_leaves_the_mark(
+        self, config: PostgresStoreConfig, crash: CrashRunner
+    ) -> None:
+        records = [make_record(EXP) for _ in range(3)]
+        with config.connect() as store:
+            store.put_run_records(records)
+        crash(
+            f"""
+            from metalab.store import StoreConfig
+            config = StoreConfig.from_dict({config.to_dict()!r})
+            with config.connect() as store:
+                store.delete_run({records[0].run_id!r})
+            """,
+            point="index:forgetting",
+        )
+        with config.connect() as store:
+            assert store.files.get_run_record(records[0].run_id) is None
+            assert store.is_index_stale()
+            store.sync_index()
+            assert by_id(store.list_run_records()) == by_id(records[1:])
+
+    def test_a_delete_that_completes_leaves_no_mark(self, config: PostgresStoreConfig) -> None:
+        records = [make_record(EXP) for _ in range(2)]
+        with config.connect() as store:
+            store.put_run_records(records)
+            assert store.delete_run(records[0].run_id)
+            assert not store.files.is_index_marked_stale()
+            assert not store.is_index_stale()
+            assert by_id(store.list_run_records()) == by_id(records[1:])

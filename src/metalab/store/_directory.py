@@ -667,14 +667,16 @@ class StoreDirectory:
         with self._lock:
             if expected is not None and self.get_run_record(run_id) != expected:
                 return False
-            for path in (layout.run_path(run_id), layout.derived_path(run_id)):
-                removed |= remove_file(path)
+            # The record goes last: a delete that is killed half way leaves the run
+            # listed, so that deleting it again finds (and removes) what is left.
             for directory in (layout.artifact_dir(run_id), layout.result_dir(run_id)):
                 removed |= remove_tree(directory)
             prefix = f"{run_id}_"
             for name in list_names(str(layout.logs_dir), ".log"):
                 if name.startswith(prefix):
                     removed |= remove_file(layout.logs_dir / name)
+            for path in (layout.derived_path(run_id), layout.run_path(run_id)):
+                removed |= remove_file(path)
         return removed
 
     def unreferenced_artifacts(
@@ -818,20 +820,27 @@ class StoreDirectory:
             return None
         return meta.index_stale_token or ""
 
-    def mark_index_stale(self) -> None:
+    def mark_index_stale(self, *, only_if_unmarked: bool = False) -> str | None:
         """Mark (again) in ``_meta.json`` that an index missed a write of this directory.
 
         Every mark gets a new token, also over an existing mark. A directory without
         ``_meta.json`` holds no document an index could have missed, and gets none.
+
+        Args:
+            only_if_unmarked: Leave an existing mark (and its token) as it is.
+
+        Returns:
+            The token of the mark set, or ``None`` if none was.
         """
         with self._lock:
             meta = read_meta(self._layout.meta_path)
-            if meta is not None:
-                self._write_meta(
-                    msgspec.structs.replace(
-                        meta, index_stale=True, index_stale_token=uuid.uuid4().hex
-                    )
-                )
+            if meta is None or (only_if_unmarked and meta.index_stale):
+                return None
+            token = uuid.uuid4().hex
+            self._write_meta(
+                msgspec.structs.replace(meta, index_stale=True, index_stale_token=token)
+            )
+            return token
 
     def clear_index_stale(self, seen: str) -> bool:
         """Clear the mark if it is still the one ``seen`` (a token from before a sync).

@@ -501,11 +501,18 @@ class FileStore(Collection[StoreDirectory]):
                 marks[space.experiment_id] = mark
         return marks
 
-    def mark_index_stale(self, experiment_ids: Iterable[str] | None = None) -> None:
-        """Mark in ``_meta.json`` that an index missed a write of these experiments.
+    def mark_index_stale(
+        self, experiment_ids: Iterable[str] | None = None, *, only_if_unmarked: bool = False
+    ) -> dict[str | None, str]:
+        """Mark in ``_meta.json`` that an index missed (or may miss) a write of experiments.
 
         Args:
             experiment_ids: The experiments written; default: every experiment here.
+            only_if_unmarked: Leave existing marks as they are (an operation that
+                marks while it runs, and clears only its own mark when done).
+
+        Returns:
+            The marks set, to clear with :meth:`clear_index_stale`.
         """
         if self._bound is not None:
             spaces = [self._bound]
@@ -513,8 +520,12 @@ class FileStore(Collection[StoreDirectory]):
             spaces = self._spaces_of(None)
         else:
             spaces = [self._space_for(eid) for eid in set(experiment_ids)]
+        marks: dict[str | None, str] = {}
         for space in spaces:
-            space.mark_index_stale()
+            token = space.mark_index_stale(only_if_unmarked=only_if_unmarked)
+            if token is not None:
+                marks[space.experiment_id] = token
+        return marks
 
     def clear_index_stale(self, marks: Mapping[str | None, str]) -> None:
         """Clear the marks that are still those of ``marks`` (see :meth:`index_stale_marks`)."""

@@ -27,7 +27,13 @@ from types import TracebackType
 from typing import IO, Self, TypeVar
 
 from metalab import _codec
-from metalab.errors import ConfigError, IndexStaleWarning, IndexUnavailableError, StoreError
+from metalab.errors import (
+    ConfigError,
+    CorruptRecordError,
+    IndexStaleWarning,
+    IndexUnavailableError,
+    StoreError,
+)
 from metalab.query import FieldInfo, Query
 from metalab.records import (
     ArtifactDescriptor,
@@ -510,17 +516,33 @@ class IndexedStore:
         return self._read(lambda: self._index.fields(wanted), lambda: self._files.fields(wanted))
 
     def delete_run(self, run_id: str, *, expected: RunRecord | None = None) -> bool:
-        """Delete everything of a run from the files, then from the index."""
+        """Delete everything of a run from the files, then from the index.
+
+        The run's directory is marked stale while the two happen, so a process
+        killed in between leaves a mark for the next sync, not an index that lists
+        a run the files no longer hold.
+        """
         self._check_open()
-        removed = self._files.delete_run(run_id, expected=expected)
+        files = self._files
+        try:
+            owner = expected if expected is not None else files.get_run_record(run_id)
+        except CorruptRecordError:
+            owner = None  # still deleted: which experiment it is in is unknown
+        experiments = None if owner is None else (owner.experiment_id,)
+        if experiments is None and self._scope is not None:
+            experiments = (self._scope,)
+        ours = files.mark_index_stale(experiments, only_if_unmarked=True)
+        removed = files.delete_run(run_id, expected=expected)
         if expected is not None and not removed:
+            files.clear_index_stale(ours)
             return False
         gone = [DocumentKey(kind, run_id, self._scope) for kind in ("runs", "derived")]
-        experiments = None if self._scope is None else (self._scope,)
         try:
             self._index.write((), removed=gone)
         except IndexUnavailableError as exc:
             self._mark_stale(experiments, exc)
+        else:
+            files.clear_index_stale(ours)
         return removed
 
     def get_working_directory(self) -> Path:
