@@ -60,6 +60,9 @@ def arm(point: str, after: int = 1) -> None:
     elif point == "index:row":
         # The index is reading documents into rows (a rebuild's or a sync's COPY).
         _wrap(postgres_index, "run_row", _always, after=after)
+    elif point == "index:writing":
+        # A write is in the files; the index is about to be told.
+        _wrap(postgres_index.PostgresIndex, "write", _always, after=after)
     elif point == "index:forgetting":
         # A run's files are deleted; the index has not been told yet.
         _wrap(postgres_index.PostgresIndex, "_finish", _always, after=after)

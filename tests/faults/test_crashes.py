@@ -12,6 +12,7 @@ import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -20,6 +21,7 @@ from metalab import _codec
 from metalab.cli import main
 from metalab.records import Provenance, RunRecord
 from metalab.store import FileStore, FileStoreConfig, PostgresStoreConfig, export_store
+from metalab.store._documents import DocumentKind
 from metalab.testing import comparable
 from metalab.testing.store import make_record
 
@@ -233,6 +235,69 @@ class TestIndexMaintenanceKilled:
             assert not store.is_index_stale()
             assert by_id(store.list_run_records()) == by_id(indexed + missed)
 
+    @pytest.mark.parametrize(
+        "write",
+        [
+            "store.put_run_record(make_record(EXP, RUN))",
+            "store.put_run_records([make_record(EXP, RUN), make_record(EXP)])",
+            "store.put_derived(KEPT, {'auc': 0.5})",
+            "store.put_experiment_manifest(MANIFEST)",
+        ],
+    )
+    def test_a_write_killed_between_files_and_index_leaves_the_mark(
+        self, config: PostgresStoreConfig, crash: CrashRunner, write: str
+    ) -> None:
+        kept = make_record(EXP)
+        with config.connect() as store:
+            store.put_run_record(kept)
+        crash(
+            f"""
+            from metalab.records import ExperimentManifest
+            from metalab.store import StoreConfig
+            from metalab.testing.store import make_record
+            EXP, RUN, KEPT = {EXP!r}, {"f" * 64!r}, {kept.run_id!r}
+            MANIFEST = ExperimentManifest(
+                experiment_id=EXP, name="m", version="1", submitted_at=make_record(EXP).started_at
+            )
+            config = StoreConfig.from_dict({config.to_dict()!r})
+            with config.connect() as store:
+                {write}
+            """,
+            point="index:writing",
+        )
+        with config.connect() as store:
+            assert store.is_index_stale()  # the dead writer's intent became a mark
+            assert not any((Path(config.file_root) / "faults_1" / ".index-intents").iterdir())
+            store.sync_index()
+            assert not store.is_index_stale()
+            for kind in ("runs", "derived", "manifests"):
+                on_disk = {ref.key: ref.state for ref in store.files.document_states(kind)}
+                assert store.index.states(kind, EXP) == on_disk, kind
+        with config.connect() as store:
+            assert not store.is_index_stale()
+
+    @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+    def test_a_write_interrupted_before_the_index_has_it_is_marked(
+        self, config: PostgresStoreConfig, monkeypatch: pytest.MonkeyPatch, error: type
+    ) -> None:
+        record = make_record(EXP)
+        with config.connect() as store:
+
+            def interrupted(*_args: object, **_kwargs: object) -> None:
+                raise error("interrupted")
+
+            monkeypatch.setattr(store.index, "write", interrupted)
+            with pytest.raises(error):
+                store.put_run_record(record)
+            assert store.files.get_run_record(record.run_id) == record
+            assert store.files.is_index_marked_stale()
+            intents = store.files.get_working_directory() / ".index-intents"
+            assert not any(intents.iterdir())
+        with config.connect() as store:
+            assert store.is_index_stale()
+            store.sync_index()
+            assert store.get_run_record(record.run_id) == record
+
     def test_a_delete_killed_between_files_and_index_leaves_the_mark(
         self, config: PostgresStoreConfig, crash: CrashRunner
     ) -> None:
@@ -248,6 +313,40 @@ class TestIndexMaintenanceKilled:
             """,
             point="index:forgetting",
         )
+        with config.connect() as store:
+            assert store.files.get_run_record(records[0].run_id) is None
+            assert store.is_index_stale()
+            store.sync_index()
+            assert by_id(store.list_run_records()) == by_id(records[1:])
+
+    def test_a_delete_killed_while_a_sync_covers_an_older_mark_leaves_a_mark(
+        self, config: PostgresStoreConfig, crash: CrashRunner, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Found by the soak: the delete's own mark was skipped when a mark was there
+        # already, and the sync that had read that mark cleared it after the delete
+        # was killed, leaving the index listing a run the files no longer held.
+        records = [make_record(EXP) for _ in range(3)]
+        with config.connect() as store:
+            store.put_run_records(records)
+            store.files.mark_index_stale()  # an earlier miss, which the sync covers
+            real = store.files.document_states
+
+            def listed_then_deleted(kind: DocumentKind, experiment_id: str | None = None) -> Any:
+                refs = real(kind, experiment_id)
+                if kind == "runs":
+                    crash(
+                        f"""
+                        from metalab.store import StoreConfig
+                        config = StoreConfig.from_dict({config.to_dict()!r})
+                        with config.connect() as store:
+                            store.delete_run({records[0].run_id!r})
+                        """,
+                        point="index:forgetting",
+                    )
+                return refs
+
+            monkeypatch.setattr(store.files, "document_states", listed_then_deleted)
+            store.sync_index()
         with config.connect() as store:
             assert store.files.get_run_record(records[0].run_id) is None
             assert store.is_index_stale()

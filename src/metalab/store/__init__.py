@@ -25,6 +25,8 @@ Which module owns what (each rule of the contract has exactly one home)::
     _layout.py           where each document lives in a directory
     _fileio.py           atomic writes, reads, the directory lock
     _documents.py        Document, DocumentRef, FileState: what an index consumes
+    _intents.py          index intents: what a writer leaves while its files are
+                         ahead of the index, turned into a stale mark if it dies
 
     _memory.py           MemoryStoreConfig, MemoryStore (a Collection of partitions)
 

@@ -61,6 +61,7 @@ from metalab.store._fileio import (
     write_temp,
     write_temp_with_state,
 )
+from metalab.store._intents import Landing, abandoned_intents
 from metalab.store._layout import ARTIFACT_MANIFEST_FILE, FileStoreLayout, manifest_file_name
 from metalab.store._rules import (
     REFUSABLE,
@@ -208,8 +209,13 @@ class StoreDirectory:
         check_scope(self._experiment_id, record.experiment_id, self._dir)
         return run_id
 
-    def write_run(self, record: RunRecord) -> Document | None:
+    def write_run(self, record: RunRecord, into: Landing | None = None) -> Document | None:
         """Store a record atomically and return it as written.
+
+        Args:
+            record: The record.
+            into: The landing of an indexed write: it is covered by an intent before
+                the record is placed, and given the document after.
 
         Returns:
             The document, or ``None`` if the stored record was kept (a record never
@@ -221,18 +227,16 @@ class StoreDirectory:
             CorruptRecordError: A record that may be refused meets a stored record
                 that cannot be decoded (it is left untouched).
         """
-        written: list[Document] = []
-        self.put_run_record(record, into=written)
-        return written[0] if written else None
+        landing = Landing() if into is None else into
+        before = len(landing.documents)
+        self._put_run(record, landing)
+        return landing.documents[-1] if len(landing.documents) > before else None
 
-    def put_run_record(self, record: RunRecord, into: list[Document] | None = None) -> None:
-        """Store a record atomically (see :meth:`write_run`).
+    def put_run_record(self, record: RunRecord) -> None:
+        """Store a record atomically (see :meth:`write_run`)."""
+        self._put_run(record, None)
 
-        Args:
-            record: The record.
-            into: Where to append its document once placed; without it nobody needs
-                the file's state, and it is not asked for.
-        """
+    def _put_run(self, record: RunRecord, into: Landing | None) -> None:
         run_id = validate_run_id(record.run_id)
         check_scope(self._experiment_id, record.experiment_id, self._dir)
         if not self._ready:
@@ -246,6 +250,8 @@ class StoreDirectory:
         else:
             tmp, state = write_temp_with_state(runs, data, durable=self._durable)
         try:
+            if into is not None:
+                into.cover(self._dir)
             placed = self._place_record(tmp, target, record.status, locked=False)
         except BaseException:
             discard(tmp)
@@ -253,10 +259,10 @@ class StoreDirectory:
         if self._durable:
             fsync_directory(runs)
         if placed and into is not None and state is not None:
-            into.append(Document("runs", run_id, self._experiment_id, data, state, target))
+            into.add(Document("runs", run_id, self._experiment_id, data, state, target))
 
     def write_runs(
-        self, records: Sequence[RunRecord], into: list[Document] | None = None
+        self, records: Sequence[RunRecord], into: Landing | None = None
     ) -> list[Document]:
         """Store many records with the rules of :meth:`write_run`; return those placed.
 
@@ -266,19 +272,21 @@ class StoreDirectory:
 
         Args:
             records: The records.
-            into: Where to append each placed document as soon as it is placed, so
-                that a caller knows what landed even when a later record fails.
+            into: The landing of an indexed write (see :meth:`write_run`); each
+                placed document is added as soon as it is placed, so that a caller
+                knows what landed even when a later record fails.
         """
-        written: list[Document] = [] if into is None else into
-        self._write_many(records, written)
-        return written
+        landing = Landing() if into is None else into
+        before = len(landing.documents)
+        self._write_many(records, landing)
+        return landing.documents[before:]
 
     def put_run_records(self, records: Sequence[RunRecord]) -> int:
         """Store many records (see :meth:`write_runs`); return how many were given."""
         self._write_many(records, None)
         return len(records)
 
-    def _write_many(self, records: Sequence[RunRecord], into: list[Document] | None) -> None:
+    def _write_many(self, records: Sequence[RunRecord], into: Landing | None) -> None:
         for record in records:
             self._check_record(record)
         if not records:
@@ -300,14 +308,16 @@ class StoreDirectory:
                     tmp, state = write_temp_with_state(runs, data, durable=durable)
                     temps.append(tmp)
                     states.append(state)
+                into.cover(self._dir)
             with self._lock:
                 for i, (record, tmp) in enumerate(zip(records, temps, strict=True)):
                     target = f"{runs}/{record.run_id}.json"
                     placed = self._place_record(tmp, target, record.status, locked=True)
                     done += 1
                     if placed and into is not None:
-                        doc = Document("runs", record.run_id, eid, encoded[i], states[i], target)
-                        into.append(doc)
+                        into.add(
+                            Document("runs", record.run_id, eid, encoded[i], states[i], target)
+                        )
         finally:
             for tmp in temps[done:]:
                 discard(tmp)
@@ -504,16 +514,33 @@ class StoreDirectory:
         """Return the descriptors in a run's manifest (empty if it has none)."""
         return list(self._read_artifact_manifest(self._layout.artifact_manifest_path(run_id)))
 
-    def write_derived(self, run_id: str, metrics: Mapping[str, MetricValue]) -> Document:
-        """Store (replace) the derived metrics of a run and return them as written."""
+    def write_derived(
+        self, run_id: str, metrics: Mapping[str, MetricValue], into: Landing | None = None
+    ) -> Document:
+        """Store (replace) the derived metrics of a run and return them as written.
+
+        Args:
+            run_id: The run.
+            metrics: The metrics.
+            into: The landing of an indexed write (see :meth:`write_run`).
+        """
         validate_run_id(run_id)
         if not self._ready:
             self.prepare()
         data = _codec.DERIVED.encode(DerivedMetrics(metrics=dict(metrics)))
         target = f"{self._derived}/{run_id}.json"
         tmp, state = write_temp_with_state(self._derived, data, durable=self._durable)
+        if into is not None:
+            try:
+                into.cover(self._dir)
+            except BaseException:
+                discard(tmp)
+                raise
         replace_into(tmp, target, durable=self._durable)
-        return Document("derived", run_id, self._experiment_id, data, state, target)
+        document = Document("derived", run_id, self._experiment_id, data, state, target)
+        if into is not None:
+            into.add(document)
+        return document
 
     def put_derived(self, run_id: str, metrics: Mapping[str, MetricValue]) -> None:
         """Store (replace) the derived metrics of a run."""
@@ -595,12 +622,13 @@ class StoreDirectory:
         directory = str(self._layout.result_dir(run_id))
         return sorted(name.removesuffix(".json") for name in list_names(directory, ".json"))
 
-    def write_manifest(self, manifest: ExperimentManifest) -> Document:
+    def write_manifest(self, manifest: ExperimentManifest, into: Landing | None = None) -> Document:
         """Store a submission manifest and return it as written (or as found).
 
         The file is ``experiments/{safe_experiment_id}_{UTC submitted_at}.json``, or
         that name with ``_1``, ``_2``, ... when another manifest has it; the very same
-        manifest put twice is stored once.
+        manifest put twice is stored once. ``into`` is the landing of an indexed
+        write (see :meth:`write_run`).
 
         Raises:
             ExperimentMismatchError: The manifest belongs to another experiment.
@@ -610,17 +638,23 @@ class StoreDirectory:
         self.prepare()
         data = _codec.EXPERIMENT_MANIFEST.encode(manifest)
         directory = str(self._layout.experiments_dir)
+        if into is not None:
+            into.cover(self._dir)
         attempt = 0
         while True:
             stem = base if attempt == 0 else f"{base}_{attempt}"
             path = f"{directory}/{stem}.json"
             state = self._create_new(path, data)
-            if state is not None:
-                return Document("manifests", stem, self._experiment_id, data, state, path)
-            found = read_with_state(path)
-            if found is not None and found[0] == data:
-                return Document("manifests", stem, self._experiment_id, data, found[1], path)
-            attempt += 1
+            if state is None:
+                found = read_with_state(path)
+                if found is None or found[0] != data:
+                    attempt += 1
+                    continue
+                state = found[1]
+            document = Document("manifests", stem, self._experiment_id, data, state, path)
+            if into is not None:
+                into.add(document)
+            return document
 
     def put_experiment_manifest(self, manifest: ExperimentManifest) -> None:
         """Store a submission manifest (see :meth:`write_manifest`)."""
@@ -653,11 +687,15 @@ class StoreDirectory:
             return [self._experiment_id] if self._layout.meta_path.exists() else []
         return sorted({rec.experiment_id for rec in self.iter_run_records()})
 
-    def delete_run(self, run_id: str, *, expected: RunRecord | None = None) -> bool:
+    def delete_run(
+        self, run_id: str, *, expected: RunRecord | None = None, into: Landing | None = None
+    ) -> bool:
         """Delete a run's record, derived metrics, artifacts, logs and results.
 
         With ``expected``, only if the stored record is still that one, checked under
-        the directory's lock, which every finished record takes to land.
+        the directory's lock, which every finished record takes to land. ``into`` is
+        the landing of an indexed delete: an intent covers the directory before
+        anything is removed.
         """
         validate_run_id(run_id)
         if not self._layout.directory.is_dir():
@@ -667,6 +705,8 @@ class StoreDirectory:
         with self._lock:
             if expected is not None and self.get_run_record(run_id) != expected:
                 return False
+            if into is not None:
+                into.cover(self._dir)
             # The record goes last: a delete that is killed half way leaves the run
             # listed, so that deleting it again finds (and removes) what is left.
             for directory in (layout.artifact_dir(run_id), layout.result_dir(run_id)):
@@ -813,8 +853,15 @@ class StoreDirectory:
     def index_stale_mark(self) -> str | None:
         """The index-stale mark in ``_meta.json``: its token, or ``None`` if unmarked.
 
-        A mark written by an older metalab has no token and reads as ``""``.
+        Abandoned index intents (:mod:`metalab.store._intents`: a writer died between
+        files and index) are turned into a mark first. A mark written by an older
+        metalab has no token and reads as ``""``.
         """
+        abandoned = abandoned_intents(self._dir)
+        if abandoned:
+            self.mark_index_stale()
+            for path in abandoned:
+                remove_file(Path(path))
         meta = read_meta(self._layout.meta_path)
         if meta is None or not meta.index_stale:
             return None

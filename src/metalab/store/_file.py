@@ -39,6 +39,7 @@ from metalab.store._collection import Collection
 from metalab.store._directory import ErrorHandler, StoreDirectory, read_meta
 from metalab.store._documents import Document, DocumentKind, DocumentRef
 from metalab.store._fileio import atomic_write
+from metalab.store._intents import Landing
 from metalab.store._layout import META_FILE, FileStoreLayout, safe_experiment_id
 from metalab.store._rules import validate_experiment_id
 from metalab.store.abc import StoreConfig
@@ -406,17 +407,23 @@ class FileStore(Collection[StoreDirectory]):
             for path in space.remove_unreferenced_artifacts(modified_before, on_error)
         ]
 
-    def write_run(self, record: RunRecord) -> Document | None:
+    def write_run(self, record: RunRecord, into: Landing | None = None) -> Document | None:
         """Store a record like :meth:`put_run_record` and return it as written.
+
+        Args:
+            record: The record.
+            into: The landing of an indexed write: an intent covers the directory
+                before the record is placed, and the document is added after (see
+                :mod:`metalab.store._intents`).
 
         Returns:
             The document with its file state, or ``None`` if the stored record was
             kept (a record never moves backwards).
         """
-        return self._space_for(record.experiment_id).write_run(record)
+        return self._space_for(record.experiment_id).write_run(record, into)
 
     def write_runs(
-        self, records: Sequence[RunRecord], into: list[Document] | None = None
+        self, records: Sequence[RunRecord], into: Landing | None = None
     ) -> list[Document]:
         """Store records like :meth:`put_run_records` and return those placed, as written.
 
@@ -424,22 +431,38 @@ class FileStore(Collection[StoreDirectory]):
 
         Args:
             records: The records.
-            into: Where to append each placed document as soon as it is placed, so
-                that a caller knows what landed even when a later record fails (a
-                stored record that cannot be decoded, a full disk).
+            into: The landing of an indexed write (see :meth:`write_run`); each
+                placed document is added as soon as it is placed, so that a caller
+                knows what landed even when a later record fails (a stored record
+                that cannot be decoded, a full disk).
         """
-        written: list[Document] = [] if into is None else into
+        landing = Landing() if into is None else into
+        before = len(landing.documents)
         for space, group in self._grouped(records):
-            space.write_runs(group, into=written)
-        return written
+            space.write_runs(group, into=landing)
+        return landing.documents[before:]
 
-    def write_derived(self, run_id: str, metrics: Mapping[str, MetricValue]) -> Document:
-        """Store derived metrics like :meth:`put_derived` and return them as written."""
-        return self._owner_for_write(run_id).write_derived(run_id, metrics)
+    def write_derived(
+        self, run_id: str, metrics: Mapping[str, MetricValue], into: Landing | None = None
+    ) -> Document:
+        """Store derived metrics like :meth:`put_derived`; return them as written."""
+        return self._owner_for_write(run_id).write_derived(run_id, metrics, into)
 
-    def write_manifest(self, manifest: ExperimentManifest) -> Document:
+    def write_manifest(self, manifest: ExperimentManifest, into: Landing | None = None) -> Document:
         """Store a manifest like :meth:`put_experiment_manifest`; return it as written."""
-        return self._space_for(manifest.experiment_id).write_manifest(manifest)
+        return self._space_for(manifest.experiment_id).write_manifest(manifest, into)
+
+    def delete_run(
+        self, run_id: str, *, expected: RunRecord | None = None, into: Landing | None = None
+    ) -> bool:
+        """Delete everything of a run (if its record is still ``expected``, when given).
+
+        ``into`` is the landing of an indexed delete: an intent covers the run's
+        directory before anything is removed.
+        """
+        owner = self._owner(run_id)
+        self._owners.pop(run_id, None)
+        return owner is not None and owner.delete_run(run_id, expected=expected, into=into)
 
     def scan_documents(self, kind: DocumentKind, experiment_id: str | None = None) -> DocumentScan:
         """List the documents of ``kind`` (of one experiment, if given), to read as iterated.

@@ -59,6 +59,7 @@ from metalab.store._index import (
     RecordIndex,
     SyncReport,
 )
+from metalab.store._intents import Landing
 from metalab.store._rules import check_filed_under, validate_run_id
 from metalab.store.abc import ArtifactSource, ProgressCallback
 
@@ -215,18 +216,45 @@ class IndexedStore:
                 stacklevel=4,
             )
 
-    def _write_index(
+    def _index_landed(
         self,
-        documents: Sequence[Document],
-        experiments: Iterable[str] | None,
+        landing: Landing,
+        *,
+        removed: Sequence[DocumentKey] = (),
+        experiments: Iterable[str] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
-        if not documents:
+        """Index what a write placed in (or removed from) the files, or mark the miss.
+
+        Called after the file write whether it succeeded or not: what landed before
+        a failure is indexed all the same. The write's intents go only once the
+        index has the change or the miss is marked in ``_meta.json``; if even
+        marking fails, they stay, and are taken for abandoned once this process is
+        gone.
+
+        Args:
+            landing: The documents placed, and the intents covering them.
+            removed: Documents whose files were deleted.
+            experiments: The experiments to mark on a miss (default: those of the
+                documents placed).
+            batch_size: Documents per bulk transaction.
+        """
+        documents = landing.documents
+        if not documents and not removed:
+            landing.release()
             return
+        if experiments is None:
+            experiments = {doc.experiment_id for doc in documents if doc.experiment_id} or None
         try:
-            self._index.write(documents, batch_size=batch_size)
+            self._index.write(documents, removed=removed, batch_size=batch_size)
         except IndexUnavailableError as exc:
             self._mark_stale(experiments, exc)
+        except BaseException:
+            # Interrupted, or an error the index did not foresee: the files are ahead.
+            self._files.mark_index_stale(experiments)
+            landing.release()
+            raise
+        landing.release()
 
     def _read(self, from_index: Callable[[], T], from_files: Callable[[], T]) -> T:
         """Answer from the index, or follow ``on_index_error`` when it cannot."""
@@ -280,9 +308,11 @@ class IndexedStore:
     def put_run_record(self, record: RunRecord) -> None:
         """Write a record to the files, then index it."""
         self._check_open()
-        written = self._files.write_run(record)
-        if written is not None:
-            self._write_index((written,), (record.experiment_id,))
+        landing = Landing()
+        try:
+            self._files.write_run(record, into=landing)
+        finally:
+            self._index_landed(landing)
 
     def put_run_records(
         self, records: Iterable[RunRecord], *, batch_size: int = DEFAULT_BATCH_SIZE
@@ -310,14 +340,11 @@ class IndexedStore:
         # The FileStore checks the whole batch before it writes any of it; what it
         # placed before a later failure (a corrupt stored record, a full disk) is
         # indexed all the same, so the index never misses a record the files hold.
-        written: list[Document] = []
-        experiments = {r.experiment_id for r in batch}
+        landing = Landing()
         try:
-            self._files.write_runs(batch, into=written)
-        except BaseException:
-            self._write_index(written, experiments, batch_size=len(batch))
-            raise
-        self._write_index(written, experiments, batch_size=len(batch))
+            self._files.write_runs(batch, into=landing)
+        finally:
+            self._index_landed(landing, batch_size=len(batch))
         return len(batch)
 
     def get_run_record(self, run_id: str) -> RunRecord | None:
@@ -385,9 +412,11 @@ class IndexedStore:
     def put_derived(self, run_id: str, metrics: Mapping[str, MetricValue]) -> None:
         """Write a run's derived metrics to the files, then index them."""
         self._check_open()
-        written = self._files.write_derived(run_id, metrics)
-        experiments = None if written.experiment_id is None else (written.experiment_id,)
-        self._write_index((written,), experiments)
+        landing = Landing()
+        try:
+            self._files.write_derived(run_id, metrics, into=landing)
+        finally:
+            self._index_landed(landing)
 
     def get_derived(self, run_id: str) -> DerivedMetrics | None:
         """Return a run's derived metrics from the index, or ``None``."""
@@ -462,8 +491,11 @@ class IndexedStore:
     def put_experiment_manifest(self, manifest: ExperimentManifest) -> None:
         """Write a submission manifest to the files, then index it."""
         self._check_open()
-        written = self._files.write_manifest(manifest)
-        self._write_index((written,), (manifest.experiment_id,))
+        landing = Landing()
+        try:
+            self._files.write_manifest(manifest, into=landing)
+        finally:
+            self._index_landed(landing)
 
     def list_experiment_manifests(
         self, experiment_id: str | None = None
@@ -518,9 +550,9 @@ class IndexedStore:
     def delete_run(self, run_id: str, *, expected: RunRecord | None = None) -> bool:
         """Delete everything of a run from the files, then from the index.
 
-        The run's directory is marked stale while the two happen, so a process
-        killed in between leaves a mark for the next sync, not an index that lists
-        a run the files no longer hold.
+        An intent covers the run's directory meanwhile, so a process killed in
+        between leaves a mark for the next sync, not an index that lists a run the
+        files no longer hold.
         """
         self._check_open()
         files = self._files
@@ -531,18 +563,18 @@ class IndexedStore:
         experiments = None if owner is None else (owner.experiment_id,)
         if experiments is None and self._scope is not None:
             experiments = (self._scope,)
-        ours = files.mark_index_stale(experiments, only_if_unmarked=True)
-        removed = files.delete_run(run_id, expected=expected)
+        landing = Landing()
+        try:
+            removed = files.delete_run(run_id, expected=expected, into=landing)
+        except BaseException:
+            files.mark_index_stale(experiments)  # some files may be gone
+            landing.release()
+            raise
         if expected is not None and not removed:
-            files.clear_index_stale(ours)
+            landing.release()
             return False
         gone = [DocumentKey(kind, run_id, self._scope) for kind in ("runs", "derived")]
-        try:
-            self._index.write((), removed=gone)
-        except IndexUnavailableError as exc:
-            self._mark_stale(experiments, exc)
-        else:
-            files.clear_index_stale(ours)
+        self._index_landed(landing, removed=gone, experiments=experiments)
         return removed
 
     def get_working_directory(self) -> Path:

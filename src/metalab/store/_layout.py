@@ -16,8 +16,9 @@ store) looks like::
     results/{run_id}/{name}.json     structured results (capture.data)
     experiments/{safe_id}_{ts}.json  one manifest per submission
 
-File names starting with ``.`` (temp files, the ``.lock`` file, metalab 0.1's
-``.locks/``) are never documents, and every scan of a store directory ignores them.
+File names starting with ``.`` (temp files, the ``.lock`` file, the index intents in
+``.index-intents/``, metalab 0.1's ``.locks/``) are never documents, and every scan of
+a store directory ignores them.
 """
 
 from __future__ import annotations
