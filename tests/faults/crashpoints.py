@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+import metalab.store._artifacts as artifacts
 import metalab.store._directory as directory
 import metalab.store._postgres_index as postgres_index
 from metalab.store import transfer
@@ -50,10 +51,10 @@ def arm(point: str, after: int = 1) -> None:
     """Kill this process at ``point`` (the ``after``-th time it is reached)."""
     if point == "artifact:before-manifest":
         # The new bytes are in place; the manifest that points to them is not.
-        _wrap(directory, "atomic_write", _is_artifact_manifest)
+        _wrap(artifacts, "atomic_write", _is_artifact_manifest)
     elif point == "artifact:before-old-removed":
         # The manifest points to the new bytes; the old file is still there.
-        _wrap(directory, "remove_file", _always)
+        _wrap(artifacts, "remove_file", _always)
     elif point == "bulk:placing":
         # Some records of a bulk write are in place, the rest are not.
         _wrap(directory.StoreDirectory, "_place_record", _always, after=after)

@@ -22,6 +22,7 @@ Which module owns what (each rule of the contract has exactly one home)::
     _file.py             FileStoreConfig, FileStore (a Collection of directories) and
                          its document API: documents with their file state
     _directory.py        one store directory: the layout's documents, no routing
+    _artifacts.py        a directory's artifact files and the manifest naming them
     _layout.py           where each document lives in a directory
     _fileio.py           atomic writes, reads, the directory lock
     _documents.py        Document, DocumentRef, FileState: what an index consumes
