@@ -44,6 +44,8 @@ class TestSafeExperimentId:
             ("a\\b", "separator"),
             ("a\x00b", "control"),
             ("a\nb", "control"),
+            ("a\x1fb", "control"),  # the last of C0
+            ("a\x7fb", "control"),  # DEL
             ("x" * 201, "longer than 200"),
             ("x" * 10_000, "longer than 200"),
         ],

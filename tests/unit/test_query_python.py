@@ -87,6 +87,11 @@ class TestComparisonSemantics:
         assert _ids("params.list contains 1") == ["r4"]
         assert _ids("params.list contains true") == []
 
+    def test_contains_never_looks_inside_a_string(self) -> None:
+        runs = [_run("a", {"s": "gpu-big"}), _run("b", {"s": ["gpu"]}), _run("c", {"s": "gpu"})]
+        assert _ids('params.s contains "gpu"', runs) == ["b"]
+        assert _ids('params.s contains "g"', runs) == []
+
     def test_nested_params(self) -> None:
         assert _ids("params.nested.lr == 0.1") == ["r3"]
         assert _ids("params.x.lr exists") == []

@@ -1,29 +1,63 @@
 """Test support shipped with metalab: strategies, equality helpers and store suites.
 
 This package imports pytest and hypothesis; import it only from test suites.
+
+The equality helpers are an *oracle*: they share no code with what they check. A
+record is compared by its structure, each value tagged with its JSON type, each float
+by its exact bits (``float.hex()``: ``-0.0`` differs from ``0.0``, ``1.0`` from
+``1``) and NaN on its own (every NaN equals every NaN). metalab's codec escapes
+non-finite floats and marker-shaped keys on the way to JSON; a bug there changes what
+a store returns, and the oracle, which never calls the codec, sees it.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
-
-from metalab._codec import escape_json
 
 __all__ = ["assert_same_document", "comparable"]
 
 
 def comparable(doc: Any) -> Any:
-    """Return a form of a record (or any JSON-like value) where NaN equals NaN.
+    """Return a canonical form of a record (or any JSON-like value) for ``==``.
 
-    Records holding NaN are never ``==`` to themselves after a round-trip, because
-    ``nan != nan``; comparing their escaped builtins compares the values exactly.
+    Every value is tagged with its type (``["int", 1]``, ``["bool", True]``,
+    ``["float", "0x1.0p+0"]``, ``["nan"]``), so ``True`` never equals ``1``, ``1.0``
+    never equals ``1`` and NaN equals NaN. The form is made of lists, dicts, strings,
+    ints and booleans only: it survives a JSON round trip unchanged, so a test may
+    keep it in a journal and compare it later.
     """
-    return escape_json(msgspec.to_builtins(doc))
+    return _canonical(msgspec.to_builtins(doc))
+
+
+def _canonical(value: Any) -> Any:
+    # bool before int: bool is a subclass of int.
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return ["bool", value]
+    if isinstance(value, int):
+        return ["int", value]
+    if isinstance(value, float):
+        return ["nan"] if math.isnan(value) else ["float", value.hex()]
+    if isinstance(value, str):
+        return ["str", value]
+    if isinstance(value, list | tuple):
+        return ["list", [_canonical(item) for item in value]]
+    if isinstance(value, dict):
+        return ["dict", {_key(key): _canonical(item) for key, item in value.items()}]
+    raise TypeError(f"comparable: not a JSON-like value: {type(value).__name__}")
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"comparable: a mapping key must be a string, got {type(key).__name__}")
+    return key
 
 
 def assert_same_document(actual: Any, expected: Any) -> None:
-    """Assert two records are equal field by field, treating NaN as equal to NaN."""
+    """Assert two records are equal field by field (see :func:`comparable`)."""
     left, right = comparable(actual), comparable(expected)
     assert left == right, f"documents differ:\n  actual:   {left!r}\n  expected: {right!r}"
