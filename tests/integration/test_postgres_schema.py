@@ -1,7 +1,8 @@
-"""The index tables are layout version 1, catalog entry for catalog entry.
+"""The index tables are those of layout version 1, catalog entry for catalog entry.
 
-An index created by any metalab with ``SCHEMA_VERSION`` 1 is used as it is by every
-other, so the tables, columns, types, nullability, defaults, constraints, indexes and
+An index created by any metalab with a given ``SCHEMA_VERSION`` is used as it is by
+every other (version 2 changed what the query copy's strings hold, not the tables),
+so the tables, columns, types, nullability, defaults, constraints, indexes and
 storage options the code creates must never drift. The golden file was dumped from
 the hand-written DDL that first defined version 1; it is never edited.
 """

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from metalab.errors import IndexStaleWarning, IndexUnavailableError, LocatorError
 from metalab.store import PostgresStoreConfig, create_store, parse_to_config
+from metalab.testing.postgres import login_role
 from metalab.testing.store import make_record
 
 PASSWORD = "hunter2-Tr0ub4dor"
 EXP = "secret:1"
 
 
-def with_password(url: str) -> str:
-    """``url`` with a password added to its user (pgserver trusts any password)."""
-    scheme, _, rest = url.partition("://")
-    user, _, host = rest.partition("@")
-    return f"{scheme}://{user.split(':')[0]}:{PASSWORD}@{host}"
+@pytest.fixture
+def password_url(postgres_url: str) -> Iterator[str]:
+    """The server's URL as a role of the test's own that logs in with ``PASSWORD``."""
+    with login_role(postgres_url, PASSWORD) as url:
+        assert urlsplit(url).password == PASSWORD
+        yield url
 
 
 def assert_hidden(*texts: object) -> None:
@@ -33,16 +38,11 @@ def logged(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 class TestPasswordsNeverLeak:
     def test_a_working_store_never_shows_its_password(
-        self,
-        postgres_url: str,
-        postgres_schema: str,
-        tmp_path: Path,
-        caplog: pytest.LogCaptureFixture,
+        self, password_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
-        if "@" not in postgres_url:
-            pytest.skip("the server's URL has no user part to add a password to")
         caplog.set_level(logging.DEBUG)
-        locator = f"{with_password(postgres_url)}&schema={postgres_schema}"
+        joiner = "&" if "?" in password_url else "?"
+        locator = f"{password_url}{joiner}schema=metalab_test_{uuid.uuid4().hex}"
         config = parse_to_config(locator, file_root=str(tmp_path), experiment_id=EXP)
         assert isinstance(config, PostgresStoreConfig)
         with config.connect() as store:

@@ -29,9 +29,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import quote, urlsplit
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from metalab import load_results
 from metalab.cli import build_parser
@@ -49,6 +47,7 @@ from metalab.store import (
     parse_to_config,
 )
 from metalab.store.transfer import export_store
+from metalab.testing.postgres import login_role
 from metalab.testing.store import make_record
 
 URI_CANARY: Final = "Canary/Pa@ss:w%3Drd-7f3"
@@ -409,31 +408,25 @@ class TestConfigs:
             check("export_store mismatch", outcome, logs)
 
 
-def with_canary(url: str) -> str:
-    """The server's URL with the canary as its user's password (pgserver trusts any)."""
-    parts = urlsplit(url)
-    user = parts.netloc.rpartition("@")[0].partition(":")[0]
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{user}:{encoded()}@{host}").geturl()
+@pytest.fixture(scope="module")
+def canary_url(postgres_url: str) -> Iterator[str]:
+    """The server's URL as a role of the module's own whose password is the canary."""
+    with login_role(postgres_url, URI_CANARY) as url:
+        assert urlsplit(url).password == encoded()
+        yield url
 
 
-def live_locator(url: str, schema: str, root: Path) -> str:
-    canary = with_canary(url)
+def live_locator(canary: str, schema: str, root: Path) -> str:
     joiner = "&" if "?" in canary else "?"
     return f"{canary}{joiner}file_root={quote(str(root))}&schema={schema}"
 
 
 class TestWorkingStore:
     def test_a_working_store_shows_no_password_anywhere(
-        self,
-        postgres_url: str,
-        postgres_schema: str,
-        tmp_path: Path,
-        logs: pytest.LogCaptureFixture,
+        self, canary_url: str, tmp_path: Path, logs: pytest.LogCaptureFixture
     ) -> None:
-        if "@" not in postgres_url:
-            pytest.skip("the server's URL has no user part to add a password to")
-        locator = live_locator(postgres_url, postgres_schema, tmp_path / "files")
+        schema = f"metalab_test_{uuid.uuid4().hex}"
+        locator = live_locator(canary_url, schema, tmp_path / "files")
         config = parse_to_config(locator, experiment_id=EXP)
         assert isinstance(config, PostgresStoreConfig)
 
@@ -569,20 +562,17 @@ def test_no_subcommand_shows_the_password_of_a_bad_or_unreachable_locator(
 
 
 @pytest.fixture(scope="module")
-def live_collection(
-    postgres_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Path]]:
-    """A locator with the canary as password on the real server, and a file collection."""
-    if "@" not in postgres_url:
-        pytest.skip("the server's URL has no user part to add a password to")
+def live_collection(canary_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A locator with the canary as password on the real server, and a file collection.
+
+    The schema belongs to the canary's role and goes with it.
+    """
     schema = f"metalab_test_{uuid.uuid4().hex}"
     root = tmp_path_factory.mktemp("live")
-    locator = live_locator(postgres_url, schema, root / "files")
+    locator = live_locator(canary_url, schema, root / "files")
     with parse_to_config(locator, experiment_id=EXP).connect() as store:
         store.put_run_record(make_record(EXP))
-    yield locator, file_source(root / "collection")
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    return locator, file_source(root / "collection")
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

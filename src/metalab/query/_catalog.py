@@ -8,6 +8,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Final, cast
 
 from metalab._codec import escape_json
@@ -117,7 +118,8 @@ def _samples(values: list[object]) -> list[object]:
 
     Null, then strings, numbers (``1`` and ``1.0`` are one number, as in ``jsonb``),
     booleans, lists and objects (non-finite floats, escaped, are objects). Values of
-    a kind are compared naturally; lists and objects by their ``repr``.
+    a kind are compared naturally, strings in code-point order; lists and objects by
+    their ``jsonb`` text (:func:`_jsonb_text`).
     """
     types = set(map(type, values))
     kinds = {_kind_name(kind) for kind in types}
@@ -139,8 +141,57 @@ def _samples(values: list[object]) -> list[object]:
             ):
                 escaped = escape_json(value)
                 rest.setdefault(repr(escaped), escaped)
-        found += [rest[key] for key in sorted(rest, key=lambda k: (_rank(rest[k]), k))]
+        texts = {key: _jsonb_text(value) for key, value in rest.items()}
+        found += [rest[key] for key in sorted(rest, key=lambda k: (_rank(rest[k]), texts[k]))]
     return found[:n]
+
+
+# How PostgreSQL prints a jsonb string's characters (NUL and U+0001 in the index's
+# form, metalab.query.sql.index_text): the few escapes it writes, every other
+# character as it is.
+_JSONB_ESCAPES: Final = {
+    **{chr(c): f"\\u{c:04x}" for c in range(0x20)},
+    "\x00": "\\u0001\\u0001",
+    "\x01": "\\u0001\\u0002",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    '"': '\\"',
+    "\\": "\\\\",
+}
+_JSONB_ESCAPE_TABLE: Final = str.maketrans(_JSONB_ESCAPES)
+
+
+def _jsonb_text(value: object) -> str:
+    """``value`` (escaped, as stored) as PostgreSQL prints it as ``jsonb``.
+
+    Lists and mappings among samples are ordered by the code points of that text, in
+    Python and in the index alike (``jsonb``'s own order follows the collation).
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.translate(_JSONB_ESCAPE_TABLE) + '"'
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        number = Decimal(repr(value))
+        return format(number.copy_abs() if number.is_zero() else number, "f")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(map(_jsonb_text, value)) + "]"
+    if isinstance(value, dict):
+        # jsonb keeps an object's keys shortest first, then by their bytes.
+        keys = sorted(value, key=lambda k: (len(_index_bytes(k)), _index_bytes(k)))
+        return "{" + ", ".join(f"{_jsonb_text(k)}: {_jsonb_text(value[k])}" for k in keys) + "}"
+    raise TypeError(f"not a JSON value: {value!r}")
+
+
+def _index_bytes(key: str) -> bytes:
+    return key.replace("\x01", "\x01\x02").replace("\x00", "\x01\x01").encode()
 
 
 def _rank(value: object) -> int:

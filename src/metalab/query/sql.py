@@ -13,6 +13,14 @@ non-finite float is ``{"$float": "NaN" | "Infinity" | "-Infinity"}``: infinities
 back as ``numeric`` infinities and NaN compares with nothing. ``jsonb`` numbers are
 compared as exact ``numeric``; ``duration_ms`` (a ``float8`` column) as ``float8``.
 
+``text`` and ``jsonb`` cannot hold NUL, so every string of that query copy (keys,
+values, tags) is in its *index form* (:func:`index_text`): NUL is written U+0001
+U+0001 and U+0001 is written U+0001 U+0002. The mapping is one-to-one and keeps
+code-point order, so equality, ranges and sorting on the copy answer as on the
+values; every string literal a query compares with the copy is put in the same
+form. Strings compare and sort under ``COLLATE "C"`` (code-point order, as Python
+does), whatever the database's collation.
+
 Needs the ``postgres`` extra: this module imports psycopg, so :mod:`metalab.query`
 does not import it (``import metalab`` never loads psycopg); import it by path.
 """
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -45,36 +54,53 @@ from metalab.query._ast import (
 )
 from metalab.query._python import BOOL, NUMBER, STRING, TIMESTAMP, category
 
-__all__ = ["answerable", "compile_select"]
+__all__ = ["answerable", "compile_select", "index_json", "index_text", "text_from_index"]
 
 _ENCODER: Final = msgspec.json.Encoder()
 _OPS: Final = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _C: Final = sql.SQL(' COLLATE "C"')
+# A JSON escape of U+0000 or U+0001 itself, not the text of one ("\\u0000" is a
+# backslash and "u0000"): an even number of backslashes precedes the escape's own.
+_LOW_ESCAPES: Final = re.compile(rb"(?<!\\)((?:\\\\)*)\\u000([01])")
+_LOW_ESCAPED: Final = {b"0": b"\\u0001\\u0001", b"1": b"\\u0001\\u0002"}
+
+
+def index_text(text: str) -> str:
+    """The index form of a string: NUL made U+0001 U+0001, U+0001 made U+0001 U+0002.
+
+    One-to-one and order-preserving (in code-point order), and free of NUL, which
+    PostgreSQL's ``text`` and ``jsonb`` refuse.
+    """
+    if "\x00" in text or "\x01" in text:
+        return text.replace("\x01", "\x01\x02").replace("\x00", "\x01\x01")
+    return text
+
+
+def text_from_index(text: str) -> str:
+    """The string whose index form (:func:`index_text`) is ``text``."""
+    if "\x01" in text:
+        return re.sub("\x01([\x01\x02])", lambda m: "\x00" if m[1] == "\x01" else "\x01", text)
+    return text
+
+
+def index_json(data: bytes) -> bytes:
+    r"""JSON text with every string (keys included) in its index form (:func:`index_text`).
+
+    ``data`` is strict JSON, as the codec writes it: NUL and U+0001 appear only as
+    the escapes ``\u0000`` and ``\u0001`` (never as the text ``\\u0000``).
+    """
+    if b"\\u000" not in data:
+        return data
+    return _LOW_ESCAPES.sub(lambda m: m[1] + _LOW_ESCAPED[m[2]], data)
 
 
 def answerable(query: Query) -> bool:
     """Whether :func:`compile_select` answers ``query`` exactly as the Python engine does.
 
     Not when a field's path holds a key that the escaped form gives a meaning
-    (``$float``, ``$dict``: a mapping with one of them alone is stored wrapped), or a
-    key or string literal holds NUL (the ``jsonb`` copy holds U+FFFD instead).
+    (``$float``, ``$dict``: a mapping with one of them alone is stored wrapped).
     """
-    for fld in query.fields():
-        if any(key in MARKER_KEYS or "\x00" in key for key in fld.path):
-            return False
-    stack: list[Expr] = [] if query.where is None else [query.where]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, And | Or):
-            stack.extend(node.items)
-        elif isinstance(node, Not):
-            stack.append(node.item)
-        elif isinstance(node, Compare | Contains):
-            if isinstance(node.value, str) and "\x00" in node.value:
-                return False
-        elif isinstance(node, In) and any(isinstance(v, str) and "\x00" in v for v in node.values):
-            return False
-    return True
+    return not any(key in MARKER_KEYS for fld in query.fields() for key in fld.path)
 
 
 class _Params:
@@ -89,9 +115,13 @@ class _Params:
         return sql.Placeholder(name)
 
     def jsonb(self, value: Any) -> sql.Composable:
-        """A ``jsonb`` value in the escaped form the index stores."""
-        text = _ENCODER.encode(escape_json(value)).decode()
+        """A ``jsonb`` value in the escaped form the index stores, strings in index form."""
+        text = index_json(_ENCODER.encode(escape_json(value))).decode()
         return sql.SQL("{}::jsonb").format(self.add(text))
+
+    def path(self, keys: Sequence[str]) -> sql.Composable:
+        """A ``text[]`` path of ``jsonb`` keys, in index form."""
+        return sql.SQL("{}::text[]").format(self.add([index_text(k) for k in keys]))
 
 
 @dataclass
@@ -184,15 +214,13 @@ def _field(fld: Field, p: _Params) -> _Value:
             return _Value(category=category, exists=present, text=column, column=column)
         return _Value(category=sql.NULL, exists=sql.SQL("true"))  # tags: a list
     if fld.namespace == "params":
-        v = sql.SQL("(r.params #> {}::text[])").format(p.add(list(fld.path)))
+        v = sql.SQL("(r.params #> {})").format(p.path(fld.path))
         value = _json_reader(v, fld.path)
         if len(fld.path) > 1:
             # ``#>`` also indexes arrays ("0"); Python only walks mappings. Require
             # every parent on the path to be an object so both engines agree.
             parents = [
-                sql.SQL("jsonb_typeof(r.params #> {}::text[]) = 'object'").format(
-                    p.add(list(fld.path[:i]))
-                )
+                sql.SQL("jsonb_typeof(r.params #> {}) = 'object'").format(p.path(fld.path[:i]))
                 for i in range(1, len(fld.path))
             ]
             guarded = sql.SQL("(CASE WHEN {} THEN {} END)").format(
@@ -201,7 +229,8 @@ def _field(fld: Field, p: _Params) -> _Value:
             value = _json_reader(guarded, fld.path)
         return value
     mapping = sql.SQL("r.metrics" if fld.namespace == "metrics" else "d.metrics")
-    return _json_reader(sql.SQL("({} -> {}::text)").format(mapping, p.add(fld.path[0])))
+    key = p.add(index_text(fld.path[0]))
+    return _json_reader(sql.SQL("({} -> {}::text)").format(mapping, key))
 
 
 def _literal(value: Scalar, cat: int, p: _Params, number_type: str) -> sql.Composable:
@@ -213,7 +242,8 @@ def _literal(value: Scalar, cat: int, p: _Params, number_type: str) -> sql.Compo
             text = repr(value)
         return sql.SQL("{}::{}").format(p.add(text), sql.SQL(number_type))
     if cat == STRING:
-        return sql.SQL("({}::text{})").format(p.add(value), _C)
+        assert isinstance(value, str)
+        return sql.SQL("({}::text{})").format(p.add(index_text(value)), _C)
     if cat == BOOL:
         return sql.SQL("{}::boolean").format(p.add(value))
     return sql.SQL("{}::timestamptz").format(p.add(value))
@@ -234,8 +264,10 @@ def _equals(val: _Value, value: Scalar, p: _Params, *, index_hint: bool = True) 
         return sql.SQL("false")
     if val.column is not None:
         # Never NULL and always text; under a deterministic collation, equal means
-        # byte-equal, as under "C": the bare comparison is exact and sargable.
-        return sql.SQL("({} = {}::text)").format(val.column, p.add(value))
+        # byte-equal, as under "C": the bare comparison is exact and sargable. Ids
+        # and statuses hold no control character: their index form is themselves.
+        assert isinstance(value, str)
+        return sql.SQL("({} = {}::text)").format(val.column, p.add(index_text(value)))
     test = sql.SQL("COALESCE(({cat} = {c} AND {lhs} = {rhs}), false)").format(
         cat=val.category,
         c=sql.Literal(cat),
@@ -275,7 +307,7 @@ def _contains(val: _Value, value: Scalar, p: _Params) -> sql.Composable:
     if val.json is None:  # tags, a text[] column
         if not isinstance(value, str):
             return sql.SQL("false")
-        return sql.SQL("COALESCE({}::text = ANY(r.tags), false)").format(p.add(value))
+        return sql.SQL("COALESCE({}::text = ANY(r.tags), false)").format(p.add(index_text(value)))
     element = _json_reader(sql.SQL("e.value"))
     return sql.SQL(
         "COALESCE((jsonb_typeof({v}) = 'array' AND EXISTS "

@@ -12,6 +12,7 @@ touches the network in ``__init__``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
@@ -26,7 +27,7 @@ from psycopg.types import TypeInfo
 from metalab import _codec
 from metalab.errors import ConfigError
 from metalab.query import CATALOG_SAMPLE_RUNS, CATALOG_SAMPLES, FieldInfo, Query, select
-from metalab.query.sql import answerable, compile_select
+from metalab.query.sql import answerable, compile_select, text_from_index
 from metalab.records import MetricValue
 from metalab.store import _postgres_schema as ddl
 from metalab.store._documents import Document, DocumentKey, DocumentKind, FileState
@@ -460,7 +461,7 @@ class PostgresIndex:
                     )
                     conn.execute(q.catalog.clean, (experiment_id,))
             cur = conn.cursor(row_factory=class_row(FieldInfo))
-            return cur.execute(q.catalog.read, (experiment_id,)).fetchall()
+            return [_from_index(info) for info in cur.execute(q.catalog.read, (experiment_id,))]
 
         return self.run(work)
 
@@ -570,6 +571,23 @@ class PostgresIndex:
             return count
 
         return self.run(work, force=True, retry=False)
+
+
+def _from_index(info: FieldInfo) -> FieldInfo:
+    """A catalog entry with its key and sampled strings out of their index form."""
+    return dataclasses.replace(
+        info, field=text_from_index(info.field), samples=[_json_from_index(s) for s in info.samples]
+    )
+
+
+def _json_from_index(value: object) -> object:
+    if isinstance(value, str):
+        return text_from_index(value)
+    if isinstance(value, list):
+        return [_json_from_index(v) for v in value]
+    if isinstance(value, dict):
+        return {text_from_index(k): _json_from_index(v) for k, v in value.items()}
+    return value
 
 
 def _configure(conn: Connection) -> None:

@@ -15,13 +15,13 @@ raises ``CorruptRecordError`` when read, from the index as from the files.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import msgspec
 
 from metalab import _codec
+from metalab.query.sql import index_json, index_text
 from metalab.records import DerivedMetrics, ExperimentManifest, RunRecord
 from metalab.store._documents import Document
 from metalab.store._postgres_schema import DerivedRow, JsonbBinary, ManifestRow, RunRow
@@ -31,10 +31,6 @@ __all__ = ["derived_row", "manifest_row", "run_row"]
 
 _ENCODER: Final = msgspec.json.Encoder()
 _CURRENT_PREFIX: Final = b'{"schema_version":%d,' % _codec.CURRENT_VERSION
-_NUL_ESCAPE: Final = b"\\u0000"
-# The escape \u0000 itself, not the text "\u0000" (a backslash escaped as \\ before it):
-# an even number of backslashes precedes the one that starts the escape.
-_NUL_ESCAPES: Final = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 _RAW_COLUMNS: Final = frozenset({"params", "metrics"})
 
 
@@ -80,42 +76,29 @@ _decode_indexed_derived: Final[Callable[[bytes], Any]] = msgspec.json.Decoder(
 
 
 def _jsonb(value: Mapping[str, object]) -> JsonbBinary:
-    r"""Encode params or metrics as standard JSON that ``jsonb`` accepts.
+    """Encode params or metrics as the standard JSON of the index's query copy.
 
-    Non-finite floats are escaped as the codec escapes them; ``\\u0000``, which
-    ``jsonb`` refuses, becomes U+FFFD (only in this query copy: ``doc`` keeps the
-    exact value).
+    Non-finite floats are escaped as the codec escapes them, and every string is in
+    its index form (:func:`~metalab.query.sql.index_json`: no NUL, which ``jsonb``
+    refuses; ``doc`` keeps the exact value).
     """
     data = _ENCODER.encode(value)
     if b"null" in data or b"$" in data:
         data = _ENCODER.encode(_codec.escape_json(msgspec.to_builtins(value)))
-    if _NUL_ESCAPE in data:
-        data = _without_nul(data)
-    return JsonbBinary.from_json(data)
-
-
-def _without_nul(text: bytes) -> bytes:
-    r"""JSON text with every NUL character (which ``jsonb`` refuses) made U+FFFD.
-
-    Only real ``\u0000`` escapes are replaced: the six characters ``\u0000`` of a
-    string (written ``\\u0000``) stay as they are.
-    """
-    return _NUL_ESCAPES.sub(rb"\1\\ufffd", text)
+    return JsonbBinary.from_json(index_json(data))
 
 
 def _raw_jsonb(raw: msgspec.Raw) -> JsonbBinary | None:
-    """The raw JSON of an object as ``jsonb``, or ``None`` if it is not an object."""
+    """The raw JSON of an object as query-copy ``jsonb``, or ``None`` if not an object."""
     text = bytes(raw)
     if text[:1] != b"{":
         return None
-    if _NUL_ESCAPE in text:
-        text = _without_nul(text)
-    return JsonbBinary.from_json(text)
+    return JsonbBinary.from_json(index_json(text))
 
 
 def _query_tags(tags: tuple[str, ...]) -> list[str]:
-    """Tags for the ``text[]`` column, which cannot hold NUL (the document keeps it)."""
-    return [t.replace("\x00", "\ufffd") if "\x00" in t else t for t in tags]
+    """Tags for the ``text[]`` column, in index form (``text`` cannot hold NUL)."""
+    return [index_text(t) for t in tags]
 
 
 def _fast_run_row(doc: Document) -> RunRow | None:

@@ -13,7 +13,8 @@ Every table lives in one configurable schema and every name is quoted through
 index holds nothing that cannot be rebuilt from the files, so there is no migration
 chain: an index written by another version is dropped and created afresh (and then
 rebuilt from the files), never migrated in place. The tables created for a version
-never change (``tests/integration/data/postgres_index_catalog_v1.json``).
+never change (``tests/integration/data/postgres_index_catalog_v1.json``, which
+versions 1 and 2 share).
 
 The tables can be created under a suffix (``runs__rebuild``), which is how
 ``rebuild_index()`` builds a complete index beside the live one before swapping it in.
@@ -79,8 +80,13 @@ __all__ = [
     "swap_in",
 ]
 
-SCHEMA_VERSION: Final = 1
-"""The version of the index layout; any other version in a database means rebuild."""
+SCHEMA_VERSION: Final = 2
+"""The version of the index layout; any other version in a database means rebuild.
+
+Version 2 has the tables of version 1; what changed is the query copy's strings,
+which hold NUL and U+0001 in their index form (:func:`metalab.query.sql.index_text`)
+where version 1 held U+FFFD for NUL.
+"""
 
 REBUILD_SUFFIX: Final = "__rebuild"
 """The suffix of the tables a whole-index rebuild fills before swapping them in."""

@@ -424,8 +424,20 @@ def catalog_statements(schema: str) -> CatalogStatements:
                 SELECT run_id FROM {r} WHERE experiment_id = %(e)s
                 ORDER BY run_id COLLATE "C" LIMIT %(k)s
             ), samples AS (
-                SELECT field, to_jsonb((array_agg(DISTINCT value ORDER BY value))[1:%(n)s]) AS s
-                FROM ({first}) AS v
+                -- By type as jsonb orders them, strings in code-point order, lists
+                -- and objects by their text in code-point order (jsonb's own order
+                -- of strings follows the database's collation; Python's does not).
+                SELECT field, to_jsonb((array_agg(value ORDER BY
+                    CASE jsonb_typeof(value) WHEN 'null' THEN 0 WHEN 'string' THEN 1
+                        WHEN 'number' THEN 2 WHEN 'boolean' THEN 3 WHEN 'array' THEN 4
+                        ELSE 5 END,
+                    CASE jsonb_typeof(value)
+                        WHEN 'string' THEN value #>> '{{}}'
+                        WHEN 'array' THEN value::text
+                        WHEN 'object' THEN value::text
+                    END COLLATE "C",
+                    value))[1:%(n)s]) AS s
+                FROM (SELECT DISTINCT field, value FROM ({first}) AS f) AS v
                 GROUP BY field
             )
             INSERT INTO {c} (experiment_id, field, types, count, min_value, max_value, samples)
@@ -450,7 +462,7 @@ def catalog_statements(schema: str) -> CatalogStatements:
         clean=_fmt("UPDATE {e} SET catalog_dirty = false WHERE experiment_id = %s", e=experiments),
         read=_fmt(
             "SELECT field, types, count, min_value, max_value, samples "
-            "FROM {c} WHERE experiment_id = %s ORDER BY field",
+            'FROM {c} WHERE experiment_id = %s ORDER BY field COLLATE "C"',
             c=catalog,
         ),
     )
@@ -658,12 +670,31 @@ def _catalog_values(
     return sql.SQL(
         """
         SELECT 'params.' || p.key AS field, p.value
-        FROM {r} x, jsonb_each(x.params) p WHERE {where}
+        FROM {r} x, jsonb_each({params}) p WHERE {where}
         UNION ALL
         SELECT 'metrics.' || m.key, m.value
-        FROM {r} x, jsonb_each(x.metrics) m WHERE {where}
+        FROM {r} x, jsonb_each({metrics}) m WHERE {where}
         UNION ALL
         SELECT 'derived.' || d.key, d.value
-        FROM {d} y JOIN {r} x ON x.run_id = y.run_id, jsonb_each(y.metrics) d WHERE {where}
+        FROM {d} y JOIN {r} x ON x.run_id = y.run_id, jsonb_each({extras}) d WHERE {where}
         """
-    ).format(r=runs, d=derived, where=where)
+    ).format(
+        r=runs,
+        d=derived,
+        where=where,
+        params=_unwrapped(sql.SQL("x.params")),
+        metrics=_unwrapped(sql.SQL("x.metrics")),
+        extras=_unwrapped(sql.SQL("y.metrics")),
+    )
+
+
+def _unwrapped(column: sql.Composable) -> sql.Composed:
+    """A mapping column as the user wrote it, not wrapped.
+
+    The codec wraps a mapping whose only key is a marker (``{"$float": ...}``) as
+    ``{"$dict": {...}}``.
+    """
+    return sql.SQL(
+        "CASE WHEN {c} ? '$dict' AND {c} - '$dict' = '{{}}'::jsonb "
+        "AND jsonb_typeof({c} -> '$dict') = 'object' THEN {c} -> '$dict' ELSE {c} END"
+    ).format(c=column)

@@ -14,8 +14,9 @@ When none can be had, a test that needs it is skipped with the reason, except un
 Fixtures: ``postgres_server`` (session: URL, origin and version), ``postgres_url``
 (session: the URL), ``postgres_schema`` (a fresh schema name per test, dropped on
 teardown), ``postgres_config`` (an unscoped store config on that schema, with its
-files in the test's ``tmp_path``) and ``restartable_postgres`` (a private embedded server a test may stop and
-start). Tests using them get the ``postgres`` marker automatically, and the session
+files in the test's ``tmp_path``), ``restartable_postgres`` (a private embedded server a test may stop and
+start), and ``postgres_collated`` / ``postgres_collated_config`` (a database whose
+default collation is not code-point order, see :func:`postgres_collated`). Tests using them get the ``postgres`` marker automatically, and the session
 header shows which server runs. psycopg, pgserver and testcontainers are imported only
 when a fixture needs them, so suites without the ``postgres`` extra still load this
 plugin.
@@ -23,9 +24,12 @@ plugin.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import tempfile
+import urllib.parse
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -47,9 +51,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENV_URL",
+    "CollatedDatabase",
     "PostgresServerInfo",
     "PostgresStoreBackdoor",
     "RestartablePostgres",
+    "login_role",
+    "postgres_collated",
+    "postgres_collated_config",
     "postgres_config",
     "postgres_schema",
     "postgres_server",
@@ -69,7 +77,18 @@ _FIXTURES: Final = frozenset(
         "postgres_schema",
         "postgres_config",
         "restartable_postgres",
+        "postgres_collated",
+        "postgres_collated_config",
     }
+)
+#: The ICU locale and the OS (libc) locale of the collated database, in that order.
+_ICU_LOCALE: Final = "en-US"
+_OS_LOCALE: Final = "en_US.UTF-8"
+_PG15: Final = 150000
+"""``server_version_num`` of PostgreSQL 15, the first with ``LOCALE_PROVIDER``."""
+_OS_LOCALE_COMMAND: Final = (
+    "apt-get install locales && localedef -i en_US -c -f UTF-8 "
+    "-A /usr/share/locale/locale.alias en_US.UTF-8"
 )
 
 
@@ -268,6 +287,270 @@ def restartable_postgres() -> Iterator[RestartablePostgres]:
         yield instance
     finally:
         instance.cleanup()
+
+
+@contextlib.contextmanager
+def login_role(url: str, password: str) -> Iterator[str]:
+    """A new role that logs in with ``password``, and ``url`` rewritten to log in as it.
+
+    The role may connect to the database of ``url`` and create schemas in it. On
+    exit, whatever it owns there and the role itself are dropped (connections still
+    open as the role are ended first). A server that trusts local connections does
+    not check the password, but the URL holds it all the same: tests of secrets use
+    it to check that the password shows nowhere.
+
+    Args:
+        url: A libpq URI of a superuser (the test server's).
+        password: The role's password (any characters: it is percent-encoded).
+
+    Yields:
+        The URI of the same server and database, as the role, with its password.
+    """
+    import psycopg  # noqa: PLC0415 -- optional (postgres extra)
+    from psycopg import sql  # noqa: PLC0415 -- optional (postgres extra)
+
+    role = f"metalab_test_role_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password)
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT CONNECT, CREATE ON DATABASE {} TO {}").format(
+                sql.Identifier(conn.info.dbname), sql.Identifier(role)
+            )
+        )
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    secret = urllib.parse.quote(password, safe="")
+    # A user or password in the query would override the ones before the host.
+    query = [
+        (k, v)
+        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if k not in ("user", "password")
+    ]
+    as_role = parts._replace(
+        netloc=f"{role}:{secret}@{host}", query=urllib.parse.urlencode(query, safe="/")
+    ).geturl()
+    try:
+        with psycopg.connect(as_role) as conn:
+            who = conn.execute("SELECT current_user").fetchone()
+        assert who is not None
+        assert who[0] == role, f"{redact(as_role)!r} logs in as {who[0]!r}, not {role!r}"
+        yield as_role
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (role,),
+            )
+            conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@dataclass(frozen=True)
+class CollatedDatabase:
+    """A database whose default collation sorts text in en-US order, not code points.
+
+    In it ``'a' < 'B'`` and ``'_' < 'a'`` hold, as neither does under ``C``: a query
+    that compares or sorts strings without ``COLLATE "C"`` answers otherwise than
+    the Python engine.
+
+    Attributes:
+        url: A libpq URI of the database.
+        collation: How it was made: ``"icu en-US"`` or ``"libc en_US.UTF-8"``.
+    """
+
+    url: str
+    collation: str
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _with_database(url: str, dbname: str) -> str:
+    """``url`` (a libpq URI) naming the database ``dbname`` instead of its own."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + urllib.parse.quote(dbname)))
+
+
+def _create_collated(url: str, dbname: str) -> tuple[str | None, list[str]]:
+    """Create ``dbname`` with an en-US default collation: ICU if the server has it, else libc.
+
+    Returns:
+        How the database collates (``None`` if it could not be created) and why each
+        way failed.
+    """
+    import psycopg  # noqa: PLC0415 -- optional (postgres extra)
+    from psycopg import sql  # noqa: PLC0415 -- optional (postgres extra)
+
+    failures: list[str] = []
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        row = conn.execute(
+            "SELECT datcollate, datctype, current_setting('server_version_num')::int "
+            "FROM pg_database WHERE datname = current_database()"
+        ).fetchone()
+        assert row is not None
+        collate, ctype, version = str(row[0]), str(row[1]), int(row[2])
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8' ").format(
+            sql.Identifier(dbname)
+        )
+        ways: list[tuple[str, sql.Composable]] = []
+        if version >= _PG15:
+            ways.append(
+                (
+                    f"icu {_ICU_LOCALE}",
+                    sql.SQL("LOCALE_PROVIDER icu ICU_LOCALE {} LC_COLLATE {} LC_CTYPE {}").format(
+                        sql.Literal(_ICU_LOCALE), sql.Literal(collate), sql.Literal(ctype)
+                    ),
+                )
+            )
+        libc = sql.SQL("LOCALE_PROVIDER libc " if version >= _PG15 else "")
+        ways.append(
+            (
+                f"libc {_OS_LOCALE}",
+                sql.SQL("{}LC_COLLATE {} LC_CTYPE {}").format(
+                    libc, sql.Literal(_OS_LOCALE), sql.Literal(_OS_LOCALE)
+                ),
+            )
+        )
+        for name, options in ways:
+            try:
+                conn.execute(sql.Composed([create, options]))
+            except psycopg.Error as exc:
+                failures.append(f"{name}: {str(exc).strip()}")
+                continue
+            return name, failures
+    return None, failures
+
+
+def _os_has_locale() -> bool:
+    try:
+        listed = subprocess.run(
+            ["locale", "-a"], capture_output=True, text=True, check=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    wanted = _OS_LOCALE.lower().replace("-", "")
+    return any(line.strip().lower().replace("-", "") == wanted for line in listed.splitlines())
+
+
+def _install_os_locale() -> str | None:
+    """Generate the ``en_US.UTF-8`` OS locale (as root, with apt if its sources are missing).
+
+    Returns:
+        ``None`` when it is installed, else why not.
+    """
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "installing a locale needs root"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    steps: list[list[str]] = []
+    if not Path("/usr/share/i18n/locales/en_US").exists():
+        if shutil.which("apt-get") is None:
+            return (
+                "the locale sources (Debian package 'locales') are missing and there is no apt-get"
+            )
+        steps += [
+            ["apt-get", "update", "-qq"],
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "locales"],
+        ]
+    alias = "/usr/share/locale/locale.alias"
+    steps.append(["localedef", "-i", "en_US", "-c", "-f", "UTF-8", "-A", alias, _OS_LOCALE])
+    for step in steps:
+        try:
+            done = subprocess.run(
+                step, check=False, capture_output=True, text=True, env=env, timeout=600
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"{' '.join(step)!r} failed: {exc!r}"
+        # localedef -c exits 1 on warnings and still writes the locale: judge by the result.
+        if done.returncode != 0 and step[0] != "localedef":
+            return f"{' '.join(step)!r} exited {done.returncode}: {done.stderr.strip()[-500:]}"
+    return None if _os_has_locale() else f"localedef did not install {_OS_LOCALE}"
+
+
+@pytest.fixture(scope="session")
+def postgres_collated(postgres_url: str) -> Iterator[CollatedDatabase]:
+    """A database whose default collation is en-US (ICU or libc), dropped after the session.
+
+    On the session's server, with ICU when the server has it (Debian's PostgreSQL,
+    the postgres Docker images), else with the OS locale ``en_US.UTF-8``. The
+    embedded pgserver has no ICU: when the OS lacks the locale and ``CI=true`` (run
+    as root), the locale is generated (``localedef``, after ``apt-get install
+    locales`` if its sources are missing) and a private embedded server, which sees
+    it, holds the database. Without such a database the test is skipped, except
+    under ``CI=true``, where it fails.
+    """
+    import psycopg  # noqa: PLC0415 -- optional (postgres extra)
+    from psycopg import sql  # noqa: PLC0415 -- optional (postgres extra)
+
+    dbname = f"metalab_collated_{uuid.uuid4().hex}"
+    server_url = postgres_url
+    private: PgServer | None = None
+    how, failures = _create_collated(server_url, dbname)
+    if how is None:
+        # A running server keeps the locales it loaded at its start: a new locale
+        # needs a new server.
+        problem = None
+        if not _os_has_locale():
+            if os.environ.get("CI") == "true":
+                problem = _install_os_locale()
+            else:
+                problem = f"the OS lacks the locale {_OS_LOCALE} (as root: {_OS_LOCALE_COMMAND})"
+        if problem is None:
+            try:
+                private = _start_pgserver()
+            except (ImportError, OSError, subprocess.SubprocessError) as exc:
+                problem = f"the embedded pgserver did not start: {exc!r}"
+            else:
+                server_url = private.get_uri()
+                how, more = _create_collated(server_url, dbname)
+                failures += more
+        if how is None:
+            if private is not None:
+                private.cleanup()
+            tried = "; ".join(failures + ([problem] if problem else []))
+            _unavailable(f"no database with a non-C collation could be created ({tried})")
+    url = _with_database(server_url, dbname)
+    try:
+        with psycopg.connect(url) as conn:
+            order = conn.execute("SELECT 'a' < 'B' AND '_' < 'a'").fetchone()
+        assert order is not None
+        assert order[0] is True, f"the {how} database sorts text in code-point order"
+        yield CollatedDatabase(url, str(how))
+    finally:
+        try:
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(dbname)
+                    )
+                )
+        finally:
+            if private is not None:
+                private.cleanup()
+
+
+@pytest.fixture
+def postgres_collated_config(
+    postgres_collated: CollatedDatabase, tmp_path: Path
+) -> Iterator[PostgresStoreConfig]:
+    """An unscoped store config on a fresh schema of the collated database (dropped after)."""
+    import psycopg  # noqa: PLC0415 -- optional (postgres extra)
+    from psycopg import sql  # noqa: PLC0415 -- optional (postgres extra)
+
+    schema = f"metalab_test_{uuid.uuid4().hex}"
+    yield PostgresStoreConfig(
+        connection_string=postgres_collated.url,
+        file_root=str(tmp_path / "files"),
+        schema=schema,
+    )
+    with psycopg.connect(postgres_collated.url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 def pytest_configure(config: pytest.Config) -> None:
