@@ -70,15 +70,26 @@ _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class _UniqueRuns:
-    """Run documents passed through, refusing one run id in two experiment directories.
+def _in_two_directories(
+    kind: DocumentKind, key: str, first: str | None, second: str | None
+) -> StoreError:
+    what = {"runs": "run", "derived": "derived metrics of run", "manifests": "manifest"}[kind]
+    return StoreError(
+        f"{what} {key!r} is in two experiment directories ({first!r} and {second!r}); remove one"
+    )
 
-    The index keys runs by run id, so two experiments cannot both hold one. Sized
-    like the listing it wraps, so a rebuild can report progress against it.
+
+class _Unique:
+    """Documents passed through, refusing one key in two experiment directories.
+
+    The index keys runs and derived metrics by run id, and a manifest's file name
+    names its experiment, so a key in two directories is a copy by hand. Sized like
+    the listing it wraps, so a rebuild can report progress against it.
     """
 
-    def __init__(self, documents: DocumentScan) -> None:
+    def __init__(self, documents: DocumentScan, kind: DocumentKind) -> None:
         self._documents = documents
+        self._kind: DocumentKind = kind
 
     def __len__(self) -> int:
         return len(self._documents)
@@ -88,10 +99,7 @@ class _UniqueRuns:
         for doc in self._documents:
             other = seen.setdefault(doc.key, doc.experiment_id)
             if other != doc.experiment_id:
-                raise StoreError(
-                    f"run {doc.key!r} is in two experiment directories "
-                    f"({other!r} and {doc.experiment_id!r}); remove one"
-                )
+                raise _in_two_directories(self._kind, doc.key, other, doc.experiment_id)
             yield doc
 
 
@@ -191,12 +199,15 @@ class IndexedStore:
         if self._closed:
             raise StoreError(f"{self!r} is closed; connect again with its config.connect()")
 
-    def _mark_stale(self, experiments: Iterable[str] | None, exc: IndexUnavailableError) -> None:
+    def _mark_stale(
+        self, experiments: Iterable[str] | None, exc: IndexUnavailableError, *, stacklevel: int
+    ) -> None:
         """Record that the index missed a write, in memory and in ``_meta.json``.
 
         Args:
             experiments: The experiments written (``None``: any of the store's).
             exc: Why the index missed it.
+            stacklevel: The warning's ``stacklevel`` from here to the user's call.
         """
         with self._lock:
             self._stale = True
@@ -213,7 +224,7 @@ class IndexedStore:
                 f"{exc}; the write went to the files, and the index is marked stale "
                 "until store.sync_index()",
                 IndexStaleWarning,
-                stacklevel=4,
+                stacklevel=stacklevel,
             )
 
     def _index_landed(
@@ -223,6 +234,7 @@ class IndexedStore:
         removed: Sequence[DocumentKey] = (),
         experiments: Iterable[str] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        depth: int = 1,
     ) -> None:
         """Index what a write placed in (or removed from) the files, or mark the miss.
 
@@ -238,6 +250,8 @@ class IndexedStore:
             experiments: The experiments to mark on a miss (default: those of the
                 documents placed).
             batch_size: Documents per bulk transaction.
+            depth: Frames between the user's call and this one (a warning about a
+                miss names the user's line).
         """
         documents = landing.documents
         if not documents and not removed:
@@ -248,7 +262,7 @@ class IndexedStore:
         try:
             self._index.write(documents, removed=removed, batch_size=batch_size)
         except IndexUnavailableError as exc:
-            self._mark_stale(experiments, exc)
+            self._mark_stale(experiments, exc, stacklevel=depth + 3)
         except BaseException:
             # Interrupted, or an error the index did not foresee: the files are ahead.
             self._files.mark_index_stale(experiments)
@@ -344,7 +358,7 @@ class IndexedStore:
         try:
             self._files.write_runs(batch, into=landing)
         finally:
-            self._index_landed(landing, batch_size=len(batch))
+            self._index_landed(landing, batch_size=len(batch), depth=2)
         return len(batch)
 
     def get_run_record(self, run_id: str) -> RunRecord | None:
@@ -598,7 +612,8 @@ class IndexedStore:
 
         Raises:
             CorruptRecordError: A file cannot be decoded (nothing is changed).
-            StoreError: Two experiment directories hold the same run id.
+            StoreError: Two experiment directories hold the same run id (or a
+                copy of one manifest).
             IndexUnavailableError: The index cannot be reached.
         """
         self._check_open()
@@ -610,8 +625,8 @@ class IndexedStore:
             # by a writer after the listing is carried over by the index.
             scan = files.scan_documents(kind)
             # File names are unique in a directory: only a listing of several can hold
-            # one run twice.
-            return _UniqueRuns(scan) if kind == "runs" and scan.directories > 1 else scan
+            # one key twice.
+            return _Unique(scan, kind) if scan.directories > 1 else scan
 
         count = self._index.rebuild(
             read, scope=self._scope, experiments=files.experiment_directories(), progress=progress
@@ -658,11 +673,8 @@ class IndexedStore:
             on_disk: dict[str, DocumentRef] = {}
             for ref in files.document_states(kind):
                 other = on_disk.setdefault(ref.key, ref)
-                if other is not ref and kind != "manifests":
-                    raise StoreError(
-                        f"run {ref.key!r} is in two experiment directories "
-                        f"({other.experiment_id!r} and {ref.experiment_id!r}); remove one"
-                    )
+                if other is not ref:
+                    raise _in_two_directories(kind, ref.key, other.experiment_id, ref.experiment_id)
             for key, ref in on_disk.items():
                 if indexed.get(key) == ref.state:
                     unchanged += 1
