@@ -13,6 +13,7 @@ TEST = nox.project.dependency_groups(PROJECT, "test")
 TYPING = nox.project.dependency_groups(PROJECT, "typing")
 LINT = nox.project.dependency_groups(PROJECT, "lint")
 BENCH = nox.project.dependency_groups(PROJECT, "bench")
+MUTATION = nox.project.dependency_groups(PROJECT, "mutation")
 
 
 @nox.session
@@ -53,3 +54,14 @@ def bench(session: nox.Session) -> None:
     """The benchmark workload; arguments after ``--`` go to ``python -m benchmarks``."""
     session.install("-e", ".[all]", *BENCH)
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(default=False)
+def mutation(session: nox.Session) -> None:
+    """Mutation testing of the rule modules (mutmut, in a temporary copy); see docs/testing.md.
+
+    Arguments after ``--`` go to ``tools/mutation.py``: group names (``rules codec``),
+    ``--report PATH``, ``--max-children N``, ``--keep``.
+    """
+    session.install("-e", ".[all]", *MUTATION)
+    session.run("python", "tools/mutation.py", *session.posargs)
