@@ -15,6 +15,7 @@ from typing import Any
 
 import metalab.store._artifacts as artifacts
 import metalab.store._directory as directory
+import metalab.store._fileio as fileio
 import metalab.store._postgres_index as postgres_index
 from metalab.store import transfer
 
@@ -73,5 +74,11 @@ def arm(point: str, after: int = 1) -> None:
     elif point == "export:run":
         # An export has copied some runs and not the others.
         _wrap(transfer._Exporter, "_extras", _always, after=after)
+    elif point.startswith("atomic:before-rename:"):
+        # The new content is whole in a temp file beside the target (the target is
+        # the file whose path ends with the rest of the point's name); not renamed yet.
+        suffix = point.removeprefix("atomic:before-rename:")
+        for owner in (fileio, directory):  # atomic_write's, and the one documents use
+            _wrap(owner, "replace_into", lambda _tmp, target, **_kw: target.endswith(suffix))
     else:
         raise ValueError(f"unknown crash point {point!r}")

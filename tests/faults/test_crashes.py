@@ -19,7 +19,7 @@ import pytest
 
 from metalab import _codec
 from metalab.cli import main
-from metalab.records import Provenance, RunRecord
+from metalab.records import Provenance, ResultDocument, RunRecord
 from metalab.store import FileStore, FileStoreConfig, PostgresStoreConfig, export_store
 from metalab.store._documents import DocumentKind
 from metalab.testing import comparable
@@ -120,6 +120,72 @@ class TestBulkWriteKilled:
         wanted = {r.run_id: r for r in records}
         for record in scan.records:
             assert comparable(record) == comparable(wanted[record.run_id])
+
+
+def single_write(store: FileStore, kind: str, version: int) -> None:
+    """Write version ``version`` of one single-file document of run ``r1``."""
+    if kind == "derived metrics":
+        store.put_derived("r1", {"auc": version / 10})
+    elif kind == "structured result":
+        store.put_result("r1", "curve", ResultDocument(data=[version] * version))
+    elif kind == "log":
+        store.put_log("r1", "run", f"line {version}\n" * version)
+    elif kind == "_meta.json":
+        # Version 1 leaves the file as connecting wrote it; later ones mark it.
+        if version > 1:
+            store.mark_index_stale()
+    else:
+        raise ValueError(f"unknown single write {kind!r}")
+
+
+def _derived(store: FileStore) -> object:
+    found = store.get_derived("r1")
+    return None if found is None else found.metrics
+
+
+def _result(store: FileStore) -> object:
+    found = store.get_result("r1", "curve")
+    return None if found is None else found.data
+
+
+#: What each single-document write (crashpoints.single_write) leaves, read back, and
+#: the end of its file's path.
+SINGLE_WRITES: dict[str, tuple[Callable[[FileStore], object], str]] = {
+    "derived metrics": (_derived, "/derived/r1.json"),
+    "structured result": (_result, "/results/r1/curve.json"),
+    "log": (lambda store: store.get_log("r1", "run"), "/logs/r1_run.log"),
+    "_meta.json": (lambda store: store.index_stale_marks(), "/_meta.json"),
+}
+
+
+class TestSingleDocumentWritesKilled:
+    """Derived metrics, results, logs and ``_meta.json`` are one atomic write each: a
+    kill with the new content whole in its temp file, not yet renamed, leaves the old."""
+
+    @pytest.mark.parametrize("kind", sorted(SINGLE_WRITES))
+    def test_killed_before_the_rename_the_old_document_stays_whole(
+        self, tmp_path: Path, crash: CrashRunner, kind: str
+    ) -> None:
+        read, suffix = SINGLE_WRITES[kind]
+        store = files_of(tmp_path)
+        store.put_run_record(make_record(EXP, "r1"))
+        single_write(store, kind, 1)
+        before = read(store)
+        crash(
+            f"""
+            from test_crashes import single_write
+            from metalab.store import FileStoreConfig
+            store = FileStoreConfig(root={str(tmp_path)!r}, experiment_id={EXP!r}).connect()
+            single_write(store, {kind!r}, 2)
+            """,
+            point=f"atomic:before-rename:{suffix}",
+        )
+        again = files_of(tmp_path)
+        assert read(again) == before
+        assert again.scan_run_records().problems == []
+        # The temp file left behind is no document, and does not stop the next write.
+        single_write(again, kind, 3)
+        assert read(again) not in (None, before)
 
 
 class TestExportKilled:

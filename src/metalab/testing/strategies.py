@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import string
-from typing import Any
+from typing import Any, Final
 
 from hypothesis import strategies as st
 
@@ -31,6 +31,8 @@ from metalab.records import (
 )
 
 __all__ = [
+    "MARKER_SHAPES",
+    "TRICKY_TEXT",
     "artifact_descriptors",
     "aware_datetimes",
     "derived_metrics",
@@ -46,22 +48,69 @@ __all__ = [
     "run_ids",
     "run_records",
     "store_metas",
+    "texts",
+    "wide_ints",
 ]
 
 MAX_SAFE_INT = 2**53 - 1
 
+#: Text that has tripped JSON codecs and databases: NUL (jsonb refuses it), DEL,
+#: U+FFFD (what a lossy decoder puts in place of a bad byte), backslash sequences
+#: that spell an escape (the six characters ``\u0000``), a line separator, and
+#: strings shaped like the codec's own markers.
+TRICKY_TEXT: Final = (
+    "\x00",
+    "a\x00b",
+    "\x7f",
+    "\ufffd",
+    "\\",
+    "\\u0000",
+    "\\\\u0000",
+    '\\"',
+    "\u2028",
+    "$float",
+    '{"$float": "NaN"}',
+)
+
 #: Keys that collide with the codec's escape markers, mixed into every mapping.
 _TRICKY_KEYS = st.sampled_from(["$float", "$dict", "schema_version", "", "null", "NaN"])
 
-keys: st.SearchStrategy[str] = st.one_of(st.text(max_size=12), _TRICKY_KEYS)
+#: User values shaped exactly like the codec's escapes of a non-finite float or of a
+#: marker-keyed mapping: a store must give them back as the mappings they are.
+MARKER_SHAPES: Final[tuple[dict[str, Any], ...]] = (
+    {"$float": "NaN"},
+    {"$float": "Infinity"},
+    {"$float": "-Infinity"},
+    {"$float": 1.5},
+    {"$dict": {}},
+    {"$dict": {"$float": "NaN"}},
+    {"$dict": {"a": 1}},
+)
+
+texts: st.SearchStrategy[str] = st.one_of(st.text(max_size=20), st.sampled_from(TRICKY_TEXT))
+keys: st.SearchStrategy[str] = st.one_of(
+    st.text(max_size=12), _TRICKY_KEYS, st.sampled_from(TRICKY_TEXT)
+)
 safe_ints: st.SearchStrategy[int] = st.integers(-MAX_SAFE_INT, MAX_SAFE_INT)
+#: Integers past 2**53 (where a double loses them) and past 64 bits: JSON has no limit
+#: and Python none either, so neither may metalab.
+wide_ints: st.SearchStrategy[int] = st.one_of(
+    safe_ints,
+    st.sampled_from([2**53, 2**53 + 1, -(2**53) - 1, 2**63 - 1, 2**63, 2**64, -(2**63) - 1]),
+    st.integers(-(2**80), 2**80),
+)
 any_floats: st.SearchStrategy[float] = st.floats(allow_nan=True, allow_infinity=True)
 
 
 def json_values(max_leaves: int = 20) -> st.SearchStrategy[JSONValue]:
-    """Nested JSON values, non-finite floats and marker-like keys included."""
+    """Nested JSON values: wide ints, non-finite floats, tricky text, marker shapes."""
     scalars: st.SearchStrategy[JSONValue] = st.one_of(
-        st.none(), st.booleans(), safe_ints, any_floats, st.text(max_size=20)
+        st.none(),
+        st.booleans(),
+        wide_ints,
+        any_floats,
+        texts,
+        st.sampled_from(MARKER_SHAPES),
     )
     return st.recursive(
         scalars,
@@ -74,8 +123,8 @@ def json_values(max_leaves: int = 20) -> st.SearchStrategy[JSONValue]:
 
 
 def metric_values() -> st.SearchStrategy[MetricValue]:
-    """Metric values: booleans, safe ints, any floats and strings."""
-    return st.one_of(st.booleans(), safe_ints, any_floats, st.text(max_size=20))
+    """Metric values: booleans, wide ints, any floats and strings (tricky ones too)."""
+    return st.one_of(st.booleans(), wide_ints, any_floats, texts)
 
 
 def aware_datetimes(*, utc: bool = True) -> st.SearchStrategy[dt.datetime]:
@@ -238,10 +287,15 @@ _Q_STRINGS = ("", "adam", "sgd", "Zeta", "ä", "adam ")
 _Q_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
+#: Integers a double cannot tell apart (2**53 and 2**53 + 1), and one past 64 bits.
+_Q_BIG_INTS = (2**53, 2**53 + 1, -(2**63) - 1)
+
+
 def _query_scalars() -> st.SearchStrategy[Any]:
     return st.one_of(
         st.booleans(),
         st.integers(-3, 3),
+        st.sampled_from(_Q_BIG_INTS),
         st.sampled_from([0.5, -1.25, 2.0, 1e-3, float("inf"), float("-inf"), 3.0]),
         st.sampled_from(_Q_STRINGS),
     )
@@ -261,6 +315,7 @@ def query_records(experiment_id: str = "q:1") -> st.SearchStrategy[RunRecord]:
     metric = st.one_of(
         st.booleans(),
         st.integers(-3, 3),
+        st.sampled_from(_Q_BIG_INTS),
         st.sampled_from([0.5, -1.25, 2.0, 3.0, float("nan"), float("inf")]),
         st.sampled_from(_Q_STRINGS),
     )
