@@ -110,7 +110,10 @@ GROUPS: dict[str, Group] = {
         modules=("src/metalab/query/sql.py",),
         tests=(
             "tests/integration/test_query_engines.py",
+            "tests/integration/test_postgres_collation.py",
+            "tests/integration/test_postgres_strings.py",
             "tests/property/test_query_engines_agree.py",
+            "tests/property/test_query_engines_strings.py",
         ),
         postgres=True,
         default=False,

@@ -18,7 +18,13 @@ from typing import Any
 
 import pytest
 
-from metalab.errors import ConfigError, IndexStaleWarning, IndexUnavailableError, StoreError
+from metalab.errors import (
+    ConfigError,
+    CorruptRecordError,
+    IndexStaleWarning,
+    IndexUnavailableError,
+    StoreError,
+)
 from metalab.records import ExperimentManifest
 from metalab.store import FileStoreConfig, PostgresStore, PostgresStoreConfig
 from metalab.store._index import SyncReport
@@ -271,7 +277,8 @@ def test_a_document_copied_into_another_experiment_is_refused_by_name(
     (other / original.parent.name).mkdir(exist_ok=True)
     shutil.copy2(original, other / original.parent.name / original.name)
     what = "manifest" if copied == "manifests" else "derived metrics of run"
-    expected = rf"{what} '{original.stem}' is in two experiment directories .*; remove one"
+    both = rf"\('{A}' and '{B}'\)|\('{B}' and '{A}'\)"
+    expected = rf"{what} '{original.stem}' is in two experiment directories ({both}); remove one"
     with pytest.raises(StoreError, match=expected):
         store.sync_index()
     with pytest.raises(StoreError, match=expected):
@@ -280,3 +287,41 @@ def test_a_document_copied_into_another_experiment_is_refused_by_name(
     derived = store.get_derived("a1")
     assert derived is not None
     assert derived.metrics == {"m": 1.0}
+
+
+class TestAFailedSync:
+    """A sync that fails part way clears nothing: the mark on disk and the store's own
+    knowledge that the index lags both stay until a sync succeeds."""
+
+    @pytest.fixture
+    def marked(self, store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> PostgresStore:
+        index_down(monkeypatch, store)
+        with pytest.warns(IndexStaleWarning):
+            store.put_run_record(make_record(A, "a2"))
+        monkeypatch.undo()
+        return store
+
+    def test_an_index_lost_during_the_sync_keeps_the_mark(
+        self, marked: PostgresStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        index_down(monkeypatch, marked)
+        with pytest.raises(IndexUnavailableError, match="staged"):
+            marked.sync_index()
+        assert set(marked.files.index_stale_marks()) == {A}
+        assert marked.is_index_stale() is True
+        monkeypatch.undo()
+        marked.sync_index()
+        assert marked.files.index_stale_marks() == {}
+        assert marked.is_index_stale() is False
+
+    def test_a_corrupt_file_keeps_the_mark(self, marked: PostgresStore) -> None:
+        path = next(Path(marked.files_config.root).glob("*/runs/a2.json"))
+        good = path.read_bytes()
+        path.write_bytes(b"{not json")
+        with pytest.raises(CorruptRecordError):
+            marked.sync_index()
+        assert set(marked.files.index_stale_marks()) == {A}
+        assert marked.is_index_stale() is True
+        path.write_bytes(good)
+        marked.sync_index()
+        assert marked.is_index_stale() is False
