@@ -21,6 +21,7 @@ import contextlib
 import fnmatch
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -148,6 +149,16 @@ class Verdicts:
     status: dict[str, str]
     diffs: dict[str, str]
     seconds: float
+    # With a sample: how many mutants the group has in all (``status`` holds the sample).
+    population: int | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Run a seeded random sample of ``size`` mutants of a group, not all of them."""
+
+    size: int
+    seed: int
 
 
 def _copy_project(dest: Path, group: Group) -> None:
@@ -203,23 +214,53 @@ def _mutmut(dest: Path, *args: str, log: Path | None = None) -> str:
     return _python(dest, "-m", "mutmut", *args, log=log)
 
 
-def run_group(name: str, group: Group, workdir: Path, max_children: int) -> Verdicts:
-    """Copy the project, run mutmut for ``group`` and collect each mutant's verdict."""
+def _generated(dest: Path, group: Group) -> list[str]:
+    """Generate the group's mutants without running any; return their names."""
+    # mutmut has no "generate only": a filter that matches nothing generates every
+    # mutant and then stops on its own assertion, before it runs a test.
+    nothing = f"{_module_name(group.modules[0])}.x_no_such_function__mutmut_*"
+    with contextlib.suppress(subprocess.CalledProcessError):
+        _mutmut(dest, "run", nothing, log=dest / "generate.log")
+    names = []
+    for line in _mutmut(dest, "results", "--all", "true").splitlines():
+        mutant, sep, _ = line.strip().rpartition(": ")
+        if sep and (not group.only or any(fnmatch.fnmatchcase(mutant, p) for p in group.only)):
+            names.append(mutant)
+    return names
+
+
+def _module_name(path: str) -> str:
+    return path.removeprefix("src/").removesuffix(".py").replace("/", ".")
+
+
+def run_group(
+    name: str, group: Group, workdir: Path, max_children: int, sample: Sample | None = None
+) -> Verdicts:
+    """Copy the project, run mutmut for ``group`` and collect each mutant's verdict.
+
+    With ``sample``, only a seeded random sample of the group's mutants is run.
+    """
     dest = workdir / name
     _copy_project(dest, group)
     started = time.monotonic()
-    _mutmut(dest, "run", "--max-children", str(max_children), *group.only, log=dest / "run.log")
+    patterns = list(group.only)
+    population = None
+    if sample is not None:
+        every = _generated(dest, group)
+        population = len(every)
+        patterns = sorted(random.Random(sample.seed).sample(every, min(sample.size, len(every))))
+    _mutmut(dest, "run", "--max-children", str(max_children), *patterns, log=dest / "run.log")
     seconds = time.monotonic() - started
 
     status: dict[str, str] = {}
     for line in _mutmut(dest, "results", "--all", "true").splitlines():
         mutant, sep, verdict = line.strip().rpartition(": ")
-        if not sep or (group.only and not any(fnmatch.fnmatchcase(mutant, p) for p in group.only)):
+        if not sep or (patterns and not any(fnmatch.fnmatchcase(mutant, p) for p in patterns)):
             continue
         status[mutant] = verdict
     survivors = [m for m, s in status.items() if s in _SURVIVED]
     diffs: dict[str, str] = json.loads(_python(dest, "-c", _DIFFS, *survivors)) if survivors else {}
-    return Verdicts(status=status, diffs=diffs, seconds=seconds)
+    return Verdicts(status=status, diffs=diffs, seconds=seconds, population=population)
 
 
 @dataclass(frozen=True)
@@ -263,6 +304,13 @@ def report(results: dict[str, Verdicts], command: str) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     survivors: list[str] = []
+    sampled = [
+        f"{group}: a random sample of {len(v.status)} of its {v.population} mutants"
+        for group, v in results.items()
+        if v.population is not None
+    ]
+    if sampled:
+        out[1:1] = ["", "Sampled groups (the counts are the sample's): " + "; ".join(sampled) + "."]
     for group, verdicts in results.items():
         by_module: dict[str, list[str]] = {}
         for mutant in verdicts.status:
@@ -318,12 +366,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--report", type=Path, help="write the markdown report here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary copies")
+    parser.add_argument(
+        "--sample", type=int, metavar="N", help="run a random sample of N mutants per group"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.groups) - set(GROUPS))
     if unknown:
         parser.error(f"unknown groups {unknown}; known: {', '.join(GROUPS)}")
     names = args.groups or [name for name, group in GROUPS.items() if group.default]
-    command = "nox -s mutation" + (" -- " + " ".join(names) if args.groups else "")
+    if args.sample is not None and args.sample < 1:
+        parser.error("--sample must be at least 1")
+    sample = None if args.sample is None else Sample(args.sample, args.seed)
+    extra = [] if sample is None else [f"--sample {sample.size}", f"--seed {sample.seed}"]
+    command = "nox -s mutation" + (
+        " -- " + " ".join([*args.groups, *extra]) if args.groups or extra else ""
+    )
     workdir = Path(tempfile.mkdtemp(prefix="metalab-mutation-"))
     results: dict[str, Verdicts] = {}
     try:
@@ -331,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         with _postgres_url() if need_pg else contextlib.nullcontext():
             for name in names:
                 print(f"mutation: group {name} in {workdir / name}", flush=True)
-                results[name] = run_group(name, GROUPS[name], workdir, args.max_children)
+                results[name] = run_group(name, GROUPS[name], workdir, args.max_children, sample)
                 print(f"mutation: group {name} took {results[name].seconds:.0f}s", flush=True)
     finally:
         if not args.keep:
