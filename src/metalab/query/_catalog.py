@@ -51,8 +51,9 @@ class FieldInfo:
         count: How many runs have the key.
         min_value: The smallest finite number seen, or ``None``.
         max_value: The largest finite number seen, or ``None``.
-        samples: Up to five distinct values, the smallest in the order of PostgreSQL's
-            ``jsonb`` (null, strings, numbers, booleans, lists, objects) among the
+        samples: Up to five distinct values, the smallest by type (null, strings,
+            numbers, booleans, lists, objects, as ``jsonb`` orders them), strings in
+            code-point order and lists and objects by their ``jsonb`` text, among the
             first 1,000 runs by run id (:data:`CATALOG_SAMPLE_RUNS`), for a first look
             at what the field holds; empty for a field none of those runs has.
             Non-finite floats are in their escaped form (``{"$float": "NaN"}``).
@@ -114,7 +115,7 @@ def _finite(values: list[object], kinds: set[type]) -> list[int | float]:
 
 
 def _samples(values: list[object]) -> list[object]:
-    """The smallest distinct values, in the order of PostgreSQL's ``jsonb``.
+    """The smallest distinct values, in the order the index's catalog uses too.
 
     Null, then strings, numbers (``1`` and ``1.0`` are one number, as in ``jsonb``),
     booleans, lists and objects (non-finite floats, escaped, are objects). Values of

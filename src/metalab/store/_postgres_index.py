@@ -444,8 +444,9 @@ class PostgresIndex:
     def fields(self, experiment_id: str) -> list[FieldInfo]:
         """Return the field catalog of an experiment, refreshing it if writes changed it.
 
-        Samples are the smallest distinct values, in the order of ``jsonb`` values,
-        among the experiment's first :data:`~metalab.query.CATALOG_SAMPLE_RUNS` runs
+        Samples are the smallest distinct values in the order described at
+        :class:`~metalab.query.FieldInfo` (whatever the database's collation), among
+        the experiment's first :data:`~metalab.query.CATALOG_SAMPLE_RUNS` runs
         by run id; non-finite floats in their escaped form (``{"$float": "NaN"}``).
         """
         q = self._sql
