@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -54,3 +54,13 @@ def require_module() -> Callable[[str, str], None]:
         pytest.skip(reason)
 
     return require
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """Run the test under umask 022, whatever the process's umask is."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)

@@ -18,6 +18,7 @@ from metalab.query import F, Query, build_query, select
 from metalab.query._ast import Expr
 from metalab.records import RunRecord
 from metalab.store import FileStoreConfig, PostgresStoreConfig, SupportsQuery
+from metalab.testing import query_disagreements
 from metalab.testing.postgres import CollatedDatabase
 
 EXP = "collation:1"
@@ -92,17 +93,6 @@ def _queries() -> list[Query]:
     return queries
 
 
-def _disagreements(store: SupportsQuery, records: list[RunRecord]) -> list[str]:
-    """The queries ``store`` answers otherwise than the Python engine over ``records``."""
-    wrong = []
-    for query in _queries():
-        expected = [r.run_id for r in select(records, query)]
-        got = [r.run_id for r in store.query_runs(query)]
-        if got != expected:
-            wrong.append(f"where {query.where} order {[str(o) for o in query.order_by]}")
-    return wrong
-
-
 class TestNonCCollation:
     def test_the_database_sorts_text_otherwise_than_python(
         self, postgres_collated: CollatedDatabase
@@ -127,10 +117,10 @@ class TestNonCCollation:
             for record in records:
                 pg.put_run_record(record)
                 plain.put_run_record(record)
-            from_files = _disagreements(plain, records)
-            from_index = _disagreements(pg, records)
+            from_files = query_disagreements(plain, records, _queries())
+            from_index = query_disagreements(pg, records, _queries())
             pg.rebuild_index()
-            rebuilt = _disagreements(pg, records)
+            rebuilt = query_disagreements(pg, records, _queries())
         assert not from_files, "\n".join(from_files)
         assert not from_index, "\n".join(from_index)
         assert not rebuilt, "\n".join(rebuilt)

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from metalab.query import F, Query, build_query, select
+from metalab.query import F, Query, build_query
 from metalab.query._ast import Expr, OrderBy
 from metalab.records import JSONValue, RunRecord
 from metalab.store import FileStoreConfig, PostgresStoreConfig, SupportsBulkPut, SupportsQuery
+from metalab.testing import query_disagreements
 
 EXP = "strings:1"
 T0 = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
@@ -115,17 +116,6 @@ def _queries() -> list[Query]:
     return queries
 
 
-def _disagreements(store: SupportsQuery, records: list[RunRecord]) -> list[str]:
-    """The queries ``store`` answers otherwise than the Python engine over ``records``."""
-    wrong = []
-    for query in _queries():
-        expected = [r.run_id for r in select(records, query)]
-        got = [r.run_id for r in store.query_runs(query)]
-        if got != expected:
-            wrong.append(ascii(f"where {query.where} order {[str(o) for o in query.order_by]}"))
-    return wrong
-
-
 @pytest.fixture(scope="module")
 def records() -> list[RunRecord]:
     return _records()
@@ -142,8 +132,8 @@ class TestStringsTheIndexCannotHold:
             for record in records:
                 pg.put_run_record(record)
                 plain.put_run_record(record)
-            from_files = _disagreements(plain, records)
-            from_index = _disagreements(pg, records)
+            from_files = query_disagreements(plain, records, _queries())
+            from_index = query_disagreements(pg, records, _queries())
         assert not from_files, "\n".join(from_files)
         assert not from_index, "\n".join(from_index)
 
@@ -154,9 +144,9 @@ class TestStringsTheIndexCannotHold:
             assert isinstance(pg, SupportsQuery)
             assert isinstance(pg, SupportsBulkPut)
             assert pg.put_run_records(records) == len(records)
-            bulk = _disagreements(pg, records)
+            bulk = query_disagreements(pg, records, _queries())
             pg.rebuild_index()
-            rebuilt = _disagreements(pg, records)
+            rebuilt = query_disagreements(pg, records, _queries())
         assert not bulk, "\n".join(bulk)
         assert not rebuilt, "\n".join(rebuilt)
 

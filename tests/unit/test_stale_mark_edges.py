@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,15 +83,6 @@ class TestTheMarkOfADirectory:
     ) -> None:
         assert directory.clear_index_stale("") is False
         assert meta_token(tmp_path) == (False, None)
-
-
-@pytest.fixture
-def umask_022() -> Iterator[None]:
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 class TestIntents:

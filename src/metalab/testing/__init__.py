@@ -13,11 +13,19 @@ a store returns, and the oracle, which never calls the codec, sees it.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-__all__ = ["assert_same_document", "comparable"]
+from metalab.query import select
+
+if TYPE_CHECKING:
+    from metalab.query import Query
+    from metalab.records import RunRecord
+    from metalab.store import SupportsQuery
+
+__all__ = ["assert_same_document", "comparable", "query_disagreements"]
 
 
 def comparable(doc: Any) -> Any:
@@ -61,3 +69,20 @@ def assert_same_document(actual: Any, expected: Any) -> None:
     """Assert two records are equal field by field (see :func:`comparable`)."""
     left, right = comparable(actual), comparable(expected)
     assert left == right, f"documents differ:\n  actual:   {left!r}\n  expected: {right!r}"
+
+
+def query_disagreements(
+    store: SupportsQuery, records: Sequence[RunRecord], queries: Iterable[Query]
+) -> list[str]:
+    """The queries ``store`` answers otherwise than metalab's Python engine over ``records``.
+
+    Each is described by its filter and order (``ascii`` so NUL and other control
+    characters show). ``store`` must hold exactly ``records``.
+    """
+    wrong = []
+    for query in queries:
+        expected = [r.run_id for r in select(list(records), query)]
+        got = [r.run_id for r in store.query_runs(query)]
+        if got != expected:
+            wrong.append(ascii(f"where {query.where} order {[str(o) for o in query.order_by]}"))
+    return wrong
