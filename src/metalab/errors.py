@@ -18,6 +18,8 @@ keeps working for configuration mistakes::
         ├── CorruptRecordError(StoreError)           .path, .reason
         │   └── UnsupportedSchemaVersionError(CorruptRecordError)  .found, .supported
         ├── ExperimentMismatchError(StoreError)      .path, .expected, .found
+        ├── ExperimentNotFoundError(StoreError, LookupError)   .experiment_id, .known, .where
+        ├── StoreNotFoundError(StoreError, FileNotFoundError)  .path, .reason
         └── IndexUnavailableError(StoreError)        the Postgres index cannot be reached
     MetalabWarning(UserWarning)
     └── IndexStaleWarning                            files were written, the index lags
@@ -29,6 +31,7 @@ survive pickling (executors ship them between processes) because each one keeps
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "ConfigError",
     "CorruptRecordError",
     "ExperimentMismatchError",
+    "ExperimentNotFoundError",
     "IndexStaleWarning",
     "IndexUnavailableError",
     "LocatorError",
@@ -47,6 +51,7 @@ __all__ = [
     "QuerySyntaxError",
     "RegistryError",
     "StoreError",
+    "StoreNotFoundError",
     "UnknownSchemeError",
     "UnsupportedSchemaVersionError",
 ]
@@ -258,6 +263,57 @@ class ExperimentMismatchError(StoreError):
             f"directory {self.path!r} belongs to experiment {self.found!r}, "
             f"not {self.expected!r}; use a different store root or experiment id"
         )
+
+
+class ExperimentNotFoundError(StoreError, LookupError):
+    """A store holds no experiment of the id that was asked for.
+
+    Attributes:
+        experiment_id: The id asked for.
+        known: The experiments the store does hold, sorted.
+        where: The store, as it can be shown (a path or a redacted locator).
+    """
+
+    def __init__(self, experiment_id: str, known: Iterable[str], where: str) -> None:
+        self.experiment_id = experiment_id
+        self.known = tuple(sorted(known))
+        self.where = where
+        super().__init__(experiment_id, self.known, where)
+
+    def suggestion(self) -> str | None:
+        """The known id closest to the one asked for, if one is close."""
+        versions = [k for k in self.known if k.startswith(f"{self.experiment_id}:")]
+        if versions:
+            return versions[-1]
+        close = difflib.get_close_matches(self.experiment_id, self.known, n=1, cutoff=0.6)
+        return close[0] if close else None
+
+    def __str__(self) -> str:
+        text = f"no experiment {self.experiment_id!r} in {self.where}"
+        if not self.known:
+            return f"{text}; the store has no experiments yet"
+        closest = self.suggestion()
+        if closest is not None:
+            text += f"; did you mean {closest!r}?"
+        shown = ", ".join(self.known[:20]) + (", ..." if len(self.known) > 20 else "")
+        return f"{text} (experiments: {shown})"
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """A locator names no metalab store.
+
+    Attributes:
+        path: The directory it names.
+        reason: What is there instead.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(path, reason)
+
+    def __str__(self) -> str:
+        return f"no metalab store at {self.path!r}: {self.reason}"
 
 
 class IndexUnavailableError(StoreError):

@@ -83,10 +83,15 @@ class TestInspect:
         assert proc.returncode == 0, proc.stderr
         assert [r["metrics.m"] for r in json.loads(proc.stdout)] == [5, 4, 3]
 
-    def test_passwords_never_reach_the_output(self) -> None:
-        proc = metalab("store", "ls", "postgresql://me:hunter2@127.0.0.1:1/db?file_root=/x")
-        assert proc.returncode == 0  # the files (none under /x) answered for the index
+    def test_passwords_never_reach_the_output(self, tmp_path: Path) -> None:
+        locator = f"postgresql://me:hunter2@127.0.0.1:1/db?file_root={quote(str(tmp_path))}"
+        proc = metalab("store", "ls", locator)
+        assert proc.returncode == 0  # the files (none, an empty root) answered for the index
         assert "hunter2" not in proc.stderr + proc.stdout
+        missing = metalab("store", "ls", locator.replace("file_root=", "file_root=/nothing"))
+        assert missing.returncode == 1
+        assert "no metalab store at '/nothing" in missing.stderr
+        assert "hunter2" not in missing.stderr + missing.stdout
 
 
 class TestAnIndexThatCannotAnswer:

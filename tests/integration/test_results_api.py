@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 
 import metalab
-from metalab.errors import ArtifactNotFoundError, ConfigError
+from metalab.errors import ArtifactNotFoundError, ConfigError, ExperimentNotFoundError
 from metalab.records import DerivedMetrics, MetricValue
 from metalab.store import FileStoreConfig, Store, SupportsBulkDerived, SupportsWorkingDirectory
 
@@ -76,8 +76,9 @@ class TestLoading:
         with pytest.raises(ConfigError, match="already scoped"):
             metalab.load_results(config, experiment_id="other:1")
 
-    def test_an_unknown_experiment_has_no_runs(self, root: Path) -> None:
-        assert len(metalab.load_results(str(root), experiment_id="nothing:1")) == 0
+    def test_an_unknown_experiment_is_an_error_that_lays_nothing_down(self, root: Path) -> None:
+        with pytest.raises(ExperimentNotFoundError, match="experiments: analysis:2"):
+            metalab.load_results(str(root), experiment_id="nothing:1")
         assert not (root / "nothing_1").exists()
 
     def test_something_that_is_not_a_store_is_refused(self) -> None:

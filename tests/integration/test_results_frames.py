@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 import metalab
+from metalab.store import FileStoreConfig
 
 
 @metalab.operation
@@ -170,7 +171,8 @@ class TestDataFrameDtypes:
 
 class TestEmptyResults:
     def test_an_empty_frame_still_has_the_core_columns(self, tmp_path: Path) -> None:
-        empty = metalab.load_results(str(tmp_path), experiment_id="none:1")
+        # A scoped config names its experiment outright: one without runs is empty.
+        empty = metalab.load_results(FileStoreConfig(root=str(tmp_path), experiment_id="none:1"))
         frame = empty.to_dataframe()
         assert len(frame) == 0
         assert list(frame.columns)[:3] == ["run_id", "experiment_id", "status"]

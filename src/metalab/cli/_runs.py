@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from metalab.cli._output import emit_rows
-from metalab.cli._session import files_of
+from metalab.cli._session import files_of, require_readable
 from metalab.errors import CorruptRecordError
 from metalab.query import build_query, select
 from metalab.records import RunRecord
@@ -32,7 +32,11 @@ def add_parser(commands: Any) -> None:
         "command failed; 2 for usage errors.",
     )
     ls.add_argument("locator", help="a path, file:// or postgresql:// locator")
-    ls.add_argument("--experiment", metavar="ID", help="the experiment (needed for a collection)")
+    ls.add_argument(
+        "--experiment",
+        metavar="ID",
+        help="only this experiment (default: every one, with an experiment_id column)",
+    )
     ls.add_argument("--where", metavar="EXPR", help="filter, e.g. 'status == \"success\"'")
     ls.add_argument(
         "--sort",
@@ -47,9 +51,12 @@ def add_parser(commands: Any) -> None:
     ls.set_defaults(handler=_ls)
 
 
-def _row(record: RunRecord, params: list[str], metrics: list[str]) -> list[Any]:
+def _row(
+    record: RunRecord, params: list[str], metrics: list[str], *, experiment: bool
+) -> list[Any]:
     return [
         record.run_id,
+        *([record.experiment_id] if experiment else []),
         record.status,
         record.started_at.isoformat(),
         record.duration_ms,
@@ -61,6 +68,7 @@ def _row(record: RunRecord, params: list[str], metrics: list[str]) -> list[Any]:
 def _ls(args: argparse.Namespace) -> int:
     query = build_query(args.where, order_by=args.sort, limit=args.limit)
     config = coerce_store_config(args.locator, experiment_id=args.experiment)
+    require_readable(config)
     problems: list[str] = []
     with config.connect() as store:
         try:
@@ -79,7 +87,11 @@ def _ls(args: argparse.Namespace) -> int:
             problems = [str(problem) for problem in scan.problems]
     params = sorted({k for r in records for k in r.params})
     metrics = sorted({k for r in records for k in r.metrics})
-    columns = [*_FIXED, *(f"params.{k}" for k in params), *(f"metrics.{k}" for k in metrics)]
-    emit_rows(columns, [_row(r, params, metrics) for r in records], args.format)
+    # Runs of a whole collection: which experiment each belongs to is a column.
+    experiment = not config.is_scoped
+    fixed = [_FIXED[0], *(["experiment_id"] if experiment else []), *_FIXED[1:]]
+    columns = [*fixed, *(f"params.{k}" for k in params), *(f"metrics.{k}" for k in metrics)]
+    rows = [_row(r, params, metrics, experiment=experiment) for r in records]
+    emit_rows(columns, rows, args.format)
     sys.stderr.writelines(f"metalab: problem: {problem}\n" for problem in problems)
     return 1 if problems else 0

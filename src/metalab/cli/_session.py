@@ -24,13 +24,29 @@ from typing import Any, Literal, TextIO
 from metalab.errors import (
     CapabilityError,
     CorruptRecordError,
+    ExperimentNotFoundError,
     IndexStaleWarning,
     IndexUnavailableError,
 )
 from metalab.records import RunRecord
-from metalab.store import FileStore, Store, StoreConfig, SupportsExperiments, SupportsIndexSync
+from metalab.store import (
+    FileStore,
+    FileStoreConfig,
+    Store,
+    StoreConfig,
+    SupportsExperiments,
+    SupportsIndexSync,
+)
+from metalab.store.locator import redact
 
-__all__ = ["IndexReport", "Session", "files_of", "open_store", "write_notes"]
+__all__ = [
+    "IndexReport",
+    "Session",
+    "files_of",
+    "open_store",
+    "require_readable",
+    "write_notes",
+]
 
 IndexState = Literal["up to date", "stale", "unreachable"]
 
@@ -116,6 +132,35 @@ def files_of(store: object) -> FileStore | None:
     return files if isinstance(files, FileStore) else None
 
 
+def require_readable(config: StoreConfig, experiment_id: str | None = None) -> None:
+    """Refuse a locator that names no store, or an experiment the store does not hold.
+
+    Checked before the store is opened, so that a typo neither reads as an empty
+    store nor lays down a directory: a FileStore's root (a PostgresStore's
+    ``file_root``) must be a metalab store, a collection or an empty directory, and
+    the experiment (``experiment_id``, else the config's scope) one the store holds.
+
+    Raises:
+        StoreNotFoundError: The root names no store.
+        ExperimentNotFoundError: The store holds no such experiment (the message
+            lists those it holds and suggests the closest).
+    """
+    root = getattr(config, "root", None) or getattr(config, "file_root", None)
+    if isinstance(root, str):
+        FileStoreConfig(root=root).require_store()
+    wanted = experiment_id or config.experiment_id
+    if wanted is None:
+        return
+    unscoped = dataclasses.replace(config, experiment_id=None)
+    with _reading_files_when_needed(unscoped).connect() as store:
+        if not isinstance(store, SupportsExperiments):
+            return
+        known = store.list_experiments()
+    if wanted not in known:
+        where = root if isinstance(config, FileStoreConfig) else redact(config.to_locator())
+        raise ExperimentNotFoundError(wanted, known, repr(where))
+
+
 def _reading_files_when_needed(config: StoreConfig) -> StoreConfig:
     names = {f.name for f in dataclasses.fields(config)}
     if "on_index_error" in names:
@@ -127,9 +172,13 @@ def _reading_files_when_needed(config: StoreConfig) -> StoreConfig:
 def open_store(config: StoreConfig) -> Iterator[Session]:
     """Open ``config`` for a reporting command; close it when the block ends.
 
+    A locator that names no store, or an experiment the store does not hold, is
+    refused first (:func:`require_readable`).
+
     The index's :class:`~metalab.errors.IndexStaleWarning` s are turned into the
     session's :class:`IndexReport` rather than printed; other warnings pass through.
     """
+    require_readable(config)
     caught: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("always", IndexStaleWarning)

@@ -19,7 +19,7 @@ from typing import Any, Final
 from metalab import _codec
 from metalab.cli._gc import GcReport, RunVerdict, collect_garbage
 from metalab.cli._output import emit_json, emit_rows, progress_bar
-from metalab.cli._session import Session, open_store, write_notes
+from metalab.cli._session import Session, open_store, require_readable, write_notes
 from metalab.errors import (
     ArtifactNotFoundError,
     CapabilityError,
@@ -142,6 +142,7 @@ def add_parser(commands: Any) -> None:
 
 @contextmanager
 def _connected(config: StoreConfig) -> Iterator[Store]:
+    require_readable(config)  # a rebuild from a mistyped file_root would empty the index
     store = config.connect()
     try:
         yield store

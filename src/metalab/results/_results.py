@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self, overload
 
 from metalab._optional import require
-from metalab.errors import CapabilityError
+from metalab.errors import CapabilityError, ExperimentNotFoundError
 from metalab.query import And, Expr, F, OrderBy, Query, build_query, select
 from metalab.records import MetricValue, RunRecord, Status, metric_value
 from metalab.results._frames import (
@@ -23,6 +23,7 @@ from metalab.results._frames import (
 )
 from metalab.results._run import Run
 from metalab.store import (
+    FileStoreConfig,
     Store,
     StoreConfig,
     StoreLike,
@@ -34,6 +35,7 @@ from metalab.store import (
     derived_lookup,
     select_runs,
 )
+from metalab.store.locator import redact
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -337,19 +339,25 @@ def _connect_for_reading(config: StoreConfig, experiment_id: str | None) -> Stor
     """Connect ``config`` scoped to ``experiment_id``, if the store holds that experiment.
 
     Scoping a store lays down the experiment's directory, which reading an experiment
-    that is not there must not do: then the unscoped store is returned, and it finds
-    no runs of that experiment.
+    that is not there must not do: it is an error instead, as is a path that holds no
+    metalab store.
 
     Raises:
         ConfigError: ``config`` is scoped to another experiment.
+        StoreNotFoundError: A FileStore path that holds no metalab store.
+        ExperimentNotFoundError: The store holds no such experiment.
     """
+    if isinstance(config, FileStoreConfig):
+        config.require_store()
     if experiment_id is None or config.is_scoped:
         return config.scoped(experiment_id).connect() if experiment_id else config.connect()
     collection = config.connect()
-    if isinstance(collection, SupportsExperiments) and (
-        experiment_id not in collection.list_experiments()
-    ):
-        return collection
+    if isinstance(collection, SupportsExperiments):
+        known = collection.list_experiments()
+        if experiment_id not in known:
+            collection.close()
+            where = config.root if isinstance(config, FileStoreConfig) else config.to_locator()
+            raise ExperimentNotFoundError(experiment_id, known, repr(redact(where)))
     collection.close()
     return config.scoped(experiment_id).connect()
 
@@ -393,6 +401,9 @@ def load_results(
     Raises:
         ConfigError: ``experiment_id`` conflicts with the config's scope, or the
             locator is invalid.
+        StoreNotFoundError: A path that holds no metalab store.
+        ExperimentNotFoundError: The store holds no experiment ``experiment_id``
+            (the message lists those it holds and suggests the closest).
         QuerySyntaxError: ``where`` or ``order_by`` does not parse.
         TypeError: ``source`` is not a locator, config or store.
     """

@@ -33,7 +33,12 @@ from typing import Any, ClassVar, Final, Literal, Self
 from urllib.parse import quote, urlencode
 
 from metalab import _codec
-from metalab.errors import ConfigError, CorruptRecordError, ExperimentMismatchError
+from metalab.errors import (
+    ConfigError,
+    CorruptRecordError,
+    ExperimentMismatchError,
+    StoreNotFoundError,
+)
 from metalab.records import ExperimentManifest, MetricValue, RunRecord, StoreMeta
 from metalab.store._collection import Collection
 from metalab.store._directory import ErrorHandler, StoreDirectory, read_meta
@@ -204,6 +209,36 @@ class FileStoreConfig(StoreConfig):
         if meta is not None:
             return [meta.experiment_id] if meta.experiment_id is not None else []
         return sorted(_collection_experiments(root))
+
+    def require_store(self) -> None:
+        """Check that the root is a metalab store or collection, before reading it.
+
+        Reading a path that holds no store would otherwise find no runs, silently. An
+        empty directory is an empty store; hidden entries (``.locks``) do not count.
+        Creates nothing.
+
+        Raises:
+            StoreNotFoundError: The root does not exist, is a file, cannot be read, or
+                holds other files and no experiment directory.
+            CorruptRecordError: A ``_meta.json`` cannot be decoded.
+        """
+        root = Path(self.root)
+        if not root.exists():
+            raise StoreNotFoundError(self.root, "the directory does not exist")
+        if not root.is_dir():
+            raise StoreNotFoundError(self.root, "it is a file, not a directory")
+        if read_meta(root / META_FILE) is not None:
+            return
+        try:
+            entries = [p.name for p in root.iterdir() if not p.name.startswith(".")]
+        except PermissionError:
+            raise StoreNotFoundError(self.root, "the directory cannot be read") from None
+        if entries and not _collection_experiments(root):
+            raise StoreNotFoundError(
+                self.root,
+                f"it holds {len(entries)} entries and no experiment directory (a store "
+                "has a _meta.json in it, a collection one in each experiment directory)",
+            )
 
     def for_experiment(self, experiment_id: str) -> FileStoreConfig:
         """Return this collection config scoped to ``experiment_id``."""

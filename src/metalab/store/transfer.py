@@ -28,7 +28,12 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from metalab._codec import DERIVED, EXPERIMENT_MANIFEST, RESULT, RUN_RECORD, DocumentCodec
-from metalab.errors import ArtifactNotFoundError, CorruptRecordError, ExperimentMismatchError
+from metalab.errors import (
+    ArtifactNotFoundError,
+    ConfigError,
+    CorruptRecordError,
+    ExperimentMismatchError,
+)
 from metalab.records import ArtifactDescriptor, DerivedMetrics, ResultDocument, RunRecord
 from metalab.store._factory import coerce_store_config
 from metalab.store._file import FileStore
@@ -106,6 +111,32 @@ def _as_config(store: StoreLike | Store) -> tuple[StoreConfig | None, Store | No
     return None, store
 
 
+def _places(config: StoreConfig | None, store: Store | None) -> set[tuple[str, ...]]:
+    """Where a store keeps its data: its files' directory and its index, if any."""
+    if config is None:
+        config = getattr(store, "config", None)
+    places: set[tuple[str, ...]] = set()
+    root = getattr(config, "root", None) or getattr(config, "file_root", None)
+    if isinstance(root, str):
+        places.add(("files", os.path.realpath(root)))
+    connection = getattr(config, "connection_string", None)
+    if isinstance(connection, str):
+        # The password does not make it another database.
+        places.add(("index", redact(connection), str(getattr(config, "schema", ""))))
+    if not places and store is not None:
+        places.add(("store", str(id(store))))
+    return places
+
+
+def _describe(place: tuple[str, ...]) -> str:
+    kind, *what = place
+    if kind == "files":
+        return f"the files under {what[0]!r}"
+    if kind == "index":
+        return f"the index in schema {what[1]!r} of {what[0]!r}"
+    return "one connected store"
+
+
 def export_store(
     source: StoreLike | Store,
     destination: StoreLike | Store,
@@ -131,11 +162,20 @@ def export_store(
         What was copied, skipped, in conflict or failed.
 
     Raises:
+        ConfigError: The source and the destination are the same store (the same
+            files, or the same index).
         StoreError: A store cannot be opened or a write fails outright.
     """
     report = ExportReport()
     src_config, src_store = _as_config(source)
     dst_config, dst_store = _as_config(destination)
+    shared = _places(src_config, src_store) & _places(dst_config, dst_store)
+    if shared:
+        where = ", ".join(sorted(_describe(place) for place in shared))
+        raise ConfigError(
+            f"the source and the destination are the same store ({where}); "
+            "export copies from one store to another"
+        )
     if src_config is not None:
         base = src_config.scoped(experiment_id) if experiment_id else src_config
         with base.connect() as probe:
