@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import metalab
+from metalab.errors import ExperimentNotFoundError
 
 N_RUNS = 30
 
@@ -57,7 +58,10 @@ def _experiment(marks: Path) -> metalab.Experiment:
 
 
 def _statuses(root: Path) -> dict[str, str]:
-    results = metalab.load_results(str(root), experiment_id="resume:1")
+    try:
+        results = metalab.load_results(str(root), experiment_id="resume:1")
+    except ExperimentNotFoundError:
+        return {}  # the sweep has not laid down its experiment directory yet
     return {r.run_id: r.status for r in results}
 
 

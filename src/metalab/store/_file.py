@@ -233,7 +233,12 @@ class FileStoreConfig(StoreConfig):
             entries = [p.name for p in root.iterdir() if not p.name.startswith(".")]
         except PermissionError:
             raise StoreNotFoundError(self.root, "the directory cannot be read") from None
-        if entries and not _collection_experiments(root):
+        # An experiment directory being laid down has its skeleton before _meta.json.
+        if (
+            entries
+            and not _collection_experiments(root)
+            and not any((root / name / "runs").is_dir() for name in entries)
+        ):
             raise StoreNotFoundError(
                 self.root,
                 f"it holds {len(entries)} entries and no experiment directory (a store "
