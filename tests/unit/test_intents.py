@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from metalab._liveness import _linux_process_start
 from metalab.records import JSONValue
 from metalab.store import FileStoreConfig
 from metalab.store import _intents as intents
@@ -73,7 +74,12 @@ class TestAbandoned:
     @pytest.mark.skipif(sys.platform != "linux", reason="start times come from /proc")
     def test_an_intent_older_than_its_process_belongs_to_a_dead_one(self, tmp_path: Path) -> None:
         # The pid was reused: the process that left it started after it was left.
-        intent = leave_intent(tmp_path, f"{HOST}.{os.getpid()}.8", age=10 * ABANDONED_AFTER)
+        # (Older than this process by a margin: a slow run of the suite lasts longer
+        # than any fixed age.)
+        found = _linux_process_start(os.getpid())
+        assert found is not None
+        age = time.time() - found[1] + ABANDONED_AFTER
+        intent = leave_intent(tmp_path, f"{HOST}.{os.getpid()}.8", age=age)
         assert abandoned_intents(str(tmp_path)) == [str(intent)]
 
     @pytest.mark.parametrize(
