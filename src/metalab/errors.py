@@ -170,9 +170,18 @@ class CapabilityError(MetalabError, TypeError):
     def __str__(self) -> str:
         return (
             f"{self.operation} needs a store that implements {self.capability}, "
-            f"but {self.store_type} does not; use a store that has it "
-            "(FileStore and PostgresStore implement every capability)"
+            f"but {self.store_type} does not; {_WHO_HAS.get(self.capability, _MOST)}"
         )
+
+
+# Which of metalab's own stores have a capability that some of them lack.
+_INDEX = "only an indexed store has it: a PostgresStore over the same files"
+_WHO_HAS: dict[str, str] = {
+    "SupportsIndexRebuild": _INDEX,
+    "SupportsIndexSync": _INDEX,
+    "SupportsWorkingDirectory": "FileStore and PostgresStore have it (files on disk)",
+}
+_MOST = "FileStore and PostgresStore have it"
 
 
 class StoreError(MetalabError):

@@ -4,6 +4,7 @@ import pickle
 
 import pytest
 
+import metalab.store as stores
 from metalab import errors
 from metalab.errors import (
     ArtifactNotFoundError,
@@ -90,3 +91,25 @@ class TestMessages:
         msg = str(CapabilityError("MyStore", "SupportsLogs", "capture.log()"))
         assert "MyStore" in msg
         assert "SupportsLogs" in msg
+        assert msg.endswith("FileStore and PostgresStore have it")
+
+    @pytest.mark.parametrize("capability", ["SupportsIndexRebuild", "SupportsIndexSync"])
+    def test_an_index_capability_is_not_said_to_be_everywhere(self, capability: str) -> None:
+        # The FileStore has no index: the hint must not claim it has the capability.
+        msg = str(CapabilityError("FileStore", capability, "rebuilding the index"))
+        assert msg == (
+            f"rebuilding the index needs a store that implements {capability}, but "
+            "FileStore does not; only an indexed store has it: a PostgresStore over the "
+            "same files"
+        )
+
+
+def test_the_capability_hint_says_which_of_metalabs_stores_have_it() -> None:
+    # Held against the stores themselves, so the hint cannot go out of date.
+    for name in dir(stores):
+        protocol = getattr(stores, name)
+        if not name.startswith("Supports") or name == "SupportsIndexedFiles":
+            continue  # (SupportsIndexedFiles has attributes: no issubclass)
+        msg = str(CapabilityError("X", name, "it"))
+        both = issubclass(stores.FileStore, protocol) and issubclass(stores.PostgresStore, protocol)
+        assert ("FileStore and PostgresStore have it" in msg) is both, name

@@ -8,10 +8,12 @@ needs). Errors go to stderr as one readable line; ``--json`` output goes to stdo
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
+import re
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Final, NoReturn
 
 from metalab._version import __version__
 from metalab.cli import _runs, _store
@@ -34,7 +36,22 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         # docstring inherited
-        super().error(redact(message))
+        super().error(redact(_with_suggestion(message)))
+
+
+_INVALID_CHOICE: Final = re.compile(
+    r"invalid choice: '(?P<given>[^']*)' \(choose from (?P<choices>.*)\)"
+)
+
+
+def _with_suggestion(message: str) -> str:
+    """Add the closest choice to argparse's message about a mistyped subcommand."""
+    found = _INVALID_CHOICE.search(message)
+    if found is None:
+        return message
+    choices = re.findall(r"'([^']*)'", found["choices"])
+    close = difflib.get_close_matches(found["given"], choices, n=1, cutoff=0.5)
+    return f"{message}; did you mean {close[0]!r}?" if close else message
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any
 
-__all__ = ["emit_json", "emit_rows", "progress_bar"]
+__all__ = ["emit_json", "emit_rows", "non_negative_int", "progress_bar"]
 
 
 def emit_json(data: Any, out: IO[str] | None = None) -> None:
@@ -108,3 +109,14 @@ def progress_bar(description: str, *, enabled: bool) -> Iterator[Callable[[int, 
             bar.update(task, completed=done, total=total)
 
         yield fancy
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number, 0 or more (``--limit``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from metalab.cli._output import emit_rows
+from metalab.cli._output import emit_rows, non_negative_int
 from metalab.cli._session import files_of, require_readable
 from metalab.errors import CorruptRecordError
 from metalab.query import build_query, select
@@ -44,7 +44,7 @@ def add_parser(commands: Any) -> None:
         action="append",
         help="sort key, e.g. 'metrics.acc desc' or --sort=-metrics.acc (repeatable)",
     )
-    ls.add_argument("--limit", type=int, metavar="N", help="at most N runs")
+    ls.add_argument("--limit", type=non_negative_int, metavar="N", help="at most N runs")
     ls.add_argument(
         "--format", choices=("table", "csv", "json"), default="table", help="output format"
     )
