@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.bench
+
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ("peers.create", "peers.get", "peers.list", "peers.search", "peers.frame")
 METALAB = ("metalab FileStore", "metalab MemoryStore", "metalab PostgresStore")

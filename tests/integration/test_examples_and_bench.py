@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -22,6 +24,7 @@ def test_quickstart_example_runs(tmp_path: Path) -> None:
     assert len(list((tmp_path / "quickstart_1.0" / "logs").glob("*_run.log"))) == 6
 
 
+@pytest.mark.bench
 def test_benchmark_harness_runs_at_small_n(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
