@@ -86,3 +86,24 @@ def test_rebuilding_a_filestores_index_says_which_store_has_one(store: Path) -> 
         "SupportsIndexRebuild, but FileStore does not; only an indexed store has it: a "
         "PostgresStore over the same files"
     )
+
+
+def test_a_missing_driver_is_one_line_with_the_command_that_installs_it(store: Path) -> None:
+    # psycopg made unimportable in the child, as on a machine without the extra.
+    code = (
+        "import sys; sys.modules['psycopg'] = None; sys.modules['psycopg_pool'] = None\n"
+        "from metalab.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    locator = f"postgresql://me@127.0.0.1:1/db?file_root={store}"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "store", "ls", locator],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        "metalab: error: PostgresStore needs 'psycopg', which is not installed: "
+        "pip install 'metalab[postgres]'\n"
+    )

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 1 problems found or the operation failed, 2 usage errors (bad
 arguments, a locator that cannot be parsed, a store lacking the capability a command
-needs). Errors go to stderr as one readable line; ``--json`` output goes to stdout.
+needs, an optional dependency that is not installed). Errors go to stderr as one readable line; ``--json`` output goes to stdout.
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from typing import Final, NoReturn
 
 from metalab._version import __version__
 from metalab.cli import _runs, _store
-from metalab.errors import CapabilityError, ConfigError, MetalabError, QueryError
+from metalab.errors import (
+    CapabilityError,
+    ConfigError,
+    MetalabError,
+    MissingDependencyError,
+    QueryError,
+)
 from metalab.store.locator import redact
 
 __all__ = ["main"]
@@ -86,6 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handler(args))
     except (ConfigError, CapabilityError) as exc:
         _error(exc)
+        return EXIT_USAGE
+    except MissingDependencyError as exc:
+        sys.stderr.write(
+            f"metalab: error: {exc.feature} needs {exc.module!r}, which is not installed: "
+            f"pip install 'metalab[{exc.extra}]'\n"
+        )
         return EXIT_USAGE
     except MetalabError as exc:
         _error(exc)
