@@ -8,11 +8,12 @@ needs, an optional dependency that is not installed). Errors go to stderr as one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import logging
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Final, NoReturn
 
 from metalab._version import __version__
@@ -89,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return int(handler(args))
+        with contextlib.nullcontext() if args.verbose else _library_logs_quiet():
+            return int(handler(args))
     except (ConfigError, CapabilityError) as exc:
         _error(exc)
         return EXIT_USAGE
@@ -108,6 +110,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI boundary reports, never dumps a traceback
         _error(exc, prefix=f"unexpected {type(exc).__name__}: ")
         return EXIT_PROBLEMS
+
+
+@contextlib.contextmanager
+def _library_logs_quiet() -> Iterator[None]:
+    """Keep library log records off the terminal while a command runs.
+
+    psycopg's pool logs each reconnect attempt and metalab each fallback; they would
+    bury the one line the command prints about what happened (``-v`` shows them).
+    """
+    loggers = [logging.getLogger(name) for name in ("metalab", "psycopg")]
+    saved = [logger.propagate for logger in loggers]
+    quiet = logging.NullHandler()
+    for logger in loggers:
+        logger.addHandler(quiet)
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, propagate in zip(loggers, saved, strict=True):
+            logger.removeHandler(quiet)
+            logger.propagate = propagate
 
 
 def _error(exc: BaseException, prefix: str = "") -> None:

@@ -17,6 +17,7 @@ password becomes ``***``), including in ``repr``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 import os
 import re
@@ -66,6 +67,81 @@ _FILE_ROOT_HINT: Final = (
     "('postgresql://host/db?file_root=/path/to/files') or as a keyword "
     "(file_root='/path/to/files')"
 )
+
+
+#: libpq's connection keywords (its documentation, "Parameter Key Words"). A key that
+#: is neither one of these nor metalab's, but close to one, is a typo.
+_LIBPQ_KEYS: Final = frozenset(
+    [
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "password",
+        "passfile",
+        "require_auth",
+        "channel_binding",
+        "connect_timeout",
+        "client_encoding",
+        "options",
+        "application_name",
+        "fallback_application_name",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "replication",
+        "gssencmode",
+        "sslmode",
+        "requiressl",
+        "sslnegotiation",
+        "sslcompression",
+        "sslcert",
+        "sslkey",
+        "sslkeylogfile",
+        "sslpassword",
+        "sslcertmode",
+        "sslrootcert",
+        "sslcrl",
+        "sslcrldir",
+        "sslsni",
+        "requirepeer",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "min_protocol_version",
+        "max_protocol_version",
+        "krbsrvname",
+        "gsslib",
+        "gssdelegation",
+        "service",
+        "target_session_attrs",
+        "load_balance_hosts",
+        "oauth_issuer",
+        "oauth_client_id",
+        "oauth_client_secret",
+        "oauth_scope",
+    ]
+)
+
+
+def _check_libpq_key(key: str, where: str) -> None:
+    """Refuse a locator option that looks like a misspelt one (``shema``, ``sslmod``).
+
+    A key close to none is left to libpq, whose newer versions may know keys that
+    this list does not.
+
+    Raises:
+        LocatorError: ``key`` is no known option but close to one.
+    """
+    if key in _LIBPQ_KEYS:
+        return
+    close = difflib.get_close_matches(key, [*METALAB_PARAMS, *_LIBPQ_KEYS], n=1, cutoff=0.75)
+    if close:
+        raise LocatorError(
+            f"unknown option {key!r} in the locator {where!r}; did you mean {close[0]!r}?"
+        )
 
 
 def _split_query(uri: str) -> tuple[str, list[str]]:
@@ -256,6 +332,7 @@ class PostgresStoreConfig(StoreConfig):
             if key in METALAB_PARAMS:
                 ours[key] = unquote(pair.partition("=")[2])
             else:
+                _check_libpq_key(key, info.redacted())
                 libpq.append(pair)
         values: dict[str, Any] = {
             "connection_string": base + ("?" + "&".join(libpq) if libpq else "")

@@ -5,13 +5,17 @@ A :class:`Database` owns one :class:`~psycopg_pool.ConnectionPool`, opened expli
 :class:`psycopg.OperationalError` and :class:`psycopg_pool.PoolTimeout` mean "the
 server cannot be reached"; :meth:`Database.run` re-raises them as
 :class:`~metalab.errors.IndexUnavailableError` with the connection string redacted.
-Every other database error is a bug and propagates.
+Every other database error is a bug and propagates. Before its pool, a Database
+connects once directly, so that a mistake waiting cannot fix (no such database, user
+or host, a refused password) is a :class:`~metalab.errors.ConfigError` at once, and an
+unreachable server is reported within ``connect_timeout``, not the pool's timeout.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from metalab.errors import IndexUnavailableError
+from metalab.errors import ConfigError, IndexUnavailableError
 from metalab.store.locator import redact
 
 __all__ = ["Connection", "Database"]
@@ -34,6 +38,41 @@ Connection = psycopg.Connection[TupleRow]
 
 _RETRY_AFTER: Final = 5.0
 """Seconds during which calls skip a server that just failed to answer."""
+
+_SYNC_HINT: Final = (
+    "a sync brings the index up to date (store.sync_index(), or the command "
+    "'metalab store sync-index LOCATOR')"
+)
+
+
+# What libpq and the server say when a connection can never succeed as configured,
+# and what to tell the user instead (their text may quote the user or database name,
+# which is fine, but never the password).
+_PERMANENT: Final = (
+    (re.compile(r'database "(?P<name>[^"]*)" does not exist'), "database {name!r} does not exist"),
+    (re.compile(r'role "(?P<name>[^"]*)" does not exist'), "role {name!r} does not exist"),
+    (re.compile(r"password authentication failed"), "the password was refused"),
+    (re.compile(r"no password supplied"), "the server wants a password and none was given"),
+    (re.compile(r"authentication failed"), "authentication failed"),
+    (re.compile(r"no pg_hba\.conf entry"), "the server's pg_hba.conf refuses this connection"),
+    (
+        # Not "Temporary failure in name resolution": that one may pass.
+        re.compile(
+            r"(failed to resolve host|could not translate host name) ['\"](?P<name>[^'\"]*)"
+            r"['\"].*(Name or service not known|nodename nor servname|No address associated)"
+        ),
+        "host {name!r} is not known (DNS)",
+    ),
+)
+
+
+def _permanent_reason(message: str) -> str | None:
+    """Why a failed connection can never succeed as configured, or ``None``."""
+    for pattern, reason in _PERMANENT:
+        found = pattern.search(message)
+        if found is not None:
+            return reason.format(**found.groupdict())
+    return None
 
 
 class Database:
@@ -77,6 +116,7 @@ class Database:
         self._lock = threading.Lock()
         self._closed = False
         self._down_until = 0.0
+        self._last_reason = "no answer"
 
     def __repr__(self) -> str:
         return f"Database({self.redacted_conninfo!r}, name={self._name!r})"
@@ -90,8 +130,11 @@ class Database:
         """Open the pool and wait until it has ``min_size`` connections.
 
         Raises:
-            IndexUnavailableError: The server cannot be reached in time, libpq
-                cannot parse the connection string, or the database was closed.
+            ConfigError: libpq cannot parse the connection string, or the
+                connection can never succeed as configured (no such database, user
+                or host; a refused password).
+            IndexUnavailableError: The server cannot be reached in time, or the
+                database was closed.
         """
         with self._lock:
             if self._closed:
@@ -99,6 +142,7 @@ class Database:
             if self._pool is not None:
                 return
             self._check_conninfo()
+            self._probe()
             pool: ConnectionPool[Connection] = ConnectionPool(
                 self._conninfo,
                 open=False,
@@ -106,11 +150,7 @@ class Database:
                 max_size=self._max_size,
                 timeout=self._timeout,
                 name=self._name,
-                kwargs={
-                    "autocommit": True,
-                    # libpq counts whole seconds and treats 1 as 2.
-                    "connect_timeout": max(2, math.ceil(self._connect_timeout)),
-                },
+                kwargs={"autocommit": True, "connect_timeout": self._libpq_timeout()},
                 configure=self._configure,
             )
             try:
@@ -130,13 +170,44 @@ class Database:
         try:
             conninfo_to_dict(self._conninfo)
         except psycopg.ProgrammingError:
-            raise IndexUnavailableError(
+            raise ConfigError(
                 f"{self._describe} cannot be used: libpq cannot parse its connection "
                 "string (its message is not shown: it may quote the password); write "
                 "the scheme as lower-case postgresql:// or postgres://, and percent-encode "
                 "'/', '@', ':', '?', '#', '&', '=' and '%' in a user name, password or "
                 "query value"
             ) from None
+
+    def _probe(self) -> None:
+        """Connect once, directly, before the pool does.
+
+        A pool retries a failed connection in the background until its timeout, and
+        logs each failure; one direct attempt tells at once (within
+        ``connect_timeout``) whether waiting can help. A server that refuses or does
+        not answer is unavailable; a database, user or host that does not exist, or
+        a password that is refused, is a mistake in the locator.
+
+        Raises:
+            ConfigError: Waiting cannot help (see above).
+            IndexUnavailableError: The server does not answer now.
+        """
+        try:
+            conn = psycopg.connect(
+                self._conninfo, autocommit=True, connect_timeout=self._libpq_timeout()
+            )
+        except psycopg.OperationalError as exc:
+            reason = _permanent_reason(str(exc))
+            if reason is not None:
+                raise ConfigError(
+                    f"{self._describe} cannot be used: {reason}; waiting will not help, "
+                    "fix the locator"
+                ) from None
+            raise self._unavailable(exc) from exc
+        conn.close()
+
+    def _libpq_timeout(self) -> int:
+        # libpq counts whole seconds and treats 1 as 2.
+        return max(2, math.ceil(self._connect_timeout))
 
     def close(self) -> None:
         """Close the pool; calling it again does nothing."""
@@ -148,18 +219,21 @@ class Database:
 
     def _unavailable(self, exc: BaseException) -> IndexUnavailableError:
         self._down_until = time.monotonic() + _RETRY_AFTER
+        # libpq's message runs over lines ("\tIs the server running ...?"): the first
+        # says what happened.
+        lines = redact(str(exc)).strip().splitlines()
+        self._last_reason = lines[0].strip() if lines else type(exc).__name__
         return IndexUnavailableError(
-            f"{self._describe} cannot be reached: {redact(str(exc)).strip()}; the files "
-            "are unaffected, and store.sync_index() brings the index up to date once the "
-            "server is back"
+            f"{self._describe} cannot be reached ({self._last_reason}); the files are "
+            f"unaffected, and {_SYNC_HINT} once the server is back"
         )
 
     def _get_pool(self, *, force: bool) -> ConnectionPool[Connection]:
         if not force and time.monotonic() < self._down_until:
             raise IndexUnavailableError(
-                f"{self._describe} did not answer a moment ago; it is retried after "
-                f"{_RETRY_AFTER:g} seconds, and store.sync_index() brings it up to date "
-                "once the server is back"
+                f"{self._describe} did not answer a moment ago ({self._last_reason}); it "
+                f"is retried after {_RETRY_AFTER:g} seconds, and {_SYNC_HINT} once the "
+                "server is back"
             )
         pool = self._pool
         if pool is None:
