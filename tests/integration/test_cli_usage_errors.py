@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from metalab.cli._runs import short_ids
 from metalab.store import FileStoreConfig
 from metalab.testing.store import make_record
 
@@ -107,3 +110,83 @@ def test_a_missing_driver_is_one_line_with_the_command_that_installs_it(store: P
         "metalab: error: PostgresStore needs 'psycopg', which is not installed: "
         "pip install 'metalab[postgres]'\n"
     )
+
+
+class TestRunsLs:
+    """What a person looks for in ``runs ls``: short ids, seconds, chosen columns, a limit."""
+
+    @pytest.fixture
+    def sweep(self, tmp_path: Path) -> Path:
+        config = FileStoreConfig(root=str(tmp_path / "sweep"), experiment_id="s:1")
+        with config.connect() as files:
+            records = []
+            for i in range(60):
+                base = make_record("s:1", f"{i:04x}" + "ab" * 6)
+                params = {"lr": [0.1, 0.01][i % 2], "opt": "adam", "i": i}
+                record = msgspec.structs.replace(base, params=params)
+                if i == 7:
+                    record = record.failed(ValueError("diverged"), finished_at=record.started_at)
+                records.append(record)
+            files.put_run_records(records)
+        return tmp_path / "sweep"
+
+    def test_a_table_shows_short_ids_seconds_and_the_params_that_vary(self, sweep: Path) -> None:
+        proc = metalab_cli("runs", "ls", str(sweep), "--experiment", "s:1", "--sort", "params.i")
+        assert proc.returncode == 0, proc.stderr
+        header, first, *rest = proc.stdout.splitlines()
+        assert header.split() == [
+            "run_id", "status", "started_at", "duration_ms", "error", "params.i", "params.lr",
+            "metrics.loss", "metrics.ok", "metrics.steps",
+        ]  # fmt: skip
+        # 'opt' is the same in every run: not a column. Ids: 8 characters.
+        assert first.split()[:4] == ["0000abab", "success", "2024-05-06", "07:08:09"]
+        failed = next(line for line in rest if line.startswith("0007abab"))
+        assert failed.split()[1] == "failed"
+        assert "ValueError" in failed.split()
+        assert len(rest) == 49  # the default limit, 50
+        assert proc.stderr == "metalab: 50 of 60 runs shown; --limit N or --all shows more\n"
+
+    def test_all_and_limit(self, sweep: Path) -> None:
+        every = metalab_cli("runs", "ls", str(sweep), "--experiment", "s:1", "--all")
+        assert len(every.stdout.splitlines()) == 61
+        assert every.stderr == ""
+        three = metalab_cli("runs", "ls", str(sweep), "--experiment", "s:1", "--limit", "3")
+        assert len(three.stdout.splitlines()) == 4
+        assert "3 of 60 runs shown" in three.stderr
+        both = metalab_cli("runs", "ls", str(sweep), "--limit", "3", "--all")
+        assert both.returncode == 2
+
+    def test_chosen_columns_and_json_keep_ids_and_times_whole(self, sweep: Path) -> None:
+        proc = metalab_cli(
+            "runs", "ls", str(sweep), "--experiment", "s:1", "--columns", "status,params.lr",
+            "--where", "params.i == 7", "--format", "json",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == [
+            {"run_id": "0007" + "ab" * 6, "status": "failed", "params.lr": 0.01,
+             "error": "ValueError"},
+        ]  # fmt: skip
+
+    def test_an_unknown_column_is_a_usage_error(self, sweep: Path) -> None:
+        proc = metalab_cli("runs", "ls", str(sweep), "--columns", "status,lr")
+        assert proc.returncode == 2
+        assert "--columns: unknown column 'lr'; use params.NAME" in proc.stderr
+
+    def test_a_closed_pipe_ends_quietly(self, sweep: Path) -> None:
+        command = f"{sys.executable} -m metalab runs ls {sweep} --all | head -1"
+        proc = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == ""
+        assert proc.stdout.startswith("run_id")
+
+
+def test_short_ids_grow_only_where_they_must() -> None:
+    ids = ["abcdef0123", "abcdef0199", "ffff00001111", "abcdef01"]
+    assert short_ids(ids) == {
+        "abcdef0123": "abcdef012",
+        "abcdef0199": "abcdef019",
+        "ffff00001111": "ffff0000",
+        "abcdef01": "abcdef01",
+    }

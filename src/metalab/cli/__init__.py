@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import difflib
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -107,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("metalab: interrupted\n")
         return 130
+    except BrokenPipeError:
+        # The reader went away (| head): stop quietly, and keep Python from
+        # complaining when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the CLI boundary reports, never dumps a traceback
         _error(exc, prefix=f"unexpected {type(exc).__name__}: ")
         return EXIT_PROBLEMS

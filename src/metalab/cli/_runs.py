@@ -4,18 +4,36 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
 
 from metalab.cli._output import emit_rows, non_negative_int
 from metalab.cli._session import files_of, require_readable
-from metalab.errors import CorruptRecordError
+from metalab.errors import ConfigError, CorruptRecordError
 from metalab.query import build_query, select
-from metalab.records import RunRecord
+from metalab.records import MetricValue, RunRecord
 from metalab.store import SupportsQuery, coerce_store_config, derived_lookup, select_runs
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "short_ids"]
 
-_FIXED = ("run_id", "status", "started_at", "duration_ms")
+DEFAULT_LIMIT: Final = 50
+"""Runs listed when neither ``--limit`` nor ``--all`` is given."""
+
+SHORT_ID: Final = 8
+"""Characters of a run id shown in a table (more where 8 do not tell runs apart)."""
+
+_RECORD_FIELDS: Final = (
+    "run_id",
+    "experiment_id",
+    "status",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "error",
+    "tags",
+)
+
+Derived = Callable[[RunRecord], Mapping[str, MetricValue] | None]
 
 
 def add_parser(commands: Any) -> None:
@@ -25,11 +43,17 @@ def add_parser(commands: Any) -> None:
     ls = sub.add_parser(
         "ls",
         help="list the runs of an experiment",
-        description="List runs. --where takes the query language of metalab.query, e.g. "
-        '"params.lr < 0.01 and metrics.acc >= 0.9".',
-        epilog="Exit status: 0 on success; 1 when a record cannot be decoded (each such "
+        description="List runs, in the order of --sort (else as the store lists them). "
+        "--where takes the query language of metalab.query, e.g. "
+        '"params.lr < 0.01 and metrics.acc >= 0.9". A table shows run ids by their '
+        f"first {SHORT_ID} characters (more where needed to tell them apart) and times "
+        "in UTC to the second; csv and json keep them whole.",
+        epilog="Example: metalab runs ls ./experiments --experiment mnist:1.0 "
+        "--where 'status == \"success\"' --sort=-metrics.acc --columns params.lr,metrics.acc"
+        "\n\nExit status: 0 on success; 1 when a record cannot be decoded (each such "
         "file is named on stderr with the reason, and the other runs are listed) or the "
         "command failed; 2 for usage errors.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ls.add_argument("locator", help="a path, file:// or postgresql:// locator")
     ls.add_argument(
@@ -44,31 +68,113 @@ def add_parser(commands: Any) -> None:
         action="append",
         help="sort key, e.g. 'metrics.acc desc' or --sort=-metrics.acc (repeatable)",
     )
-    ls.add_argument("--limit", type=non_negative_int, metavar="N", help="at most N runs")
+    ls.add_argument(
+        "--columns",
+        metavar="COLS",
+        help="comma-separated columns after the run id, e.g. status,params.lr,metrics.acc "
+        "(default: status, start, duration, the error type if a run failed, the params "
+        "that differ between the runs listed, and the metrics)",
+    )
+    count = ls.add_mutually_exclusive_group()
+    count.add_argument(
+        "--limit",
+        type=non_negative_int,
+        metavar="N",
+        help=f"at most N runs (default: {DEFAULT_LIMIT}; a note on stderr says how many "
+        "were left out)",
+    )
+    count.add_argument("--all", action="store_true", help="every matching run")
     ls.add_argument(
         "--format", choices=("table", "csv", "json"), default="table", help="output format"
     )
     ls.set_defaults(handler=_ls)
 
 
-def _row(
-    record: RunRecord, params: list[str], metrics: list[str], *, experiment: bool
-) -> list[Any]:
+def short_ids(run_ids: Sequence[str]) -> dict[str, str]:
+    """Map each run id to a prefix that tells it from the others, as git shortens ids.
+
+    The prefix has :data:`SHORT_ID` characters, or one more than the id shares with
+    any other of ``run_ids``.
+    """
+    ordered = sorted(set(run_ids))
+    short: dict[str, str] = {}
+    for i, run_id in enumerate(ordered):
+        # Sorted ids share their longest prefixes with their neighbours.
+        shared = max(
+            (_common(run_id, ordered[j]) for j in (i - 1, i + 1) if 0 <= j < len(ordered)),
+            default=0,
+        )
+        short[run_id] = run_id[: max(SHORT_ID, shared + 1)]
+    return short
+
+
+def _common(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _value(record: RunRecord, column: str, derived: Derived) -> Any:
+    namespace, _, key = column.partition(".")
+    if namespace == "params" and key:
+        return record.params.get(key)
+    if namespace == "metrics" and key:
+        return record.metrics.get(key)
+    if namespace == "derived" and key:
+        found = derived(record)
+        return None if found is None else found.get(key)
+    if column == "error":
+        return None if record.error is None else record.error.type
+    if column == "tags":
+        return list(record.tags)
+    return getattr(record, column)
+
+
+def _default_columns(records: Sequence[RunRecord], *, experiment: bool) -> list[str]:
+    params = sorted({k for r in records for k in r.params})
+    if len(records) > 1:
+        # A param every run has with one value says nothing about the runs listed.
+        params = [k for k in params if len({repr(r.params.get(k, _MISSING)) for r in records}) > 1]
+    metrics = sorted({k for r in records for k in r.metrics})
     return [
-        record.run_id,
-        *([record.experiment_id] if experiment else []),
-        record.status,
-        record.started_at.isoformat(),
-        record.duration_ms,
-        *(record.params.get(k) for k in params),
-        *(record.metrics.get(k) for k in metrics),
+        *(["experiment_id"] if experiment else []),
+        "status",
+        "started_at",
+        "duration_ms",
+        *(["error"] if any(r.error is not None for r in records) else []),
+        *(f"params.{k}" for k in params),
+        *(f"metrics.{k}" for k in metrics),
     ]
 
 
+_MISSING: Final = object()
+
+
+def _chosen_columns(text: str) -> list[str]:
+    columns = [c.strip() for c in text.split(",") if c.strip()]
+    if not columns:
+        raise ConfigError("--columns needs at least one column, e.g. --columns status,metrics.acc")
+    for column in columns:
+        namespace, dot, key = column.partition(".")
+        if dot and namespace in ("params", "metrics", "derived") and key:
+            continue
+        if not dot and column in _RECORD_FIELDS:
+            continue
+        raise ConfigError(
+            f"--columns: unknown column {column!r}; use params.NAME, metrics.NAME, "
+            f"derived.NAME or one of {', '.join(_RECORD_FIELDS)}"
+        )
+    return [c for c in columns if c != "run_id"]
+
+
 def _ls(args: argparse.Namespace) -> int:
-    query = build_query(args.where, order_by=args.sort, limit=args.limit)
+    query = build_query(args.where, order_by=args.sort)
     config = coerce_store_config(args.locator, experiment_id=args.experiment)
     require_readable(config)
+    chosen = _chosen_columns(args.columns) if args.columns is not None else None
     problems: list[str] = []
     with config.connect() as store:
         try:
@@ -85,13 +191,44 @@ def _ls(args: argparse.Namespace) -> int:
             scan = files.scan_run_records(config.experiment_id)
             records = select(scan.records, query, derived_lookup(store, config.experiment_id))
             problems = [str(problem) for problem in scan.problems]
-    params = sorted({k for r in records for k in r.params})
-    metrics = sorted({k for r in records for k in r.metrics})
-    # Runs of a whole collection: which experiment each belongs to is a column.
-    experiment = not config.is_scoped
-    fixed = [_FIXED[0], *(["experiment_id"] if experiment else []), *_FIXED[1:]]
-    columns = [*fixed, *(f"params.{k}" for k in params), *(f"metrics.{k}" for k in metrics)]
-    rows = [_row(r, params, metrics, experiment=experiment) for r in records]
-    emit_rows(columns, rows, args.format)
+        limit = None if args.all else (DEFAULT_LIMIT if args.limit is None else args.limit)
+        shown = records if limit is None else records[:limit]
+        columns = chosen or _default_columns(shown, experiment=not config.is_scoped)
+        if any(c.startswith("derived.") for c in columns):
+            derived = derived_lookup(store, config.experiment_id)
+        else:
+            derived = _no_derived
+        rows = [[r.run_id, *(_value(r, c, derived) for c in columns)] for r in shown]
+    if args.format == "table":
+        rows = _for_the_eye(rows, ["run_id", *columns])
+    if args.format == "json" and "error" not in columns:
+        columns.append("error")  # json always says why a run failed
+        for row, record in zip(rows, shown, strict=True):
+            row.append(_value(record, "error", _no_derived))
+    emit_rows(["run_id", *columns], rows, args.format)
+    left_out = len(records) - len(shown)
+    if left_out:
+        sys.stderr.write(
+            f"metalab: {len(shown)} of {len(records)} runs shown; --limit N or --all shows more\n"
+        )
     sys.stderr.writelines(f"metalab: problem: {problem}\n" for problem in problems)
     return 1 if problems else 0
+
+
+def _no_derived(_record: RunRecord) -> None:
+    return None
+
+
+def _for_the_eye(rows: list[list[Any]], columns: list[str]) -> list[list[Any]]:
+    """Short run ids and times to the second, for a table read by a person."""
+    short = short_ids([row[0] for row in rows])
+    times = {i for i, c in enumerate(columns) if c in ("started_at", "finished_at")}
+    out = []
+    for row in rows:
+        cells = list(row)
+        cells[0] = short[cells[0]]
+        for i in times:
+            if cells[i] is not None:
+                cells[i] = cells[i].replace(microsecond=0).strftime("%Y-%m-%d %H:%M:%S")
+        out.append(cells)
+    return out
