@@ -488,7 +488,20 @@ def leaf_commands() -> list[tuple[str, ...]]:
 Argv = Callable[[str, Path], list[list[str]]]
 """Given a locator and a FileStore collection holding ``EXP``: the argument lists."""
 
+LIVE_RUN: Final = "canary0000000001"
+"""The run of the live store, with an artifact ``model``."""
+
 LOCATOR_ARGS: Final[dict[tuple[str, ...], Argv]] = {
+    ("artifacts", "get"): lambda loc, files: [
+        [loc, LIVE_RUN, "model", "-o", "-"],
+        [str(files), LIVE_RUN, loc],
+    ],
+    ("artifacts", "ls"): lambda loc, _files: [[loc, LIVE_RUN], [loc, LIVE_RUN, "--json"]],
+    ("runs", "show"): lambda loc, files: [
+        [loc, LIVE_RUN],
+        [loc, LIVE_RUN[:8], "--json"],
+        [str(files), LIVE_RUN, "--lines", loc],
+    ],
     ("runs", "ls"): lambda loc, files: [
         [loc],
         [loc, "--experiment", EXP, "--format", "json"],
@@ -571,7 +584,8 @@ def live_collection(canary_url: str, tmp_path_factory: pytest.TempPathFactory) -
     root = tmp_path_factory.mktemp("live")
     locator = live_locator(canary_url, schema, root / "files")
     with parse_to_config(locator, experiment_id=EXP).connect() as store:
-        store.put_run_record(make_record(EXP))
+        store.put_run_record(make_record(EXP, LIVE_RUN))
+        store.put_artifact(LIVE_RUN, "model", b"weights")
     return locator, file_source(root / "collection")
 
 

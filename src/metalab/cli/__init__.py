@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Final, NoReturn
 
 from metalab._version import __version__
-from metalab.cli import _runs, _store
+from metalab.cli import _runs, _show, _store
 from metalab.errors import (
     CapabilityError,
     ConfigError,
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _store.add_parser(commands)
     _runs.add_parser(commands)
+    _show.add_artifacts_parser(commands)
     return parser
 
 

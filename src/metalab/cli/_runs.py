@@ -9,6 +9,7 @@ from typing import Any, Final
 
 from metalab.cli._output import emit_rows, non_negative_int
 from metalab.cli._session import files_of, require_readable
+from metalab.cli._show import add_show_parser
 from metalab.errors import ConfigError, CorruptRecordError
 from metalab.query import build_query, select
 from metalab.records import MetricValue, RunRecord
@@ -88,6 +89,7 @@ def add_parser(commands: Any) -> None:
         "--format", choices=("table", "csv", "json"), default="table", help="output format"
     )
     ls.set_defaults(handler=_ls)
+    add_show_parser(sub)
 
 
 def short_ids(run_ids: Sequence[str]) -> dict[str, str]:
