@@ -111,6 +111,7 @@ GROUPS: dict[str, Group] = {
         modules=("src/metalab/query/sql.py",),
         tests=(
             "tests/integration/test_query_engines.py",
+            "tests/integration/test_query_engines_corners.py",
             "tests/integration/test_postgres_collation.py",
             "tests/integration/test_postgres_strings.py",
             "tests/property/test_query_engines_agree.py",
