@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 problems found or the operation failed, 2 usage errors (bad
 arguments, a locator that cannot be parsed, a store lacking the capability a command
-needs, an optional dependency that is not installed). Errors go to stderr as one readable line; ``--json`` output goes to stdout.
+needs, an optional dependency that is not installed). Errors go to stderr as one
+readable line; ``--json`` output goes to stdout.
 """
 
 from __future__ import annotations
