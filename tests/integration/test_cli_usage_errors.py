@@ -40,10 +40,7 @@ def last_line(proc: subprocess.CompletedProcess[str]) -> str:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (
-            ["stor", "ls"],
-            "invalid choice: 'stor' (choose from 'store', 'runs'); did you mean 'store'?",
-        ),
+        (["stor", "ls"], "did you mean 'store'?"),
         (["store", "lss"], "did you mean 'ls'?"),
         (["store", "verfy"], "did you mean 'verify'?"),
         (["runs", "lst"], "did you mean 'ls'?"),
@@ -53,6 +50,7 @@ def test_a_mistyped_subcommand_suggests_the_closest(args: list[str], expected: s
     proc = metalab_cli(*args)
     assert proc.returncode == 2
     assert proc.stdout == ""
+    assert "invalid choice: " in last_line(proc)
     assert last_line(proc).endswith(expected)
 
 
