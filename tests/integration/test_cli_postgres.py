@@ -213,6 +213,11 @@ class TestVerifyAndRepair:
         proc = metalab("store", "rebuild-index", _locator(filled))
         assert proc.returncode == 0, proc.stderr
         assert "indexed 6 record(s)" in proc.stdout
+        as_json = metalab("store", "rebuild-index", _locator(filled), "--json")
+        assert as_json.returncode == 0, as_json.stderr
+        report = json.loads(as_json.stdout)
+        assert report["indexed"] == 6
+        assert report["seconds"] >= 0
 
 
 class TestExportBothWays:

@@ -188,3 +188,37 @@ def test_short_ids_grow_only_where_they_must() -> None:
         "ffff00001111": "ffff0000",
         "abcdef01": "abcdef01",
     }
+
+
+def leaf_commands() -> list[list[str]]:
+    """Every subcommand, read from the parser (a new one is covered without a change here)."""
+    import argparse  # noqa: PLC0415 -- only the parser walk needs it
+
+    from metalab.cli import build_parser  # noqa: PLC0415
+
+    def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> list[list[str]]:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return [prefix]
+        return [
+            command
+            for name, child in subs[0].choices.items()
+            for command in walk(child, [*prefix, name])
+        ]
+
+    return walk(build_parser(), [])
+
+
+@pytest.mark.parametrize("command", leaf_commands(), ids=" ".join)
+def test_every_subcommand_has_an_example_in_its_help(command: list[str]) -> None:
+    proc = metalab_cli(*command, "--help")
+    assert proc.returncode == 0
+    flat = " ".join(proc.stdout.split())
+    assert f"Example: metalab {' '.join(command)} " in flat, proc.stdout
+
+
+def test_rebuild_index_speaks_json(store: Path) -> None:
+    # A FileStore has no index: the JSON flag is accepted, and the error is the usual one.
+    proc = metalab_cli("store", "rebuild-index", str(store), "--json")
+    assert proc.returncode == 2
+    assert "SupportsIndexRebuild" in proc.stderr

@@ -63,7 +63,12 @@ def add_parser(commands: Any) -> None:
     store = commands.add_parser("store", help="inspect, copy and repair stores")
     sub = store.add_subparsers(dest="store_command", metavar="SUBCOMMAND", required=True)
 
-    export = sub.add_parser("export", help="copy experiments from one store to another")
+    export = sub.add_parser(
+        "export",
+        help="copy experiments from one store to another",
+        epilog="Example: metalab store export --from ./experiments "
+        "--to 'postgresql://lab@db/metalab?file_root=/data/experiments' --experiment mnist:1.0",
+    )
     export.add_argument("--from", dest="source", required=True, metavar="SRC", help="source")
     export.add_argument("--to", dest="destination", required=True, metavar="DST", help="target")
     export.add_argument("--experiment", metavar="ID", help="only this experiment")
@@ -74,13 +79,21 @@ def add_parser(commands: Any) -> None:
     export.add_argument("--json", action="store_true", help="print the report as JSON")
     export.set_defaults(handler=_export)
 
-    ls = sub.add_parser("ls", help="experiments with run counts by status", epilog=_EXIT_STATUS)
+    ls = sub.add_parser(
+        "ls",
+        help="experiments with run counts by status",
+        epilog="Example: metalab store ls ./experiments --json\n\n" + _EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ls.add_argument("locator", help="a path, file:// or postgresql:// locator")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(handler=_ls)
 
     info = sub.add_parser(
-        "info", help="backend, layout version, sizes, index state", epilog=_EXIT_STATUS
+        "info",
+        help="backend, layout version, sizes, index state",
+        epilog="Example: metalab store info ./experiments\n\n" + _EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     info.add_argument("locator")
     info.add_argument("--json", action="store_true", help="print JSON")
@@ -89,18 +102,31 @@ def add_parser(commands: Any) -> None:
     verify = sub.add_parser(
         "verify",
         help="check every record, artifact hash and the index; changes nothing",
-        epilog=_EXIT_STATUS,
+        epilog="Example: metalab store verify ./experiments --experiment mnist:1.0\n\n"
+        + _EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verify.add_argument("locator")
     verify.add_argument("--experiment", metavar="ID", help="only this experiment")
     verify.add_argument("--json", action="store_true", help="print JSON")
     verify.set_defaults(handler=_verify)
 
-    rebuild = sub.add_parser("rebuild-index", help="rebuild the index from the files")
+    rebuild = sub.add_parser(
+        "rebuild-index",
+        help="rebuild the index from the files",
+        epilog="Example: metalab store rebuild-index "
+        "'postgresql://lab@db/metalab?file_root=/data/experiments' --json",
+    )
     rebuild.add_argument("locator")
+    rebuild.add_argument("--json", action="store_true", help="print JSON")
     rebuild.set_defaults(handler=_rebuild)
 
-    sync = sub.add_parser("sync-index", help="index what changed in the files")
+    sync = sub.add_parser(
+        "sync-index",
+        help="index what changed in the files",
+        epilog="Example: metalab store sync-index "
+        "'postgresql://lab@db/metalab?file_root=/data/experiments'",
+    )
     sync.add_argument("locator")
     sync.add_argument("--json", action="store_true", help="print JSON")
     sync.set_defaults(handler=_sync)
@@ -118,7 +144,8 @@ def add_parser(commands: Any) -> None:
         "reported as 'cannot tell whether it is alive' and left alone unless "
         "--include-unknown is given. A run that finishes, or is started again, while gc "
         "runs is kept. Nothing is removed without --apply.",
-        epilog=_EXIT_STATUS,
+        epilog="Example: metalab store gc ./experiments --older-than 7d (then again with "
+        "--apply). " + _EXIT_STATUS,
     )
     gc.add_argument("locator")
     gc.add_argument(
@@ -372,9 +399,13 @@ def _rebuild(args: argparse.Namespace) -> int:
         if not isinstance(store, SupportsIndexRebuild):
             raise _missing(store, "SupportsIndexRebuild", "metalab store rebuild-index")
         start = time.perf_counter()
-        with progress_bar("rebuilding index", enabled=True) as progress:
+        with progress_bar("rebuilding index", enabled=not args.json) as progress:
             count = store.rebuild_index(progress=progress)
-    sys.stdout.write(f"indexed {count} record(s) in {time.perf_counter() - start:.1f} s\n")
+    seconds = time.perf_counter() - start
+    if args.json:
+        emit_json({"indexed": count, "seconds": round(seconds, 3)})
+    else:
+        sys.stdout.write(f"indexed {count} record(s) in {seconds:.1f} s\n")
     return 0
 
 
