@@ -119,3 +119,75 @@ def test_the_queries_that_can_never_match_match_nothing(
             assert store.query_runs(build_query(expr)) == [], str(expr)
         everything = store.query_runs(build_query(~(F.status == True)))
     assert len(everything) == len(records)
+
+
+def _nested_records() -> list[RunRecord]:
+    shapes: list[dict[str, JSONValue]] = [
+        {"a": [10, 20], "deep": {"b": {"c": 1}}},  # a list where a path expects a mapping
+        {"a": {"0": 10}, "deep": {"b": [1]}},
+        {"a": {"0": 20, "1": 10}, "deep": {"b": {"c": 2}}},
+        {"a": 10, "deep": 5},
+    ]
+    return [
+        RunRecord.running(
+            run_id=f"nested{i:010d}",
+            experiment_id=EXP,
+            params=params,
+            started_at=T0 + dt.timedelta(minutes=i),
+            tags=("x",) if i % 2 else (),
+        ).succeeded(metrics={"m": float(i)}, finished_at=T0 + dt.timedelta(minutes=i, seconds=1))
+        for i, params in enumerate(shapes)
+    ]
+
+
+def _nested_queries() -> list[Query]:
+    exprs: list[Expr] = [
+        # Python walks mappings only: "0" is a key, never an index into a list.
+        F.params["a"]["0"] == 10,
+        F.params["a"]["1"] == 10,
+        F.params["a"]["0"].exists(),
+        F.params["deep"]["b"]["c"] == 1,
+        F.params["deep"]["b"]["c"] >= 1,
+        F.params["deep"]["b"]["0"] == 1,
+        F.params["deep"]["b"]["c"].exists(),
+        # exists on columns that are never empty, and on the tags list.
+        F.status.exists(),
+        F.run_id.exists(),
+        F.experiment_id.exists(),
+        F.tags.exists(),
+        ~F.tags.exists(),
+        ~F.status.exists(),
+        # The tags list compared as a whole: never equal to a string, in both engines.
+        F.tags == "x",
+        F.tags != "x",
+        F.tags.is_in(["x"]),
+        F.tags.not_in(["x"]),
+    ]
+    return [build_query(expr) for expr in exprs]
+
+
+def test_paths_through_lists_and_exists_on_columns_answer_as_python(
+    postgres_config: PostgresStoreConfig,
+) -> None:
+    records = _nested_records()
+    with postgres_config.scoped(EXP).connect() as store:
+        assert isinstance(store, SupportsQuery)
+        store.put_run_records(records)
+        wrong = query_disagreements(store, records, _nested_queries())
+    assert not wrong, "\n".join(wrong)
+
+
+def test_an_unscoped_query_without_a_filter_lists_every_run(
+    postgres_config: PostgresStoreConfig,
+) -> None:
+    records = _nested_records()
+    other = [
+        RunRecord.running(run_id=f"other{i:011d}", experiment_id="other:1", started_at=T0)
+        for i in range(2)
+    ]
+    with postgres_config.connect() as store:
+        assert isinstance(store, SupportsQuery)
+        store.put_run_records(records + other)
+        queries = [build_query(None, order_by="run_id"), build_query(None, limit=3)]
+        wrong = query_disagreements(store, records + other, queries)
+    assert not wrong, "\n".join(wrong)
