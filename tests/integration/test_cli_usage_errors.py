@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from metalab.cli._runs import short_ids
+from metalab._display import short_ids
 from metalab.store import FileStoreConfig
 from metalab.testing.store import make_record
 

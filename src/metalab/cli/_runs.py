@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
+from metalab._display import SHORT_ID, short_ids
 from metalab.cli._output import emit_rows, non_negative_int
 from metalab.cli._session import files_of, require_readable
 from metalab.cli._show import add_show_parser
@@ -15,13 +16,10 @@ from metalab.query import build_query, select
 from metalab.records import MetricValue, RunRecord
 from metalab.store import SupportsQuery, coerce_store_config, derived_lookup, select_runs
 
-__all__ = ["add_parser", "short_ids"]
+__all__ = ["add_parser"]
 
 DEFAULT_LIMIT: Final = 50
 """Runs listed when neither ``--limit`` nor ``--all`` is given."""
-
-SHORT_ID: Final = 8
-"""Characters of a run id shown in a table (more where 8 do not tell runs apart)."""
 
 _RECORD_FIELDS: Final = (
     "run_id",
@@ -90,33 +88,6 @@ def add_parser(commands: Any) -> None:
     )
     ls.set_defaults(handler=_ls)
     add_show_parser(sub)
-
-
-def short_ids(run_ids: Sequence[str]) -> dict[str, str]:
-    """Map each run id to a prefix that tells it from the others, as git shortens ids.
-
-    The prefix has :data:`SHORT_ID` characters, or one more than the id shares with
-    any other of ``run_ids``.
-    """
-    ordered = sorted(set(run_ids))
-    short: dict[str, str] = {}
-    for i, run_id in enumerate(ordered):
-        # Sorted ids share their longest prefixes with their neighbours.
-        shared = max(
-            (_common(run_id, ordered[j]) for j in (i - 1, i + 1) if 0 <= j < len(ordered)),
-            default=0,
-        )
-        short[run_id] = run_id[: max(SHORT_ID, shared + 1)]
-    return short
-
-
-def _common(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _value(record: RunRecord, column: str, derived: Derived) -> Any:

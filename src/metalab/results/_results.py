@@ -7,8 +7,9 @@ import datetime as dt
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Self, overload
+from typing import TYPE_CHECKING, Final, Self, overload
 
+from metalab._display import html_table, short_ids
 from metalab._optional import require
 from metalab.errors import CapabilityError, ExperimentNotFoundError
 from metalab.query import And, Expr, F, OrderBy, Query, build_query, select
@@ -48,6 +49,10 @@ def _matches(value: object, expected: object) -> bool:
     if callable(expected):
         return bool(expected(value))
     return value == expected
+
+
+_HTML_ROWS: Final = 20
+"""Runs a notebook shows of a :class:`Results` (``to_dataframe()`` has them all)."""
 
 
 class Results(Sequence[Run]):
@@ -122,6 +127,32 @@ class Results(Sequence[Run]):
             counts[record.status] = counts.get(record.status, 0) + 1
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         return f"<Results: {len(self._records)} runs{': ' + summary if summary else ''}>"
+
+    def _repr_html_(self) -> str:
+        """The first runs as a table (notebooks): short ids, the params that differ."""
+        shown = self._records[:_HTML_ROWS]
+        params = sorted({k for r in shown for k in r.params})
+        if len(shown) > 1:
+            params = [k for k in params if len({repr(r.params.get(k)) for r in shown}) > 1]
+        metrics = sorted({k for r in shown for k in r.metrics})
+        short = short_ids([r.run_id for r in self._records])
+        columns = ["run", "status", "started", "duration_ms", "error"]
+        columns += [f"params.{k}" for k in params] + [f"metrics.{k}" for k in metrics]
+        rows = [
+            [
+                short[r.run_id],
+                r.status,
+                r.started_at,
+                r.duration_ms,
+                None if r.error is None else r.error.type,
+                *(r.params.get(k) for k in params),
+                *(r.metrics.get(k) for k in metrics),
+            ]
+            for r in shown
+        ]
+        left = len(self._records) - len(shown)
+        note = f"{left} more runs not shown; to_dataframe() has them all" if left else ""
+        return html_table(columns, rows, caption=repr(self), note=note)
 
     def get(self, run_id: str) -> Run | None:
         """Return the run with id ``run_id``, or ``None``."""

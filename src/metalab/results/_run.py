@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
+from metalab._display import html_table
 from metalab.records import (
     ArtifactDescriptor,
     ErrorInfo,
@@ -36,6 +37,25 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {self._record.run_id[:12]} {self._record.status} params={self.params!r}>"
+
+    def _repr_html_(self) -> str:
+        """The run as a two-column table (notebooks)."""
+        r = self._record
+        rows: list[list[object]] = [
+            ["experiment", r.experiment_id],
+            ["status", r.status],
+            ["started", r.started_at],
+            ["finished", r.finished_at],
+            ["duration_ms", r.duration_ms],
+        ]
+        if r.error is not None:
+            rows.append(["error", f"{r.error.type}: {r.error.message}"])
+        if r.tags:
+            rows.append(["tags", ", ".join(r.tags)])
+        rows += [[f"params.{k}", v] for k, v in sorted(r.params.items())]
+        rows += [[f"metrics.{k}", v] for k, v in sorted(r.metrics.items())]
+        rows += [[f"derived.{k}", v] for k, v in sorted(self.derived.items())]
+        return html_table(["field", "value"], rows, caption=f"Run {r.run_id}")
 
     @property
     def record(self) -> RunRecord:

@@ -1,0 +1,68 @@
+"""Showing runs to a person: short run ids, and small HTML tables for notebooks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import math
+from collections.abc import Sequence
+from typing import Final
+
+__all__ = ["SHORT_ID", "html_table", "short_ids", "shown"]
+
+SHORT_ID: Final = 8
+"""Characters of a run id shown to a person (more where 8 do not tell runs apart)."""
+
+
+def short_ids(run_ids: Sequence[str]) -> dict[str, str]:
+    """Map each run id to a prefix that tells it from the others, as git shortens ids.
+
+    The prefix has :data:`SHORT_ID` characters, or one more than the id shares with
+    any other of ``run_ids``.
+    """
+    ordered = sorted(set(run_ids))
+    short: dict[str, str] = {}
+    for i, run_id in enumerate(ordered):
+        # Sorted ids share their longest prefixes with their neighbours.
+        shared = max(
+            (_common(run_id, ordered[j]) for j in (i - 1, i + 1) if 0 <= j < len(ordered)),
+            default=0,
+        )
+        short[run_id] = run_id[: max(SHORT_ID, shared + 1)]
+    return short
+
+
+def _common(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def shown(value: object) -> str:
+    """A value as one short cell: times to the second, floats to 6 digits, None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.replace(microsecond=0).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def html_table(
+    columns: Sequence[str], rows: Sequence[Sequence[object]], *, caption: str, note: str = ""
+) -> str:
+    """A compact HTML table (every cell escaped), for ``_repr_html_``."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(shown(v))}</td>" for v in row) + "</tr>" for row in rows
+    )
+    foot = f"<p><small>{html.escape(note)}</small></p>" if note else ""
+    return (
+        f'<div class="metalab"><table><caption style="text-align:left">'
+        f"{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+        f"<tbody>{body}</tbody></table>{foot}</div>"
+    )
