@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from metalab._display import SHORT_ID, short_ids
+from metalab._display import SHORT_ID, short_ids, shown
 from metalab.cli._output import emit_rows, non_negative_int
 from metalab.cli._session import files_of, require_readable
 from metalab.cli._show import add_show_parser
@@ -201,7 +201,6 @@ def _for_the_eye(rows: list[list[Any]], columns: list[str]) -> list[list[Any]]:
         cells = list(row)
         cells[0] = short[cells[0]]
         for i in times:
-            if cells[i] is not None:
-                cells[i] = cells[i].replace(microsecond=0).strftime("%Y-%m-%d %H:%M:%S")
+            cells[i] = shown(cells[i])
         out.append(cells)
     return out
