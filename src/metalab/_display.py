@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
-__all__ = ["SHORT_ID", "html_table", "short_ids", "shown"]
+__all__ = ["SHORT_ID", "differing_params", "html_table", "short_ids", "shown"]
 
 SHORT_ID: Final = 8
 """Characters of a run id shown to a person (more where 8 do not tell runs apart)."""
@@ -30,6 +30,19 @@ def short_ids(run_ids: Sequence[str]) -> dict[str, str]:
         )
         short[run_id] = run_id[: max(SHORT_ID, shared + 1)]
     return short
+
+
+def differing_params(params: Sequence[Mapping[str, object]]) -> list[str]:
+    """The param names worth a column for these runs' params, sorted.
+
+    Of several runs, a param every run has with one value says nothing about them and
+    is left out (a run without it differs from one with it); of one run, every param.
+    """
+    names = sorted({k for p in params for k in p})
+    if len(params) < 2:
+        return names
+    missing = object()
+    return [k for k in names if len({repr(p.get(k, missing)) for p in params}) > 1]
 
 
 def _common(a: str, b: str) -> int:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from metalab._display import SHORT_ID, short_ids, shown
+from metalab._display import SHORT_ID, differing_params, short_ids, shown
 from metalab.cli._output import emit_rows, non_negative_int
 from metalab.cli._session import files_of, require_readable
 from metalab.cli._show import add_show_parser
@@ -107,10 +107,7 @@ def _value(record: RunRecord, column: str, derived: Derived) -> Any:
 
 
 def _default_columns(records: Sequence[RunRecord], *, experiment: bool) -> list[str]:
-    params = sorted({k for r in records for k in r.params})
-    if len(records) > 1:
-        # A param every run has with one value says nothing about the runs listed.
-        params = [k for k in params if len({repr(r.params.get(k, _MISSING)) for r in records}) > 1]
+    params = differing_params([r.params for r in records])
     metrics = sorted({k for r in records for k in r.metrics})
     return [
         *(["experiment_id"] if experiment else []),
@@ -121,9 +118,6 @@ def _default_columns(records: Sequence[RunRecord], *, experiment: bool) -> list[
         *(f"params.{k}" for k in params),
         *(f"metrics.{k}" for k in metrics),
     ]
-
-
-_MISSING: Final = object()
 
 
 def _chosen_columns(text: str) -> list[str]:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Self, overload
 
-from metalab._display import html_table, short_ids
+from metalab._display import differing_params, html_table, short_ids
 from metalab._optional import require
 from metalab.errors import CapabilityError, ExperimentNotFoundError
 from metalab.query import And, Expr, F, OrderBy, Query, build_query, select
@@ -131,9 +131,7 @@ class Results(Sequence[Run]):
     def _repr_html_(self) -> str:
         """The first runs as a table (notebooks): short ids, the params that differ."""
         shown = self._records[:_HTML_ROWS]
-        params = sorted({k for r in shown for k in r.params})
-        if len(shown) > 1:
-            params = [k for k in params if len({repr(r.params.get(k)) for r in shown}) > 1]
+        params = differing_params([r.params for r in shown])
         metrics = sorted({k for r in shown for k in r.metrics})
         short = short_ids([r.run_id for r in self._records])
         columns = ["run", "status", "started", "duration_ms", "error"]
