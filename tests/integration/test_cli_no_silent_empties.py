@@ -8,10 +8,7 @@ a directory or a file where the user pointed by mistake.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,20 +21,10 @@ from metalab.errors import (
     StoreNotFoundError,
 )
 from metalab.store import FileStoreConfig, MemoryStoreConfig, export_store
+from metalab.testing import run_cli
 from metalab.testing.store import make_record
 
 EXPERIMENTS = ("quickstart:1.0", "slow:1.0")
-
-
-def metalab_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "metalab", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 def tree(path: Path) -> list[str]:
@@ -65,7 +52,7 @@ class TestALocatorThatIsNoStore:
     @pytest.mark.parametrize("command", ["ls", "info", "verify", "gc"])
     def test_a_missing_directory_is_an_error(self, tmp_path: Path, command: str) -> None:
         missing = tmp_path / "no" / "such" / "dir"
-        proc = metalab_cli("store", command, str(missing))
+        proc = run_cli("store", command, str(missing))
         assert proc.returncode == 1, proc.stdout
         assert proc.stdout == ""
         assert proc.stderr == (
@@ -78,7 +65,7 @@ class TestALocatorThatIsNoStore:
         self, not_a_store: Path, command: list[str]
     ) -> None:
         before = tree(not_a_store)
-        proc = metalab_cli(*command, str(not_a_store))
+        proc = run_cli(*command, str(not_a_store))
         assert proc.returncode == 1
         assert proc.stdout == ""
         assert proc.stderr.startswith(f"metalab: error: no metalab store at '{not_a_store}': ")
@@ -86,22 +73,22 @@ class TestALocatorThatIsNoStore:
         assert tree(not_a_store) == before
 
     def test_a_file_is_an_error(self, not_a_store: Path) -> None:
-        proc = metalab_cli("store", "ls", str(not_a_store / "hosts"))
+        proc = run_cli("store", "ls", str(not_a_store / "hosts"))
         assert proc.returncode == 1
         assert "it is a file, not a directory" in proc.stderr
 
     def test_an_empty_directory_is_an_empty_store(self, tmp_path: Path) -> None:
-        proc = metalab_cli("store", "ls", str(tmp_path), "--json")
+        proc = run_cli("store", "ls", str(tmp_path), "--json")
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["experiments"] == []
 
     def test_a_real_collection_and_a_standalone_store_are_read(self, collection: Path) -> None:
-        proc = metalab_cli("store", "ls", str(collection), "--json")
+        proc = run_cli("store", "ls", str(collection), "--json")
         assert proc.returncode == 0, proc.stderr
         listed = [e["experiment"] for e in json.loads(proc.stdout)["experiments"]]
         assert listed == list(EXPERIMENTS)
         standalone = collection / "slow_1.0"
-        proc = metalab_cli("store", "ls", str(standalone), "--json")
+        proc = run_cli("store", "ls", str(standalone), "--json")
         assert proc.returncode == 0, proc.stderr
 
     def test_load_results_of_a_missing_path_says_so(self, tmp_path: Path) -> None:
@@ -113,7 +100,7 @@ class TestALocatorThatIsNoStore:
 class TestAnUnknownExperiment:
     def test_the_cli_names_the_known_ones_and_the_closest(self, collection: Path) -> None:
         before = tree(collection)
-        proc = metalab_cli("runs", "ls", str(collection), "--experiment", "quickstart")
+        proc = run_cli("runs", "ls", str(collection), "--experiment", "quickstart")
         assert proc.returncode == 1
         assert proc.stdout == ""
         assert proc.stderr == (
@@ -126,13 +113,13 @@ class TestAnUnknownExperiment:
     def test_every_command_that_takes_an_experiment_refuses_it(
         self, collection: Path, command: list[str]
     ) -> None:
-        proc = metalab_cli(*command, str(collection), "--experiment", "slwo:1.0")
+        proc = run_cli(*command, str(collection), "--experiment", "slwo:1.0")
         assert proc.returncode == 1
         assert "did you mean 'slow:1.0'?" in proc.stderr
 
     def test_a_scoped_locator_is_checked_too(self, collection: Path) -> None:
         locator = f"file://{collection}?experiment_id=nothing:1"
-        proc = metalab_cli("store", "info", locator)
+        proc = run_cli("store", "info", locator)
         assert proc.returncode == 1
         assert "no experiment 'nothing:1'" in proc.stderr
         assert not (collection / "nothing_1").exists()
@@ -174,7 +161,7 @@ class TestRunsOfACollection:
     def test_runs_ls_without_an_experiment_shows_each_runs_experiment(
         self, collection: Path
     ) -> None:
-        proc = metalab_cli("runs", "ls", str(collection), "--format", "json")
+        proc = run_cli("runs", "ls", str(collection), "--format", "json")
         assert proc.returncode == 0, proc.stderr
         rows = json.loads(proc.stdout)
         assert sorted((r["run_id"], r["experiment_id"]) for r in rows) == [
@@ -183,7 +170,7 @@ class TestRunsOfACollection:
         ]
 
     def test_runs_ls_of_one_experiment_has_no_experiment_column(self, collection: Path) -> None:
-        proc = metalab_cli(
+        proc = run_cli(
             "runs", "ls", str(collection), "--experiment", "slow:1.0", "--format", "json"
         )
         assert proc.returncode == 0, proc.stderr
@@ -195,7 +182,7 @@ class TestExportOntoItself:
     def test_the_cli_refuses_a_source_that_is_the_destination(self, collection: Path) -> None:
         before = tree(collection)
         # The same directory spelled two ways.
-        proc = metalab_cli(
+        proc = run_cli(
             "store", "export", "--from", str(collection), "--to", f"{collection}/./", "--json"
         )
         assert proc.returncode == 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -17,19 +16,10 @@ from psycopg import sql
 
 from metalab.records import Provenance, RunRecord, utc_now
 from metalab.store import FileStoreConfig, PostgresStoreConfig
+from metalab.testing import run_cli
 
 EXP = "cli:1.0"
 T0 = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
-
-
-def metalab(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "metalab", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 def _locator(config: PostgresStoreConfig) -> str:
@@ -55,12 +45,12 @@ def filled(postgres_config: PostgresStoreConfig) -> PostgresStoreConfig:
 class TestInspect:
     def test_ls_and_info(self, filled: PostgresStoreConfig) -> None:
         locator = _locator(filled)
-        ls = metalab("store", "ls", locator, "--json")
+        ls = run_cli("store", "ls", locator, "--json")
         assert ls.returncode == 0, ls.stderr
         assert json.loads(ls.stdout)["experiments"] == [
             {"experiment": EXP, "runs": 6, "success": 6, "failed": 0, "cancelled": 0, "running": 0}
         ]
-        info = metalab("store", "info", locator, "--json")
+        info = run_cli("store", "info", locator, "--json")
         assert info.returncode == 0, info.stderr
         data = json.loads(info.stdout)
         assert data["backend"] == "PostgresStore"
@@ -68,7 +58,7 @@ class TestInspect:
         assert data["experiments"] == [EXP]
 
     def test_runs_ls_answers_from_the_index(self, filled: PostgresStoreConfig) -> None:
-        proc = metalab(
+        proc = run_cli(
             "runs",
             "ls",
             _locator(filled),
@@ -85,10 +75,10 @@ class TestInspect:
 
     def test_passwords_never_reach_the_output(self, tmp_path: Path) -> None:
         locator = f"postgresql://me:hunter2@127.0.0.1:1/db?file_root={quote(str(tmp_path))}"
-        proc = metalab("store", "ls", locator)
+        proc = run_cli("store", "ls", locator)
         assert proc.returncode == 0  # the files (none, an empty root) answered for the index
         assert "hunter2" not in proc.stderr + proc.stdout
-        missing = metalab("store", "ls", locator.replace("file_root=", "file_root=/nothing"))
+        missing = run_cli("store", "ls", locator.replace("file_root=", "file_root=/nothing"))
         assert missing.returncode == 1
         assert "no metalab store at '/nothing" in missing.stderr
         assert "hunter2" not in missing.stderr + missing.stdout
@@ -104,24 +94,24 @@ class TestAnIndexThatCannotAnswer:
             files.put_run_record(late.succeeded())  # as if the index had been down
             files.mark_index_stale([EXP])
         for command in ("ls", "info", "gc"):
-            proc = metalab("store", command, locator, "--json")
+            proc = run_cli("store", command, locator, "--json")
             assert proc.returncode == 0, proc.stderr
             data = json.loads(proc.stdout)
             assert data["index"] == "stale", command
             assert "metalab store sync-index" in data["index_problem"]
-        listing = json.loads(metalab("store", "ls", locator, "--json").stdout)
+        listing = json.loads(run_cli("store", "ls", locator, "--json").stdout)
         assert [e["runs"] for e in listing["experiments"]] == [7]  # the files' count
-        table = metalab("store", "ls", locator)
+        table = run_cli("store", "ls", locator)
         assert table.returncode == 0
         assert table.stdout.splitlines()[1].split()[:2] == [EXP, "7"]
         assert "metalab: warning: the index is stale" in table.stderr
-        verify = metalab("store", "verify", locator, "--json")
+        verify = run_cli("store", "verify", locator, "--json")
         assert verify.returncode == 1
         assert json.loads(verify.stdout)["problems"][0].startswith("the index is stale")
-        assert metalab("store", "sync-index", locator).returncode == 0
-        synced = metalab("store", "ls", locator, "--json")
+        assert run_cli("store", "sync-index", locator).returncode == 0
+        synced = run_cli("store", "ls", locator, "--json")
         assert json.loads(synced.stdout)["index"] == "up to date"
-        assert metalab("store", "verify", locator).returncode == 0
+        assert run_cli("store", "verify", locator).returncode == 0
 
     def test_an_unreachable_index_is_reported_and_the_files_answer(self, tmp_path: Path) -> None:
         root = tmp_path / "files"
@@ -135,18 +125,18 @@ class TestAnIndexThatCannotAnswer:
             "&pool_timeout=1&connect_timeout=1"
         )
         for command in ("ls", "info", "gc"):
-            proc = metalab("store", command, locator, "--json")
+            proc = run_cli("store", command, locator, "--json")
             assert proc.returncode == 0, proc.stderr
             data = json.loads(proc.stdout)
             assert data["index"] == "unreachable", command
             assert "the files answered instead" in data["index_problem"]
-        listing = json.loads(metalab("store", "ls", locator, "--json").stdout)
+        listing = json.loads(run_cli("store", "ls", locator, "--json").stdout)
         assert listing["experiments"][0]["runs"] == 3
-        info = metalab("store", "info", locator)
+        info = run_cli("store", "info", locator)
         assert info.returncode == 0
         assert "index          unreachable" in info.stdout
         assert "metalab: warning: the postgres index at " in info.stderr
-        verify = metalab("store", "verify", locator)
+        verify = run_cli("store", "verify", locator)
         assert verify.returncode == 1
         assert verify.stdout.startswith("PROBLEM  the postgres index at ")
         assert "checked 3 records" in verify.stdout
@@ -167,7 +157,7 @@ class TestGcOverTheIndex:
         with filled.scoped(EXP).connect() as store:
             store.put_run_record(stuck)
         locator = _locator(filled)
-        proc = metalab("store", "gc", locator, "--older-than", "0s", "--apply", "--json")
+        proc = run_cli("store", "gc", locator, "--older-than", "0s", "--apply", "--json")
         assert proc.returncode == 0, proc.stderr
         report = json.loads(proc.stdout)
         assert [r["run_id"] for r in report["stuck_runs"]] == ["d" * 16]
@@ -175,7 +165,7 @@ class TestGcOverTheIndex:
         with filled.scoped(EXP).connect() as store:
             assert store.get_run_record("d" * 16) is None
             assert store.files.get_run_record("d" * 16) is None
-        assert metalab("store", "verify", locator).returncode == 0
+        assert run_cli("store", "verify", locator).returncode == 0
 
 
 class TestVerifyAndRepair:
@@ -183,7 +173,7 @@ class TestVerifyAndRepair:
         self, filled: PostgresStoreConfig, postgres_url: str
     ) -> None:
         locator = _locator(filled)
-        clean = metalab("store", "verify", locator)
+        clean = run_cli("store", "verify", locator)
         assert clean.returncode == 0, clean.stdout + clean.stderr
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(
@@ -192,7 +182,7 @@ class TestVerifyAndRepair:
                 ),
                 (f"{2:016x}",),
             )
-        drifted = metalab("store", "verify", locator, "--json")
+        drifted = run_cli("store", "verify", locator, "--json")
         assert drifted.returncode == 1
         problems = json.loads(drifted.stdout)["problems"]
         assert any(f"{2:016x}" in p and "not in the index" in p for p in problems)
@@ -202,18 +192,18 @@ class TestVerifyAndRepair:
         with FileStoreConfig(root=filled.file_root, experiment_id=EXP).connect() as files:
             files.put_run_record(record.failed(RuntimeError("edited on disk")))
         assert run_file.exists()
-        differs = json.loads(metalab("store", "verify", locator, "--json").stdout)["problems"]
+        differs = json.loads(run_cli("store", "verify", locator, "--json").stdout)["problems"]
         assert any(f"{3:016x}" in p and "differs" in p for p in differs)
-        sync = metalab("store", "sync-index", locator, "--json")
+        sync = run_cli("store", "sync-index", locator, "--json")
         assert sync.returncode == 0, sync.stderr
         assert json.loads(sync.stdout)["indexed"] >= 2
-        assert metalab("store", "verify", locator).returncode == 0
+        assert run_cli("store", "verify", locator).returncode == 0
 
     def test_rebuild_index(self, filled: PostgresStoreConfig) -> None:
-        proc = metalab("store", "rebuild-index", _locator(filled))
+        proc = run_cli("store", "rebuild-index", _locator(filled))
         assert proc.returncode == 0, proc.stderr
         assert "indexed 6 record(s)" in proc.stdout
-        as_json = metalab("store", "rebuild-index", _locator(filled), "--json")
+        as_json = run_cli("store", "rebuild-index", _locator(filled), "--json")
         assert as_json.returncode == 0, as_json.stderr
         report = json.loads(as_json.stdout)
         assert report["indexed"] == 6
@@ -230,13 +220,13 @@ class TestExportBothWays:
                 rec = RunRecord.running(run_id=f"{i:016x}", experiment_id=EXP, started_at=T0)
                 art = store.put_artifact(rec.run_id, "blob", f"payload {i}".encode())
                 store.put_run_record(rec.succeeded(artifacts=(art,)))
-        into_pg = metalab(
+        into_pg = run_cli(
             "store", "export", "--from", str(source), "--to", _locator(postgres_config), "--json"
         )
         assert into_pg.returncode == 0, into_pg.stderr
         assert json.loads(into_pg.stdout)["counts"]["artifacts"]["copied"] == 4
         back = tmp_path / "back"
-        out_of_pg = metalab(
+        out_of_pg = run_cli(
             "store", "export", "--from", _locator(postgres_config), "--to", str(back), "--json"
         )
         assert out_of_pg.returncode == 0, out_of_pg.stderr
@@ -246,7 +236,7 @@ class TestExportBothWays:
         blob = back / "cli_1.0" / "artifacts" / f"{1:016x}" / "blob.bin"
         assert blob.read_bytes() == b"payload 1"
         again = json.loads(
-            metalab(
+            run_cli(
                 "store", "export", "--from", _locator(postgres_config), "--to", str(back), "--json"
             ).stdout
         )

@@ -17,19 +17,9 @@ import pytest
 
 from metalab.records import Provenance, RunRecord, utc_now
 from metalab.store._file import FileStoreConfig
+from metalab.testing import run_cli
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
-
-
-def metalab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "metalab", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 def put_running(tmp_path: Path, run_id: str, provenance: Provenance) -> Path:
@@ -84,34 +74,34 @@ class TestHelpAndUsage:
         [["--help"], ["store", "--help"], ["store", "export", "--help"], ["runs", "ls", "--help"]],
     )
     def test_help_everywhere(self, args: list[str]) -> None:
-        proc = metalab(*args)
+        proc = run_cli(*args)
         assert proc.returncode == 0
         assert "usage:" in proc.stdout
 
     def test_missing_arguments_are_usage_errors(self) -> None:
-        proc = metalab("store", "export", "--from", "x")
+        proc = run_cli("store", "export", "--from", "x")
         assert proc.returncode == 2
         assert "--to" in proc.stderr
 
     def test_no_command_is_a_usage_error(self) -> None:
-        assert metalab().returncode == 2
+        assert run_cli().returncode == 2
 
     def test_unknown_scheme_is_one_readable_line(self) -> None:
-        proc = metalab("store", "ls", "s3://bucket/x")
+        proc = run_cli("store", "ls", "s3://bucket/x")
         assert proc.returncode == 2
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1
         assert lines[0].startswith("metalab: error: unknown store scheme 's3'")
 
     def test_a_store_without_an_index_cannot_rebuild_one(self, collection: Path) -> None:
-        proc = metalab("store", "rebuild-index", str(collection))
+        proc = run_cli("store", "rebuild-index", str(collection))
         assert proc.returncode == 2
         assert "SupportsIndexRebuild" in proc.stderr
 
 
 class TestStoreLsAndInfo:
     def test_ls_counts_runs_by_status(self, collection: Path) -> None:
-        proc = metalab("store", "ls", str(collection), "--json")
+        proc = run_cli("store", "ls", str(collection), "--json")
         assert proc.returncode == 0, proc.stderr
         listing = json.loads(proc.stdout)
         assert listing["index"] is None
@@ -136,7 +126,7 @@ class TestStoreLsAndInfo:
         ]
 
     def test_ls_as_a_table(self, collection: Path) -> None:
-        proc = metalab("store", "ls", str(collection))
+        proc = run_cli("store", "ls", str(collection))
         assert proc.stdout.splitlines()[0].split() == [
             "experiment",
             "runs",
@@ -147,7 +137,7 @@ class TestStoreLsAndInfo:
         ]
 
     def test_info(self, collection: Path) -> None:
-        proc = metalab("store", "info", str(collection / "alpha_1"), "--json")
+        proc = run_cli("store", "info", str(collection / "alpha_1"), "--json")
         assert proc.returncode == 0, proc.stderr
         info = json.loads(proc.stdout)
         assert info["backend"] == "FileStore"
@@ -158,14 +148,14 @@ class TestStoreLsAndInfo:
 
 class TestExportAndVerify:
     def test_export_then_verify(self, collection: Path, tmp_path: Path) -> None:
-        proc = metalab(
+        proc = run_cli(
             "store", "export", "--from", str(collection), "--to", str(tmp_path / "b"), "--json"
         )
         assert proc.returncode == 0, proc.stderr
         report = json.loads(proc.stdout)
         assert report["counts"]["records"]["copied"] == 6
         again = json.loads(
-            metalab(
+            run_cli(
                 "store", "export", "--from", str(collection), "--to", str(tmp_path / "b"), "--json"
             ).stdout
         )
@@ -175,7 +165,7 @@ class TestExportAndVerify:
             "conflicts": 0,
             "failed": 0,
         }
-        verify = metalab("store", "verify", str(tmp_path / "b"))
+        verify = run_cli("store", "verify", str(tmp_path / "b"))
         assert verify.returncode == 0, verify.stdout
         assert "0 problem(s)" in verify.stdout
 
@@ -184,7 +174,7 @@ class TestExportAndVerify:
         before = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()}
         (exp / "runs" / f"{0:016x}.json").write_bytes(b'{"schema_version":1,"run_id":')
         (exp / "artifacts" / f"{1:016x}" / "weights.bin").write_bytes(b"tampered")
-        proc = metalab("store", "verify", str(collection), "--json")
+        proc = run_cli("store", "verify", str(collection), "--json")
         assert proc.returncode == 1
         problems = json.loads(proc.stdout)["problems"]
         assert any(f"{0:016x}.json" in p for p in problems)
@@ -207,7 +197,7 @@ def named(problem: str, path: Path) -> bool:
 
 class TestACorruptRecordIsReportedBesideTheRest:
     def test_store_ls(self, collection: Path, corrupt: Path) -> None:
-        proc = metalab("store", "ls", str(collection), "--json")
+        proc = run_cli("store", "ls", str(collection), "--json")
         assert proc.returncode == 1, proc.stderr
         assert proc.stderr == ""
         listing = json.loads(proc.stdout)
@@ -217,7 +207,7 @@ class TestACorruptRecordIsReportedBesideTheRest:
         ]
         (problem,) = listing["problems"]
         assert named(problem, corrupt)
-        table = metalab("store", "ls", str(collection))
+        table = run_cli("store", "ls", str(collection))
         assert table.returncode == 1
         assert [line.split()[:2] for line in table.stdout.splitlines()[1:]] == [
             ["alpha:1", "4"],
@@ -228,12 +218,12 @@ class TestACorruptRecordIsReportedBesideTheRest:
         assert named(line, corrupt)
 
     def test_store_info(self, collection: Path, corrupt: Path) -> None:
-        proc = metalab("store", "info", str(collection / "alpha_1"), "--json")
+        proc = run_cli("store", "info", str(collection / "alpha_1"), "--json")
         assert proc.returncode == 1, proc.stderr
         info = json.loads(proc.stdout)
         assert info["runs"] == 4
         assert [named(p, corrupt) for p in info["problems"]] == [True]
-        text = metalab("store", "info", str(collection / "alpha_1"))
+        text = run_cli("store", "info", str(collection / "alpha_1"))
         assert text.returncode == 1
         assert "runs           4" in text.stdout
         assert named(text.stderr, corrupt)
@@ -242,20 +232,20 @@ class TestACorruptRecordIsReportedBesideTheRest:
         temp = collection / "beta_2" / "runs" / ".0123.partial"
         temp.write_bytes(b"half")
         os.utime(temp, (time.time() - 3 * 86400, time.time() - 3 * 86400))
-        proc = metalab("store", "gc", str(collection), "--apply", "--json")
+        proc = run_cli("store", "gc", str(collection), "--apply", "--json")
         assert proc.returncode == 1, proc.stderr
         report = json.loads(proc.stdout)
         assert report["temp_files"] == [str(temp)]
         assert not temp.exists()
         assert [r["run_id"] for r in report["unknown_runs"]] == [f"{4:016x}"]
         assert [named(p, corrupt) for p in report["problems"]] == [True]
-        text = metalab("store", "gc", str(collection))
+        text = run_cli("store", "gc", str(collection))
         assert text.returncode == 1
         assert "left alone run" in text.stdout
         assert named(text.stderr, corrupt)
 
     def test_runs_ls(self, collection: Path, corrupt: Path) -> None:
-        proc = metalab("runs", "ls", str(collection), "--experiment", "alpha:1", "--format", "csv")
+        proc = run_cli("runs", "ls", str(collection), "--experiment", "alpha:1", "--format", "csv")
         assert proc.returncode == 1
         rows = list(csv.DictReader(io.StringIO(proc.stdout)))
         assert [r["run_id"] for r in rows] == [f"{i:016x}" for i in (1, 2, 3, 4)]
@@ -264,7 +254,7 @@ class TestACorruptRecordIsReportedBesideTheRest:
         assert named(line, corrupt)
 
     def test_store_export(self, collection: Path, corrupt: Path, tmp_path: Path) -> None:
-        proc = metalab(
+        proc = run_cli(
             "store", "export", "--from", str(collection), "--to", str(tmp_path / "b"), "--json"
         )
         assert proc.returncode == 1, proc.stderr
@@ -277,7 +267,7 @@ class TestACorruptRecordIsReportedBesideTheRest:
         }
         assert [named(p, corrupt) for p in report["problems"]] == [True]
         assert (tmp_path / "b" / "beta_2" / "runs" / f"{'b' * 16}.json").exists()
-        text = metalab("store", "export", "--from", str(collection), "--to", str(tmp_path / "c"))
+        text = run_cli("store", "export", "--from", str(collection), "--to", str(tmp_path / "c"))
         assert text.returncode == 1
         assert named(text.stderr, corrupt)
 
@@ -288,7 +278,7 @@ class TestGc:
         temp.write_bytes(b"half")
         old = time.time() - 3 * 86400
         os.utime(temp, (old, old))
-        dry = metalab("store", "gc", str(collection), "--json")
+        dry = run_cli("store", "gc", str(collection), "--json")
         assert dry.returncode == 0, dry.stderr
         plan = json.loads(dry.stdout)
         assert plan["applied"] is False
@@ -299,25 +289,25 @@ class TestGc:
             ("alpha:1", f"{4:016x}")
         ]
         assert temp.exists()
-        applied = metalab("store", "gc", str(collection), "--apply")
+        applied = run_cli("store", "gc", str(collection), "--apply")
         assert applied.returncode == 0, applied.stderr
         assert not temp.exists()
         stuck = collection / "alpha_1" / "runs" / f"{4:016x}.json"
         assert stuck.exists()
         assert "cannot tell whether it is alive" in applied.stdout
-        forced = metalab("store", "gc", str(collection), "--apply", "--include-unknown")
+        forced = run_cli("store", "gc", str(collection), "--apply", "--include-unknown")
         assert forced.returncode == 0, forced.stderr
         assert not stuck.exists()
         assert (collection / "alpha_1" / "runs" / f"{3:016x}.json").exists()
 
     def test_young_runs_are_kept(self, collection: Path) -> None:
-        proc = metalab(
+        proc = run_cli(
             "store", "gc", str(collection), "--older-than", "100000d", "--include-unknown", "--json"
         )
         assert json.loads(proc.stdout)["stuck_runs"] == []
 
     def test_bad_age(self, collection: Path) -> None:
-        proc = metalab("store", "gc", str(collection), "--older-than", "soon")
+        proc = run_cli("store", "gc", str(collection), "--older-than", "soon")
         assert proc.returncode == 2
         assert "invalid age 'soon'" in proc.stderr
 
@@ -325,7 +315,7 @@ class TestGc:
         # This test process wrote the record and is still running.
         root = put_running(tmp_path, "a" * 16, Provenance.current())
         for unknown in ([], ["--include-unknown"]):
-            proc = metalab(
+            proc = run_cli(
                 "store", "gc", str(root), "--older-than", "0s", "--apply", "--json", *unknown
             )
             assert proc.returncode == 0, proc.stderr
@@ -341,11 +331,11 @@ class TestGc:
         writer.kill()
         writer.wait()
         root = put_running(tmp_path, "d" * 16, provenance)
-        dry = metalab("store", "gc", str(root), "--older-than", "0s")
+        dry = run_cli("store", "gc", str(root), "--older-than", "0s")
         assert dry.returncode == 0, dry.stderr
         assert f"would remove run {'d' * 16}" in dry.stdout
         assert f"its process {writer.pid} on {socket.gethostname()} is gone" in dry.stdout
-        proc = metalab("store", "gc", str(root), "--older-than", "0s", "--apply", "--json")
+        proc = run_cli("store", "gc", str(root), "--older-than", "0s", "--apply", "--json")
         assert proc.returncode == 0, proc.stderr
         report = json.loads(proc.stdout)
         assert [(r["run_id"], r["writer"]) for r in report["stuck_runs"]] == [("d" * 16, "dead")]
@@ -356,7 +346,7 @@ class TestGc:
     def test_a_run_of_another_host_is_reported_and_kept(self, tmp_path: Path) -> None:
         elsewhere = Provenance(host=f"{socket.gethostname()}.elsewhere", pid=os.getpid())
         root = put_running(tmp_path, "e" * 16, elsewhere)
-        proc = metalab("store", "gc", str(root), "--older-than", "0s", "--apply")
+        proc = run_cli("store", "gc", str(root), "--older-than", "0s", "--apply")
         assert proc.returncode == 0, proc.stderr
         assert f"left alone run {'e' * 16}" in proc.stdout
         assert "cannot tell whether it is alive" in proc.stdout
@@ -378,7 +368,7 @@ class TestGc:
         leftover.write_bytes(b"v1")  # as if the replacing writer crashed before removing it
         temp = root / "runs" / ".0123.partial"
         temp.write_bytes(b"half")
-        proc = metalab("store", "gc", str(root), "--older-than", "0s", "--json")
+        proc = run_cli("store", "gc", str(root), "--older-than", "0s", "--json")
         assert proc.returncode == 0, proc.stderr
         report = json.loads(proc.stdout)
         assert report["temp_files"] == [str(temp)]
@@ -394,17 +384,17 @@ class TestGc:
             "unknown_runs": ["0" * 16, "e" * 16],
         }
         assert report["problems"] == []
-        applied = metalab("store", "gc", str(root), "--older-than", "0s", "--apply", "--json")
+        applied = run_cli("store", "gc", str(root), "--older-than", "0s", "--apply", "--json")
         assert applied.returncode == 0, applied.stderr
         assert json.loads(applied.stdout)["unreferenced_artifacts"] == [str(leftover)]
         assert not leftover.exists()
-        verify = metalab("store", "verify", str(root))
+        verify = run_cli("store", "verify", str(root))
         assert verify.returncode == 0, verify.stdout  # the named artifact is intact
 
 
 class TestRunsLs:
     def test_where_sort_limit_as_csv(self, collection: Path) -> None:
-        proc = metalab(
+        proc = run_cli(
             "runs",
             "ls",
             str(collection),
@@ -425,12 +415,12 @@ class TestRunsLs:
         assert rows[0]["metrics.acc"] == "0.7"
 
     def test_json_output(self, collection: Path) -> None:
-        proc = metalab("runs", "ls", str(collection / "beta_2"), "--format", "json")
+        proc = run_cli("runs", "ls", str(collection / "beta_2"), "--format", "json")
         assert proc.returncode == 0, proc.stderr
         assert [r["run_id"] for r in json.loads(proc.stdout)] == ["b" * 16]
 
     def test_a_bad_query_is_a_usage_error(self, collection: Path) -> None:
-        proc = metalab(
+        proc = run_cli(
             "runs", "ls", str(collection), "--experiment", "alpha:1", "--where", "params.lr <"
         )
         assert proc.returncode == 2

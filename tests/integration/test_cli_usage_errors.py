@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,17 +12,8 @@ import pytest
 
 from metalab._display import short_ids
 from metalab.store import FileStoreConfig
+from metalab.testing import run_cli
 from metalab.testing.store import make_record
-
-
-def metalab_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "metalab", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 @pytest.fixture
@@ -47,7 +37,7 @@ def last_line(proc: subprocess.CompletedProcess[str]) -> str:
     ],
 )
 def test_a_mistyped_subcommand_suggests_the_closest(args: list[str], expected: str) -> None:
-    proc = metalab_cli(*args)
+    proc = run_cli(*args)
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert "invalid choice: " in last_line(proc)
@@ -55,7 +45,7 @@ def test_a_mistyped_subcommand_suggests_the_closest(args: list[str], expected: s
 
 
 def test_a_subcommand_nothing_like_any_gets_no_guess() -> None:
-    proc = metalab_cli("frobnicate")
+    proc = run_cli("frobnicate")
     assert proc.returncode == 2
     assert "did you mean" not in proc.stderr
 
@@ -68,19 +58,19 @@ def test_a_subcommand_nothing_like_any_gets_no_guess() -> None:
     ],
 )
 def test_a_bad_limit_speaks_cli(store: Path, value: str, expected: str) -> None:
-    proc = metalab_cli("runs", "ls", str(store), "--limit", value)
+    proc = run_cli("runs", "ls", str(store), "--limit", value)
     assert proc.returncode == 2
     assert last_line(proc) == f"metalab runs ls: error: {expected}"
 
 
 def test_a_limit_of_zero_lists_nothing(store: Path) -> None:
-    proc = metalab_cli("runs", "ls", str(store), "--limit", "0", "--format", "json")
+    proc = run_cli("runs", "ls", str(store), "--limit", "0", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
 
 def test_rebuilding_a_filestores_index_says_which_store_has_one(store: Path) -> None:
-    proc = metalab_cli("store", "rebuild-index", str(store))
+    proc = run_cli("store", "rebuild-index", str(store))
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "metalab: error: metalab store rebuild-index needs a store that implements "
@@ -129,7 +119,7 @@ class TestRunsLs:
         return tmp_path / "sweep"
 
     def test_a_table_shows_short_ids_seconds_and_the_params_that_vary(self, sweep: Path) -> None:
-        proc = metalab_cli("runs", "ls", str(sweep), "--experiment", "s:1", "--sort", "params.i")
+        proc = run_cli("runs", "ls", str(sweep), "--experiment", "s:1", "--sort", "params.i")
         assert proc.returncode == 0, proc.stderr
         header, first, *rest = proc.stdout.splitlines()
         assert header.split() == [
@@ -145,17 +135,17 @@ class TestRunsLs:
         assert proc.stderr == "metalab: 50 of 60 runs shown; --limit N or --all shows more\n"
 
     def test_all_and_limit(self, sweep: Path) -> None:
-        every = metalab_cli("runs", "ls", str(sweep), "--experiment", "s:1", "--all")
+        every = run_cli("runs", "ls", str(sweep), "--experiment", "s:1", "--all")
         assert len(every.stdout.splitlines()) == 61
         assert every.stderr == ""
-        three = metalab_cli("runs", "ls", str(sweep), "--experiment", "s:1", "--limit", "3")
+        three = run_cli("runs", "ls", str(sweep), "--experiment", "s:1", "--limit", "3")
         assert len(three.stdout.splitlines()) == 4
         assert "3 of 60 runs shown" in three.stderr
-        both = metalab_cli("runs", "ls", str(sweep), "--limit", "3", "--all")
+        both = run_cli("runs", "ls", str(sweep), "--limit", "3", "--all")
         assert both.returncode == 2
 
     def test_chosen_columns_and_json_keep_ids_and_times_whole(self, sweep: Path) -> None:
-        proc = metalab_cli(
+        proc = run_cli(
             "runs", "ls", str(sweep), "--experiment", "s:1", "--columns", "status,params.lr",
             "--where", "params.i == 7", "--format", "json",
         )  # fmt: skip
@@ -166,7 +156,7 @@ class TestRunsLs:
         ]  # fmt: skip
 
     def test_an_unknown_column_is_a_usage_error(self, sweep: Path) -> None:
-        proc = metalab_cli("runs", "ls", str(sweep), "--columns", "status,lr")
+        proc = run_cli("runs", "ls", str(sweep), "--columns", "status,lr")
         assert proc.returncode == 2
         assert "--columns: unknown column 'lr'; use params.NAME" in proc.stderr
 
@@ -211,7 +201,7 @@ def leaf_commands() -> list[list[str]]:
 
 @pytest.mark.parametrize("command", leaf_commands(), ids=" ".join)
 def test_every_subcommand_has_an_example_in_its_help(command: list[str]) -> None:
-    proc = metalab_cli(*command, "--help")
+    proc = run_cli(*command, "--help")
     assert proc.returncode == 0
     flat = " ".join(proc.stdout.split())
     assert f"Example: metalab {' '.join(command)} " in flat, proc.stdout
@@ -219,6 +209,6 @@ def test_every_subcommand_has_an_example_in_its_help(command: list[str]) -> None
 
 def test_rebuild_index_speaks_json(store: Path) -> None:
     # A FileStore has no index: the JSON flag is accepted, and the error is the usual one.
-    proc = metalab_cli("store", "rebuild-index", str(store), "--json")
+    proc = run_cli("store", "rebuild-index", str(store), "--json")
     assert proc.returncode == 2
     assert "SupportsIndexRebuild" in proc.stderr

@@ -11,9 +11,6 @@ the test server trusts local connections and the tests have no DNS to ask.)
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.parse
 from pathlib import Path
 
@@ -22,21 +19,11 @@ import pytest
 from metalab.errors import ConfigError, IndexUnavailableError, LocatorError
 from metalab.store import FileStoreConfig, PostgresStoreConfig, parse_to_config
 from metalab.store._postgres_pool import _permanent_reason
+from metalab.testing import run_cli
 from metalab.testing.store import make_record
 
 EXP = "fail:1"
 PATIENT = "pool_timeout=600&connect_timeout=2"
-
-
-def metalab_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "metalab", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 @pytest.fixture
@@ -70,7 +57,7 @@ def locator(url: str, files: Path, *, user: str | None = None, dbname: str | Non
 def test_what_waiting_cannot_fix_is_a_usage_error_at_once(
     postgres_url: str, files: Path, change: dict[str, str], reason: str, command: list[str]
 ) -> None:
-    proc = metalab_cli(*command, locator(postgres_url, files, **change))
+    proc = run_cli(*command, locator(postgres_url, files, **change))
     assert proc.returncode == 2
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
@@ -92,7 +79,7 @@ def test_the_library_raises_a_config_error_too(postgres_url: str, files: Path) -
 def test_a_misspelt_option_is_named_with_the_closest(
     postgres_url: str, files: Path, typo: str, meant: str
 ) -> None:
-    proc = metalab_cli("store", "ls", locator(postgres_url, files) + f"&{typo}=x")
+    proc = run_cli("store", "ls", locator(postgres_url, files) + f"&{typo}=x")
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"metalab: error: unknown option {typo!r} in the locator")
     assert proc.stderr.endswith(f"did you mean {meant!r}?\n")
@@ -111,11 +98,11 @@ def test_a_server_that_does_not_answer_falls_back_to_the_files_in_one_line(
 ) -> None:
     # Nothing listens on port 1: refused at once, so the files answer (exit 0).
     url = f"postgresql://metalab@127.0.0.1:1/db?file_root={files}&{PATIENT}"
-    as_json = metalab_cli("store", "ls", url, "--json")
+    as_json = run_cli("store", "ls", url, "--json")
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout)["index"] == "unreachable"
     assert as_json.stderr == ""
-    proc = metalab_cli("store", "ls", url)
+    proc = run_cli("store", "ls", url)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[1].split()[:2] == [EXP, "1"]
     lines = proc.stderr.splitlines()

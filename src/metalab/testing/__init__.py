@@ -13,6 +13,9 @@ a store returns, and the oracle, which never calls the codec, sees it.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from metalab.records import RunRecord
     from metalab.store import SupportsQuery
 
-__all__ = ["assert_same_document", "comparable", "query_disagreements"]
+__all__ = ["assert_same_document", "comparable", "query_disagreements", "run_cli"]
 
 
 def comparable(doc: Any) -> Any:
@@ -86,3 +89,22 @@ def query_disagreements(
         if got != expected:
             wrong.append(ascii(f"where {query.where} order {[str(o) for o in query.order_by]}"))
     return wrong
+
+
+def run_cli(
+    *args: str, cwd: str | os.PathLike[str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``metalab`` command (``python -m metalab ARGS``) and capture it.
+
+    Never raises on a non-zero exit: tests check ``returncode``, ``stdout`` and
+    ``stderr`` themselves. ``COLUMNS`` is fixed so tables do not wrap.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "metalab", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
