@@ -135,10 +135,10 @@ def files_of(store: object) -> FileStore | None:
 def require_readable(config: StoreConfig, experiment_id: str | None = None) -> None:
     """Refuse a locator that names no store, or an experiment the store does not hold.
 
-    Checked before the store is opened, so that a typo neither reads as an empty
-    store nor lays down a directory: a FileStore's root (a PostgresStore's
+    Checked in the files before the store is opened, so that a typo neither reads as
+    an empty store nor lays down a directory: a FileStore's root (a PostgresStore's
     ``file_root``) must be a metalab store, a collection or an empty directory, and
-    the experiment (``experiment_id``, else the config's scope) one the store holds.
+    the experiment (``experiment_id``, else the config's scope) one the files hold.
 
     Raises:
         StoreNotFoundError: The root names no store.
@@ -146,16 +146,16 @@ def require_readable(config: StoreConfig, experiment_id: str | None = None) -> N
             lists those it holds and suggests the closest).
     """
     root = getattr(config, "root", None) or getattr(config, "file_root", None)
-    if isinstance(root, str):
-        FileStoreConfig(root=root).require_store()
+    if not isinstance(root, str):
+        return  # no files to look at (a MemoryStore): the store itself is the truth
+    files = FileStoreConfig(root=root)
+    files.require_store()
     wanted = experiment_id or config.experiment_id
     if wanted is None:
         return
-    unscoped = dataclasses.replace(config, experiment_id=None)
-    with _reading_files_when_needed(unscoped).connect() as store:
-        if not isinstance(store, SupportsExperiments):
-            return
-        known = store.list_experiments()
+    # The files are the truth, and reading their _meta.json files needs no connection
+    # to an index (which may lag behind them anyway).
+    known = files.list_experiments()
     if wanted not in known:
         where = root if isinstance(config, FileStoreConfig) else redact(config.to_locator())
         raise ExperimentNotFoundError(wanted, known, repr(where))
