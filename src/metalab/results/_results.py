@@ -380,14 +380,19 @@ def _connect_for_reading(config: StoreConfig, experiment_id: str | None) -> Stor
         config.require_store()
     if experiment_id is None or config.is_scoped:
         return config.scoped(experiment_id).connect() if experiment_id else config.connect()
-    collection = config.connect()
-    if isinstance(collection, SupportsExperiments):
-        known = collection.list_experiments()
-        if experiment_id not in known:
-            collection.close()
-            where = config.root if isinstance(config, FileStoreConfig) else config.to_locator()
-            raise ExperimentNotFoundError(experiment_id, known, repr(redact(where)))
-    collection.close()
+    if isinstance(config, FileStoreConfig):
+        known: list[str] | None = config.list_experiments()  # from _meta.json, no store
+        where = config.root
+    else:
+        with config.connect() as collection:
+            known = (
+                collection.list_experiments()
+                if isinstance(collection, SupportsExperiments)
+                else None
+            )
+        where = redact(config.to_locator())
+    if known is not None and experiment_id not in known:
+        raise ExperimentNotFoundError(experiment_id, known, repr(where))
     return config.scoped(experiment_id).connect()
 
 
