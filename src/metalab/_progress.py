@@ -1,124 +1,231 @@
-"""The progress bar of ``metalab.run``: rich when installed, plain text otherwise.
+"""Progress display for long work, one implementation for the library and the CLI.
 
-It is shown only when stderr is a terminal (and ``progress`` is not ``False``), so
-logs and CI output never fill with bar redraws. The runner calls :meth:`update`
-from its dispatcher thread; both bars redraw at most a few times a second.
+:func:`open_progress` returns a :class:`Progress`, which is a ``progress(done, total)``
+callback (the :data:`~metalab.store.abc.ProgressCallback` that ``rebuild_index``,
+``sync_index`` and ``export_store`` take) with a note for extra counts and a
+:meth:`~Progress.close`. What it draws depends on where it runs:
+
+- a terminal (``stream.isatty()``): a rich bar when rich is installed, else one
+  plain-text line redrawn in place;
+- a Jupyter kernel: a rich bar rendered by the notebook when rich and ipywidgets are
+  installed, else the plain line, which notebooks redraw in place too;
+- anywhere else (pipes, log files, CI) nothing, so output never fills with redraws.
+
+``enabled=False`` always draws nothing. Bars redraw a few times a second at most,
+whatever the rate of updates.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Final, Protocol
-
-from metalab._optional import require
-from metalab.errors import MissingDependencyError
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
+    from rich.progress import TaskID
 
-__all__ = ["ProgressBar", "open_progress"]
+__all__ = ["Progress", "in_notebook", "open_progress", "progress_bar"]
 
 _MIN_INTERVAL: Final = 0.1
 
 
-class ProgressBar(Protocol):
-    """What the runner reports progress to."""
+class Progress:
+    """A progress display that draws nothing; the base of the ones that draw.
 
-    def update(self, finished: int, failed: int) -> None:
-        """Report ``finished`` runs (of which ``failed`` failed) so far."""
-        ...
+    Call it as ``progress(done, total)`` (``total`` ``None`` when not known yet).
+    """
 
-    def close(self) -> None:
-        """Draw the final state and release the terminal."""
-        ...
+    def __call__(self, done: int, total: int | None = None) -> None:
+        """Report that ``done`` of ``total`` items are finished."""
+
+    def note(self, text: str) -> None:
+        """Show ``text`` beside the counts (e.g. ``"3 failed"``); ``""`` clears it."""
+
+    def close(self, *, stopped: str | None = None) -> None:
+        """Draw the last state and release the display.
+
+        Args:
+            stopped: Why the work ended early (e.g. ``"cancelled"``); shown instead of
+                completing the bar, which stays where the work stopped.
+        """
 
 
-class _RichBar:
-    def __init__(self, title: str, total: int, stream: IO[str]) -> None:
+class _Counts:
+    """The state every drawing bar keeps between redraws."""
+
+    def __init__(self, total: int | None) -> None:
+        self.done = 0
+        self.total = total
+        self.text = ""
+        self._last = 0.0
+
+    def set(self, done: int, total: int | None) -> None:
+        self.done = done
+        if total is not None:
+            self.total = total
+
+    def due(self) -> bool:
+        """Whether enough time passed since the last redraw."""
+        now = time.monotonic()
+        if now - self._last < _MIN_INTERVAL:
+            return False
+        self._last = now
+        return True
+
+
+class _PlainBar(Progress):
+    """One line of text, redrawn in place with a carriage return."""
+
+    def __init__(self, title: str, total: int | None, stream: IO[str]) -> None:
+        self._title = title
+        self._stream = stream
+        self._state = _Counts(total)
+        self._start = time.monotonic()
+        self._draw()
+
+    def _draw(self, end: str = "", stopped: str | None = None) -> None:
+        s = self._state
+        if s.total is None:
+            shown = f"{s.done}"
+        else:
+            width = 30
+            filled = width * s.done // s.total if s.total else width
+            shown = f"[{'#' * filled}{'-' * (width - filled)}] {s.done}/{s.total}"
+        extra = f", {s.text}" if s.text else ""
+        why = f" ({stopped})" if stopped else ""
+        elapsed = time.monotonic() - self._start
+        self._stream.write(f"\r{self._title} {shown}{extra} {elapsed:.1f}s{why}{end}")
+        self._stream.flush()
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        self._state.set(done, total)
+        if self._state.due():
+            self._draw()
+
+    def note(self, text: str) -> None:
+        self._state.text = text
+
+    def close(self, *, stopped: str | None = None) -> None:
+        self._draw(end="\n", stopped=stopped)
+
+
+class _RichBar(Progress):
+    """A rich bar, on a terminal or rendered by a notebook."""
+
+    def __init__(
+        self,
+        title: str,
+        total: int | None,
+        stream: IO[str] | None,
+        *,
+        transient: bool,
+        notebook: bool,
+    ) -> None:
         from rich.console import Console  # noqa: PLC0415 -- optional (rich extra)
         from rich.progress import (  # noqa: PLC0415 -- optional (rich extra)
             BarColumn,
             MofNCompleteColumn,
-            Progress,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
+        from rich.progress import Progress as RichProgress  # noqa: PLC0415 -- optional
 
-        self._progress: Progress = Progress(
+        console = Console(force_jupyter=True) if notebook else Console(file=stream)
+        self._title = title
+        self._progress = RichProgress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[failed]}"),
+            TextColumn("{task.fields[note]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            console=Console(file=stream),
+            console=console,
             refresh_per_second=5,
+            transient=transient,
         )
-        self._task: TaskID = self._progress.add_task(title, total=total, failed="")
+        self._task: TaskID = self._progress.add_task(title, total=total, note="")
         self._progress.start()
 
-    def update(self, finished: int, failed: int) -> None:
-        self._progress.update(
-            self._task, completed=finished, failed=f"{failed} failed" if failed else ""
-        )
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if total is None:
+            self._progress.update(self._task, completed=done)
+        else:
+            self._progress.update(self._task, completed=done, total=total)
 
-    def close(self) -> None:
+    def note(self, text: str) -> None:
+        self._progress.update(self._task, note=text)
+
+    def close(self, *, stopped: str | None = None) -> None:
+        if stopped:
+            self._progress.update(self._task, description=f"{self._title} ({stopped})")
         self._progress.refresh()
         self._progress.stop()
 
 
-class _PlainBar:
-    def __init__(self, title: str, total: int, stream: IO[str]) -> None:
-        self._title = title
-        self._total = total
-        self._stream = stream
-        self._start = time.monotonic()
-        self._last = 0.0
-        self._state = (0, 0)
-        self._draw()
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (IPython's ZMQ shell)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    get_ipython = getattr(ipython, "get_ipython", None)
+    shell = get_ipython() if callable(get_ipython) else None
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
-    def _draw(self, end: str = "") -> None:
-        finished, failed = self._state
-        width = 30
-        filled = width * finished // self._total if self._total else width
-        bar = "#" * filled + "-" * (width - filled)
-        extra = f", {failed} failed" if failed else ""
-        elapsed = time.monotonic() - self._start
-        self._stream.write(
-            f"\r{self._title} [{bar}] {finished}/{self._total}{extra} {elapsed:.1f}s{end}"
-        )
-        self._stream.flush()
 
-    def update(self, finished: int, failed: int) -> None:
-        self._state = (finished, failed)
-        now = time.monotonic()
-        if now - self._last >= _MIN_INTERVAL:
-            self._last = now
-            self._draw()
-
-    def close(self) -> None:
-        self._draw(end="\n")
+def _installed(module: str) -> bool:
+    # A test (or a user) blocks a module with sys.modules[name] = None.
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None
 
 
 def open_progress(
-    enabled: bool | None, title: str, total: int, stream: IO[str] | None = None
-) -> ProgressBar | None:
-    """Return a progress bar, or ``None`` when none should be shown.
+    title: str,
+    total: int | None = None,
+    *,
+    enabled: bool | None = None,
+    transient: bool = False,
+    stream: IO[str] | None = None,
+) -> Progress:
+    """Return the progress display that suits where this process runs.
 
     Args:
-        enabled: ``False`` never shows one; ``None`` or ``True`` show one when
-            ``stream`` is a terminal.
-        title: Shown before the bar (the experiment id).
-        total: How many runs the bar counts.
-        stream: Where to draw; default ``sys.stderr``.
+        title: Shown before the bar (what is being done).
+        total: How many items the work has, if known (it can be given later).
+        enabled: ``False`` draws nothing; ``None`` or ``True`` draw on a terminal or
+            in a notebook.
+        transient: Remove the bar when it closes (the CLI's, whose result follows).
+        stream: The terminal to draw on; default ``sys.stderr``.
     """
     target = sys.stderr if stream is None else stream
-    if enabled is False or not target.isatty():
-        return None
-    try:
-        require("rich", extra="rich", feature="the rich progress bar")
-    except MissingDependencyError:
+    if enabled is False:
+        return Progress()
+    if target.isatty():
+        if _installed("rich"):
+            return _RichBar(title, total, target, transient=transient, notebook=False)
         return _PlainBar(title, total, target)
-    return _RichBar(title, total, target)
+    if in_notebook():
+        # rich draws in a notebook through ipywidgets; a notebook shows a stream's
+        # carriage returns in place, so the plain bar works in every frontend.
+        if _installed("rich") and _installed("ipywidgets"):
+            return _RichBar(title, total, None, transient=transient, notebook=True)
+        return _PlainBar(title, total, target)
+    return Progress()
+
+
+@contextmanager
+def progress_bar(
+    title: str, total: int | None = None, *, enabled: bool | None = None
+) -> Iterator[Progress]:
+    """Open a transient :func:`open_progress` display and close it on the way out."""
+    bar = open_progress(title, total, enabled=enabled, transient=True)
+    try:
+        yield bar
+    except BaseException:
+        bar.close(stopped="stopped")
+        raise
+    bar.close()

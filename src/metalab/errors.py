@@ -21,6 +21,7 @@ keeps working for configuration mistakes::
         ├── ExperimentNotFoundError(StoreError, LookupError)   .experiment_id, .known, .where
         ├── StoreNotFoundError(StoreError, FileNotFoundError)  .path, .reason
         └── IndexUnavailableError(StoreError)        the Postgres index cannot be reached
+    SweepInterrupted(KeyboardInterrupt)              Ctrl-C on a sweep; .not_started, .total
     MetalabWarning(UserWarning)
     └── IndexStaleWarning                            files were written, the index lags
 
@@ -52,6 +53,7 @@ __all__ = [
     "RegistryError",
     "StoreError",
     "StoreNotFoundError",
+    "SweepInterrupted",
     "UnknownSchemeError",
     "UnsupportedSchemaVersionError",
 ]
@@ -332,32 +334,36 @@ class IndexUnavailableError(StoreError):
     """
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a sweep; the runs that had not started are recorded cancelled.
+
+    A ``KeyboardInterrupt``, so code that stops on Ctrl-C still does; not a
+    :class:`MetalabError`, so ``except Exception`` does not swallow it. Left
+    uncaught in a script it is reported as its one-line message, without a
+    traceback.
+
+    Attributes:
+        experiment_id: The experiment of the sweep.
+        not_started: Runs of this sweep that never started.
+        total: Runs the experiment defines.
+    """
+
+    def __init__(self, experiment_id: str, not_started: int, total: int) -> None:
+        self.experiment_id = experiment_id
+        self.not_started = not_started
+        self.total = total
+        super().__init__(experiment_id, not_started, total)
+
+    def __str__(self) -> str:
+        return (
+            f"cancelled: {self.not_started:,} of {self.total:,} runs of "
+            f"{self.experiment_id!r} not started (run it again to resume)"
+        )
+
+
 class MetalabWarning(UserWarning):
     """Root of the warnings metalab emits."""
 
 
 class IndexStaleWarning(MetalabWarning):
     """A write reached the files but not the index; ``sync_index()`` will repair it."""
-
-
-for _cls in (
-    MetalabError,
-    ConfigError,
-    LocatorError,
-    UnknownSchemeError,
-    QueryError,
-    QuerySyntaxError,
-    RegistryError,
-    MissingDependencyError,
-    CapabilityError,
-    StoreError,
-    ArtifactNotFoundError,
-    CorruptRecordError,
-    UnsupportedSchemaVersionError,
-    ExperimentMismatchError,
-    IndexUnavailableError,
-    MetalabWarning,
-    IndexStaleWarning,
-):
-    _cls.__module__ = "metalab.errors"
-del _cls

@@ -19,13 +19,15 @@ Dask cluster) are emitted again in this one, each distinct one once per sweep.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import sys
 import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -33,8 +35,8 @@ from types import TracebackType
 from typing import Final, Self
 
 from metalab._identity import fingerprint, run_id_for, to_json, to_json_object
-from metalab._progress import ProgressBar, open_progress
-from metalab.errors import ConfigError, MetalabWarning
+from metalab._progress import Progress, open_progress
+from metalab.errors import ConfigError, MetalabWarning, SweepInterrupted
 from metalab.executors import (
     BatchOutcome,
     Executor,
@@ -184,7 +186,7 @@ class RunHandle:
         skipped: int,
         executor: Executor,
         job: RunJob,
-        progress: ProgressBar | None,
+        progress: Progress,
     ) -> None:
         self._experiment_id = experiment_id
         self._config = config
@@ -196,6 +198,7 @@ class RunHandle:
         self._progress = progress
         self._lock = threading.Lock()
         self._counts = RunCounts(total=len(self._run_ids), skipped=skipped)
+        self._never_started = 0  # cancelled before they began: not progress
         self._cancel = threading.Event()
         self._finished = threading.Event()
         self._error: BaseException | None = None
@@ -299,8 +302,7 @@ class RunHandle:
         try:
             finished = self._finished.wait(timeout)
         except KeyboardInterrupt:
-            self.cancel()
-            raise
+            raise self._interrupted() from None
         if not finished:
             raise TimeoutError(f"{self!r} is still running after {timeout} s")
         if self._error is not None:
@@ -321,6 +323,17 @@ class RunHandle:
                 stacklevel=2,
             )
         return Results((found[i] for i in self._run_ids if i in found), self._store)
+
+    def _interrupted(self) -> SweepInterrupted:
+        """Cancel after Ctrl-C and wait for the runs at work; a second Ctrl-C stops waiting."""
+        self.cancel()
+        with contextlib.suppress(KeyboardInterrupt):
+            self._finished.wait()
+        c = self.counts
+        # After a second Ctrl-C the sweep is still ending: count the unfinished runs.
+        not_started = self._never_started if self._finished.is_set() else c.total - c.finished
+        _OneLineInterrupts.install()
+        return SweepInterrupted(self._experiment_id, not_started, c.total)
 
     def close(self) -> None:
         """Wait for the sweep to end, then close the store."""
@@ -344,9 +357,10 @@ class RunHandle:
         return self._cancel.is_set() or self._error is not None
 
     def _report(self) -> None:
-        if self._progress is not None:
-            c = self.counts
-            self._progress.update(c.finished, c.failed)
+        with self._lock:
+            c, never_started = self._counts, self._never_started
+        self._progress.note(f"{c.failed} failed" if c.failed else "")
+        self._progress(c.finished - never_started, c.total)
 
     def _drive(self) -> None:
         try:
@@ -358,9 +372,11 @@ class RunHandle:
             self._error = self._error or exc
             logger.debug("sweep of %s stopped by an error", self._experiment_id, exc_info=True)
         finally:
-            if self._progress is not None:
-                self._report()
-                self._progress.close()
+            self._report()
+            stopped = "stopped by an error" if self._error is not None else None
+            if self._never_started and stopped is None:
+                stopped = "cancelled"
+            self._progress.close(stopped=stopped)
             self._finished.set()
 
     def _dispatch(self) -> list[RunTask]:
@@ -470,6 +486,33 @@ class RunHandle:
         with self._lock:
             c = self._counts
             self._counts = RunCounts(c.total, c.done, c.failed, c.skipped, c.cancelled + len(tasks))
+            self._never_started += len(tasks)
+
+
+class _OneLineInterrupts:
+    """``sys.excepthook`` that reports an uncaught :class:`SweepInterrupted` in one line.
+
+    A script stopped with Ctrl-C during ``handle.result()`` then ends with
+    ``metalab: cancelled: ...`` instead of a traceback through ``threading``; every
+    other exception goes to the hook that was there before.
+    """
+
+    def __init__(self, previous: Callable[..., object]) -> None:
+        self.previous = previous
+
+    def __call__(
+        self, kind: type[BaseException], value: BaseException, tb: TracebackType | None
+    ) -> None:
+        if isinstance(value, SweepInterrupted):
+            sys.stderr.write(f"metalab: {value}\n")
+            sys.stderr.flush()
+        else:
+            self.previous(kind, value, tb)
+
+    @classmethod
+    def install(cls) -> None:
+        if not isinstance(sys.excepthook, cls):
+            sys.excepthook = cls(sys.excepthook)
 
 
 def run(
@@ -497,7 +540,7 @@ def run(
         resume: Skip runs already recorded as ``success``; failed, cancelled and
             interrupted (``running``) runs are run again. ``False`` runs everything.
         progress: ``False`` hides the progress bar; otherwise it is shown when
-            stderr is a terminal.
+            stderr is a terminal, or in a Jupyter notebook.
 
     Returns:
         The handle of the sweep, which is already running.
@@ -560,7 +603,7 @@ def run(
             skipped=len(tasks) - len(pending),
             executor=executor if executor is not None else ThreadExecutor(max_workers=1),
             job=job,
-            progress=open_progress(progress, experiment_id, len(tasks)),
+            progress=open_progress(experiment_id, len(tasks), enabled=progress),
         )
     except BaseException:
         connected.close()

@@ -28,11 +28,19 @@ from metalab.cli._session import files_of
 from metalab.errors import CapabilityError, CorruptRecordError
 from metalab.records import RunRecord, utc_now
 from metalab.store import Store, SupportsDelete
+from metalab.store.abc import ProgressCallback
 
 __all__ = ["GcReport", "RunVerdict", "collect_garbage", "delete_if_unchanged"]
 
 Delete = Callable[[SupportsDelete, RunRecord], bool]
 """Deletes a run if its stored record is still the one given; says whether it did."""
+
+
+_STEPS = 4
+
+
+def _no_progress(done: int, total: int | None) -> None:
+    """Report nowhere."""
 
 
 def delete_if_unchanged(store: SupportsDelete, record: RunRecord) -> bool:
@@ -100,6 +108,7 @@ def collect_garbage(
     apply: bool,
     include_unknown: bool = False,
     delete: Delete = delete_if_unchanged,
+    progress: ProgressCallback | None = None,
 ) -> GcReport:
     """Find (and with ``apply``, remove) what crashes left in a store's files.
 
@@ -110,6 +119,8 @@ def collect_garbage(
         include_unknown: Treat a run whose writer cannot be judged as stuck.
         delete: Deletes a run if its stored record is still the one given; a test
             puts a writer's record in between here.
+        progress: Called as ``progress(step, 4)`` as the steps finish: temp files,
+            artifact files, run records, removals.
 
     Raises:
         CapabilityError: The store has no files, or cannot delete runs.
@@ -119,6 +130,8 @@ def collect_garbage(
         raise CapabilityError(
             type(store).__qualname__, "SupportsWorkingDirectory", "metalab store gc"
         )
+    step = progress if progress is not None else _no_progress
+    step(0, _STEPS)
     report = GcReport(applied=apply)
     horizon = time.time() - older_than.total_seconds()
     cutoff = utc_now() - older_than
@@ -132,6 +145,7 @@ def collect_garbage(
             continue
         except OSError as exc:
             report.problems.append(f"cannot remove temp file {str(path)!r}: {exc}")
+    step(1, _STEPS)
 
     def unreadable(exc: CorruptRecordError) -> None:
         report.problems.append(f"{exc} (its run's artifact files were left alone)")
@@ -141,6 +155,7 @@ def collect_garbage(
         if apply
         else files.unreferenced_artifacts(horizon, on_error=unreadable)
     )
+    step(2, _STEPS)
     scan = files.scan_run_records()
     report.problems.extend(str(problem) for problem in scan.problems)
     stuck: list[RunVerdict] = []
@@ -154,8 +169,10 @@ def collect_garbage(
             report.unknown_runs.append(verdict)
         else:
             stuck.append(verdict)
+    step(3, _STEPS)
     if not (apply and stuck):
         report.stuck_runs = stuck
+        step(_STEPS, _STEPS)
         return report
     if not isinstance(store, SupportsDelete):
         raise CapabilityError(
@@ -168,4 +185,5 @@ def collect_garbage(
             report.problems.append(f"cannot remove run {verdict.record.run_id}: {exc}")
             continue
         (report.stuck_runs if deleted else report.changed_runs).append(verdict)
+    step(_STEPS, _STEPS)
     return report

@@ -1,4 +1,4 @@
-"""Output for the command line: tables, CSV, JSON and progress bars."""
+"""Output for the command line: tables, CSV and JSON (progress: ``metalab._progress``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import csv
 import json
 import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import IO, Any
 
-__all__ = ["emit_json", "emit_rows", "non_negative_int", "progress_bar"]
+__all__ = ["emit_json", "emit_rows", "non_negative_int"]
 
 
 def emit_json(data: Any, out: IO[str] | None = None) -> None:
@@ -70,45 +69,6 @@ def emit_rows(
         stream.write(
             "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n"
         )
-
-
-def _quiet(done: int, total: int | None) -> None:
-    """Draw nothing (pipes, CI, --json)."""
-
-
-@contextmanager
-def progress_bar(description: str, *, enabled: bool) -> Iterator[Callable[[int, int | None], None]]:
-    """Yield a ``progress(done, total)`` callback drawing a bar on a terminal.
-
-    The bar uses rich when it is installed and a one-line fallback otherwise; it
-    draws nothing when ``enabled`` is false or stderr is not a terminal (pipes, CI).
-    """
-    if not (enabled and sys.stderr.isatty()):
-        yield _quiet
-        return
-    try:
-        from rich.progress import Progress  # noqa: PLC0415 -- optional (rich extra)
-    except ImportError:
-        last = [-1]
-
-        def plain(done: int, total: int | None) -> None:
-            percent = int(100 * done / total) if total else -1
-            if percent != last[0]:
-                last[0] = percent
-                shown = f"{percent}%" if total else f"{done}"
-                sys.stderr.write(f"\r{description}: {shown}")
-                sys.stderr.flush()
-
-        yield plain
-        sys.stderr.write("\n")
-        return
-    with Progress(transient=True) as bar:
-        task = bar.add_task(description, total=None)
-
-        def fancy(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield fancy
 
 
 def non_negative_int(text: str) -> int:

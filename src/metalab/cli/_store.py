@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from metalab import _codec
+from metalab._progress import Progress, progress_bar
 from metalab.cli._gc import GcReport, RunVerdict, collect_garbage
-from metalab.cli._output import emit_json, emit_rows, progress_bar
+from metalab.cli._output import emit_json, emit_rows
 from metalab.cli._session import Session, open_store, require_readable, write_notes
 from metalab.errors import (
     ArtifactNotFoundError,
@@ -246,7 +247,7 @@ def _ls(args: argparse.Namespace) -> int:
     return _exit_code(problems)
 
 
-def _directory_size(path: Path) -> tuple[int, int]:
+def _directory_size(path: Path, progress: Progress) -> tuple[int, int]:
     files = size = 0
     for base, _dirs, names in os.walk(path):
         for name in names:
@@ -255,6 +256,7 @@ def _directory_size(path: Path) -> tuple[int, int]:
             except FileNotFoundError:
                 continue
             files += 1
+        progress(files)
     return files, size
 
 
@@ -266,7 +268,10 @@ def _info(args: argparse.Namespace) -> int:
         "scheme": config.scheme,
         "experiment_id": config.experiment_id,
     }
-    with open_store(config) as session:
+    with (
+        open_store(config) as session,
+        progress_bar("counting files", enabled=not args.json) as bar,
+    ):
         store = session.store
         experiments = session.experiments() if isinstance(store, SupportsExperiments) else []
         info["experiments"] = experiments
@@ -275,7 +280,7 @@ def _info(args: argparse.Namespace) -> int:
         if isinstance(store, SupportsWorkingDirectory):
             directory = store.get_working_directory()
             info["directory"] = str(directory)
-            files, size = _directory_size(directory)
+            files, size = _directory_size(directory, bar)
             info["files"], info["bytes"] = files, size
             meta_path = directory / "_meta.json"
             try:
@@ -319,12 +324,17 @@ def _verify(args: argparse.Namespace) -> int:
         config = config.scoped(args.experiment)
     problems: list[str] = []
     checked: Counter[str] = Counter()
-    with open_store(config) as session:
+    with open_store(config) as session, progress_bar("verifying", enabled=not args.json) as bar:
+        bar(0, None)
+        listed = []
         for eid in _experiment_ids(session, config):
             records, found = session.records(eid)
             problems.extend(found)
             checked["records"] += len(records) + len(found)
-            problems.extend(_verify_runs(session.store, eid, records, checked))
+            listed.append((eid, records))
+        total = sum(len(records) for _eid, records in listed)
+        for eid, records in listed:
+            problems.extend(_verify_runs(session.store, eid, records, checked, bar, total))
             if session.index.state == "up to date":
                 problems.extend(_verify_index(session, eid, records, checked))
     if session.index.problem is not None:
@@ -348,10 +358,17 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _verify_runs(
-    store: Store, eid: str, records: list[RunRecord], checked: Counter[str]
+    store: Store,
+    eid: str,
+    records: list[RunRecord],
+    checked: Counter[str],
+    progress: Progress,
+    total: int,
 ) -> list[str]:
     problems: list[str] = []
     for record in records:
+        checked["runs"] += 1
+        progress(checked["runs"], total)
         try:
             store.get_derived(record.run_id)
         except CorruptRecordError as exc:
@@ -414,7 +431,8 @@ def _sync(args: argparse.Namespace) -> int:
     with _connected(config) as store:
         if not isinstance(store, SupportsIndexSync):
             raise _missing(store, "SupportsIndexSync", "metalab store sync-index")
-        report = store.sync_index()
+        with progress_bar("syncing index", enabled=not args.json) as progress:
+            report = store.sync_index(progress=progress)
     data: dict[str, Any] = (
         dataclasses.asdict(report)
         if dataclasses.is_dataclass(report) and not isinstance(report, type)
@@ -437,9 +455,13 @@ def _age(text: str) -> dt.timedelta:
 def _gc(args: argparse.Namespace) -> int:
     config = coerce_store_config(args.locator)
     age = _age(args.older_than)
-    with open_store(config) as session:
+    with open_store(config) as session, progress_bar("gc", enabled=not args.json) as progress:
         report = collect_garbage(
-            session.store, older_than=age, apply=args.apply, include_unknown=args.include_unknown
+            session.store,
+            older_than=age,
+            apply=args.apply,
+            include_unknown=args.include_unknown,
+            progress=progress,
         )
     if args.json:
         emit_json(

@@ -17,6 +17,7 @@ import multiprocessing
 import multiprocessing.context
 import multiprocessing.util
 import os
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -50,6 +51,10 @@ def _connect_cached(config: dict[str, Any]) -> Store:
 
 
 def _init_worker(job: RunJob) -> None:
+    # Ctrl-C in a terminal signals the whole process group. The coordinator turns it
+    # into a cancel (runs at work finish, the others are recorded cancelled); a worker
+    # dying of it would instead break the pool and lose that bookkeeping.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(
         target=_exit_when_orphaned,
         args=(os.getppid(),),

@@ -79,6 +79,23 @@ def _in_two_directories(
     )
 
 
+_PROGRESS_EVERY = 256
+
+
+def _counted(
+    documents: Iterable[Document], total: int, progress: ProgressCallback
+) -> Iterator[Document]:
+    """Pass ``documents`` through, reporting how many went by."""
+    done = 0
+    progress(done, total)
+    for document in documents:
+        yield document
+        done += 1
+        if done % _PROGRESS_EVERY == 0:
+            progress(done, total)
+    progress(done, total)
+
+
 class _Unique:
     """Documents passed through, refusing one key in two experiment directories.
 
@@ -634,7 +651,9 @@ class IndexedStore:
         self._after_reading(marks, misses)
         return count
 
-    def sync_index(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> SyncReport:
+    def sync_index(
+        self, *, batch_size: int = DEFAULT_BATCH_SIZE, progress: ProgressCallback | None = None
+    ) -> SyncReport:
         """Index what changed in the files since they were last indexed.
 
         New and modified files (by modification time and size) are read and
@@ -643,6 +662,8 @@ class IndexedStore:
 
         Args:
             batch_size: Documents per bulk transaction.
+            progress: Called as ``progress(done, total)`` while changed files are
+                indexed (``total`` is ``None`` while the files are listed).
 
         Returns:
             What was indexed, removed and left as it was.
@@ -656,15 +677,17 @@ class IndexedStore:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
         marks, misses = self._before_reading()
-        report = self._sync(batch_size)
+        report = self._sync(batch_size, progress)
         self._after_reading(marks, misses)
         return report
 
-    def _sync(self, batch_size: int) -> SyncReport:
+    def _sync(self, batch_size: int, progress: ProgressCallback | None) -> SyncReport:
         files = self._files
         changed: list[DocumentRef] = []
         removed: list[DocumentKey] = []
         unchanged = 0
+        if progress is not None:
+            progress(0, None)
         for kind in DOCUMENT_KINDS:
             # The index first: a document indexed after this is absent here, so it is
             # never taken for one whose file is gone; its file, written before it was
@@ -682,8 +705,9 @@ class IndexedStore:
                     changed.append(ref)
             gone = indexed.keys() - on_disk.keys()
             removed.extend(DocumentKey(kind, key, self._scope) for key in gone)
+        documents = files.read_documents(changed)
         self._index.write(
-            files.read_documents(changed),
+            documents if progress is None else _counted(documents, len(changed), progress),
             removed=removed,
             synced=(self._scope, files.experiment_directories()),
             batch_size=batch_size,

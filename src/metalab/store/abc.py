@@ -378,8 +378,11 @@ class SupportsIndexedFiles(Protocol):
 class SupportsIndexSync(Protocol):
     """The store's index can be brought up to date with its files incrementally."""
 
-    def sync_index(self) -> object:
-        """Index what changed in the files since the last sync; return a report."""
+    def sync_index(self, *, progress: ProgressCallback | None = None) -> object:
+        """Index what changed in the files since the last sync; return a report.
+
+        ``progress(done, total)`` is called while the changed files are indexed.
+        """
         ...
 
     def is_index_stale(self) -> bool:
