@@ -15,6 +15,7 @@ from psycopg import sql
 
 from metalab import _codec
 from metalab.errors import ConfigError, StoreError
+from metalab.query import FieldCatalog
 from metalab.records import RunRecord, Status
 from metalab.store import PostgresIndex, PostgresStore, PostgresStoreConfig, abc
 from metalab.store._documents import Document, FileState
@@ -280,3 +281,14 @@ class TestCapabilities:
                     assert isinstance(store, capability), capability.__name__
             assert isinstance(store, abc.SupportsIndexRebuild)
             assert isinstance(store, abc.SupportsIndexSync)
+
+
+def test_a_postgres_store_gives_its_catalog_the_notebook_table(
+    postgres_config: PostgresStoreConfig,
+) -> None:
+    with postgres_config.scoped("html:1").connect() as store:
+        store.put_run_record(make_record("html:1"))
+        catalog = store.fields()
+    assert isinstance(catalog, FieldCatalog)
+    assert catalog.experiment_id == "html:1"
+    assert "field catalog of" in catalog._repr_html_()

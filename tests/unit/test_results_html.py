@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 
+from metalab.query import FieldCatalog, FieldInfo
 from metalab.records import RunRecord
 from metalab.results import Results
-from metalab.store import MemoryStoreConfig
+from metalab.store import FileStoreConfig, MemoryStoreConfig, SupportsQuery
 from metalab.testing.store import make_record
 
 EXP = "html:1"
@@ -56,3 +59,36 @@ def test_a_failed_run_shows_its_error() -> None:
     view = Results([failed], store, owns_store=True)
     assert "<td>ValueError</td>" in view._repr_html_()
     assert "ValueError: bad &amp; worse" in view[0]._repr_html_()
+
+
+def test_a_field_catalog_is_a_list_with_a_table_for_notebooks() -> None:
+    store = results(3).store
+    assert isinstance(store, SupportsQuery)
+    catalog = store.fields()
+    assert isinstance(catalog, FieldCatalog)
+    assert catalog == list(catalog)  # compares as the list it is
+    assert catalog.experiment_id == EXP
+    page = catalog._repr_html_()
+    assert page.startswith('<div class="metalab"><table><caption')
+    assert f"field catalog of {EXP!r}: {len(catalog)} field(s)" in page.replace("&#x27;", "'")
+    assert "<th>field</th><th>types</th><th>runs</th><th>min</th><th>max</th>" in page
+    assert "<tr><td>params.lr</td><td>float</td><td>3</td><td>0.01</td><td>0.1</td>" in page
+    assert "&lt;b&gt;adam&lt;/b&gt;" in page  # samples escaped
+    assert "<b>" not in page
+
+
+def test_a_long_sample_is_cut_short_in_the_table() -> None:
+    info = FieldInfo("params.blob", ["str"], 1, None, None, ["x" * 100, {"k": 1}])
+    page = FieldCatalog([info])._repr_html_()
+    assert "x" * 39 + "…" in page
+    assert "x" * 40 not in page
+    assert "{&#x27;k&#x27;: 1}" in page
+    assert "field catalog: 1 field(s)" in page  # no experiment named
+
+
+def test_a_file_store_gives_its_catalog_the_table_too(tmp_path: Path) -> None:
+    with FileStoreConfig(root=str(tmp_path), experiment_id=EXP).connect() as store:
+        store.put_run_record(make_record(EXP))
+        catalog = store.fields()
+    assert isinstance(catalog, FieldCatalog)
+    assert catalog.experiment_id == EXP

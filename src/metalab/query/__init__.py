@@ -66,7 +66,13 @@ from metalab.query._ast import (
     Query,
     Scalar,
 )
-from metalab.query._catalog import CATALOG_SAMPLE_RUNS, CATALOG_SAMPLES, FieldInfo, field_catalog
+from metalab.query._catalog import (
+    CATALOG_SAMPLE_RUNS,
+    CATALOG_SAMPLES,
+    FieldCatalog,
+    FieldInfo,
+    field_catalog,
+)
 from metalab.query._parser import order_from, parse_order, parse_where
 from metalab.query._python import DerivedLookup, select
 
@@ -81,6 +87,7 @@ __all__ = [
     "Expr",
     "F",
     "Field",
+    "FieldCatalog",
     "FieldInfo",
     "FieldRef",
     "In",

@@ -12,9 +12,10 @@ from decimal import Decimal
 from typing import Final, cast
 
 from metalab._codec import escape_json
+from metalab._display import html_table, shown
 from metalab.records import MetricValue, RunRecord
 
-__all__ = ["CATALOG_SAMPLES", "CATALOG_SAMPLE_RUNS", "FieldInfo", "field_catalog"]
+__all__ = ["CATALOG_SAMPLES", "CATALOG_SAMPLE_RUNS", "FieldCatalog", "FieldInfo", "field_catalog"]
 
 CATALOG_SAMPLES: Final = 5
 """How many distinct values the catalog keeps per field."""
@@ -37,6 +38,9 @@ _TYPE_NAMES: Final[dict[type, str]] = {
 }
 
 _NUMBER_TYPES: Final = frozenset({int, float})
+
+_SAMPLE_WIDTH: Final = 40
+"""Characters of a sample shown in a notebook table."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,46 @@ class FieldInfo:
     min_value: float | None
     max_value: float | None
     samples: list[object] = dataclasses.field(default_factory=list)
+
+
+class FieldCatalog(list[FieldInfo]):
+    """The field catalog of an experiment: a list of :class:`FieldInfo`, by field name.
+
+    A plain list in every way, with a compact table when a notebook shows it.
+
+    Attributes:
+        experiment_id: The experiment it describes, when known.
+    """
+
+    def __init__(
+        self, fields: Iterable[FieldInfo] = (), *, experiment_id: str | None = None
+    ) -> None:
+        super().__init__(fields)
+        self.experiment_id = experiment_id
+
+    def _repr_html_(self) -> str:
+        of = f" of {self.experiment_id!r}" if self.experiment_id else ""
+        rows = [
+            [
+                info.field,
+                ", ".join(info.types),
+                info.count,
+                info.min_value,
+                info.max_value,
+                ", ".join(_sample_text(v) for v in info.samples),
+            ]
+            for info in self
+        ]
+        return html_table(
+            ["field", "types", "runs", "min", "max", "samples"],
+            rows,
+            caption=f"field catalog{of}: {len(self)} field(s)",
+        )
+
+
+def _sample_text(value: object) -> str:
+    text = shown(value) if isinstance(value, float | int | str) else repr(value)
+    return text if len(text) <= _SAMPLE_WIDTH else text[: _SAMPLE_WIDTH - 1] + "…"
 
 
 def _type_name(value: object) -> str:
@@ -202,7 +246,7 @@ def _rank(value: object) -> int:
 def field_catalog(
     records: Iterable[RunRecord],
     derived: Callable[[RunRecord], Mapping[str, MetricValue] | None] | None = None,
-) -> list[FieldInfo]:
+) -> FieldCatalog:
     """Compute the field catalog of some runs in Python (stores without an index).
 
     Types, counts and ranges cover every run; samples come from the first
@@ -225,13 +269,16 @@ def field_catalog(
         for key, values in columns.items()
     }
     _gather(ordered[CATALOG_SAMPLE_RUNS:], namespaces, derived)
-    return sorted(
-        (
-            _summarise(f"{prefix}.{key}", values, sampled.get((prefix, key), 0))
-            for prefix, columns in namespaces.items()
-            for key, values in columns.items()
+    return FieldCatalog(
+        sorted(
+            (
+                _summarise(f"{prefix}.{key}", values, sampled.get((prefix, key), 0))
+                for prefix, columns in namespaces.items()
+                for key, values in columns.items()
+            ),
+            key=_field_name,
         ),
-        key=_field_name,
+        experiment_id=next((r.experiment_id for r in ordered), None),
     )
 
 

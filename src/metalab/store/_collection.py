@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import IO, Generic, Protocol, Self, TypeVar
 
 from metalab.errors import ArtifactNotFoundError, StoreError
-from metalab.query import FieldInfo, Query, field_catalog
+from metalab.query import FieldCatalog, Query, field_catalog
 from metalab.records import (
     ArtifactDescriptor,
     DerivedMetrics,
@@ -363,10 +363,12 @@ class Collection(Generic[S]):
         """Return the runs matching ``query`` (evaluated in Python over the records)."""
         return select_runs(self, query, self._scope())
 
-    def fields(self, experiment_id: str | None = None) -> list[FieldInfo]:
+    def fields(self, experiment_id: str | None = None) -> FieldCatalog:
         """Return the field catalog of an experiment (default: this store's)."""
         eid = experiment_id or self._scope()
-        return field_catalog(self.list_run_records(eid), derived_lookup(self, eid))
+        catalog = field_catalog(self.list_run_records(eid), derived_lookup(self, eid))
+        catalog.experiment_id = eid
+        return catalog
 
     def close(self) -> None:
         """Close every space this store opened."""

@@ -34,7 +34,7 @@ from metalab.errors import (
     IndexUnavailableError,
     StoreError,
 )
-from metalab.query import FieldInfo, Query
+from metalab.query import FieldCatalog, Query
 from metalab.records import (
     ArtifactDescriptor,
     DerivedMetrics,
@@ -561,7 +561,7 @@ class IndexedStore:
 
         return self._read(from_index, lambda: self._files.query_runs(query))
 
-    def fields(self, experiment_id: str | None = None) -> list[FieldInfo]:
+    def fields(self, experiment_id: str | None = None) -> FieldCatalog:
         """Return the field catalog of an experiment, kept in the index.
 
         The index recomputes it the first time it is read after writes changed the
@@ -576,7 +576,8 @@ class IndexedStore:
             raise ConfigError(
                 "fields() of an unscoped store needs an experiment id; pass fields('my_exp:1.0')"
             )
-        return self._read(lambda: self._index.fields(wanted), lambda: self._files.fields(wanted))
+        found = self._read(lambda: self._index.fields(wanted), lambda: self._files.fields(wanted))
+        return FieldCatalog(found, experiment_id=wanted)
 
     def delete_run(self, run_id: str, *, expected: RunRecord | None = None) -> bool:
         """Delete everything of a run from the files, then from the index.
