@@ -21,6 +21,7 @@ keeps working for configuration mistakes::
         ├── ExperimentNotFoundError(StoreError, LookupError)   .experiment_id, .known, .where
         ├── StoreNotFoundError(StoreError, FileNotFoundError)  .path, .reason
         └── IndexUnavailableError(StoreError)        the Postgres index cannot be reached
+            └── IndexMissingError                    no index yet (a reader does not create one)
     SweepInterrupted(KeyboardInterrupt)              Ctrl-C on a sweep; .not_started, .total
     MetalabWarning(UserWarning)
     └── IndexStaleWarning                            files were written, the index lags
@@ -42,6 +43,7 @@ __all__ = [
     "CorruptRecordError",
     "ExperimentMismatchError",
     "ExperimentNotFoundError",
+    "IndexMissingError",
     "IndexStaleWarning",
     "IndexUnavailableError",
     "LocatorError",
@@ -331,6 +333,14 @@ class IndexUnavailableError(StoreError):
     """The Postgres index could not be reached.
 
     Files written before the error are kept; ``sync_index()`` indexes them later.
+    """
+
+
+class IndexMissingError(IndexUnavailableError):
+    """The schema holds no index of this metalab's layout, and the store may not create one.
+
+    Commands that only read (``metalab store ls``, ``info``, ``verify``, ``runs ls``)
+    open a PostgresStore this way; ``metalab store rebuild-index`` builds the index.
     """
 
 

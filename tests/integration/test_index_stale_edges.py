@@ -9,6 +9,7 @@ only the outage is staged). Written against the survivors of a mutation run
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import shutil
@@ -160,31 +161,40 @@ class TestDeletesAndSyncs:
 
 
 class TestOneIndexPerFileRoot:
-    def test_an_index_made_for_other_files_says_so(
-        self,
-        postgres_config: PostgresStoreConfig,
-        caplog: pytest.LogCaptureFixture,
-        tmp_path: Any,
+    def test_an_index_made_for_other_files_is_refused_and_nothing_is_created(
+        self, postgres_config: PostgresStoreConfig, tmp_path: Any
     ) -> None:
         with postgres_config.connect():
             pass
-        with caplog.at_level(logging.WARNING, logger="metalab.store._indexed"):
-            with postgres_config.connect():
-                pass
-            assert caplog.records == []
-            other = PostgresStoreConfig(
-                connection_string=postgres_config.connection_string,
-                file_root=str(tmp_path / "other"),
-                schema=postgres_config.schema,
-            )
-            with other.connect():
-                pass
-        expected = (
-            f"the postgres index {postgres_config.schema!r} at "
-            f"{postgres_config.redacted_connection_string!r} was created for the files under "
-            f"{postgres_config.file_root!r}, not {other.file_root!r}; use one index per file root"
+        with postgres_config.connect():  # the same root, again: fine
+            pass
+        other = PostgresStoreConfig(
+            connection_string=postgres_config.connection_string,
+            file_root=str(tmp_path / "other"),
+            schema=postgres_config.schema,
         )
-        assert [r.getMessage() for r in caplog.records] == [expected]
+        for policy in ("raise", "fallback"):  # not an outage: no fallback hides it
+            with pytest.raises(ConfigError) as caught:
+                dataclasses.replace(other, on_index_error=policy).connect()
+            assert str(caught.value) == (
+                f"the postgres index {postgres_config.schema!r} at "
+                f"{postgres_config.redacted_connection_string!r} was built from the files "
+                f"under {postgres_config.file_root!r}, not {other.file_root!r}: give the "
+                "file_root it was built from, or another schema for these files; if the "
+                "files moved, 'metalab store rebuild-index LOCATOR --file-root-moved' indexes "
+                "them where they are now"
+            )
+        assert not (tmp_path / "other").exists()
+
+    def test_a_symlink_to_the_root_is_the_same_root(
+        self, postgres_config: PostgresStoreConfig, tmp_path: Any
+    ) -> None:
+        with postgres_config.connect():
+            pass
+        link = tmp_path / "link"
+        link.symlink_to(postgres_config.file_root)
+        with dataclasses.replace(postgres_config, file_root=str(link)).connect() as store:
+            assert not store.is_index_stale()
 
 
 class TestManifestsOfSeveralExperiments:

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from metalab._display import SHORT_ID, differing_params, short_ids, shown
 from metalab.cli._output import emit_rows, non_negative_int
-from metalab.cli._session import files_of, require_readable
+from metalab.cli._session import files_of, open_store, write_notes
 from metalab.cli._show import add_show_parser
 from metalab.errors import ConfigError, CorruptRecordError
 from metalab.query import build_query, select
@@ -83,8 +83,12 @@ def add_parser(commands: Any) -> None:
         "were left out)",
     )
     count.add_argument("--all", action="store_true", help="every matching run")
-    ls.add_argument(
+    shape = ls.add_mutually_exclusive_group()
+    shape.add_argument(
         "--format", choices=("table", "csv", "json"), default="table", help="output format"
+    )
+    shape.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="same as --format json"
     )
     ls.set_defaults(handler=_ls)
     add_show_parser(sub)
@@ -140,10 +144,10 @@ def _chosen_columns(text: str) -> list[str]:
 def _ls(args: argparse.Namespace) -> int:
     query = build_query(args.where, order_by=args.sort)
     config = coerce_store_config(args.locator, experiment_id=args.experiment)
-    require_readable(config)
     chosen = _chosen_columns(args.columns) if args.columns is not None else None
     problems: list[str] = []
-    with config.connect() as store:
+    with open_store(config) as session:
+        store = session.store
         try:
             if isinstance(store, SupportsQuery) and config.is_scoped:
                 records = store.query_runs(query)  # the store's own engine (an index: SQL)
@@ -178,7 +182,7 @@ def _ls(args: argparse.Namespace) -> int:
         sys.stderr.write(
             f"metalab: {len(shown)} of {len(records)} runs shown; --limit N or --all shows more\n"
         )
-    sys.stderr.writelines(f"metalab: problem: {problem}\n" for problem in problems)
+    write_notes(sys.stderr, session.index, problems)
     return 1 if problems else 0
 
 

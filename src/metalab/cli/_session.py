@@ -1,7 +1,8 @@
 """Opening a store for a command that reports on it (``store ls``, ``info``, ``verify``, ``gc``).
 
-These commands answer from the files whenever an index cannot. A config that has an
-``on_index_error`` policy (a PostgresStore's) is opened with ``"fallback"``: the store
+These commands answer from the files whenever an index cannot, and never create one:
+a PostgresStore is opened with ``create_index=False`` (a schema without an index is
+reported as ``"missing"``) and with ``on_index_error="fallback"``: the store
 then connects even while its index is unreachable, after one connection attempt (not
 a failed one and then a second), and every read the index cannot answer is answered
 by the files, which are the source of truth. What the index could not do is reported
@@ -25,6 +26,7 @@ from metalab.errors import (
     CapabilityError,
     CorruptRecordError,
     ExperimentNotFoundError,
+    IndexMissingError,
     IndexStaleWarning,
     IndexUnavailableError,
 )
@@ -32,6 +34,8 @@ from metalab.records import RunRecord
 from metalab.store import (
     FileStore,
     FileStoreConfig,
+    PostgresStore,
+    PostgresStoreConfig,
     Store,
     StoreConfig,
     SupportsExperiments,
@@ -48,7 +52,7 @@ __all__ = [
     "write_notes",
 ]
 
-IndexState = Literal["up to date", "stale", "unreachable"]
+IndexState = Literal["up to date", "stale", "unreachable", "missing"]
 
 _STALE: str = (
     "the index is stale (it lags behind the files: writes it missed, or files older than "
@@ -63,7 +67,8 @@ class IndexReport:
 
     Attributes:
         state: ``None`` for a store without an index; ``"up to date"`` when it
-            answered; ``"stale"`` or ``"unreachable"`` when the files answered instead.
+            answered; ``"stale"``, ``"unreachable"`` or ``"missing"`` (never built:
+            a reporting command does not create it) when the files answered instead.
         problem: One line saying what happened and what to do, or ``None``.
     """
 
@@ -161,11 +166,12 @@ def require_readable(config: StoreConfig, experiment_id: str | None = None) -> N
         raise ExperimentNotFoundError(wanted, known, repr(where))
 
 
-def _reading_files_when_needed(config: StoreConfig) -> StoreConfig:
-    names = {f.name for f in dataclasses.fields(config)}
-    if "on_index_error" in names:
-        return dataclasses.replace(config, on_index_error="fallback")
-    return config
+def _connect_to_read(config: StoreConfig) -> Store:
+    """Connect so that the files answer when the index cannot, and create nothing."""
+    if isinstance(config, PostgresStoreConfig):
+        reading = dataclasses.replace(config, on_index_error="fallback")
+        return PostgresStore.open(reading, create_index=False)
+    return config.connect()
 
 
 @contextmanager
@@ -198,7 +204,7 @@ def open_store(config: StoreConfig) -> Iterator[Session]:
                 shown(message, category, filename, lineno, file, line)
 
         warnings.showwarning = keep
-        store = _reading_files_when_needed(config).connect()
+        store = _connect_to_read(config)
         session = Session(store, files_of(store))
         try:
             session.index = _index_when_opened(session)
@@ -224,6 +230,8 @@ def _index_when_opened(session: Session) -> IndexReport:
     if ask is not None:
         try:
             ask(None)
+        except IndexMissingError as exc:
+            return IndexReport("missing", f"{exc}; the files answered instead")
         except IndexUnavailableError as exc:
             return IndexReport("unreachable", f"{exc}; the files answered instead")
     return IndexReport("stale", _STALE)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from metalab.cli._output import emit_json, emit_rows, non_negative_int
-from metalab.cli._session import require_readable
+from metalab.cli._session import open_store, write_notes
 from metalab.errors import ConfigError, StoreError
 from metalab.records import ArtifactDescriptor, RunRecord
 from metalab.store import (
@@ -116,9 +116,9 @@ def _plausible_id(text: str) -> bool:
 @contextmanager
 def _opened(args: argparse.Namespace) -> Iterator[tuple[Store, RunRecord]]:
     config: StoreConfig = coerce_store_config(args.locator, experiment_id=args.experiment)
-    require_readable(config)
-    with config.connect() as store:
-        yield store, find_run(store, args.run, config.experiment_id)
+    with open_store(config) as session:
+        yield session.store, find_run(session.store, args.run, config.experiment_id)
+    write_notes(sys.stderr, session.index, [])
 
 
 def _describe(record: RunRecord, store: Store, lines: int | None) -> dict[str, Any]:

@@ -29,6 +29,8 @@ from metalab.errors import (
 )
 from metalab.records import RunRecord
 from metalab.store import (
+    PostgresStore,
+    PostgresStoreConfig,
     Store,
     StoreConfig,
     SupportsArtifactStreaming,
@@ -119,6 +121,12 @@ def add_parser(commands: Any) -> None:
         "'postgresql://lab@db/metalab?file_root=/data/experiments' --json",
     )
     rebuild.add_argument("locator")
+    rebuild.add_argument(
+        "--file-root-moved",
+        action="store_true",
+        help="the files were moved from the root the index was built from to the "
+        "locator's file_root: index them there and record the new root",
+    )
     rebuild.add_argument("--json", action="store_true", help="print JSON")
     rebuild.set_defaults(handler=_rebuild)
 
@@ -169,9 +177,17 @@ def add_parser(commands: Any) -> None:
 
 
 @contextmanager
-def _connected(config: StoreConfig) -> Iterator[Store]:
+def _connected(config: StoreConfig, *, file_root_moved: bool = False) -> Iterator[Store]:
     require_readable(config)  # a rebuild from a mistyped file_root would empty the index
-    store = config.connect()
+    if file_root_moved:
+        if not isinstance(config, PostgresStoreConfig):
+            raise ConfigError(
+                "--file-root-moved is for a store with an index (a postgresql:// locator); "
+                f"{type(config).__name__.removesuffix('Config')} keeps no file root"
+            )
+        store: Store = PostgresStore.open(config, file_root_moved=True)
+    else:
+        store = config.connect()
     try:
         yield store
     finally:
@@ -412,7 +428,7 @@ def _verify_index(
 
 def _rebuild(args: argparse.Namespace) -> int:
     config = coerce_store_config(args.locator)
-    with _connected(config) as store:
+    with _connected(config, file_root_moved=args.file_root_moved) as store:
         if not isinstance(store, SupportsIndexRebuild):
             raise _missing(store, "SupportsIndexRebuild", "metalab store rebuild-index")
         start = time.perf_counter()

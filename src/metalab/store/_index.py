@@ -134,6 +134,7 @@ class RecordIndex(Protocol):
         scope: str | None,
         experiments: Iterable[str],
         progress: ProgressCallback | None = None,
+        file_root: str | None = None,
     ) -> int:
         """Replace the index (or one experiment's part of it) atomically.
 
@@ -146,6 +147,8 @@ class RecordIndex(Protocol):
             experiments: The experiments that have a directory in the files (those
                 of the documents read are added).
             progress: Called as ``progress(done, total)`` while records are copied.
+            file_root: Record this as the root of the files the index covers (they
+                moved there); only with ``scope`` ``None``.
 
         Returns:
             The number of run records indexed.

@@ -19,6 +19,7 @@ unreachable, reads follow ``on_index_error``: ``"raise"`` an
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -80,6 +81,43 @@ def _in_two_directories(
 
 
 _PROGRESS_EVERY = 256
+
+
+def same_path(a: str, b: str) -> bool:
+    """Whether two paths name one place (a symlink and its target do)."""
+    return a == b or os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_file_root(state: IndexState, file_root: str, name: str) -> None:
+    """Refuse an index built from the files of another root.
+
+    An index answers for the files it was built from; over another root it would
+    show that root's runs as if they were these. Checked before the files are
+    opened, so a refused store creates nothing.
+
+    Args:
+        state: What opening the index found.
+        file_root: The files the store was asked to index.
+        name: The index, as messages name it.
+
+    Raises:
+        ConfigError: The index was built from the files of another root, or its
+            files are gone.
+    """
+    if same_path(state.file_root, file_root):
+        if state.created or Path(file_root).is_dir():
+            return
+        raise ConfigError(
+            f"{name} was built from the files under {file_root!r}, which do not exist: "
+            "mount or restore them there; if they moved, 'metalab store rebuild-index "
+            "LOCATOR --file-root-moved' with their new file_root indexes them where they are"
+        )
+    raise ConfigError(
+        f"{name} was built from the files under {state.file_root!r}, not {file_root!r}: "
+        "give the file_root it was built from, or another schema for these files; if the "
+        "files moved, 'metalab store rebuild-index LOCATOR --file-root-moved' indexes them "
+        "where they are now"
+    )
 
 
 def _counted(
@@ -168,6 +206,8 @@ class IndexedStore:
         self._warned_read = False
         self._misses = 0
         self._closed = False
+        # The root the index was built from, when the files moved (see _learn_index_state).
+        self._moved_from: str | None = None
 
     @property
     def files(self) -> FileStore:
@@ -188,24 +228,27 @@ class IndexedStore:
         """Whether the index may lag behind the files (until ``sync_index()``)."""
         return self._stale
 
-    def _learn_index_state(self, state: IndexState | None, *, file_root: str) -> None:
+    def _learn_index_state(
+        self, state: IndexState | None, *, file_root: str, moved: bool = False
+    ) -> None:
         """Learn, from what opening the index found, whether it lags behind the files.
 
         Args:
             state: What the index's ``open()`` reported; ``None`` if it could not be
                 reached (the store then reads the files, or raises, by its policy).
             file_root: The files this store indexes.
+            moved: The files were moved here from the root the index was built from
+                (see :func:`check_file_root`): read the files until
+                :meth:`rebuild_index` records the new root.
         """
         if state is None:
             self._stale = True
+        elif not same_path(state.file_root, file_root):
+            if not moved:
+                check_file_root(state, file_root, self._name)
+            self._moved_from = state.file_root
+            self._stale = True
         else:
-            if state.file_root != file_root:
-                _log.warning(
-                    "%s was created for the files under %r, not %r; use one index per file root",
-                    self._name,
-                    state.file_root,
-                    file_root,
-                )
             pending = state.needs_sync
             lagging = bool(pending) if self._scope is None else bool(pending & {self._scope, None})
             self._stale = lagging or self._files.is_index_marked_stale()
@@ -636,6 +679,12 @@ class IndexedStore:
         """
         self._check_open()
         files = self._files
+        moved_to = self._moved_root()
+        if moved_to is not None and self._scope is not None:
+            raise ConfigError(
+                f"the files moved from {self._moved_from!r} to {moved_to!r}: rebuild the whole "
+                "index to record their new root, from a store not bound to one experiment"
+            )
         marks, misses = self._before_reading()
 
         def read(kind: DocumentKind) -> Iterable[Document]:
@@ -647,10 +696,21 @@ class IndexedStore:
             return _Unique(scan, kind) if scan.directories > 1 else scan
 
         count = self._index.rebuild(
-            read, scope=self._scope, experiments=files.experiment_directories(), progress=progress
+            read,
+            scope=self._scope,
+            experiments=files.experiment_directories(),
+            progress=progress,
+            file_root=moved_to,
         )
+        self._moved_from = None
         self._after_reading(marks, misses)
         return count
+
+    def _moved_root(self) -> str | None:
+        """Where the files are now, if they moved from the root the index was built from."""
+        if self._moved_from is None:
+            return None
+        return str(self._files.get_working_directory())
 
     def sync_index(
         self, *, batch_size: int = DEFAULT_BATCH_SIZE, progress: ProgressCallback | None = None
@@ -677,6 +737,11 @@ class IndexedStore:
         self._check_open()
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
+        if self._moved_from is not None:
+            raise ConfigError(
+                f"the files moved from {self._moved_from!r}: a sync cannot record their new "
+                "root, rebuild_index() does"
+            )
         marks, misses = self._before_reading()
         report = self._sync(batch_size, progress)
         self._after_reading(marks, misses)

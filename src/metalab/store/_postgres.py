@@ -30,7 +30,7 @@ from metalab import _optional
 from metalab.errors import ConfigError, IndexUnavailableError, LocatorError
 from metalab.store._file import FileStore, FileStoreConfig
 from metalab.store._index import IndexErrorPolicy, IndexState, RecordIndex
-from metalab.store._indexed import IndexedStore
+from metalab.store._indexed import IndexedStore, check_file_root
 from metalab.store._rules import validate_experiment_id
 from metalab.store.abc import StoreConfig
 from metalab.store.locator import parse_locator, redact
@@ -482,19 +482,34 @@ class PostgresStore(IndexedStore):
             files,
             index,
             on_index_error=config.on_index_error,
-            name=f"the postgres index {config.schema!r} at {config.redacted_connection_string!r}",
+            name=_index_name(config),
             stale=stale,
         )
         self._config = config
 
     @classmethod
-    def open(cls, config: PostgresStoreConfig, files: FileStore | None = None) -> Self:
+    def open(
+        cls,
+        config: PostgresStoreConfig,
+        files: FileStore | None = None,
+        *,
+        create_index: bool = True,
+        file_root_moved: bool = False,
+    ) -> Self:
         """Open the files and the index of ``config`` (what ``config.connect()`` does).
 
         Args:
             config: The store's config.
             files: An open FileStore on ``config.file_root`` to use instead of
                 opening one.
+            create_index: Create the index's schema and tables if they are missing.
+                ``False`` leaves the database as it is: a missing index is then
+                an :class:`~metalab.errors.IndexMissingError`, raised or answered
+                from the files by ``on_index_error`` (the CLI's readers).
+            file_root_moved: The files were moved from the root the index was built
+                from to ``config.file_root``: open anyway, reading from the files,
+                so that :meth:`rebuild_index` can index them and record their new
+                root. Without it such a store is refused.
 
         Raises:
             MissingDependencyError: psycopg or psycopg_pool is not installed.
@@ -502,6 +517,7 @@ class PostgresStore(IndexedStore):
                 ``config.on_index_error`` is ``"raise"``.
             ExperimentMismatchError: The experiment directory belongs to another
                 experiment.
+            ConfigError: The index was built from the files of another root.
         """
         _optional.require("psycopg", "psycopg_pool", extra="postgres", feature="PostgresStore")
         from metalab.store._postgres_index import PostgresIndex  # noqa: PLC0415 -- optional (postgres extra)
@@ -516,6 +532,7 @@ class PostgresStore(IndexedStore):
             pool_timeout=config.pool_timeout,
             file_root=config.file_root,
             pending_on_create=lambda: _experiments_with_documents(root),
+            create=create_index,
         )
         # The index first: a store that cannot open leaves nothing behind, not even
         # the experiment directory that connecting its files lays down.
@@ -530,7 +547,17 @@ class PostgresStore(IndexedStore):
         except BaseException:
             index.close()
             raise
+        if state is not None and not file_root_moved:
+            try:
+                check_file_root(state, config.file_root, _index_name(config))
+            except ConfigError:
+                index.close()
+                raise
         try:
+            if state is not None and state.created:
+                # The index now answers for this root: it exists from now on, so that
+                # a root gone from under its index is told from one not made yet.
+                Path(config.file_root).mkdir(parents=True, exist_ok=True)
             if files is None:
                 files = FileStoreConfig(
                     root=config.file_root, experiment_id=config.experiment_id
@@ -539,7 +566,11 @@ class PostgresStore(IndexedStore):
             index.close()
             raise
         store = cls(config, files, index)
-        store._learn_index_state(state, file_root=config.file_root)
+        try:
+            store._learn_index_state(state, file_root=config.file_root, moved=file_root_moved)
+        except BaseException:
+            store.close()
+            raise
         return store
 
     @classmethod
@@ -626,3 +657,7 @@ def _experiments_with_documents(root: FileStoreConfig) -> frozenset[str | None]:
     """
     with root.connect() as files:
         return files.experiments_with_documents()
+
+
+def _index_name(config: PostgresStoreConfig) -> str:
+    return f"the postgres index {config.schema!r} at {config.redacted_connection_string!r}"

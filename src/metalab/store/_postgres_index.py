@@ -25,7 +25,7 @@ from psycopg.rows import class_row
 from psycopg.types import TypeInfo
 
 from metalab import _codec
-from metalab.errors import ConfigError
+from metalab.errors import ConfigError, IndexMissingError
 from metalab.query import CATALOG_SAMPLE_RUNS, CATALOG_SAMPLES, FieldInfo, Query, select
 from metalab.query.sql import answerable, compile_select, text_from_index
 from metalab.records import MetricValue
@@ -72,6 +72,9 @@ class PostgresIndex:
         pending_on_create: Called under the schema lock when the tables are
             created: the experiments that already have files and so need indexing
             (``None`` standing for the whole index).
+        create: Create the schema and tables when they are missing (or of another
+            layout version). ``False`` for readers, which must leave the database
+            as they found it: they get :class:`~metalab.errors.IndexMissingError`.
 
     **Thread safety**: every method may be called from several threads; each call
     takes its own connection from the pool.
@@ -88,6 +91,7 @@ class PostgresIndex:
         pool_timeout: float = 10.0,
         file_root: str = "",
         pending_on_create: Callable[[], frozenset[str | None]] = frozenset,
+        create: bool = True,
     ) -> None:
         self._db = Database(
             conninfo,
@@ -101,6 +105,7 @@ class PostgresIndex:
         )
         self._file_root = file_root
         self._pending_on_create = pending_on_create
+        self._create_missing = create
         self._schema = schema
         self._schema_ready = False
         self._sql = statements(schema)
@@ -175,6 +180,8 @@ class PostgresIndex:
 
         Raises:
             IndexUnavailableError: The server cannot be reached.
+            IndexMissingError: There are no tables of this layout version and this
+                index may not create them.
             ConfigError: The database does not use UTF-8.
         """
         q = self._sql
@@ -190,6 +197,8 @@ class PostgresIndex:
             current = self._read_meta(conn)
             if current is not None and current[0] == ddl.SCHEMA_VERSION:
                 return self._state(conn, created=False, root=current[1])
+            if not self._create_missing:
+                raise self._missing(current)
             with conn.transaction():
                 conn.execute(q.meta.lock, (ddl.lock_key(self._schema),))
                 exists = conn.execute(q.meta.schema_exists, (self._schema,)).fetchone()
@@ -214,6 +223,17 @@ class PostgresIndex:
         state = self.run(work, force=force, ensure=False)
         self._schema_ready = True
         return state
+
+    def _missing(self, current: tuple[int, str] | None) -> IndexMissingError:
+        what = (
+            "no metalab index"
+            if current is None
+            else f"an index of layout version {current[0]} (this metalab uses {ddl.SCHEMA_VERSION})"
+        )
+        return IndexMissingError(
+            f"there is {what} in schema {self._schema!r} of {self.redacted_conninfo!r}; "
+            "nothing was created: 'metalab store rebuild-index LOCATOR' builds it from the files"
+        )
 
     def _read_meta(self, conn: Connection) -> tuple[int, str] | None:
         found = conn.execute(self._sql.meta.exists, (self._qualified(ddl.META_TABLE),)).fetchone()
@@ -491,6 +511,7 @@ class PostgresIndex:
         scope: str | None,
         experiments: Iterable[str],
         progress: ProgressCallback | None = None,
+        file_root: str | None = None,
     ) -> int:
         """Replace the index (or one experiment's part of it) in one transaction.
 
@@ -505,10 +526,14 @@ class PostgresIndex:
             scope: The experiment being rebuilt, or ``None`` for the whole index.
             experiments: The experiments that have a directory in the files.
             progress: Called as ``progress(done, total)`` while runs are copied.
+            file_root: Record this as the root of the files the index covers, in the
+                same transaction (the files moved there); only with ``scope`` ``None``.
 
         Returns:
             The number of runs indexed.
         """
+        if file_root is not None and scope is not None:
+            raise ConfigError("a new file_root is recorded by a rebuild of the whole index")
         q = self._sql
         found = set(experiments)
 
@@ -567,6 +592,8 @@ class PostgresIndex:
                 conn.execute(q.experiments.touch_many, (sorted(found),))
                 if scope is None:
                     conn.execute(q.meta.mark_rebuilt)
+                if file_root is not None:
+                    conn.execute(q.meta.set_file_root, (file_root,))
                 else:
                     conn.execute(q.experiments.mark_synced, (scope,))
             return count

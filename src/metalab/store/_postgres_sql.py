@@ -91,6 +91,7 @@ class MetaStatements:
     read: sql.Composed
     insert: sql.Composed
     read_needs_sync: sql.Composed
+    set_file_root: sql.Composed
     mark_all_synced: tuple[sql.Composed, ...]
     mark_rebuilt: sql.Composed
 
@@ -238,6 +239,7 @@ def meta_statements(schema: str) -> MetaStatements:
             "INSERT INTO {m} (schema_version, file_root, needs_sync) VALUES (%s, %s, %s)", m=meta
         ),
         read_needs_sync=_fmt("SELECT needs_sync FROM {m}", m=meta),
+        set_file_root=_fmt("UPDATE {m} SET file_root = %s", m=meta),
         mark_all_synced=(
             _fmt("UPDATE {m} SET needs_sync = false, synced_at = now()", m=meta),
             _fmt(
