@@ -208,7 +208,7 @@ class TestAnIndexAnswersForItsOwnFiles:
         files.mkdir()
         assert run_cli("store", "ls", _locator(config, files)).returncode == 2
 
-    def test_a_sync_cannot_adopt_a_moved_root(
+    def test_sync_index_names_the_rebuild_that_adopts_a_moved_root(
         self, fresh: PostgresStoreConfig, files: Path, tmp_path: Path
     ) -> None:
         config = PostgresStoreConfig(
@@ -217,14 +217,9 @@ class TestAnIndexAnswersForItsOwnFiles:
         config.connect().close()
         moved = tmp_path / "moved"
         files.rename(moved)
-        moved_config = PostgresStoreConfig(
-            connection_string=fresh.connection_string, file_root=str(moved), schema=fresh.schema
-        )
-        with (
-            PostgresStore.open(moved_config, file_root_moved=True) as store,
-            pytest.raises(ConfigError, match="rebuild_index\\(\\) does"),
-        ):
-            store.sync_index()
+        result = run_cli("store", "sync-index", _locator(config, moved))
+        assert result.returncode == 2
+        assert "'metalab store rebuild-index LOCATOR --file-root-moved'" in result.stderr
         assert _file_root_recorded(config) == str(files)
 
     def test_files_gone_from_under_their_index_are_an_error(

@@ -161,30 +161,60 @@ class TestDeletesAndSyncs:
 
 
 class TestOneIndexPerFileRoot:
-    def test_an_index_made_for_other_files_is_refused_and_nothing_is_created(
+    def test_an_index_made_for_other_files_refuses_reads_and_writes_until_rebuilt(
         self, postgres_config: PostgresStoreConfig, tmp_path: Any
     ) -> None:
-        with postgres_config.connect():
-            pass
-        with postgres_config.connect():  # the same root, again: fine
-            pass
+        with postgres_config.connect() as store:
+            store.put_run_record(make_record("a:1"))
+        with postgres_config.connect() as store:  # the same root, again: fine
+            assert store.foreign_file_root is None
         other = PostgresStoreConfig(
             connection_string=postgres_config.connection_string,
             file_root=str(tmp_path / "other"),
             schema=postgres_config.schema,
         )
+        message = (
+            f"the postgres index {postgres_config.schema!r} at "
+            f"{postgres_config.redacted_connection_string!r} was built from the files "
+            f"under {postgres_config.file_root!r}, not {other.file_root!r}: give the "
+            "file_root it was built from, or another schema for these files; if the "
+            "files moved here, rebuilding the index records their new root ('metalab "
+            "store rebuild-index LOCATOR --file-root-moved', or store.rebuild_index())"
+        )
         for policy in ("raise", "fallback"):  # not an outage: no fallback hides it
-            with pytest.raises(ConfigError) as caught:
-                dataclasses.replace(other, on_index_error=policy).connect()
-            assert str(caught.value) == (
-                f"the postgres index {postgres_config.schema!r} at "
-                f"{postgres_config.redacted_connection_string!r} was built from the files "
-                f"under {postgres_config.file_root!r}, not {other.file_root!r}: give the "
-                "file_root it was built from, or another schema for these files; if the "
-                "files moved, 'metalab store rebuild-index LOCATOR --file-root-moved' indexes "
-                "them where they are now"
-            )
-        assert not (tmp_path / "other").exists()
+            with dataclasses.replace(other, on_index_error=policy).connect() as store:
+                assert store.foreign_file_root == postgres_config.file_root
+                for call in (
+                    store.list_experiments,
+                    lambda: store.list_run_records(None),
+                    lambda: store.put_run_record(make_record("b:1")),
+                    store.sync_index,
+                ):
+                    with pytest.raises(ConfigError) as caught:
+                        call()
+                    assert str(caught.value) == message
+        assert not list((tmp_path / "other").rglob("*.json"))  # nothing was written
+        with other.connect() as store:
+            store.rebuild_index()  # the files moved: index these, record their root
+            assert store.foreign_file_root is None
+            assert store.list_experiments() == []
+        with other.connect() as store:
+            assert store.foreign_file_root is None
+        with postgres_config.connect() as store:  # now the first root is the other one
+            assert store.foreign_file_root == other.file_root
+
+    def test_a_scoped_store_cannot_adopt_another_root(
+        self, postgres_config: PostgresStoreConfig, tmp_path: Any
+    ) -> None:
+        postgres_config.connect().close()
+        other = PostgresStoreConfig(
+            connection_string=postgres_config.connection_string,
+            file_root=str(tmp_path / "other"),
+            schema=postgres_config.schema,
+            experiment_id="a:1",
+        )
+        with other.connect() as store, pytest.raises(ConfigError, match="rebuild the whole"):
+            store.rebuild_index()
 
     def test_a_symlink_to_the_root_is_the_same_root(
         self, postgres_config: PostgresStoreConfig, tmp_path: Any
@@ -194,6 +224,7 @@ class TestOneIndexPerFileRoot:
         link = tmp_path / "link"
         link.symlink_to(postgres_config.file_root)
         with dataclasses.replace(postgres_config, file_root=str(link)).connect() as store:
+            assert store.foreign_file_root is None
             assert not store.is_index_stale()
 
 

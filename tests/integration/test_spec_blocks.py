@@ -3,9 +3,10 @@
 ``data/spec_storage.md`` is a verbatim copy of the user's specification. Its Python
 blocks run in order in one namespace (a user following the page top to bottom,
 with ``exp`` defined), in a temporary working directory. Only what cannot exist on a
-test machine is moved: the PostgreSQL URLs point at the test server, and absolute
-paths (``/shared/experiments``, ``/path/to/files``, ...) live under the temporary
-directory. The ``metalab store export`` command block runs as a subprocess.
+test machine is moved: the PostgreSQL URLs point at the test server (whose default
+schema is emptied before each block that names a server, as the blocks are examples
+on databases of their own), and absolute paths (``/shared/experiments``,
+``/path/to/files``, ...) live under the temporary directory. The ``metalab store export`` command block runs as a subprocess.
 """
 
 from __future__ import annotations
@@ -61,12 +62,16 @@ def test_the_spec_has_the_blocks_this_test_expects() -> None:
     assert _blocks("bash")[-1].startswith("metalab store export")
 
 
+def _empty_public_schema(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+
+
 @pytest.fixture
 def public_schema(postgres_url: str) -> Iterator[None]:
     yield
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
+    _empty_public_schema(postgres_url)
 
 
 @pytest.mark.usefixtures("public_schema")
@@ -89,6 +94,11 @@ def test_every_python_block_runs_in_order(
     )
     namespace: dict[str, Any] = {"exp": exp, "__name__": "spec"}
     for number, code in enumerate(_blocks("python")):
+        # Each block that names a server is an example on a database of its own: the
+        # spec's blocks index files under five different roots into the default
+        # schema, and an index answers only for the root it was built from.
+        if "postgresql://" in code:
+            _empty_public_schema(url)
         try:
             # dont_inherit: run the block as a user's module would, without this
             # file's ``from __future__ import annotations``.

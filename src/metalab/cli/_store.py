@@ -29,7 +29,6 @@ from metalab.errors import (
 )
 from metalab.records import RunRecord
 from metalab.store import (
-    PostgresStore,
     PostgresStoreConfig,
     Store,
     StoreConfig,
@@ -179,16 +178,21 @@ def add_parser(commands: Any) -> None:
 @contextmanager
 def _connected(config: StoreConfig, *, file_root_moved: bool = False) -> Iterator[Store]:
     require_readable(config)  # a rebuild from a mistyped file_root would empty the index
-    if file_root_moved:
-        if not isinstance(config, PostgresStoreConfig):
-            raise ConfigError(
-                "--file-root-moved is for a store with an index (a postgresql:// locator); "
-                f"{type(config).__name__.removesuffix('Config')} keeps no file root"
-            )
-        store: Store = PostgresStore.open(config, file_root_moved=True)
-    else:
-        store = config.connect()
+    if file_root_moved and not isinstance(config, PostgresStoreConfig):
+        raise ConfigError(
+            "--file-root-moved is for a store with an index (a postgresql:// locator); "
+            f"a {type(config).__name__.removesuffix('Config')} keeps no file root"
+        )
+    store = config.connect()
     try:
+        foreign = getattr(store, "foreign_file_root", None)
+        if foreign is not None and not file_root_moved:
+            raise ConfigError(
+                f"the index was built from the files under {foreign!r}, not "
+                f"{getattr(config, 'file_root', '?')!r}; if the files moved there, "
+                "'metalab store rebuild-index LOCATOR --file-root-moved' rebuilds the index "
+                "from them and records their new root"
+            )
         yield store
     finally:
         store.close()

@@ -88,35 +88,22 @@ def same_path(a: str, b: str) -> bool:
     return a == b or os.path.realpath(a) == os.path.realpath(b)
 
 
-def check_file_root(state: IndexState, file_root: str, name: str) -> None:
-    """Refuse an index built from the files of another root.
+def check_files_exist(state: IndexState, file_root: str, name: str) -> None:
+    """Refuse an index whose files are gone (checked before they are opened).
 
-    An index answers for the files it was built from; over another root it would
-    show that root's runs as if they were these. Checked before the files are
-    opened, so a refused store creates nothing.
-
-    Args:
-        state: What opening the index found.
-        file_root: The files the store was asked to index.
-        name: The index, as messages name it.
+    Opening the files would lay down an empty store where they were, and the index
+    would go on answering for runs that no longer have files.
 
     Raises:
-        ConfigError: The index was built from the files of another root, or its
-            files are gone.
+        ConfigError: The index was built from ``file_root``, which does not exist.
     """
-    if same_path(state.file_root, file_root):
-        if state.created or Path(file_root).is_dir():
-            return
-        raise ConfigError(
-            f"{name} was built from the files under {file_root!r}, which do not exist: "
-            "mount or restore them there; if they moved, 'metalab store rebuild-index "
-            "LOCATOR --file-root-moved' with their new file_root indexes them where they are"
-        )
+    if state.created or not same_path(state.file_root, file_root) or Path(file_root).is_dir():
+        return
     raise ConfigError(
-        f"{name} was built from the files under {state.file_root!r}, not {file_root!r}: "
-        "give the file_root it was built from, or another schema for these files; if the "
-        "files moved, 'metalab store rebuild-index LOCATOR --file-root-moved' indexes them "
-        "where they are now"
+        f"{name} was built from the files under {file_root!r}, which do not exist: mount "
+        "or restore them there; if they moved, rebuilding the index with their new "
+        "file_root indexes them where they are ('metalab store rebuild-index LOCATOR "
+        "--file-root-moved')"
     )
 
 
@@ -206,8 +193,8 @@ class IndexedStore:
         self._warned_read = False
         self._misses = 0
         self._closed = False
-        # The root the index was built from, when the files moved (see _learn_index_state).
-        self._moved_from: str | None = None
+        # The root the index was built from, when it is another (see _learn_index_state).
+        self._foreign_root: str | None = None
 
     @property
     def files(self) -> FileStore:
@@ -228,25 +215,21 @@ class IndexedStore:
         """Whether the index may lag behind the files (until ``sync_index()``)."""
         return self._stale
 
-    def _learn_index_state(
-        self, state: IndexState | None, *, file_root: str, moved: bool = False
-    ) -> None:
+    def _learn_index_state(self, state: IndexState | None, *, file_root: str) -> None:
         """Learn, from what opening the index found, whether it lags behind the files.
+
+        An index built from the files of another root stays shut (see
+        :attr:`foreign_file_root`) until :meth:`rebuild_index` indexes these files.
 
         Args:
             state: What the index's ``open()`` reported; ``None`` if it could not be
                 reached (the store then reads the files, or raises, by its policy).
             file_root: The files this store indexes.
-            moved: The files were moved here from the root the index was built from
-                (see :func:`check_file_root`): read the files until
-                :meth:`rebuild_index` records the new root.
         """
         if state is None:
             self._stale = True
         elif not same_path(state.file_root, file_root):
-            if not moved:
-                check_file_root(state, file_root, self._name)
-            self._moved_from = state.file_root
+            self._foreign_root = state.file_root
             self._stale = True
         else:
             pending = state.needs_sync
@@ -254,6 +237,27 @@ class IndexedStore:
             self._stale = lagging or self._files.is_index_marked_stale()
         if self._stale:
             _log.info("%r: the index lags behind the files; sync_index() updates it", self)
+
+    @property
+    def foreign_file_root(self) -> str | None:
+        """The root the index was built from, when it is not this store's files.
+
+        Such an index would answer with another root's runs: until
+        :meth:`rebuild_index` indexes this store's files (and records their root),
+        reads and writes raise ``ConfigError`` and so does :meth:`sync_index`.
+        """
+        return self._foreign_root
+
+    def _check_index_root(self) -> None:
+        if self._foreign_root is None:
+            return
+        raise ConfigError(
+            f"{self._name} was built from the files under {self._foreign_root!r}, not "
+            f"{str(self._files.get_working_directory())!r}: give the file_root it was built "
+            "from, or another schema for these files; if the files moved here, rebuilding "
+            "the index records their new root ('metalab store rebuild-index LOCATOR "
+            "--file-root-moved', or store.rebuild_index())"
+        )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -333,6 +337,7 @@ class IndexedStore:
     def _read(self, from_index: Callable[[], T], from_files: Callable[[], T]) -> T:
         """Answer from the index, or follow ``on_index_error`` when it cannot."""
         self._check_open()
+        self._check_index_root()
         if not self._stale:
             try:
                 return from_index()
@@ -382,6 +387,7 @@ class IndexedStore:
     def put_run_record(self, record: RunRecord) -> None:
         """Write a record to the files, then index it."""
         self._check_open()
+        self._check_index_root()
         landing = Landing()
         try:
             self._files.write_run(record, into=landing)
@@ -397,6 +403,7 @@ class IndexedStore:
         of its batch; one batch is one bulk merge into the index.
         """
         self._check_open()
+        self._check_index_root()
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
         count = 0
@@ -486,6 +493,7 @@ class IndexedStore:
     def put_derived(self, run_id: str, metrics: Mapping[str, MetricValue]) -> None:
         """Write a run's derived metrics to the files, then index them."""
         self._check_open()
+        self._check_index_root()
         landing = Landing()
         try:
             self._files.write_derived(run_id, metrics, into=landing)
@@ -565,6 +573,7 @@ class IndexedStore:
     def put_experiment_manifest(self, manifest: ExperimentManifest) -> None:
         """Write a submission manifest to the files, then index it."""
         self._check_open()
+        self._check_index_root()
         landing = Landing()
         try:
             self._files.write_manifest(manifest, into=landing)
@@ -630,6 +639,7 @@ class IndexedStore:
         files no longer hold.
         """
         self._check_open()
+        self._check_index_root()
         files = self._files
         try:
             owner = expected if expected is not None else files.get_run_record(run_id)
@@ -663,7 +673,10 @@ class IndexedStore:
         an index built beside the live one and swapped in at once: readers see the
         old index until then, never an empty or partial one, and an interrupted
         rebuild leaves the old index as it was. A scoped store rebuilds its
-        experiment only; an unscoped one the whole index.
+        experiment only; an unscoped one the whole index. An index built from the
+        files of another root (:attr:`foreign_file_root`: the files moved) is
+        rebuilt from this store's files, whose root it records from then on (by an
+        unscoped store only).
 
         Args:
             progress: Called as ``progress(done, total)`` while records are copied.
@@ -679,12 +692,17 @@ class IndexedStore:
         """
         self._check_open()
         files = self._files
-        moved_to = self._moved_root()
-        if moved_to is not None and self._scope is not None:
-            raise ConfigError(
-                f"the files moved from {self._moved_from!r} to {moved_to!r}: rebuild the whole "
-                "index to record their new root, from a store not bound to one experiment"
-            )
+        new_root = None
+        if self._foreign_root is not None:
+            new_root = str(files.get_working_directory())
+            if self._scope is not None:
+                raise ConfigError(
+                    f"{self._name} was built from the files under {self._foreign_root!r}: "
+                    f"to index those under {new_root!r} instead, rebuild the whole index "
+                    "from a store bound to no experiment"
+                )
+            # The index answers for this root from now on, so the root exists.
+            Path(new_root).mkdir(parents=True, exist_ok=True)
         marks, misses = self._before_reading()
 
         def read(kind: DocumentKind) -> Iterable[Document]:
@@ -700,17 +718,11 @@ class IndexedStore:
             scope=self._scope,
             experiments=files.experiment_directories(),
             progress=progress,
-            file_root=moved_to,
+            file_root=new_root,
         )
-        self._moved_from = None
+        self._foreign_root = None
         self._after_reading(marks, misses)
         return count
-
-    def _moved_root(self) -> str | None:
-        """Where the files are now, if they moved from the root the index was built from."""
-        if self._moved_from is None:
-            return None
-        return str(self._files.get_working_directory())
 
     def sync_index(
         self, *, batch_size: int = DEFAULT_BATCH_SIZE, progress: ProgressCallback | None = None
@@ -737,11 +749,7 @@ class IndexedStore:
         self._check_open()
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
-        if self._moved_from is not None:
-            raise ConfigError(
-                f"the files moved from {self._moved_from!r}: a sync cannot record their new "
-                "root, rebuild_index() does"
-            )
+        self._check_index_root()
         marks, misses = self._before_reading()
         report = self._sync(batch_size, progress)
         self._after_reading(marks, misses)

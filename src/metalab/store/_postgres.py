@@ -30,7 +30,7 @@ from metalab import _optional
 from metalab.errors import ConfigError, IndexUnavailableError, LocatorError
 from metalab.store._file import FileStore, FileStoreConfig
 from metalab.store._index import IndexErrorPolicy, IndexState, RecordIndex
-from metalab.store._indexed import IndexedStore, check_file_root
+from metalab.store._indexed import IndexedStore, check_files_exist
 from metalab.store._rules import validate_experiment_id
 from metalab.store.abc import StoreConfig
 from metalab.store.locator import parse_locator, redact
@@ -494,7 +494,6 @@ class PostgresStore(IndexedStore):
         files: FileStore | None = None,
         *,
         create_index: bool = True,
-        file_root_moved: bool = False,
     ) -> Self:
         """Open the files and the index of ``config`` (what ``config.connect()`` does).
 
@@ -506,10 +505,6 @@ class PostgresStore(IndexedStore):
                 ``False`` leaves the database as it is: a missing index is then
                 an :class:`~metalab.errors.IndexMissingError`, raised or answered
                 from the files by ``on_index_error`` (the CLI's readers).
-            file_root_moved: The files were moved from the root the index was built
-                from to ``config.file_root``: open anyway, reading from the files,
-                so that :meth:`rebuild_index` can index them and record their new
-                root. Without it such a store is refused.
 
         Raises:
             MissingDependencyError: psycopg or psycopg_pool is not installed.
@@ -517,7 +512,9 @@ class PostgresStore(IndexedStore):
                 ``config.on_index_error`` is ``"raise"``.
             ExperimentMismatchError: The experiment directory belongs to another
                 experiment.
-            ConfigError: The index was built from the files of another root.
+            ConfigError: The index was built from ``config.file_root``, which does
+                not exist. (An index built from another root opens, and refuses
+                reads and writes until :meth:`rebuild_index`.)
         """
         _optional.require("psycopg", "psycopg_pool", extra="postgres", feature="PostgresStore")
         from metalab.store._postgres_index import PostgresIndex  # noqa: PLC0415 -- optional (postgres extra)
@@ -547,9 +544,9 @@ class PostgresStore(IndexedStore):
         except BaseException:
             index.close()
             raise
-        if state is not None and not file_root_moved:
+        if state is not None:
             try:
-                check_file_root(state, config.file_root, _index_name(config))
+                check_files_exist(state, config.file_root, _index_name(config))
             except ConfigError:
                 index.close()
                 raise
@@ -567,7 +564,7 @@ class PostgresStore(IndexedStore):
             raise
         store = cls(config, files, index)
         try:
-            store._learn_index_state(state, file_root=config.file_root, moved=file_root_moved)
+            store._learn_index_state(state, file_root=config.file_root)
         except BaseException:
             store.close()
             raise
