@@ -22,12 +22,14 @@ from metalab.params import (
 from metalab.results import Results, Run, load_results
 from metalab.runner import RunCounts, RunHandle, run
 from metalab.seeds import SeedBundle, SeedPlan, seeds
+from metalab.series import MetricSeries
 
 __all__ = [
     "Capture",
     "DaskExecutor",
     "Executor",
     "Experiment",
+    "MetricSeries",
     "Operation",
     "ParamSource",
     "ProcessExecutor",

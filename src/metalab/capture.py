@@ -1,15 +1,20 @@
-"""What an operation records while it runs: metrics, data, artifacts and logs.
+"""What an operation records while it runs: metrics, series, data, artifacts and logs.
 
-Every run gets its own :class:`Capture`. Metrics are kept in memory and written with
-the run's final record; structured data and artifacts are written to the store as
+Every run gets its own :class:`Capture`. Scalar metrics, tags and notes are kept in
+memory and written with the run's final record. Metrics logged with a ``step`` are
+points of a series: buffered, and appended to the store at least once a second (by
+a background thread) and when the run ends, however it ends, so a reader in another
+process watches a run's curves as they grow and a crashed run keeps what it logged
+up to its last flush. Structured data and artifacts are written to the store as
 soon as they are captured (so a crash keeps what was already produced), and log lines
 are appended to the store's log file and flushed one by one, so ``tail -f`` shows a
 run as it goes. Nothing touches the store until the operation asks: a run that never
 logs has no log file.
 
-Data, artifacts and logs need the matching store capability
-(:class:`~metalab.store.SupportsStructuredResults`, ``put_artifact`` of every store,
-:class:`~metalab.store.SupportsLogs`); a store without one raises
+Series, data, artifacts and logs need the matching store capability
+(:class:`~metalab.store.SupportsSeries`, :class:`~metalab.store.SupportsStructuredResults`,
+``put_artifact`` of every store, :class:`~metalab.store.SupportsLogs`); a store without
+one raises
 :class:`~metalab.errors.CapabilityError` naming the store and the capability.
 """
 
@@ -17,11 +22,13 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, TypeAlias, cast
 
 from metalab._identity import to_json, to_json_object
 from metalab._optional import require
@@ -34,11 +41,17 @@ from metalab.records import (
     metric_value,
     utc_now,
 )
-from metalab.store.abc import Store, SupportsLogs, SupportsStructuredResults
+from metalab.series import SeriesPoint
+from metalab.store.abc import Store, SupportsLogs, SupportsSeries, SupportsStructuredResults
 
 __all__ = ["LOG_LEVELS", "Capture"]
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+
+_log = logging.getLogger(__name__)
+
+_Point: TypeAlias = tuple[str, int, MetricValue, float]
+"""A buffered point: (name, step, value, epoch seconds), a SeriesPoint's fields."""
 
 
 def _check_metric_name(name: object) -> str:
@@ -67,9 +80,17 @@ class Capture:
         self._store = store
         self._run_id = run_id
         self._metrics: dict[str, MetricValue] = {}
+        # name -> True for a series, False for a scalar: one name is one or the other.
+        self._stepped: dict[str, bool] = {}
+        self._highest: dict[str, int] = {}
+        self._points: list[_Point] = []
+        self._flushed = False  # the first flush replaces the series of an earlier try
+        self._tags: dict[str, None] = {}
+        self._notes: str | None = None
         self._artifacts: dict[str, ArtifactDescriptor] = {}
         self._log: IO[str] | None = None
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
 
     @property
     def run_id(self) -> str:
@@ -86,30 +107,153 @@ class Capture:
         """The descriptors of the artifacts stored so far (the latest per name)."""
         return tuple(self._artifacts.values())
 
-    def metric(self, name: str, value: MetricValue) -> None:
-        """Record a scalar metric (a later value of the same name replaces it).
+    @property
+    def captured_tags(self) -> tuple[str, ...]:
+        """The tags added with :meth:`tag`, in the order first given."""
+        return tuple(self._tags)
+
+    @property
+    def captured_notes(self) -> str | None:
+        """The notes set with :meth:`note`, or ``None``."""
+        return self._notes
+
+    def metric(self, name: str, value: MetricValue, step: int | None = None) -> None:
+        """Record a metric: a scalar, or with ``step`` a point of the metric's series.
+
+        Without ``step`` a later value of the same name replaces the earlier one.
+        With ``step`` every point is kept with its step and the time it was logged
+        (steps may repeat, come out of order or skip); the run record's
+        ``metrics[name]`` holds the value at the highest step. Points are buffered
+        and reach the store at least once a second and when the run ends.
 
         Args:
             name: The metric's name.
             value: A bool, int, float (NaN and infinities included) or str; NumPy
                 scalars are converted.
+            step: The step (an int, 0 or more), or ``None`` for a scalar.
 
         Raises:
-            TypeError: ``name`` is not a non-empty string, or ``value`` is not a scalar.
+            TypeError: ``name`` is not a non-empty string, ``value`` is not a
+                scalar, or ``step`` is not an int.
+            ValueError: ``step`` is negative, or the name was used both with and
+                without a step in this run.
+            CapabilityError: ``step`` is given and the store keeps no series.
         """
         checked = metric_value(_check_metric_name(name), value)
+        if step is None:
+            with self._lock:
+                self._check_kind(name, stepped=False)
+                self._metrics[name] = checked
+            return
+        if type(step) is not int or step < 0:
+            step = _check_step(name, step)
+        # The hot path of a training loop: a plain tuple (a SeriesPoint costs ten
+        # times as much to build) and one lock.
+        point = (name, step, checked, time.time())
         with self._lock:
-            self._metrics[name] = checked
+            if self._stepped.get(name) is not True:
+                self._check_kind(name, stepped=True)
+            if step >= self._highest.get(name, -1):
+                self._highest[name] = step
+                self._metrics[name] = checked
+            if not self._points:
+                _FLUSHER.watch(self)
+            self._points.append(point)
 
-    def metrics(self, values: Mapping[str, MetricValue]) -> None:
-        """Record several metrics at once; nothing is recorded if one is invalid.
+    def metrics(self, values: Mapping[str, MetricValue], step: int | None = None) -> None:
+        """Record several metrics at once (at one ``step``, if given).
+
+        Nothing is recorded if one is invalid.
 
         Raises:
-            TypeError: A name or value is invalid (see :meth:`metric`).
+            TypeError: A name, value or the step is invalid (see :meth:`metric`).
+            ValueError: The step is negative, or a name is used both with and
+                without a step.
         """
         checked = {_check_metric_name(k): metric_value(k, v) for k, v in values.items()}
+        if step is None:
+            with self._lock:
+                for name in checked:
+                    self._check_kind(name, stepped=False)
+                self._metrics.update(checked)
+            return
+        now = time.time()
+        points = [(k, _check_step(k, step), v, now) for k, v in checked.items()]
         with self._lock:
-            self._metrics.update(checked)
+            for name in checked:
+                self._check_kind(name, stepped=True)
+            for point in points:
+                self._add(point)
+
+    def log_metrics(self, values: Mapping[str, MetricValue], step: int | None = None) -> None:
+        """Record several metrics (at one ``step``, if given): :meth:`metrics` by its 0.1 name."""
+        self.metrics(values, step)
+
+    def tag(self, *labels: str) -> None:
+        """Add tags to the run (kept in order, each once; written with its record).
+
+        Raises:
+            TypeError: A label is not a non-empty string.
+        """
+        for label in labels:
+            given: object = label  # typed str, but callers are not always typed
+            if not isinstance(given, str) or not given:
+                raise TypeError(f"a tag must be a non-empty string, got {label!r}")
+        with self._lock:
+            self._tags.update(dict.fromkeys(labels))
+
+    def note(self, text: str) -> None:
+        """Set the run's notes (free text, written with its record; a later call replaces it).
+
+        Raises:
+            TypeError: ``text`` is not a string.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"notes must be a str, got {type(text).__name__}")
+        with self._lock:
+            self._notes = text
+
+    def _check_kind(self, name: str, *, stepped: bool) -> None:
+        """Refuse a name used both with and without a step (under the lock)."""
+        kind = self._stepped.setdefault(name, stepped)
+        if kind is not stepped:
+            had, has = ("with", "without") if kind else ("without", "with")
+            raise ValueError(
+                f"metric {name!r} was logged {had} a step and now {has} one; a metric is "
+                "either a series (always with step=) or a scalar (never)"
+            )
+        if stepped and not self._points and not isinstance(self._store, SupportsSeries):
+            raise CapabilityError(
+                type(self._store).__qualname__, "SupportsSeries", "capture.metric(..., step=)"
+            )
+
+    def _add(self, point: _Point) -> None:
+        """Buffer a point and keep the value at the highest step (under the lock)."""
+        name, step, value, _ = point
+        if step >= self._highest.get(name, -1):
+            self._highest[name] = step
+            self._metrics[name] = value
+        if not self._points:
+            _FLUSHER.watch(self)
+        self._points.append(point)
+
+    def flush(self) -> None:
+        """Append the buffered points to the store now.
+
+        A background thread does it at least once a second, and :meth:`close` at
+        the end of the run.
+        """
+        with self._flush_lock:
+            with self._lock:
+                points, self._points = self._points, []
+            if not points:
+                return
+            store = self._store
+            assert isinstance(store, SupportsSeries)  # checked when the first point came
+            # Plain tuples of a SeriesPoint's shape: stores read them by position.
+            shaped = cast("list[SeriesPoint]", points)
+            store.append_series(self._run_id, shaped, restart=not self._flushed)
+            self._flushed = True
 
     def data(
         self, name: str, value: object, *, metadata: Mapping[str, JSONValue] | None = None
@@ -235,11 +379,73 @@ class Capture:
             self._log.flush()
 
     def close(self) -> None:
-        """Close the log file, if the run logged; the capture records nothing more."""
+        """Flush the series and close the log file; the capture records nothing more.
+
+        Called when the run ends, whether it succeeded, failed or was cancelled.
+        """
+        try:
+            self.flush()
+        finally:
+            _FLUSHER.forget(self)
+            with self._lock:
+                if self._log is not None:
+                    self._log.close()
+                    self._log = None
+
+
+_FLUSH_SECONDS: Final = 0.5
+"""How often the background thread flushes series points (at least once a second)."""
+
+
+class _Flusher:
+    """One daemon thread per process that flushes the captures holding points."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._captures: dict[int, Capture] = {}
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def watch(self, capture: Capture) -> None:
         with self._lock:
-            if self._log is not None:
-                self._log.close()
-                self._log = None
+            self._captures[id(capture)] = capture
+            # A forked worker inherits the dict but not the thread: start its own.
+            if self._thread is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._loop, name="metalab-series-flush", daemon=True
+                )
+                self._thread.start()
+
+    def forget(self, capture: Capture) -> None:
+        with self._lock:
+            self._captures.pop(id(capture), None)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(_FLUSH_SECONDS)
+            with self._lock:
+                captures = list(self._captures.values())
+            for capture in captures:
+                try:
+                    capture.flush()
+                except Exception:  # noqa: BLE001 -- the run's own close() flushes and raises
+                    _log.debug("series flush of run %s failed", capture.run_id, exc_info=True)
+
+
+_FLUSHER: Final = _Flusher()
+
+
+def _check_step(name: str, step: object) -> int:
+    if type(step) is not int:
+        # NumPy integers are steps too; a bool or a float is a mistake.
+        index = getattr(step, "__index__", None)
+        if isinstance(step, bool) or index is None:
+            raise TypeError(f"the step of metric {name!r} must be an int, got {step!r}")
+        step = int(index())
+    if step < 0:
+        raise ValueError(f"the step of metric {name!r} must be 0 or more, got {step}")
+    return step
 
 
 def _npy_bytes(array: object) -> bytes:

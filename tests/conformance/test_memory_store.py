@@ -36,6 +36,8 @@ class MemoryBackdoor:
                 docs[f"streams/{run_id}_{name}"] = path.read_bytes()
         for run_id, results in part.results.items():
             docs.update({f"results/{run_id}/{name}": data for name, data in results.items()})
+        for run_id, points in part.series.items():
+            docs[f"series/{run_id}"] = repr(points).encode()
         docs.update({f"experiments/{i}": data for i, data in enumerate(part.manifests)})
         return docs
 

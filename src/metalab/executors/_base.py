@@ -405,8 +405,11 @@ def _execute_one(
         capture.close()
         runtime.cleanup()
         store.put_run_record(
-            running.cancelled(
-                metrics=capture.captured_metrics, artifacts=capture.captured_artifacts
+            _annotated(
+                running.cancelled(
+                    metrics=capture.captured_metrics, artifacts=capture.captured_artifacts
+                ),
+                capture,
             )
         )
         raise
@@ -414,7 +417,19 @@ def _execute_one(
         final = running.succeeded(
             metrics=capture.captured_metrics, artifacts=capture.captured_artifacts
         )
-    capture.close()
+    capture.close()  # flushes the series before the record says the run is over
     runtime.cleanup()
+    final = _annotated(final, capture)
     store.put_run_record(final)
     return final
+
+
+def _annotated(record: RunRecord, capture: Capture) -> RunRecord:
+    """The record with the tags and notes the operation gave its capture."""
+    tags, notes = capture.captured_tags, capture.captured_notes
+    if not tags and notes is None:
+        return record
+    merged = tuple(dict.fromkeys((*record.tags, *tags)))
+    return msgspec.structs.replace(
+        record, tags=merged, notes=record.notes if notes is None else notes
+    )

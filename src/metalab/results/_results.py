@@ -23,6 +23,7 @@ from metalab.results._frames import (
     project,
 )
 from metalab.results._run import Run
+from metalab.series import seconds_to_pandas
 from metalab.store import (
     FileStoreConfig,
     Store,
@@ -31,6 +32,7 @@ from metalab.store import (
     SupportsExperiments,
     SupportsLogs,
     SupportsQuery,
+    SupportsSeries,
     SupportsStructuredResults,
     coerce_store_config,
     derived_lookup,
@@ -239,6 +241,13 @@ class Results(Sequence[Run]):
             raise CapabilityError(type(store).__qualname__, "SupportsLogs", operation)
         return store
 
+    def series_store(self, operation: str) -> SupportsSeries:
+        """Return the store as :class:`SupportsSeries`, or raise ``CapabilityError``."""
+        store = self._store
+        if not isinstance(store, SupportsSeries):
+            raise CapabilityError(type(store).__qualname__, "SupportsSeries", operation)
+        return store
+
     def result_store(self, operation: str) -> SupportsStructuredResults:
         """Return the store as :class:`SupportsStructuredResults`, or raise."""
         store = self._store
@@ -342,6 +351,59 @@ class Results(Sequence[Run]):
         """
         require("polars", extra="polars", feature="Results.to_polars()")
         return polars_frame(self._frame_columns(columns))
+
+    def series_dataframe(self, names: Sequence[str] | str | None = None) -> pd.DataFrame:
+        """Return the metric series of these runs as one long pandas frame.
+
+        One row per point: ``run_id``, ``metric``, ``step``, ``value``, ``timestamp``
+        (``datetime64[UTC]``; missing for stores of metalab 0.1), then the runs'
+        ``params.*`` columns, ready for plotting learning curves across a sweep
+        (``sns.lineplot(df, x="step", y="value", hue="params.lr")``). Rows follow the
+        runs' order, then the metric name, then the step.
+
+        Args:
+            names: Only these metrics (default: every series).
+
+        Raises:
+            MissingDependencyError: pandas is not installed.
+            CapabilityError: The store keeps no series.
+        """
+        require("pandas", extra="pandas", feature="Results.series_dataframe()")
+        import pandas as pd  # noqa: PLC0415 -- optional (pandas extra), required above
+
+        wanted = [names] if isinstance(names, str) else names
+        store = self.series_store("Results.series_dataframe()")
+        param_columns = [c for c in self._frame_columns(["params.*"]) if c.name != "run_id"]
+        run_ids: list[str] = []
+        metrics: list[str] = []
+        steps: list[int] = []
+        values: list[MetricValue] = []
+        seconds: list[float | None] = []
+        params: dict[str, list[object]] = {c.name: [] for c in param_columns}
+        for row, record in enumerate(self._records):
+            found = store.get_series(record.run_id)
+            for name in sorted(found) if wanted is None else wanted:
+                series = found.get(name)
+                if series is None:
+                    continue
+                n = len(series)
+                run_ids.extend([record.run_id] * n)
+                metrics.extend([name] * n)
+                steps.extend(series.steps)
+                values.extend(series.values)
+                seconds.extend(series.seconds)
+                for column in param_columns:
+                    params[column.name].extend([column.items[row]] * n)
+        return pd.DataFrame(
+            {
+                "run_id": pd.Series(run_ids, dtype="string"),
+                "metric": pd.Series(metrics, dtype="string"),
+                "step": pd.Series(steps, dtype="int64"),
+                "value": pd.Series(values),
+                "timestamp": seconds_to_pandas(seconds),
+                **{name: pd.Series(column) for name, column in params.items()},
+            }
+        )
 
     def close(self) -> None:
         """Close the store, if these results opened it (``load_results`` of a locator)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 from metalab._display import html_table
 from metalab.records import (
@@ -15,6 +15,7 @@ from metalab.records import (
     RunRecord,
     Status,
 )
+from metalab.series import MetricSeries
 
 if TYPE_CHECKING:
     from metalab.results._results import Results
@@ -151,6 +152,35 @@ class Run:
             CapabilityError: The store does not keep logs.
         """
         return self._results.log_store("Run.log()").get_log(self._record.run_id, name)
+
+    @overload
+    def series(self, name: str) -> MetricSeries: ...
+    @overload
+    def series(self, name: None = None) -> dict[str, MetricSeries]: ...
+    def series(self, name: str | None = None) -> MetricSeries | dict[str, MetricSeries]:
+        """Return the series of metric ``name``, or every series of the run by name.
+
+        Reads the store each time, so the series of a running run grow between calls.
+
+        Raises:
+            KeyError: The run logged no series ``name`` (the message lists those it has).
+            CapabilityError: The store keeps no series.
+        """
+        found = self._results.series_store("Run.series()").get_series(self._record.run_id)
+        if name is None:
+            return found
+        try:
+            return found[name]
+        except KeyError:
+            raise KeyError(
+                f"run {self._record.run_id} has no series {name!r} "
+                f"(it has: {', '.join(sorted(found)) or 'none'})"
+            ) from None
+
+    @property
+    def notes(self) -> str | None:
+        """The run's notes (``capture.note``), or ``None``."""
+        return self._record.notes
 
     @property
     def data_names(self) -> list[str]:

@@ -34,6 +34,7 @@ from metalab.records import (
     ResultDocument,
     RunRecord,
 )
+from metalab.series import MetricSeries, SeriesPoint
 from metalab.store._query import derived_lookup, select_runs
 from metalab.store._rules import validate_experiment_id, validate_run_id
 from metalab.store.abc import ArtifactSource
@@ -81,6 +82,10 @@ class Space(Protocol):
     def get_log(self, run_id: str, name: str) -> str | None: ...
     def list_logs(self, run_id: str) -> list[str]: ...
     def log_path(self, run_id: str, name: str) -> Path: ...
+    def append_series(
+        self, run_id: str, points: Sequence[SeriesPoint], *, restart: bool = False
+    ) -> None: ...
+    def get_series(self, run_id: str) -> dict[str, MetricSeries]: ...
     def put_result(self, run_id: str, name: str, result: ResultDocument) -> None: ...
     def get_result(self, run_id: str, name: str) -> ResultDocument | None: ...
     def list_results(self, run_id: str) -> list[str]: ...
@@ -314,6 +319,17 @@ class Collection(Generic[S]):
     def log_path(self, run_id: str, name: str) -> Path:
         """Return the file a log is streamed to (its directory exists)."""
         return self._owner_for_write(run_id).log_path(run_id, name)
+
+    def append_series(
+        self, run_id: str, points: Sequence[SeriesPoint], *, restart: bool = False
+    ) -> None:
+        """Append points to a run's metric series (``restart`` drops the older ones)."""
+        self._owner_for_write(run_id).append_series(run_id, points, restart=restart)
+
+    def get_series(self, run_id: str) -> dict[str, MetricSeries]:
+        """Return a run's metric series by name (empty if it logged none)."""
+        owner = self._owner(run_id)
+        return {} if owner is None else owner.get_series(run_id)
 
     def put_result(self, run_id: str, name: str, result: ResultDocument) -> None:
         """Store (replace) the structured result ``name`` of a run."""

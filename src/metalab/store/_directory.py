@@ -39,6 +39,7 @@ from metalab.records import (
     StoreMeta,
     utc_now,
 )
+from metalab.series import MetricSeries, SeriesPoint
 from metalab.store._artifacts import Artifacts
 from metalab.store._documents import Document, DocumentKind, DocumentRef, FileState
 from metalab.store._fileio import (
@@ -65,6 +66,13 @@ from metalab.store._rules import (
     check_scope,
     replaces,
     validate_run_id,
+)
+from metalab.store._series_file import (
+    SeriesScan,
+    decode_series,
+    encode_header,
+    encode_points,
+    legacy_series_points,
 )
 from metalab.store.abc import ArtifactSource
 
@@ -517,6 +525,64 @@ class StoreDirectory:
         directory = str(self._layout.result_dir(run_id))
         return sorted(name.removesuffix(".json") for name in list_names(directory, ".json"))
 
+    def append_series(
+        self, run_id: str, points: Sequence[SeriesPoint], *, restart: bool = False
+    ) -> None:
+        """Append points to a run's series file (``series/{run_id}.jsonl``).
+
+        The points go in one ``write``; a kill in the middle leaves one torn line at
+        the end, which readers ignore. ``restart`` replaces what the file held (a
+        run that is run again starts its series afresh).
+        """
+        path = self._layout.series_path(run_id)
+        self.prepare()
+        body = encode_points(points)
+        if not restart:
+            try:
+                with path.open("ab") as stream:
+                    if stream.tell() > 0:
+                        stream.write(body)
+                        return
+                    stream.write(encode_header(run_id) + body)  # created by this open
+                    return
+            except FileNotFoundError:
+                path.parent.mkdir(exist_ok=True)
+        else:
+            path.parent.mkdir(exist_ok=True)
+        # A new series: header and points land together, replacing any older file.
+        atomic_write(path, encode_header(run_id) + body, durable=False)
+
+    def scan_series(self, run_id: str) -> SeriesScan | None:
+        """Read a run's series file, or ``None`` if it has none.
+
+        Raises:
+            CorruptRecordError: The file cannot be decoded (a torn last line is not
+                an error: it is left out and counted).
+        """
+        path = str(self._layout.series_path(run_id))
+        data = read_bytes(path)
+        return None if data is None else decode_series(data, source=path, run_id=run_id)
+
+    def get_series(self, run_id: str) -> dict[str, MetricSeries]:
+        """Return a run's metric series by name (empty if it logged none).
+
+        A run of a metalab 0.1 store kept each stepped metric as a structured result
+        marked ``stepped_metric``; those are read as series (without timestamps).
+        """
+        scan = self.scan_series(run_id)
+        if scan is not None:
+            return scan.series
+        return self._legacy_series(run_id)
+
+    def _legacy_series(self, run_id: str) -> dict[str, MetricSeries]:
+        found: dict[str, MetricSeries] = {}
+        for name in self.list_results(run_id):
+            result = self.get_result(run_id, name)
+            points = None if result is None else legacy_series_points(name, result)
+            if points is not None:
+                found[name] = MetricSeries.from_points(name, points)
+        return found
+
     def write_manifest(self, manifest: ExperimentManifest, into: Landing | None = None) -> Document:
         """Store a submission manifest and return it as written (or as found).
 
@@ -585,7 +651,7 @@ class StoreDirectory:
     def delete_run(
         self, run_id: str, *, expected: RunRecord | None = None, into: Landing | None = None
     ) -> bool:
-        """Delete a run's record, derived metrics, artifacts, logs and results.
+        """Delete a run's record, derived metrics, artifacts, logs, series and results.
 
         With ``expected``, only if the stored record is still that one, checked under
         the directory's lock, which every finished record takes to land. ``into`` is
@@ -610,6 +676,7 @@ class StoreDirectory:
             for name in list_names(str(layout.logs_dir), ".log"):
                 if name.startswith(prefix):
                     removed |= remove_file(layout.logs_dir / name)
+            removed |= remove_file(layout.series_path(run_id))
             for path in (layout.derived_path(run_id), layout.run_path(run_id)):
                 removed |= remove_file(path)
         return removed

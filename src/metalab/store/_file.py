@@ -47,6 +47,7 @@ from metalab.store._fileio import atomic_write
 from metalab.store._intents import Landing
 from metalab.store._layout import META_FILE, FileStoreLayout, safe_experiment_id
 from metalab.store._rules import validate_experiment_id
+from metalab.store._series_file import SeriesScan
 from metalab.store.abc import StoreConfig
 from metalab.store.locator import LocatorInfo
 
@@ -503,6 +504,18 @@ class FileStore(Collection[StoreDirectory]):
         owner = self._owner(run_id)
         self._owners.pop(run_id, None)
         return owner is not None and owner.delete_run(run_id, expected=expected, into=into)
+
+    def scan_series(self, run_id: str) -> SeriesScan | None:
+        """Read a run's series file as it is (``None`` if it has none).
+
+        Unlike :meth:`get_series`, says how many bytes of a torn last line (a flush
+        cut short by a kill) were left out, for ``metalab store verify``.
+
+        Raises:
+            CorruptRecordError: The file cannot be decoded.
+        """
+        owner = self._owner(run_id)
+        return None if owner is None else owner.scan_series(run_id)
 
     def scan_documents(self, kind: DocumentKind, experiment_id: str | None = None) -> DocumentScan:
         """List the documents of ``kind`` (of one experiment, if given), to read as iterated.

@@ -45,6 +45,7 @@ from metalab.records import (
     ResultDocument,
     RunRecord,
 )
+from metalab.series import MetricSeries, SeriesPoint
 from metalab.store._documents import (
     DOCUMENT_KINDS,
     Document,
@@ -554,6 +555,18 @@ class IndexedStore:
         """Return the file a log is streamed to."""
         self._check_open()
         return self._files.log_path(run_id, name)
+
+    def append_series(
+        self, run_id: str, points: Sequence[SeriesPoint], *, restart: bool = False
+    ) -> None:
+        """Append points to a run's metric series in the files."""
+        self._check_open()
+        self._files.append_series(run_id, points, restart=restart)
+
+    def get_series(self, run_id: str) -> dict[str, MetricSeries]:
+        """Return a run's metric series by name, from the files."""
+        self._check_open()
+        return self._files.get_series(run_id)
 
     def put_result(self, run_id: str, name: str, result: ResultDocument) -> None:
         """Store (replace) a structured result in the files."""

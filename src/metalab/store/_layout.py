@@ -14,6 +14,7 @@ store) looks like::
     artifacts/{run_id}/_manifest.json  their descriptors (sha256, size)
     logs/{run_id}_{name}.log         logs
     results/{run_id}/{name}.json     structured results (capture.data)
+    series/{run_id}.jsonl            metric series (capture.metric(..., step=...)), appended
     experiments/{safe_id}_{ts}.json  one manifest per submission
 
 File names starting with ``.`` (temp files, the ``.lock`` file, the index intents in
@@ -112,6 +113,11 @@ class FileStoreLayout:
         return self.directory / "results"
 
     @property
+    def series_dir(self) -> Path:
+        """The directory of metric series files (made when a run first logs a point)."""
+        return self.directory / "series"
+
+    @property
     def experiments_dir(self) -> Path:
         """The directory of experiment manifests."""
         return self.directory / "experiments"
@@ -165,6 +171,10 @@ class FileStoreLayout:
         validate_run_id(run_id)
         validate_name(name, "log name")
         return self.logs_dir / f"{run_id}_{name}.log"
+
+    def series_path(self, run_id: str) -> Path:
+        """``series/{run_id}.jsonl``."""
+        return self.series_dir / f"{validate_run_id(run_id)}.jsonl"
 
     def result_dir(self, run_id: str) -> Path:
         """``results/{run_id}/``."""

@@ -42,6 +42,7 @@ from metalab.records import (
     ResultDocument,
     RunRecord,
 )
+from metalab.series import MetricSeries, SeriesPoint, group_points
 from metalab.store._collection import Collection
 from metalab.store._layout import safe_experiment_id
 from metalab.store._rules import (
@@ -161,6 +162,7 @@ class _Partition:
     artifact_data: dict[str, dict[str, bytes]] = field(default_factory=dict)
     logs: dict[str, dict[str, str]] = field(default_factory=dict)
     results: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    series: dict[str, list[SeriesPoint]] = field(default_factory=dict)
     manifests: list[bytes] = field(default_factory=list)
 
     def is_empty(self) -> bool:
@@ -170,6 +172,7 @@ class _Partition:
             or self.artifact_manifests
             or self.logs
             or self.results
+            or self.series
             or self.manifests
         )
 
@@ -438,6 +441,22 @@ class _PartitionSpace:
             run_id: decode(data, source=self._source("derived", run_id)) for run_id, data in items
         }
 
+    def append_series(
+        self, run_id: str, points: Sequence[SeriesPoint], *, restart: bool = False
+    ) -> None:
+        validate_run_id(run_id)
+        with self._backend.lock:
+            if restart:
+                self._part.series[run_id] = list(points)
+            else:
+                self._part.series.setdefault(run_id, []).extend(points)
+
+    def get_series(self, run_id: str) -> dict[str, MetricSeries]:
+        validate_run_id(run_id)
+        with self._backend.lock:
+            points = list(self._part.series.get(run_id, ()))
+        return group_points(points)
+
     def put_log(self, run_id: str, name: str, text: str) -> None:
         validate_run_id(run_id)
         validate_name(name, "log name")
@@ -537,6 +556,7 @@ class _PartitionSpace:
                 part.artifact_data,
                 part.logs,
                 part.results,
+                part.series,
             ):
                 deleted = mapping.pop(run_id, None) is not None or deleted
             streams = self._backend.streams

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
@@ -34,6 +34,7 @@ from metalab.records import (
     ResultDocument,
     RunRecord,
 )
+from metalab.series import MetricSeries, SeriesPoint
 from metalab.store import registry as registry_module
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ __all__ = [
     "SupportsIndexedFiles",
     "SupportsLogs",
     "SupportsQuery",
+    "SupportsSeries",
     "SupportsStructuredResults",
     "SupportsWorkingDirectory",
     "require_capability",
@@ -239,6 +241,27 @@ class SupportsLogs(Protocol):
 
     def log_path(self, run_id: str, name: str) -> Path:
         """Return the file a log is streamed to (its directory exists)."""
+        ...
+
+
+@runtime_checkable
+class SupportsSeries(Protocol):
+    """The store keeps metric series per run (``capture.metric(name, value, step=...)``).
+
+    Points are appended while a run goes, so a reader sees those flushed so far.
+    """
+
+    def append_series(
+        self, run_id: str, points: Sequence[SeriesPoint], *, restart: bool = False
+    ) -> None:
+        """Append points (of any metrics) to a run's series, in the order logged.
+
+        ``restart`` first drops what the run logged before (a run run again).
+        """
+        ...
+
+    def get_series(self, run_id: str) -> dict[str, MetricSeries]:
+        """Return a run's series by metric name (empty if it logged none)."""
         ...
 
 

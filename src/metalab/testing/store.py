@@ -70,6 +70,7 @@ from metalab.records import (
     RunRecord,
     Status,
 )
+from metalab.series import SeriesPoint
 from metalab.store.abc import (
     Store,
     SupportsArtifactStreaming,
@@ -82,6 +83,7 @@ from metalab.store.abc import (
     SupportsIndexSync,
     SupportsLogs,
     SupportsQuery,
+    SupportsSeries,
     SupportsStructuredResults,
     SupportsWorkingDirectory,
 )
@@ -749,6 +751,70 @@ class StoreConformance(Generic[S]):
         assert backdoor.snapshot() == before
         assert logs.list_logs(run_id) == ["stdout"]
 
+    # Metric series
+
+    def test_series_are_appended_and_read_back_by_name_in_step_order(self, store: S) -> None:
+        series = _require(store, SupportsSeries)
+        run_id = new_run_id()
+        assert series.get_series(run_id) == {}
+        series.append_series(
+            run_id,
+            [SeriesPoint("loss", 2, 0.5, 10.0), SeriesPoint("acc", 0, True, 10.5)],
+        )
+        series.append_series(
+            run_id,
+            [
+                SeriesPoint("loss", 0, 0.9, 11.0),  # late, out of order
+                SeriesPoint("loss", 2, 0.4, 12.0),  # a step again
+                SeriesPoint("note", 7, "warm-up done", None),
+            ],
+        )
+        found = series.get_series(run_id)
+        assert sorted(found) == ["acc", "loss", "note"]
+        loss = found["loss"]
+        assert loss.steps == (0, 2, 2)
+        assert loss.values == (0.9, 0.5, 0.4)  # one step's points in the order logged
+        assert [t.timestamp() if t else None for t in loss.timestamps] == [11.0, 10.0, 12.0]
+        assert found["acc"].values == (True,)
+        assert found["note"].timestamps == (None,)
+
+    def test_series_keep_nan_infinities_and_every_scalar_type(self, store: S) -> None:
+        series = _require(store, SupportsSeries)
+        run_id = new_run_id()
+        values: list[MetricValue] = [math.nan, math.inf, -math.inf, 3, 2.5, "x", False]
+        series.append_series(run_id, [SeriesPoint("m", i, v, 1.0) for i, v in enumerate(values)])
+        back = series.get_series(run_id)["m"].values
+        assert math.isnan(back[0])  # type: ignore[arg-type]
+        assert back[1:] == (math.inf, -math.inf, 3, 2.5, "x", False)
+        assert [type(v) for v in back[3:]] == [int, float, str, bool]
+
+    def test_restarting_a_series_replaces_what_the_run_logged(self, store: S) -> None:
+        series = _require(store, SupportsSeries)
+        run_id = new_run_id()
+        series.append_series(run_id, [SeriesPoint("loss", 0, 1.0, 1.0)])
+        series.append_series(run_id, [SeriesPoint("acc", 0, 0.1, 2.0)], restart=True)
+        assert sorted(series.get_series(run_id)) == ["acc"]
+
+    def test_the_series_of_runs_are_kept_apart(self, store: S) -> None:
+        series = _require(store, SupportsSeries)
+        first, second = new_run_id(), new_run_id()
+        series.append_series(first, [SeriesPoint("loss", 0, 1.0, 1.0)])
+        series.append_series(second, [SeriesPoint("loss", 0, 2.0, 1.0)])
+        assert series.get_series(first)["loss"].values == (1.0,)
+        assert series.get_series(second)["loss"].values == (2.0,)
+
+    @pytest.mark.parametrize("bad_id", BAD_IDS)
+    def test_an_invalid_run_id_for_a_series_is_refused_and_nothing_is_written(
+        self, store: S, backdoor: Backdoor, bad_id: str
+    ) -> None:
+        series = _require(store, SupportsSeries)
+        before = backdoor.snapshot()
+        with pytest.raises(ConfigError):
+            series.append_series(bad_id, [SeriesPoint("loss", 0, 1.0, 1.0)])
+        with pytest.raises(ConfigError):
+            series.get_series(bad_id)
+        assert backdoor.snapshot() == before
+
     # Structured results
 
     def test_results_are_stored_listed_and_replaced(self, store: S) -> None:
@@ -860,6 +926,9 @@ class StoreConformance(Generic[S]):
         results = _optional(store, SupportsStructuredResults)
         if results is not None:
             assert results.list_results(gone.run_id) == []
+        series = _optional(store, SupportsSeries)
+        if series is not None:
+            assert series.get_series(gone.run_id) == {}
         snapshot = backdoor.snapshot()
         assert [k for k in snapshot if gone.run_id in k] == []
         assert {k: v for k, v in snapshot.items() if keep.run_id in k} == kept_before
@@ -1016,6 +1085,9 @@ def _fill_run(store: Store, record: RunRecord) -> None:
     results = _optional(store, SupportsStructuredResults)
     if results is not None:
         results.put_result(record.run_id, "curve", ResultDocument(data=[1, 2]))
+    series = _optional(store, SupportsSeries)
+    if series is not None:
+        series.append_series(record.run_id, [SeriesPoint("loss", 0, 0.5, 1.0)])
 
 
 def _in_threads(store: Store, batches: list[list[RunRecord]]) -> None:
