@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from metalab.records import ExperimentManifest, ResultDocument, RunRecord
+from metalab.series import SeriesPoint
 from metalab.store import MemoryStoreConfig, Store
 from metalab.store._file import FileStore, FileStoreConfig
 from metalab.store.transfer import export_store
@@ -30,6 +31,9 @@ def _fill(store: FileStore | Store, n: int = 4, *, prefix: str = "") -> list[str
         store.put_derived(run_id, {"double": float(i)})
         store.put_log(run_id, "run", f"log of {i}\n")  # type: ignore[union-attr]
         store.put_result(run_id, "curve", ResultDocument(data=[i, float("nan")]))  # type: ignore[union-attr]
+        store.append_series(  # type: ignore[union-attr]
+            run_id, [SeriesPoint("loss", s, 1 / (s + 1), 1.5 + s) for s in range(3)]
+        )
         ids.append(run_id)
     store.put_experiment_manifest(  # type: ignore[union-attr]
         ExperimentManifest(experiment_id=EXP, name="exp", version="1.0", submitted_at=T0)
@@ -64,6 +68,7 @@ class TestFileToFile:
             "artifacts": 4,
             "logs": 4,
             "results": 4,
+            "series": 4,
             "manifests": 1,
         }
         with (
@@ -80,6 +85,7 @@ class TestFileToFile:
                 assert_same_document(
                     dst.get_result(rec.run_id, "curve"), src.get_result(rec.run_id, "curve")
                 )
+                assert dst.get_series(rec.run_id) == src.get_series(rec.run_id)
             assert dst.list_experiment_manifests() == src.list_experiment_manifests()
 
     def test_a_second_export_copies_nothing(self, source: FileStoreConfig, tmp_path: Path) -> None:
@@ -252,3 +258,24 @@ class TestOtherShapes:
             root=str(tmp_path / "dst"), experiment_id="golden:0.1"
         ).connect() as dst:
             assert len(dst.list_run_records()) == 6
+
+
+class TestSeriesExport:
+    def test_grown_series_are_copied_and_differing_ones_are_conflicts(
+        self, source: FileStoreConfig, tmp_path: Path
+    ) -> None:
+        export_store(source, tmp_path / "dst")
+        dst_config = FileStoreConfig(root=str(tmp_path / "dst"), experiment_id=EXP)
+        with source.scoped(EXP).connect() as src, dst_config.connect() as dst:
+            grown, changed = sorted(r.run_id for r in src.list_run_records())[:2]
+            src.append_series(grown, [SeriesPoint("loss", 3, 0.2, 9.0)])  # the run went on
+            dst.append_series(changed, [SeriesPoint("loss", 0, 7.0, 9.0)], restart=True)
+        report = export_store(source, tmp_path / "dst")
+        assert report.counts["series"].copied == 1
+        assert report.counts["series"].conflicts == 1
+        assert any(f"the series of run {changed}" in p for p in report.problems)
+        forced = export_store(source, tmp_path / "dst", overwrite=True)
+        assert forced.counts["series"].copied == 1
+        with source.scoped(EXP).connect() as src, dst_config.connect() as dst:
+            for run_id in (grown, changed):
+                assert dst.get_series(run_id) == src.get_series(run_id)

@@ -3,28 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import hashlib
 import sys
+import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
+from metalab._display import shown
 from metalab.cli._output import emit_json, emit_rows, non_negative_int
 from metalab.cli._session import open_store, write_notes
 from metalab.errors import ConfigError, StoreError
-from metalab.records import ArtifactDescriptor, RunRecord
+from metalab.records import ArtifactDescriptor, MetricValue, RunRecord
+from metalab.series import MetricSeries
 from metalab.store import (
     Store,
     StoreConfig,
     SupportsArtifactStreaming,
     SupportsLogs,
+    SupportsSeries,
     coerce_store_config,
 )
 
 __all__ = ["add_artifacts_parser", "add_show_parser", "find_run"]
 
 _CHUNK: Final = 1 << 20
+_FOLLOW_SECONDS: Final = 0.5
 _LOCATOR_HELP: Final = "a path, file:// or postgresql:// locator"
 _RUN_HELP: Final = "the run id, or a prefix of it that only one run has (like git)"
 
@@ -35,9 +42,10 @@ def add_show_parser(runs: Any) -> None:
         "show",
         help="one run: params, metrics, error, artifacts and the end of its logs",
         description="Show one run: status and timing, params, metrics, derived metrics, "
-        "tags, the error with its traceback, its artifacts with their sizes and the "
-        "last lines of each log.",
-        epilog="Example: metalab runs show ./experiments 3f9c2a1b --lines 20",
+        "tags and notes, the error with its traceback, each metric series (points, last, "
+        "smallest and largest value), its artifacts with their sizes and the last lines "
+        "of each log. --follow then prints the points a running run logs until it ends.",
+        epilog="Example: metalab runs show ./experiments 3f9c2a1b --lines 20 --follow",
     )
     show.add_argument("locator", help=_LOCATOR_HELP)
     show.add_argument("run", help=_RUN_HELP)
@@ -46,6 +54,11 @@ def add_show_parser(runs: Any) -> None:
         "--lines", type=non_negative_int, default=10, metavar="N", help="log lines (default 10)"
     )
     show.add_argument("--json", action="store_true", help="print JSON (logs whole)")
+    show.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep printing the new points of the run's series until the run ends",
+    )
     show.set_defaults(handler=_show)
 
 
@@ -140,11 +153,31 @@ def _describe(record: RunRecord, store: Store, lines: int | None) -> dict[str, A
         "metrics": record.metrics,
         "derived": {} if derived is None else derived.metrics,
         "tags": list(record.tags),
+        "notes": record.notes,
+        "series": {
+            name: _series_summary(series) for name, series in _series_of(store, record).items()
+        },
         "error": None
         if error is None
         else {"type": error.type, "message": error.message, "traceback": error.traceback},
         "artifacts": [_artifact(a) for a in store.list_artifacts(record.run_id)],
         "logs": logs,
+    }
+
+
+def _series_of(store: Store, record: RunRecord) -> dict[str, MetricSeries]:
+    return store.get_series(record.run_id) if isinstance(store, SupportsSeries) else {}
+
+
+def _series_summary(series: MetricSeries) -> dict[str, Any]:
+    low, high = series.best("min"), series.best("max")
+    return {
+        "points": len(series),
+        "first_step": series.steps[0] if series.steps else None,
+        "last_step": series.steps[-1] if series.steps else None,
+        "last": series.last,
+        "min": None if low is None else {"step": low[0], "value": low[1]},
+        "max": None if high is None else {"step": high[0], "value": high[1]},
     }
 
 
@@ -180,6 +213,8 @@ def _show(args: argparse.Namespace) -> int:
         out.write(f"finished    {info['finished_at']}  ({info['duration_ms']} ms)\n")
     if info["tags"]:
         out.write(f"tags        {', '.join(info['tags'])}\n")
+    if info["notes"]:
+        out.write(f"notes       {info['notes']}\n")
     for section in ("params", "metrics", "derived"):
         if info[section]:
             out.write(f"\n{section}\n")
@@ -197,10 +232,65 @@ def _show(args: argparse.Namespace) -> int:
         widths = [max(len(r[i]) for r in rows) for i in range(2)]
         for name, fmt, size in rows:
             out.write(f"  {name.ljust(widths[0])}  {fmt.ljust(widths[1])}  {size}\n")
+    if info["series"]:
+        out.write("\nseries\n")
+        width = max(map(len, info["series"]))
+        for name, summary in info["series"].items():
+            out.write(f"  {name.ljust(width)}  {_series_line(summary)}\n")
     for name, text in info["logs"].items():
         out.write(f"\nlog {name} (last {args.lines} lines)\n")
         out.write("".join(f"  {line}\n" for line in text.splitlines()))
+    if args.follow:
+        with _opened(args) as (store, record):
+            _follow(args, _points(_series_of(store, record)))
     return 0
+
+
+_Key = tuple[str, int, MetricValue, dt.datetime | None]
+
+
+def _points(found: dict[str, MetricSeries]) -> Counter[_Key]:
+    # NaN is not equal to itself: as a key it would be new on every read.
+    return Counter(
+        (name, step, value if value == value else "NaN", when)  # noqa: PLR0124
+        for name, series in found.items()
+        for step, value, when in zip(series.steps, series.values, series.timestamps, strict=True)
+    )
+
+
+def _by_step(key: _Key) -> int:
+    return key[1]
+
+
+def _series_line(summary: dict[str, Any]) -> str:
+    text = (
+        f"{summary['points']} points, steps {summary['first_step']}..{summary['last_step']}, "
+        f"last {shown(summary['last'])}"
+    )
+    for end in ("min", "max"):
+        if summary[end] is not None:
+            text += f", {end} {shown(summary[end]['value'])} at {summary[end]['step']}"
+    return text
+
+
+def _follow(args: argparse.Namespace, seen: Counter[_Key]) -> None:
+    """Print each new point of the run's series until its record says it ended."""
+    out = sys.stdout
+    out.write("\nfollowing (Ctrl-C stops)\n")
+    out.flush()
+    while True:
+        with _opened(args) as (store, record):
+            now = _points(_series_of(store, record))
+        # Series come sorted by step, so a late point of an early step lands in the
+        # middle: what is new is what was not there before, point for point.
+        for name, step, value, _when in sorted((now - seen).elements(), key=_by_step):
+            out.write(f"  step {step}  {name} {shown(value)}\n")
+        seen = now
+        out.flush()
+        if record.status != "running":
+            out.write(f"run {record.run_id} {record.status}\n")
+            return
+        time.sleep(_FOLLOW_SECONDS)
 
 
 def _size(n: int) -> str:

@@ -20,7 +20,7 @@ from metalab import _codec
 from metalab._progress import Progress, progress_bar
 from metalab.cli._gc import GcReport, RunVerdict, collect_garbage
 from metalab.cli._output import emit_json, emit_rows
-from metalab.cli._session import Session, open_store, require_readable, write_notes
+from metalab.cli._session import Session, files_of, open_store, require_readable, write_notes
 from metalab.errors import (
     ArtifactNotFoundError,
     CapabilityError,
@@ -29,6 +29,7 @@ from metalab.errors import (
 )
 from metalab.records import RunRecord
 from metalab.store import (
+    FileStore,
     PostgresStoreConfig,
     Store,
     StoreConfig,
@@ -386,9 +387,12 @@ def _verify_runs(
     total: int,
 ) -> list[str]:
     problems: list[str] = []
+    files = files_of(store)
     for record in records:
         checked["runs"] += 1
         progress(checked["runs"], total)
+        if files is not None:
+            problems.extend(_verify_series(files, eid, record.run_id, checked))
         try:
             store.get_derived(record.run_id)
         except CorruptRecordError as exc:
@@ -407,6 +411,24 @@ def _verify_runs(
                     f"found {found})"
                 )
     return problems
+
+
+def _verify_series(files: FileStore, eid: str, run_id: str, checked: Counter[str]) -> list[str]:
+    try:
+        scan = files.scan_series(run_id)
+    except CorruptRecordError as exc:
+        return [str(exc)]
+    if scan is None:
+        return []
+    checked["series points"] += scan.points
+    if not scan.torn:
+        return []
+    problem = (
+        f"the series of run {run_id} ({eid}) ends in a torn line of {scan.torn} byte(s), "
+        "left out when it is read (a flush cut short, by a kill or a full disk); the "
+        "points before it are whole"
+    )
+    return [problem]
 
 
 def _verify_index(

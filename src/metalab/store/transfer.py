@@ -22,6 +22,7 @@ import functools
 import hashlib
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from metalab.errors import (
     ExperimentMismatchError,
 )
 from metalab.records import ArtifactDescriptor, DerivedMetrics, ResultDocument, RunRecord
+from metalab.series import MetricSeries, SeriesPoint
 from metalab.store._factory import coerce_store_config
 from metalab.store._file import FileStore
 from metalab.store._rules import completes
@@ -48,14 +50,23 @@ from metalab.store.abc import (
     SupportsExperimentManifests,
     SupportsExperiments,
     SupportsLogs,
+    SupportsSeries,
     SupportsStructuredResults,
 )
 from metalab.store.locator import redact
 
 __all__ = ["ExportReport", "ItemCounts", "export_store", "sha256_matches"]
 
-Kind = Literal["records", "derived", "artifacts", "logs", "results", "manifests"]
-KINDS: Final[tuple[Kind, ...]] = ("records", "derived", "artifacts", "logs", "results", "manifests")
+Kind = Literal["records", "derived", "artifacts", "logs", "results", "series", "manifests"]
+KINDS: Final[tuple[Kind, ...]] = (
+    "records",
+    "derived",
+    "artifacts",
+    "logs",
+    "results",
+    "series",
+    "manifests",
+)
 _BATCH: Final = 1_000
 _CHUNK: Final = 1 << 20
 
@@ -310,6 +321,8 @@ class _Exporter:
                     self._artifact(run_id, descriptor)
         with self._failing("results"):
             self._logs_and_results(run_id)
+        with self._failing("series"):
+            self._series(run_id)
 
     @contextlib.contextmanager
     def _failing(self, kind: Kind) -> Iterator[None]:
@@ -356,6 +369,25 @@ class _Exporter:
             there,
             lambda d: self.dst.put_derived(run_id, d.metrics),
         )
+
+    def _series(self, run_id: str) -> None:
+        if not (isinstance(self.src, SupportsSeries) and isinstance(self.dst, SupportsSeries)):
+            return
+        found = _series_points(self.src.get_series(run_id))
+        if not found:
+            return
+        there = _series_points(self.dst.get_series(run_id))
+        counts = self.report.counts["series"]
+        if _point_keys(found) == _point_keys(there):
+            counts.skipped += 1
+        elif not there or self.overwrite or not (_point_keys(there) - _point_keys(found)):
+            # Series that only grew since the last export are progress, not a conflict.
+            self.dst.append_series(run_id, found, restart=True)
+            counts.copied += 1
+        else:
+            self.report._problem(
+                "series", "conflicts", f"the series of run {run_id} differ at the destination"
+            )
 
     def _copy_doc(
         self,
@@ -510,3 +542,17 @@ def sha256_matches(found: str, recorded: str) -> bool:
     if 16 <= len(recorded) < len(found):
         return found.startswith(recorded)
     return found == recorded
+
+
+def _series_points(found: dict[str, MetricSeries]) -> list[SeriesPoint]:
+    """A run's series as points again, each series in step order."""
+    return [
+        SeriesPoint(name, step, value, seconds)
+        for name, series in found.items()
+        for step, value, seconds in zip(series.steps, series.values, series.seconds, strict=True)
+    ]
+
+
+def _point_keys(points: list[SeriesPoint]) -> Counter[tuple[str, int, str, float | None]]:
+    """Points as comparable keys (a NaN equals a NaN here, unlike as a float)."""
+    return Counter((p.name, p.step, repr(p.value), p.timestamp) for p in points)
