@@ -17,6 +17,7 @@ from benchmarks import (
     bench_postgres_index,
     bench_query,
     bench_results,
+    bench_series,
 )
 from benchmarks._harness import Report
 
@@ -32,6 +33,7 @@ SUITES: dict[str, tuple[Suite, tuple[int, ...]]] = {
     "query": (bench_query.run, (10_000, 100_000)),
     "peers": (bench_peers.run, (10_000, 100_000)),
     "dask": (bench_dask.run, (2_000,)),
+    "series": (bench_series.run, (100_000, 1_000_000)),
 }
 
 
