@@ -5,6 +5,9 @@ Define an :class:`Experiment` around an :func:`operation`, sweep its parameters
 :func:`run` it into a store; :func:`load_results` reads the runs back for analysis.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from metalab._version import __version__
 from metalab.capture import Capture
 from metalab.executors import DaskExecutor, Executor, ProcessExecutor, ThreadExecutor
@@ -14,38 +17,67 @@ from metalab.params import (
     choice,
     grid,
     loguniform,
+    loguniform_int,
     manual,
     randint,
     random,
     uniform,
 )
+
+# Names metalab 0.1 users import from the top level. Records and the file store are
+# loaded by ``import metalab`` anyway; the Postgres config only on first use (PEP 562),
+# behind TYPE_CHECKING so that type checkers still flag a misspelt ``metalab.name``.
+from metalab.records import ArtifactDescriptor, Provenance, RunRecord, Status
 from metalab.results import Results, Run, load_results
 from metalab.runner import RunCounts, RunHandle, run
 from metalab.seeds import SeedBundle, SeedPlan, seeds
 from metalab.series import MetricSeries
+from metalab.store import FileStore, FileStoreConfig, Store, StoreConfig
+
+if TYPE_CHECKING:
+    from metalab.store import PostgresStoreConfig
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name != "PostgresStoreConfig":
+            raise AttributeError(f"module 'metalab' has no attribute {name!r}")
+        value = importlib.import_module("metalab.store").PostgresStoreConfig
+        globals()[name] = value
+        return value
+
 
 __all__ = [
+    "ArtifactDescriptor",
     "Capture",
     "DaskExecutor",
     "Executor",
     "Experiment",
+    "FileStore",
+    "FileStoreConfig",
     "MetricSeries",
     "Operation",
     "ParamSource",
+    "PostgresStoreConfig",
     "ProcessExecutor",
+    "Provenance",
     "Results",
     "Run",
     "RunCounts",
     "RunHandle",
+    "RunRecord",
     "Runtime",
     "SeedBundle",
     "SeedPlan",
+    "Status",
+    "Store",
+    "StoreConfig",
     "ThreadExecutor",
     "__version__",
     "choice",
     "grid",
     "load_results",
     "loguniform",
+    "loguniform_int",
     "manual",
     "operation",
     "randint",

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-__all__ = ["SHORT_ID", "differing_params", "html_table", "short_ids", "shown"]
+__all__ = ["SHORT_ID", "differing_params", "html_table", "short_ids", "shown", "text_table"]
 
 SHORT_ID: Final = 8
 """Characters of a run id shown to a person (more where 8 do not tell runs apart)."""
@@ -78,4 +78,14 @@ def html_table(
         f'<div class="metalab"><table><caption style="text-align:left">'
         f"{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
         f"<tbody>{body}</tbody></table>{foot}</div>"
+    )
+
+
+def text_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Rows of cells as aligned text: a header line, then one line per row."""
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    lines = [columns, *rows]
+    return "".join(
+        "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n"
+        for line in lines
     )

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from typing import IO, Any
 
+from metalab._display import text_table
+
 __all__ = ["emit_json", "emit_rows", "non_negative_int"]
 
 
@@ -60,15 +62,7 @@ def emit_rows(
         writer.writerow(columns)
         writer.writerows([[_cell(v) for v in row] for row in rows])
         return
-    text = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(c), *(len(r[i]) for r in text)]) for i, c in enumerate(columns)]
-    stream.write(
-        "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n"
-    )
-    for row in text:
-        stream.write(
-            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n"
-        )
+    stream.write(text_table(columns, [[_cell(v) for v in row] for row in rows]))
 
 
 def non_negative_int(text: str) -> int:

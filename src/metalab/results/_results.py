@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import importlib
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Self, overload
+from typing import TYPE_CHECKING, Final, Literal, Self, overload
 
-from metalab._display import differing_params, html_table, short_ids
+from metalab._display import differing_params, html_table, short_ids, shown, text_table
 from metalab._optional import require
+from metalab._progress import in_notebook
 from metalab.errors import CapabilityError, ExperimentNotFoundError
 from metalab.query import And, Expr, F, OrderBy, Query, build_query, select
 from metalab.records import MetricValue, RunRecord, Status, metric_value
@@ -153,6 +157,107 @@ class Results(Sequence[Run]):
         left = len(self._records) - len(shown)
         note = f"{left} more runs not shown; to_dataframe() has them all" if left else ""
         return html_table(columns, rows, caption=repr(self), note=note)
+
+    @classmethod
+    def from_store(cls, store: StoreLike | Store, experiment_id: str | None = None) -> Results:
+        """Load results from a store: :func:`load_results` under its metalab 0.1 name."""
+        return load_results(store, experiment_id)
+
+    @property
+    def runs(self) -> list[Run]:
+        """The runs, as a list."""
+        return list(self)
+
+    @overload
+    def table(self, as_dataframe: Literal[False] = False) -> list[dict[str, object]]: ...
+    @overload
+    def table(self, as_dataframe: Literal[True]) -> pd.DataFrame: ...
+    def table(self, as_dataframe: bool = False) -> list[dict[str, object]] | pd.DataFrame:
+        """One flat row per run: a list of dicts, or a pandas frame.
+
+        The columns of metalab 0.1's ``table()``: ``run_id``, ``experiment_id``,
+        ``status``, ``duration_ms``, ``started_at`` and ``finished_at`` (ISO 8601,
+        UTC), the three fingerprints, each metric under its own name and ``tags``
+        joined by commas; and, unlike 0.1, each param as ``param_<name>`` (the prefix
+        0.1's ``to_dataframe`` used), since a table without its params says little.
+        :meth:`to_dataframe` is the typed frame to analyse with.
+
+        Raises:
+            MissingDependencyError: ``as_dataframe`` and pandas is not installed.
+        """
+        rows = [_table_row(record) for record in self._records]
+        if not as_dataframe:
+            return rows
+        require("pandas", extra="pandas", feature="Results.table(as_dataframe=True)")
+        import pandas as pd  # noqa: PLC0415 -- optional (pandas extra), required above
+
+        return pd.DataFrame(rows)
+
+    def summary(self) -> dict[str, object]:
+        """Counts by status and the spread of durations (of the runs that finished)."""
+        by_status: dict[str, int] = {}
+        for record in self._records:
+            by_status[record.status] = by_status.get(record.status, 0) + 1
+        durations = [r.duration_ms for r in self._records if r.duration_ms is not None]
+        return {
+            "total_runs": len(self._records),
+            "by_status": by_status,
+            "avg_duration_ms": sum(durations) / len(durations) if durations else 0.0,
+            "min_duration_ms": min(durations, default=0.0),
+            "max_duration_ms": max(durations, default=0.0),
+        }
+
+    def display(self, *, group_by: Sequence[str] | None = None, show_summary: bool = True) -> None:
+        """Show the runs to a person: HTML in a notebook, text on a terminal.
+
+        Args:
+            group_by: Param or metric names to count successes and failures by.
+            show_summary: Start with the counts by status and the mean duration.
+        """
+        if in_notebook():
+            display_html = importlib.import_module("IPython.display")
+            display_html.display(display_html.HTML(self._repr_html_()))
+            return
+        out = sys.stdout
+        if show_summary:
+            summary = self.summary()
+            out.write(f"{self!r}\n")
+            out.write(f"  mean duration {summary['avg_duration_ms']:.1f} ms\n")
+        if group_by:
+            groups: dict[tuple[str, ...], list[RunRecord]] = {}
+            for record in self._records:
+                key = tuple(shown(_param_or_metric(record, name)) for name in group_by)
+                groups.setdefault(key, []).append(record)
+            rows = [
+                [
+                    *key,
+                    sum(r.status == "success" for r in group),
+                    sum(r.status == "failed" for r in group),
+                    len(group),
+                ]
+                for key, group in sorted(groups.items())
+            ]
+            columns = [*group_by, "success", "failed", "total"]
+            out.write(text_table(columns, [[str(cell) for cell in row] for row in rows]))
+
+    def to_csv(self, path: str | os.PathLike[str], *, include_fingerprints: bool = False) -> Path:
+        """Write :meth:`table` to a CSV file (its directory is made); return its path.
+
+        A path without a suffix is a directory, which gets ``results_<UTC time>.csv``.
+
+        Raises:
+            MissingDependencyError: pandas is not installed.
+        """
+        target = Path(path)
+        if not target.suffix:
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M%S")
+            target = target / f"results_{stamp}.csv"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        frame = self.table(as_dataframe=True)
+        if not include_fingerprints:
+            frame = frame.drop(columns=[c for c in frame.columns if c.endswith("_fingerprint")])
+        frame.to_csv(target, index=False)
+        return target
 
     def get(self, run_id: str) -> Run | None:
         """Return the run with id ``run_id``, or ``None``."""
@@ -456,6 +561,29 @@ def _connect_for_reading(config: StoreConfig, experiment_id: str | None) -> Stor
     if known is not None and experiment_id not in known:
         raise ExperimentNotFoundError(experiment_id, known, repr(where))
     return config.scoped(experiment_id).connect()
+
+
+def _table_row(record: RunRecord) -> dict[str, object]:
+    return {
+        "run_id": record.run_id,
+        "experiment_id": record.experiment_id,
+        "status": record.status,
+        "duration_ms": record.duration_ms,
+        "started_at": record.started_at.isoformat(),
+        "finished_at": None if record.finished_at is None else record.finished_at.isoformat(),
+        "context_fingerprint": record.context_fingerprint,
+        "params_fingerprint": record.params_fingerprint,
+        "seed_fingerprint": record.seed_fingerprint,
+        **{f"param_{name}": value for name, value in record.params.items()},
+        **record.metrics,
+        "tags": ",".join(record.tags),
+    }
+
+
+def _param_or_metric(record: RunRecord, name: str) -> object:
+    if name in record.params:
+        return record.params[name]
+    return record.metrics.get(name)
 
 
 def load_results(

@@ -9,6 +9,7 @@ from metalab._display import html_table
 from metalab.records import (
     ArtifactDescriptor,
     ErrorInfo,
+    ExperimentManifest,
     JSONValue,
     MetricValue,
     Provenance,
@@ -16,6 +17,7 @@ from metalab.records import (
     Status,
 )
 from metalab.series import MetricSeries
+from metalab.store.abc import SupportsExperimentManifests
 
 if TYPE_CHECKING:
     from metalab.results._results import Results
@@ -176,6 +178,34 @@ class Run:
                 f"run {self._record.run_id} has no series {name!r} "
                 f"(it has: {', '.join(sorted(found)) or 'none'})"
             ) from None
+
+    @property
+    def context_fingerprint(self) -> str:
+        """The fingerprint of the experiment's context when the run ran."""
+        return self._record.context_fingerprint
+
+    @property
+    def params_fingerprint(self) -> str:
+        """The fingerprint of the run's params."""
+        return self._record.params_fingerprint
+
+    @property
+    def seed_fingerprint(self) -> str:
+        """The fingerprint of the run's seed bundle."""
+        return self._record.seed_fingerprint
+
+    @property
+    def experiment(self) -> ExperimentManifest | None:
+        """The manifest of the latest submission of the run's experiment, if stored."""
+        store = self._results.store
+        if not isinstance(store, SupportsExperimentManifests):
+            return None
+        manifests = store.list_experiment_manifests(self._record.experiment_id)
+        return manifests[-1] if manifests else None
+
+    def list_data(self) -> list[str]:
+        """The names of the run's structured data: :attr:`data_names` by its 0.1 name."""
+        return self.data_names
 
     @property
     def notes(self) -> str | None:

@@ -1,0 +1,167 @@
+"""Names a metalab 0.1 user's script reaches for: Results helpers, Run fields, params."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import random as stdlib_random
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import metalab
+from metalab.errors import ConfigError
+from metalab.params import LogUniformInt
+
+
+@metalab.operation
+def _op(params: dict[str, Any], capture: metalab.Capture) -> None:
+    if params["n"] == 3:
+        raise ValueError("three")
+    capture.metric("score", params["n"] * 1.5)
+    capture.data("curve", [1, 2])
+
+
+_EXP = metalab.Experiment(
+    name="names",
+    version="0.1",
+    operation=_op,
+    params=metalab.grid(n=[1, 2, 3]),
+    tags=("legacy",),
+)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> metalab.Results:
+    root = tmp_path_factory.mktemp("names")
+    return metalab.run(_EXP, store=root, progress=False).result()
+
+
+def test_table_rows_have_the_0_1_columns_and_the_params(results: metalab.Results) -> None:
+    rows = results.table()
+    assert len(rows) == 3
+    first = rows[0]
+    assert list(first)[:9] == [
+        "run_id",
+        "experiment_id",
+        "status",
+        "duration_ms",
+        "started_at",
+        "finished_at",
+        "context_fingerprint",
+        "params_fingerprint",
+        "seed_fingerprint",
+    ]
+    by_n = {row["param_n"]: row for row in rows}
+    assert by_n[1]["score"] == 1.5
+    assert by_n[1]["tags"] == "legacy"
+    assert by_n[3]["status"] == "failed"
+    assert "score" not in by_n[3]
+    assert str(by_n[1]["started_at"]).endswith("+00:00")
+    frame = results.table(as_dataframe=True)
+    assert len(frame) == 3
+    assert frame.set_index("param_n")["score"].to_dict()[2] == 3.0
+
+
+def test_summary_counts_by_status_and_spreads_durations(results: metalab.Results) -> None:
+    summary = results.summary()
+    assert summary["total_runs"] == 3
+    assert summary["by_status"] == {"success": 2, "failed": 1}
+    low, mean, high = (
+        summary[k] for k in ("min_duration_ms", "avg_duration_ms", "max_duration_ms")
+    )
+    assert isinstance(mean, float)
+    assert low <= mean <= high  # type: ignore[operator]
+
+
+def test_display_prints_a_summary_and_groups_on_a_terminal(results: metalab.Results) -> None:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        results.display(group_by=["n"])
+    text = out.getvalue()
+    assert text.startswith("<Results: 3 runs: 1 failed, 2 success>\n")
+    assert "n  success  failed  total" in text
+    assert "\n3  0        1       1\n" in text
+
+
+def test_to_csv_writes_the_table_without_fingerprints(
+    results: metalab.Results, tmp_path: Path
+) -> None:
+    path = results.to_csv(tmp_path / "out" / "runs.csv")
+    assert path == tmp_path / "out" / "runs.csv"
+    with path.open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 3
+    assert not any(c.endswith("_fingerprint") for c in rows[0])
+    named = results.to_csv(tmp_path / "dir", include_fingerprints=True)
+    assert named.parent == tmp_path / "dir"
+    assert named.name.startswith("results_")
+    assert "seed_fingerprint" in named.read_text().splitlines()[0]
+
+
+def test_from_store_and_runs(results: metalab.Results) -> None:
+    again = metalab.Results.from_store(results.store, "names:0.1")
+    assert again.run_ids == results.run_ids
+    runs = results.runs
+    assert [r.run_id for r in runs] == results.run_ids
+
+
+def test_a_run_has_its_fingerprints_manifest_and_data_names(results: metalab.Results) -> None:
+    run = next(r for r in results if r.status == "success")
+    assert run.context_fingerprint == run.record.context_fingerprint != ""
+    assert run.params_fingerprint == run.record.params_fingerprint
+    assert run.seed_fingerprint == run.record.seed_fingerprint
+    manifest = run.experiment
+    assert manifest is not None
+    assert manifest.experiment_id == "names:0.1"
+    assert manifest.total_runs == 3
+    assert run.list_data() == ["curve"]
+
+
+def test_loguniform_int_draws_rounded_log_uniform_ints_in_bounds() -> None:
+    dist = metalab.loguniform_int(10, 10_000)
+    rng = stdlib_random.Random(3)
+    draws = [dist.sample(rng) for _ in range(2_000)]
+    assert all(10 <= d <= 10_000 and type(d) is int for d in draws)
+    # About as many draws in each decade.
+    decades = [sum(10**k <= d < 10 ** (k + 1) for d in draws) for k in (1, 2, 3)]
+    assert all(500 < n < 830 for n in decades), decades
+    # The formula of metalab 0.1: round(exp(uniform(log low, log high))).
+    replay = stdlib_random.Random(3)
+    assert draws[0] == round(math.exp(replay.uniform(math.log(10), math.log(10_000))))
+    assert dist.to_manifest() == {"type": "LogUniformInt", "low": 10, "high": 10_000}
+    assert isinstance(dist, LogUniformInt)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "message"),
+    [(0, 10, "must be positive"), (5, 2, "needs low <= high"), (1.5, 3, "must be ints")],
+)
+def test_loguniform_int_refuses_bad_bounds(low: Any, high: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        metalab.loguniform_int(low, high)
+
+
+def test_a_random_sweep_with_loguniform_int_runs(tmp_path: Path) -> None:
+    exp = metalab.Experiment(
+        name="li",
+        version="1",
+        operation=metalab.operation(lambda params, capture: capture.metric("n", params["n"])),
+        params=metalab.random(space={"n": metalab.loguniform_int(1, 1000)}, n_trials=5, seed=1),
+    )
+    results = metalab.run(exp, store=tmp_path, progress=False).result()
+    assert [r.metrics["n"] for r in results] == [r.params["n"] for r in results]
+
+
+def test_0_1_top_level_names_are_there() -> None:
+    from metalab import records, store  # noqa: PLC0415
+
+    for name in ("RunRecord", "Status", "Provenance", "ArtifactDescriptor"):
+        assert getattr(metalab, name) is getattr(records, name)
+    for name in ("FileStore", "FileStoreConfig", "Store", "StoreConfig", "PostgresStoreConfig"):
+        assert getattr(metalab, name) is getattr(store, name)
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        metalab.Nope  # type: ignore[attr-defined] # noqa: B018
