@@ -40,6 +40,7 @@ __all__ = [
     "OperationRef",
     "Provenance",
     "ResultDocument",
+    "RunEdits",
     "RunRecord",
     "Status",
     "StoreMeta",
@@ -217,6 +218,26 @@ class ErrorInfo(_Part, frozen=True):
         )
 
 
+class RunEdits(_Part, frozen=True):
+    """What people changed on a run after it was recorded: tags and notes.
+
+    Kept in the record, beside the tags and notes they produced, so that a later
+    write of the run's status (the runner finishing it) carries them over instead
+    of dropping them (see ``metalab.store._rules.keep_edits``).
+
+    Attributes:
+        tags_added: Tags added (never also in ``tags_removed``).
+        tags_removed: Tags removed.
+        notes: The notes set, ``""`` when they were cleared, ``None`` if never set.
+        edited_at: When the last edit was made (UTC).
+    """
+
+    edited_at: Timestamp
+    tags_added: tuple[str, ...] = ()
+    tags_removed: tuple[str, ...] = ()
+    notes: str | None = None
+
+
 class RunRecord(_Document, frozen=True):
     """The immutable record of one run.
 
@@ -238,6 +259,8 @@ class RunRecord(_Document, frozen=True):
         seed_fingerprint: Fingerprint of the seed bundle.
         warnings: Warnings emitted while running.
         notes: Free-form text.
+        edits: The tags and notes people changed after the run was recorded
+            (``store.set_tags``, ``store.set_notes``), carried over by later writes.
     """
 
     run_id: str
@@ -257,6 +280,7 @@ class RunRecord(_Document, frozen=True):
     seed_fingerprint: str = ""
     warnings: tuple[str, ...] = ()
     notes: str | None = None
+    edits: RunEdits | None = None
 
     timestamp_fields: ClassVar[tuple[str, ...]] = ("started_at", "finished_at")
 

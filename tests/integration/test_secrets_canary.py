@@ -507,6 +507,8 @@ LOCATOR_ARGS: Final[dict[tuple[str, ...], Argv]] = {
         [loc, "--experiment", EXP, "--format", "json"],
         [str(files), "--limit", loc],  # a locator in the wrong place: argparse quotes it
     ],
+    ("runs", "note"): lambda loc, _files: [[loc, LIVE_RUN, "noted"], [loc, LIVE_RUN, "--clear"]],
+    ("runs", "tag"): lambda loc, _files: [[loc, LIVE_RUN, "+seen", "-seen2", "--json"]],
     ("store", "export"): lambda loc, files: [
         ["--from", loc, "--to", str(files.parent / f"out-{uuid.uuid4().hex}")],
         ["--from", str(files), "--to", loc, "--experiment", EXP],

@@ -10,7 +10,7 @@ from typing import Any, Final
 from metalab._display import SHORT_ID, differing_params, short_ids, shown
 from metalab.cli._output import emit_rows, non_negative_int
 from metalab.cli._session import files_of, open_store, write_notes
-from metalab.cli._show import add_show_parser
+from metalab.cli._show import add_edit_parsers, add_show_parser
 from metalab.errors import ConfigError, CorruptRecordError
 from metalab.query import build_query, select
 from metalab.records import MetricValue, RunRecord
@@ -30,6 +30,7 @@ _RECORD_FIELDS: Final = (
     "duration_ms",
     "error",
     "tags",
+    "notes",
 )
 
 Derived = Callable[[RunRecord], Mapping[str, MetricValue] | None]
@@ -92,6 +93,7 @@ def add_parser(commands: Any) -> None:
     )
     ls.set_defaults(handler=_ls)
     add_show_parser(sub)
+    add_edit_parsers(sub)
 
 
 def _value(record: RunRecord, column: str, derived: Derived) -> Any:

@@ -15,8 +15,8 @@ from typing import Any, Final
 
 from metalab._display import shown
 from metalab.cli._output import emit_json, emit_rows, non_negative_int
-from metalab.cli._session import open_store, write_notes
-from metalab.errors import ConfigError, StoreError
+from metalab.cli._session import open_store, require_readable, write_notes
+from metalab.errors import CapabilityError, ConfigError, StoreError
 from metalab.records import ArtifactDescriptor, MetricValue, RunRecord
 from metalab.series import MetricSeries
 from metalab.store import (
@@ -24,11 +24,12 @@ from metalab.store import (
     StoreConfig,
     SupportsArtifactStreaming,
     SupportsLogs,
+    SupportsRunEdits,
     SupportsSeries,
     coerce_store_config,
 )
 
-__all__ = ["add_artifacts_parser", "add_show_parser", "find_run"]
+__all__ = ["add_artifacts_parser", "add_edit_parsers", "add_show_parser", "find_run"]
 
 _CHUNK: Final = 1 << 20
 _FOLLOW_SECONDS: Final = 0.5
@@ -60,6 +61,57 @@ def add_show_parser(runs: Any) -> None:
         help="keep printing the new points of the run's series until the run ends",
     )
     show.set_defaults(handler=_show)
+
+
+class _LabelArguments(argparse.ArgumentParser):
+    """A parser that reads ``-label`` as a value unless it is one of its own options.
+
+    argparse takes any word starting with ``-`` for an option, so ``runs tag RUN
+    -draft`` would be refused as an unknown option.
+    """
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        if (
+            arg_string.startswith("-")
+            and not arg_string.startswith("--")
+            and arg_string not in self._option_string_actions
+        ):
+            return None  # a positional: the label to remove
+        return super()._parse_optional(arg_string)
+
+
+def add_edit_parsers(runs: Any) -> None:
+    """Add ``runs tag`` and ``runs note`` to the ``runs`` subcommands."""
+    tag = runs.add_parser(
+        "tag",
+        help="add and remove tags of a run",
+        description="Add (+label) and remove (-label) tags of a recorded run. The stored "
+        "record keeps the edit: a run still going keeps it when it ends, and two edits "
+        'at once both land. Queries see the tags at once (tags contains "label").',
+        epilog="Example: metalab runs tag ./experiments 3f9c2a1b +baseline -draft",
+    )
+    # "-draft" is a label here, not an option: see _LabelArguments.
+    tag.__class__ = type("LabelParser", (_LabelArguments, type(tag)), {})
+    tag.add_argument("locator", help=_LOCATOR_HELP)
+    tag.add_argument("run", help=_RUN_HELP)
+    tag.add_argument("labels", nargs="+", metavar="+LABEL|-LABEL", help="tags to add or remove")
+    tag.add_argument("--experiment", metavar="ID", help="look in this experiment only")
+    tag.add_argument("--json", action="store_true", help="print the run's tags as JSON")
+    tag.set_defaults(handler=_tag)
+    note = runs.add_parser(
+        "note",
+        help="set the notes of a run",
+        description="Set (or with --clear, remove) the notes of a recorded run.",
+        epilog='Example: metalab runs note ./experiments 3f9c2a1b "diverged after the lr drop"',
+    )
+    note.add_argument("locator", help=_LOCATOR_HELP)
+    note.add_argument("run", help=_RUN_HELP)
+    text = note.add_mutually_exclusive_group(required=True)
+    text.add_argument("text", nargs="?", help="the notes")
+    text.add_argument("--clear", action="store_true", help="remove the notes")
+    note.add_argument("--experiment", metavar="ID", help="look in this experiment only")
+    note.add_argument("--json", action="store_true", help="print the run's notes as JSON")
+    note.set_defaults(handler=_note)
 
 
 def add_artifacts_parser(commands: Any) -> None:
@@ -132,6 +184,48 @@ def _opened(args: argparse.Namespace) -> Iterator[tuple[Store, RunRecord]]:
     with open_store(config) as session:
         yield session.store, find_run(session.store, args.run, config.experiment_id)
     write_notes(sys.stderr, session.index, [])
+
+
+@contextmanager
+def _editing(args: argparse.Namespace) -> Iterator[tuple[SupportsRunEdits, RunRecord]]:
+    config: StoreConfig = coerce_store_config(args.locator, experiment_id=args.experiment)
+    require_readable(config)
+    with config.connect() as store:
+        if not isinstance(store, SupportsRunEdits):
+            raise CapabilityError(type(store).__qualname__, "SupportsRunEdits", "metalab runs tag")
+        yield store, find_run(store, args.run, config.experiment_id)
+
+
+def _labels(given: list[str]) -> tuple[list[str], list[str]]:
+    add: list[str] = []
+    remove: list[str] = []
+    for label in given:
+        sign, name = label[:1], label[1:]
+        if sign not in ("+", "-") or not name:
+            raise ConfigError(f"{label!r} is not +LABEL or -LABEL (e.g. +baseline -draft)")
+        (add if sign == "+" else remove).append(name)
+    return add, remove
+
+
+def _tag(args: argparse.Namespace) -> int:
+    add, remove = _labels(args.labels)
+    with _editing(args) as (store, record):
+        edited = store.set_tags(record.run_id, add=add, remove=remove)
+    if args.json:
+        emit_json({"run_id": edited.run_id, "tags": list(edited.tags)})
+    else:
+        sys.stdout.write(f"{edited.run_id[:12]}  tags: {', '.join(edited.tags) or '(none)'}\n")
+    return 0
+
+
+def _note(args: argparse.Namespace) -> int:
+    with _editing(args) as (store, record):
+        edited = store.set_notes(record.run_id, None if args.clear else args.text)
+    if args.json:
+        emit_json({"run_id": edited.run_id, "notes": edited.notes})
+    else:
+        sys.stdout.write(f"{edited.run_id[:12]}  notes: {edited.notes or '(none)'}\n")
+    return 0
 
 
 def _describe(record: RunRecord, store: Store, lines: int | None) -> dict[str, Any]:

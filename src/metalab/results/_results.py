@@ -36,6 +36,7 @@ from metalab.store import (
     SupportsExperiments,
     SupportsLogs,
     SupportsQuery,
+    SupportsRunEdits,
     SupportsSeries,
     SupportsStructuredResults,
     coerce_store_config,
@@ -345,6 +346,23 @@ class Results(Sequence[Run]):
         if not isinstance(store, SupportsLogs):
             raise CapabilityError(type(store).__qualname__, "SupportsLogs", operation)
         return store
+
+    def edit_store(self, operation: str) -> SupportsRunEdits:
+        """Return the store as :class:`SupportsRunEdits`, or raise ``CapabilityError``."""
+        store = self._store
+        if not isinstance(store, SupportsRunEdits):
+            raise CapabilityError(type(store).__qualname__, "SupportsRunEdits", operation)
+        return store
+
+    def set_tags(self, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> Results:
+        """Add and remove tags of every run here; return these runs as they are now.
+
+        Raises:
+            CapabilityError: The store cannot edit runs.
+            ConfigError: A tag is not a non-empty string, or is added and removed.
+        """
+        store = self.edit_store("Results.set_tags()")
+        return self._view([store.set_tags(r.run_id, add=add, remove=remove) for r in self._records])
 
     def series_store(self, operation: str) -> SupportsSeries:
         """Return the store as :class:`SupportsSeries`, or raise ``CapabilityError``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, overload
 
 from metalab._display import html_table
@@ -202,6 +203,27 @@ class Run:
             return None
         manifests = store.list_experiment_manifests(self._record.experiment_id)
         return manifests[-1] if manifests else None
+
+    def set_tags(self, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> Run:
+        """Add and remove tags of this run in its store; return the run as it is now.
+
+        The stored record keeps the edit (a run still going keeps it when it ends).
+
+        Raises:
+            CapabilityError: The store cannot edit runs.
+            ConfigError: A tag is not a non-empty string, or is added and removed.
+        """
+        store = self._results.edit_store("Run.set_tags()")
+        return Run(store.set_tags(self._record.run_id, add=add, remove=remove), self._results)
+
+    def set_notes(self, text: str | None) -> Run:
+        """Set (``None``: clear) this run's notes in its store; return the run as it is now.
+
+        Raises:
+            CapabilityError: The store cannot edit runs.
+        """
+        store = self._results.edit_store("Run.set_notes()")
+        return Run(store.set_notes(self._record.run_id, text), self._results)
 
     def list_data(self) -> list[str]:
         """The names of the run's structured data: :attr:`data_names` by its 0.1 name."""

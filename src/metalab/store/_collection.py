@@ -17,8 +17,9 @@ Backends say where the spaces are and open them (:meth:`Collection._locate`,
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Generic, Protocol, Self, TypeVar
@@ -36,7 +37,7 @@ from metalab.records import (
 )
 from metalab.series import MetricSeries, SeriesPoint
 from metalab.store._query import derived_lookup, select_runs
-from metalab.store._rules import validate_experiment_id, validate_run_id
+from metalab.store._rules import edit, validate_experiment_id, validate_run_id
 from metalab.store.abc import ArtifactSource
 
 __all__ = ["Collection", "Space"]
@@ -95,6 +96,7 @@ class Space(Protocol):
     ) -> list[ExperimentManifest]: ...
     def experiments(self) -> list[str]: ...
     def delete_run(self, run_id: str, *, expected: RunRecord | None = None) -> bool: ...
+    def edit_run(self, run_id: str, change: Callable[[RunRecord], RunRecord]) -> RunRecord: ...
     def close(self) -> None: ...
 
 
@@ -319,6 +321,23 @@ class Collection(Generic[S]):
     def log_path(self, run_id: str, name: str) -> Path:
         """Return the file a log is streamed to (its directory exists)."""
         return self._owner_for_write(run_id).log_path(run_id, name)
+
+    def set_tags(
+        self, run_id: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> RunRecord:
+        """Add and remove tags of a recorded run; return its record as it is now."""
+        return self._edit_run(run_id, functools.partial(edit, add=add, remove=remove))
+
+    def set_notes(self, run_id: str, text: str | None) -> RunRecord:
+        """Set (``None``: clear) the notes of a recorded run; return its record."""
+        change = functools.partial(edit, notes=text, clear_notes=text is None)
+        return self._edit_run(run_id, change)
+
+    def _edit_run(self, run_id: str, change: Callable[[RunRecord], RunRecord]) -> RunRecord:
+        owner = self._owner(run_id)
+        if owner is None:
+            raise StoreError(f"no run {run_id!r} in {self!r} to edit")
+        return owner.edit_run(run_id, change)
 
     def append_series(
         self, run_id: str, points: Sequence[SeriesPoint], *, restart: bool = False

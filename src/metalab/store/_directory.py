@@ -27,6 +27,7 @@ from metalab.errors import (
     ConfigError,
     CorruptRecordError,
     ExperimentMismatchError,
+    StoreError,
 )
 from metalab.records import (
     ArtifactDescriptor,
@@ -64,6 +65,7 @@ from metalab.store._rules import (
     REFUSABLE,
     check_filed_under,
     check_scope,
+    keep_edits,
     replaces,
     validate_run_id,
 )
@@ -81,6 +83,8 @@ __all__ = ["ErrorHandler", "StoreDirectory", "read_meta"]
 ErrorHandler = Callable[[CorruptRecordError], None]
 
 _SCAN_BATCH: Final = 256
+_EDITS_KEY: Final = b'"edits":'
+"""In a record's bytes when it carries edits (a param of that name only costs a decode)."""
 
 
 def read_meta(path: Path) -> StoreMeta | None:
@@ -180,33 +184,93 @@ class StoreDirectory:
             fsync_directory(directory)
         return state if placed else None
 
-    def _place_record(self, tmp: str, target: str, status: str, *, locked: bool) -> bool:
-        """Move a record's temp file into place unless the stored record wins; say which."""
-        if status not in REFUSABLE:
-            if locked:
-                os.replace(tmp, target)
-            else:
-                with self._lock:
-                    os.replace(tmp, target)
-            return True
-        if link_into_place(tmp, target):
-            return True
-        if locked:
-            return self._replace_unless_kept(tmp, target, status)
-        with self._lock:
-            return self._replace_unless_kept(tmp, target, status)
+    def _place_record(
+        self,
+        tmp: str,
+        target: str,
+        record: RunRecord,
+        placed: tuple[bytes, FileState | None],
+        *,
+        locked: bool,
+    ) -> tuple[bytes, FileState | None] | None:
+        """Move a record's temp file into place unless the stored record wins.
 
-    def _replace_unless_kept(self, tmp: str, target: str, status: str) -> bool:
+        Returns the bytes placed and their file state (``None`` if not known), which
+        differ from ``placed`` when the stored record carried edits that the new one
+        keeps (:func:`~metalab.store._rules.keep_edits`); ``None`` if the stored
+        record was kept.
+        """
+        if record.status in REFUSABLE and link_into_place(tmp, target):
+            return placed  # nothing was there
+        if locked:
+            return self._replace_checked(tmp, target, record, placed)
+        with self._lock:
+            return self._replace_checked(tmp, target, record, placed)
+
+    def _replace_checked(
+        self, tmp: str, target: str, record: RunRecord, placed: tuple[bytes, FileState | None]
+    ) -> tuple[bytes, FileState | None] | None:
+        """Replace the stored record (under the lock) by the rules of ``_rules``."""
         data = read_bytes(target)
-        if data is not None:
+        refusable = record.status in REFUSABLE
+        if data is not None and (refusable or _EDITS_KEY in data):
             # A stored record that cannot be read raises rather than being replaced:
             # it may be a finished record written by a newer metalab.
             stored = _codec.RUN_RECORD.decode(data, source=target)
-            if not replaces(status, stored.status):
+            if refusable and not replaces(record.status, stored.status):
                 os.unlink(tmp)
-                return False
+                return None
+            kept = keep_edits(record, stored)
+            if kept is not record:
+                os.unlink(tmp)
+                encoded = _codec.RUN_RECORD.encode(kept)
+                tmp, state = write_temp_with_state(
+                    os.path.dirname(target), encoded, durable=self._durable
+                )
+                placed = (encoded, state)
         os.replace(tmp, target)
-        return True
+        return placed
+
+    def edit_run(
+        self,
+        run_id: str,
+        change: Callable[[RunRecord], RunRecord],
+        into: Landing | None = None,
+        after: Callable[[], None] | None = None,
+    ) -> RunRecord:
+        """Replace a run's record by ``change(stored)``, atomically under the lock.
+
+        Every writer of a finished record takes the same lock, so two edits, or an
+        edit and the runner finishing the run, never lose one another. ``after`` runs
+        before the lock is released, once ``into`` holds the document (an index
+        learns of edits in the order they were made).
+
+        Raises:
+            StoreError: There is no record of ``run_id``.
+        """
+        validate_run_id(run_id)
+        target = f"{self._runs}/{run_id}.json"
+        with self._lock:
+            stored = self.get_run_record(run_id)
+            if stored is None:
+                raise StoreError(f"no run {run_id!r} in {self._dir!r} to edit")
+            changed = change(stored)
+            data = _codec.RUN_RECORD.encode(changed)
+            if into is not None:
+                into.cover(self._dir)
+            tmp, state = write_temp_with_state(self._runs, data, durable=self._durable)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                discard(tmp)
+                raise
+            if self._durable:
+                fsync_directory(self._runs)
+            if into is not None:
+                into.add(Document("runs", run_id, self._experiment_id, data, state, target))
+            if after is not None:
+                after()
+        return changed
 
     def _check_record(self, record: RunRecord) -> str:
         run_id = validate_run_id(record.run_id)
@@ -256,14 +320,14 @@ class StoreDirectory:
         try:
             if into is not None:
                 into.cover(self._dir)
-            placed = self._place_record(tmp, target, record.status, locked=False)
+            placed = self._place_record(tmp, target, record, (data, state), locked=False)
         except BaseException:
             discard(tmp)
             raise
         if self._durable:
             fsync_directory(runs)
-        if placed and into is not None and state is not None:
-            into.add(Document("runs", run_id, self._experiment_id, data, state, target))
+        if placed is not None and into is not None and placed[1] is not None:
+            into.add(Document("runs", run_id, self._experiment_id, placed[0], placed[1], target))
 
     def write_runs(
         self, records: Sequence[RunRecord], into: Landing | None = None
@@ -316,12 +380,13 @@ class StoreDirectory:
             with self._lock:
                 for i, (record, tmp) in enumerate(zip(records, temps, strict=True)):
                     target = f"{runs}/{record.run_id}.json"
-                    placed = self._place_record(tmp, target, record.status, locked=True)
+                    known = states[i] if states else None
+                    placed = self._place_record(
+                        tmp, target, record, (encoded[i], known), locked=True
+                    )
                     done += 1
-                    if placed and into is not None:
-                        into.add(
-                            Document("runs", record.run_id, eid, encoded[i], states[i], target)
-                        )
+                    if placed is not None and into is not None and placed[1] is not None:
+                        into.add(Document("runs", record.run_id, eid, placed[0], placed[1], target))
         finally:
             for tmp in temps[done:]:
                 discard(tmp)

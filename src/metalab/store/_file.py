@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal, Self
@@ -37,6 +37,7 @@ from metalab.errors import (
     ConfigError,
     CorruptRecordError,
     ExperimentMismatchError,
+    StoreError,
     StoreNotFoundError,
 )
 from metalab.records import ExperimentManifest, MetricValue, RunRecord, StoreMeta
@@ -488,6 +489,25 @@ class FileStore(Collection[StoreDirectory]):
     ) -> Document:
         """Store derived metrics like :meth:`put_derived`; return them as written."""
         return self._owner_for_write(run_id).write_derived(run_id, metrics, into)
+
+    def write_edit(
+        self,
+        run_id: str,
+        change: Callable[[RunRecord], RunRecord],
+        into: Landing | None = None,
+        after: Callable[[], None] | None = None,
+    ) -> RunRecord:
+        """Replace a run's record by ``change(stored)`` under the lock (see ``set_tags``).
+
+        ``after`` runs under the lock once ``into`` holds the document.
+
+        Raises:
+            StoreError: There is no record of ``run_id``.
+        """
+        owner = self._owner(run_id)
+        if owner is None:
+            raise StoreError(f"no run {run_id!r} in {self!r} to edit")
+        return owner.edit_run(run_id, change, into, after)
 
     def write_manifest(self, manifest: ExperimentManifest, into: Landing | None = None) -> Document:
         """Store a manifest like :meth:`put_experiment_manifest`; return it as written."""

@@ -18,6 +18,7 @@ unreachable, reads follow ``on_index_error``: ``"raise"`` an
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -62,7 +63,7 @@ from metalab.store._index import (
     SyncReport,
 )
 from metalab.store._intents import Landing
-from metalab.store._rules import check_filed_under, validate_run_id
+from metalab.store._rules import check_filed_under, edit, validate_run_id
 from metalab.store.abc import ArtifactSource, ProgressCallback
 
 __all__ = ["IndexedStore"]
@@ -500,6 +501,34 @@ class IndexedStore:
             self._files.write_derived(run_id, metrics, into=landing)
         finally:
             self._index_landed(landing)
+
+    def set_tags(
+        self, run_id: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> RunRecord:
+        """Add and remove a run's tags in its record file, then index the record."""
+        return self._edit(run_id, functools.partial(edit, add=add, remove=remove))
+
+    def set_notes(self, run_id: str, text: str | None) -> RunRecord:
+        """Set (``None``: clear) a run's notes in its record file, then index it."""
+        return self._edit(run_id, functools.partial(edit, notes=text, clear_notes=text is None))
+
+    def _edit(self, run_id: str, change: Callable[[RunRecord], RunRecord]) -> RunRecord:
+        self._check_open()
+        self._check_index_root()
+        landing = Landing()
+        indexed = False
+
+        def index_now() -> None:
+            # Under the files' lock: edits reach the index in the order they landed.
+            nonlocal indexed
+            indexed = True
+            self._index_landed(landing)
+
+        try:
+            return self._files.write_edit(run_id, change, into=landing, after=index_now)
+        finally:
+            if not indexed:
+                self._index_landed(landing)
 
     def get_derived(self, run_id: str) -> DerivedMetrics | None:
         """Return a run's derived metrics from the index, or ``None``."""

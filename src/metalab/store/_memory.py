@@ -24,14 +24,14 @@ import tempfile
 import threading
 import uuid
 import weakref
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Final, Self
 from urllib.parse import quote, urlsplit
 
 from metalab import _codec
-from metalab.errors import ArtifactNotFoundError, ConfigError, LocatorError
+from metalab.errors import ArtifactNotFoundError, ConfigError, LocatorError, StoreError
 from metalab.records import (
     ArtifactDescriptor,
     ArtifactManifest,
@@ -48,6 +48,7 @@ from metalab.store._layout import safe_experiment_id
 from metalab.store._rules import (
     check_filed_under,
     check_scope,
+    keep_edits,
     may_be_refused,
     replaces,
     validate_experiment_id,
@@ -194,6 +195,9 @@ class _Backend:
             return part
 
 
+_EDITS_KEY: Final = b'"edits":'
+"""In a record's bytes when it carries edits (see ``StoreDirectory``)."""
+
 _NAMED_LOCK: Final = threading.Lock()
 _NAMED: Final[dict[str, _Backend]] = {}
 
@@ -317,18 +321,35 @@ class _PartitionSpace:
             batch.append((record, _codec.RUN_RECORD.encode(record)))
         runs = self._part.runs
         with self._backend.lock:
-            for record, data in batch:
+            for record, encoded in batch:
+                data = encoded
                 stored = runs.get(record.run_id)
-                # A stored record that cannot be read raises rather than being
-                # replaced: it may be a finished record written by a newer metalab.
-                if (
-                    stored is not None
-                    and may_be_refused(record.status)
-                    and not replaces(record.status, self._decode_run(record.run_id, stored).status)
-                ):
-                    continue
+                if stored is not None and (may_be_refused(record.status) or _EDITS_KEY in stored):
+                    # A stored record that cannot be read raises rather than being
+                    # replaced: it may be a finished record written by a newer metalab.
+                    found = self._decode_run(record.run_id, stored)
+                    if not replaces(record.status, found.status):
+                        continue
+                    kept = keep_edits(record, found)
+                    if kept is not record:
+                        data = _codec.RUN_RECORD.encode(kept)
                 runs[record.run_id] = data
         return len(batch)
+
+    def edit_run(self, run_id: str, change: Callable[[RunRecord], RunRecord]) -> RunRecord:
+        """Replace a run's record by ``change(stored)``, under the store's lock.
+
+        Raises:
+            StoreError: There is no record of ``run_id``.
+        """
+        validate_run_id(run_id)
+        with self._backend.lock:
+            stored = self.get_run_record(run_id)
+            if stored is None:
+                raise StoreError(f"no run {run_id!r} in {self._where} to edit")
+            changed = change(stored)
+            self._part.runs[run_id] = _codec.RUN_RECORD.encode(changed)
+        return changed
 
     def get_run_record(self, run_id: str) -> RunRecord | None:
         validate_run_id(run_id)

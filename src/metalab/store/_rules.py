@@ -22,8 +22,10 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Final, get_args
 
+import msgspec
+
 from metalab.errors import ConfigError, CorruptRecordError, ExperimentMismatchError
-from metalab.records import Status
+from metalab.records import RunEdits, RunRecord, Status, utc_now
 
 __all__ = [
     "MAX_EXPERIMENT_ID_LENGTH",
@@ -35,6 +37,8 @@ __all__ = [
     "check_filed_under",
     "check_scope",
     "completes",
+    "edit",
+    "keep_edits",
     "may_be_refused",
     "replaces",
     "validate_experiment_id",
@@ -216,3 +220,63 @@ def validate_experiment_id(experiment_id: str) -> str:
             f"characters, at most {MAX_EXPERIMENT_ID_LENGTH} characters)"
         )
     return experiment_id
+
+
+def _with_edits(record: RunRecord, edits: RunEdits) -> RunRecord:
+    """``record`` with the tags and notes that ``edits`` make, and the edits kept."""
+    removed = set(edits.tags_removed)
+    tags = [t for t in record.tags if t not in removed]
+    tags += [t for t in edits.tags_added if t not in tags]
+    notes = record.notes if edits.notes is None else (edits.notes or None)
+    return msgspec.structs.replace(record, tags=tuple(tags), notes=notes, edits=edits)
+
+
+def keep_edits(incoming: RunRecord, stored: RunRecord | None) -> RunRecord:
+    """The record to store when ``incoming`` replaces ``stored``: with its edits kept.
+
+    The runner builds a run's records from the experiment, not from what is stored,
+    so a status write would drop tags and notes people set meanwhile. The later
+    edits win: those ``stored`` carries, unless ``incoming`` carries edits as late
+    (a record read, edited and put back, or copied by an export).
+    """
+    if stored is None or stored.edits is None:
+        return incoming
+    if incoming.edits is not None and incoming.edits.edited_at >= stored.edits.edited_at:
+        return incoming
+    return _with_edits(incoming, stored.edits)
+
+
+def edit(
+    stored: RunRecord,
+    *,
+    add: Sequence[str] = (),
+    remove: Sequence[str] = (),
+    notes: str | None = None,
+    clear_notes: bool = False,
+) -> RunRecord:
+    """``stored`` with tags added and removed and notes set, the edits recorded.
+
+    A tag both added and removed is refused; tags are added in the order given.
+
+    Raises:
+        ConfigError: A tag is not a non-empty string, or is both added and removed.
+    """
+    for tag in (*add, *remove):
+        given: object = tag  # typed str, but callers are not always typed
+        if not isinstance(given, str) or not given:
+            raise ConfigError(f"a tag must be a non-empty string, got {tag!r}")
+    both = sorted(set(add) & set(remove))
+    if both:
+        raise ConfigError(f"tags {both} are both added and removed")
+    before = stored.edits or RunEdits(edited_at=utc_now())
+    added = [t for t in before.tags_added if t not in remove]
+    added += [t for t in dict.fromkeys(add) if t not in added]
+    removed = [t for t in before.tags_removed if t not in add]
+    removed += [t for t in dict.fromkeys(remove) if t not in removed]
+    edits = RunEdits(
+        tags_added=tuple(added),
+        tags_removed=tuple(removed),
+        notes="" if clear_notes else (before.notes if notes is None else notes),
+        edited_at=utc_now(),
+    )
+    return _with_edits(stored, edits)

@@ -266,6 +266,35 @@ class SupportsSeries(Protocol):
 
 
 @runtime_checkable
+class SupportsRunEdits(Protocol):
+    """People can tag and annotate recorded runs.
+
+    Edits rewrite only the tags and notes of the stored record, and are kept in it
+    (``RunRecord.edits``): a later status write of the run (the runner finishing
+    it) keeps them, and two edits at once both land.
+    """
+
+    def set_tags(
+        self, run_id: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> RunRecord:
+        """Add and remove tags of a recorded run; return its record as it is now.
+
+        Raises:
+            StoreError: The store holds no record of ``run_id``.
+            ConfigError: A tag is not a non-empty string, or is added and removed.
+        """
+        ...
+
+    def set_notes(self, run_id: str, text: str | None) -> RunRecord:
+        """Set the notes of a recorded run (``None`` clears them); return its record.
+
+        Raises:
+            StoreError: The store holds no record of ``run_id``.
+        """
+        ...
+
+
+@runtime_checkable
 class SupportsStructuredResults(Protocol):
     """The store keeps named structured results per run (``capture.data``)."""
 

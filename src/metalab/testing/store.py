@@ -58,9 +58,10 @@ from metalab.errors import (
     ConfigError,
     CorruptRecordError,
     ExperimentMismatchError,
+    StoreError,
     UnsupportedSchemaVersionError,
 )
-from metalab.query import Query, select
+from metalab.query import Query, build_query, select
 from metalab.records import (
     DerivedMetrics,
     ExperimentManifest,
@@ -83,6 +84,7 @@ from metalab.store.abc import (
     SupportsIndexSync,
     SupportsLogs,
     SupportsQuery,
+    SupportsRunEdits,
     SupportsSeries,
     SupportsStructuredResults,
     SupportsWorkingDirectory,
@@ -750,6 +752,103 @@ class StoreConformance(Generic[S]):
             logs.get_log(run_id, bad_name)
         assert backdoor.snapshot() == before
         assert logs.list_logs(run_id) == ["stdout"]
+
+    # Tags and notes edited after the run
+
+    def test_tags_and_notes_are_edited_on_the_stored_record(
+        self, store: S, experiment_id: str
+    ) -> None:
+        edits = _require(store, SupportsRunEdits)
+        record = msgspec.structs.replace(make_record(experiment_id), tags=("exp", "v1"))
+        store.put_run_record(record)
+        after = edits.set_tags(record.run_id, add=["baseline", "gpu", "baseline"], remove=["v1"])
+        assert after.tags == ("exp", "baseline", "gpu")
+        assert edits.set_notes(record.run_id, "looks good").notes == "looks good"
+        stored = store.get_run_record(record.run_id)
+        assert stored is not None
+        assert (stored.tags, stored.notes) == (("exp", "baseline", "gpu"), "looks good")
+        assert stored.edits is not None
+        assert stored.edits.tags_removed == ("v1",)
+        assert edits.set_notes(record.run_id, None).notes is None
+        # Everything else of the record is as it was.
+        assert (
+            msgspec.structs.replace(
+                store.get_run_record(record.run_id),  # type: ignore[type-var]
+                tags=record.tags,
+                notes=record.notes,
+                edits=None,
+            )
+            == record
+        )
+
+    def test_a_later_status_write_keeps_the_edits(self, store: S, experiment_id: str) -> None:
+        edits = _require(store, SupportsRunEdits)
+        running = RunRecord.running(
+            run_id=new_run_id(), experiment_id=experiment_id, tags=("exp",), params={"a": 1}
+        )
+        store.put_run_record(running)
+        edits.set_tags(running.run_id, add=["keep"], remove=["exp"])
+        edits.set_notes(running.run_id, "noted while it ran")
+        store.put_run_record(running.succeeded(metrics={"m": 1}))  # built without them
+        final = store.get_run_record(running.run_id)
+        assert final is not None
+        assert final.status == "success"
+        assert (final.tags, final.notes) == (("keep",), "noted while it ran")
+        store.put_run_record(final)  # a record read and put back keeps them once
+        assert store.get_run_record(running.run_id) == final
+
+    def test_edits_from_many_threads_all_land(self, store: S, experiment_id: str) -> None:
+        edits = _require(store, SupportsRunEdits)
+        record = make_record(experiment_id)
+        store.put_run_record(record)
+        labels = [f"t{i}" for i in range(8)]
+        with ThreadPoolExecutor(len(labels)) as pool:
+            list(pool.map(lambda t: edits.set_tags(record.run_id, add=[t]), labels))
+        stored = store.get_run_record(record.run_id)
+        assert stored is not None
+        assert sorted(stored.tags) == sorted([*record.tags, *labels])
+
+    def test_queries_see_edited_tags(self, store: S, experiment_id: str) -> None:
+        edits = _require(store, SupportsRunEdits)
+        querying = _require(store, SupportsQuery)
+        tagged, other = make_record(experiment_id), make_record(experiment_id)
+        for record in (tagged, other):
+            store.put_run_record(record)
+        edits.set_tags(tagged.run_id, add=["chosen"])
+        found = querying.query_runs(build_query('tags contains "chosen"'))
+        assert [r.run_id for r in found] == [tagged.run_id]
+
+    @pytest.mark.parametrize(
+        ("add", "remove", "error"),
+        [
+            ([""], [], "a tag must be a non-empty string"),
+            ([3], [], "a tag must be a non-empty string"),
+            (["x"], ["x"], "both added and removed"),
+        ],
+    )
+    def test_a_bad_edit_is_refused_and_changes_nothing(
+        self,
+        store: S,
+        backdoor: Backdoor,
+        experiment_id: str,
+        add: list[object],
+        remove: list[object],
+        error: str,
+    ) -> None:
+        edits = _require(store, SupportsRunEdits)
+        record = make_record(experiment_id)
+        store.put_run_record(record)
+        before = backdoor.snapshot()
+        with pytest.raises(ConfigError, match=error):
+            edits.set_tags(record.run_id, add=add, remove=remove)  # type: ignore[arg-type]
+        assert backdoor.snapshot() == before
+
+    def test_editing_a_run_that_is_not_there_is_an_error(self, store: S) -> None:
+        edits = _require(store, SupportsRunEdits)
+        with pytest.raises(StoreError, match="no run"):
+            edits.set_tags(new_run_id(), add=["x"])
+        with pytest.raises(StoreError, match="no run"):
+            edits.set_notes(new_run_id(), "x")
 
     # Metric series
 
