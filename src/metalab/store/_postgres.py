@@ -528,7 +528,7 @@ class PostgresStore(IndexedStore):
             connect_timeout=config.connect_timeout,
             pool_timeout=config.pool_timeout,
             file_root=config.file_root,
-            pending_on_create=lambda: _experiments_with_documents(root),
+            pending_on_create=lambda: _claim_root(root),
             create=create_index,
         )
         # The index first: a store that cannot open leaves nothing behind, not even
@@ -551,10 +551,6 @@ class PostgresStore(IndexedStore):
                 index.close()
                 raise
         try:
-            if state is not None and state.created:
-                # The index now answers for this root: it exists from now on, so that
-                # a root gone from under its index is told from one not made yet.
-                Path(config.file_root).mkdir(parents=True, exist_ok=True)
             if files is None:
                 files = FileStoreConfig(
                     root=config.file_root, experiment_id=config.experiment_id
@@ -658,3 +654,14 @@ def _experiments_with_documents(root: FileStoreConfig) -> frozenset[str | None]:
 
 def _index_name(config: PostgresStoreConfig) -> str:
     return f"the postgres index {config.schema!r} at {config.redacted_connection_string!r}"
+
+
+def _claim_root(root: FileStoreConfig) -> frozenset[str | None]:
+    """Make the root of a new index's files; return the experiments that need a sync.
+
+    Called while the index's tables are created, before they are committed: any store
+    that then finds the index finds its root too, so a root gone from under its index
+    is told from one not made yet.
+    """
+    Path(root.root).mkdir(parents=True, exist_ok=True)
+    return _experiments_with_documents(root)
