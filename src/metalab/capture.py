@@ -215,16 +215,16 @@ class Capture:
 
     def _check_kind(self, name: str, *, stepped: bool) -> None:
         """Refuse a name used both with and without a step (under the lock)."""
+        if stepped and not isinstance(self._store, SupportsSeries):
+            raise CapabilityError(
+                type(self._store).__qualname__, "SupportsSeries", "capture.metric(..., step=)"
+            )
         kind = self._stepped.setdefault(name, stepped)
         if kind is not stepped:
             had, has = ("with", "without") if kind else ("without", "with")
             raise ValueError(
                 f"metric {name!r} was logged {had} a step and now {has} one; a metric is "
                 "either a series (always with step=) or a scalar (never)"
-            )
-        if stepped and not self._points and not isinstance(self._store, SupportsSeries):
-            raise CapabilityError(
-                type(self._store).__qualname__, "SupportsSeries", "capture.metric(..., step=)"
             )
 
     def _add(self, point: _Point) -> None:
@@ -252,7 +252,13 @@ class Capture:
             assert isinstance(store, SupportsSeries)  # checked when the first point came
             # Plain tuples of a SeriesPoint's shape: stores read them by position.
             shaped = cast("list[SeriesPoint]", points)
-            store.append_series(self._run_id, shaped, restart=not self._flushed)
+            try:
+                store.append_series(self._run_id, shaped, restart=not self._flushed)
+            except BaseException:
+                # Not lost: the next flush (or close) tries them again, first.
+                with self._lock:
+                    self._points[:0] = points
+                raise
             self._flushed = True
 
     def data(
@@ -404,14 +410,17 @@ class _Flusher:
         self._lock = threading.Lock()
         self._captures: dict[int, Capture] = {}
         self._thread: threading.Thread | None = None
-        self._pid = 0
+
+    def reset_in_child(self) -> None:
+        """After a fork: the parent's captures are not the child's, nor is its thread."""
+        self._lock = threading.Lock()
+        self._captures = {}
+        self._thread = None
 
     def watch(self, capture: Capture) -> None:
         with self._lock:
             self._captures[id(capture)] = capture
-            # A forked worker inherits the dict but not the thread: start its own.
-            if self._thread is None or self._pid != os.getpid():
-                self._pid = os.getpid()
+            if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._loop, name="metalab-series-flush", daemon=True
                 )
@@ -434,6 +443,7 @@ class _Flusher:
 
 
 _FLUSHER: Final = _Flusher()
+os.register_at_fork(after_in_child=_FLUSHER.reset_in_child)
 
 
 def _check_step(name: str, step: object) -> int:

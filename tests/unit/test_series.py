@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from metalab.capture import Capture
+from metalab.capture import _FLUSHER, Capture
 from metalab.errors import CapabilityError, CorruptRecordError
 from metalab.records import ResultDocument
 from metalab.series import MetricSeries, SeriesPoint
@@ -99,8 +101,11 @@ class TestCapture:
 
         capture = Capture(NoSeries(), new_run_id())  # type: ignore[arg-type]
         capture.metric("fine", 1.0)
-        with pytest.raises(CapabilityError, match="SupportsSeries"):
-            capture.metric("loss", 1.0, step=0)
+        for _ in range(2):  # and again: a refused point leaves nothing behind
+            with pytest.raises(CapabilityError, match="SupportsSeries"):
+                capture.metric("loss", 1.0, step=0)
+        capture.close()
+        assert capture.captured_metrics == {"fine": 1.0}
 
     def test_a_flush_appends_what_was_buffered(self, store: MemoryStore) -> None:
         run_id = new_run_id()
@@ -202,6 +207,65 @@ class TestFileForm:
             assert path.read_bytes().startswith(first)
             files.append_series(run_id, [SeriesPoint("acc", 0, 0.1, 3.0)], restart=True)
             assert path.read_bytes().count(b"\n") == 2
+
+
+class TestFailures:
+    def test_points_of_a_failed_flush_are_written_by_the_next(self, store: MemoryStore) -> None:
+        run_id = new_run_id()
+        capture = Capture(store, run_id)
+        capture.metric("loss", 1.0, step=0)
+        real = store.append_series
+        calls: list[int] = []
+
+        def failing_once(run: str, points: Any, *, restart: bool = False) -> None:
+            calls.append(len(points))
+            if len(calls) == 1:
+                raise OSError(28, "No space left on device")
+            real(run, points, restart=restart)
+
+        store.append_series = failing_once  # type: ignore[method-assign, assignment]
+        with pytest.raises(OSError, match="No space"):
+            capture.flush()
+        capture.metric("loss", 0.5, step=1)
+        capture.close()
+        assert calls == [1, 2]
+        assert store.get_series(run_id)["loss"].values == (1.0, 0.5)
+
+    @pytest.mark.parametrize("torn", [b'["loss",1,0.', b'{"metalab_ser'])
+    def test_an_append_after_a_torn_write_cuts_the_torn_line_first(
+        self, tmp_path: Path, torn: bytes
+    ) -> None:
+        with FileStoreConfig(root=str(tmp_path), experiment_id=EXP).connect() as files:
+            run_id = new_run_id()
+            path = files.layout.series_path(run_id)
+            if torn.startswith(b"["):
+                files.append_series(run_id, [SeriesPoint("loss", 0, 1.0, 1.0)])
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("ab") as stream:
+                stream.write(torn)  # a write cut short, the process still alive
+            files.append_series(run_id, [SeriesPoint("loss", 2, 0.5, 2.0)])
+            scan = files.scan_series(run_id)
+            assert scan is not None
+            assert scan.torn == 0
+            expected = (0, 2) if torn.startswith(b"[") else (2,)
+            assert scan.series["loss"].steps == expected
+
+    def test_a_forked_child_does_not_flush_the_parents_captures(self, store: MemoryStore) -> None:
+        capture = Capture(store, new_run_id())
+        capture.metric("loss", 1.0, step=0)  # watched by this process's flusher
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: its flusher must start empty
+            os.close(read)
+            os.write(write, str(len(_FLUSHER._captures)).encode())
+            os._exit(0)
+        os.close(write)
+        watched_in_child = os.read(read, 16)
+        os.close(read)
+        os.waitpid(pid, 0)
+        capture.close()
+        assert watched_in_child == b"0"
 
 
 class TestMetalab01:

@@ -604,14 +604,17 @@ class StoreDirectory:
         body = encode_points(points)
         if not restart:
             try:
-                with path.open("ab") as stream:
-                    if stream.tell() > 0:
-                        stream.write(body)
-                        return
-                    stream.write(encode_header(run_id) + body)  # created by this open
-                    return
+                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             except FileNotFoundError:
                 path.parent.mkdir(exist_ok=True)
+            else:
+                try:
+                    if _drop_torn_tail(fd, os.fstat(fd).st_size) == 0:
+                        body = encode_header(run_id) + body  # a new (or emptied) file
+                    os.write(fd, body)
+                finally:
+                    os.close(fd)
+                return
         else:
             path.parent.mkdir(exist_ok=True)
         # A new series: header and points land together, replacing any older file.
@@ -862,3 +865,25 @@ class StoreDirectory:
 
     def _write_meta(self, meta: StoreMeta) -> None:
         atomic_write(self._layout.meta_path, _codec.STORE_META.encode(meta), durable=self._durable)
+
+
+def _drop_torn_tail(fd: int, size: int) -> int:
+    """Cut a series file back to its last whole line; return its size after.
+
+    A write that failed half way leaves a torn line; appending after it would bury it
+    mid-file, where it is corruption. The one writer of a run's series cuts it off
+    instead (its points are written again).
+    """
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    chunk = 1 << 16
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        found = os.pread(fd, end - start, start).rfind(b"\n")
+        if found >= 0:
+            os.ftruncate(fd, start + found + 1)
+            return start + found + 1
+        end = start
+    os.ftruncate(fd, 0)
+    return 0
