@@ -354,8 +354,10 @@ def _verify(args: argparse.Namespace) -> int:
             checked["records"] += len(records) + len(found)
             listed.append((eid, records))
         total = sum(len(records) for _eid, records in listed)
+        start = 0
         for eid, records in listed:
-            problems.extend(_verify_runs(session.store, eid, records, checked, bar, total))
+            problems.extend(_verify_runs(session.store, eid, records, checked, bar, total, start))
+            start += len(records)
             if session.index.state == "up to date":
                 problems.extend(_verify_index(session, eid, records, checked))
     if session.index.problem is not None:
@@ -385,12 +387,12 @@ def _verify_runs(
     checked: Counter[str],
     progress: Progress,
     total: int,
+    start: int,
 ) -> list[str]:
     problems: list[str] = []
     files = files_of(store)
-    for record in records:
-        checked["runs"] += 1
-        progress(checked["runs"], total)
+    for done, record in enumerate(records, start=start + 1):
+        progress(done, total)
         if files is not None:
             problems.extend(_verify_series(files, eid, record.run_id, checked))
         try:

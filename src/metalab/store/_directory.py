@@ -611,7 +611,9 @@ class StoreDirectory:
                 try:
                     if _drop_torn_tail(fd, os.fstat(fd).st_size) == 0:
                         body = encode_header(run_id) + body  # a new (or emptied) file
-                    os.write(fd, body)
+                    rest = memoryview(body)
+                    while rest:  # a short write (a signal, a nearly full disk) goes on
+                        rest = rest[os.write(fd, rest) :]
                 finally:
                     os.close(fd)
                 return
