@@ -6,6 +6,8 @@ import csv
 import io
 import math
 import random as stdlib_random
+import sys
+import types
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 import metalab
 from metalab.errors import ConfigError
 from metalab.params import LogUniformInt
+from metalab.results import _results as results_module
 
 
 @metalab.operation
@@ -165,3 +168,26 @@ def test_0_1_top_level_names_are_there() -> None:
         assert getattr(metalab, name) is getattr(store, name)
     with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
         metalab.Nope  # type: ignore[attr-defined] # noqa: B018
+
+
+def test_display_in_a_notebook_shows_the_html_table(
+    results: metalab.Results, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown: list[object] = []
+    module = types.ModuleType("IPython.display")
+
+    class HTML:
+        def __init__(self, data: str) -> None:
+            self.data = data
+
+    module.HTML = HTML  # type: ignore[attr-defined]
+    module.display = shown.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython.display", module)
+    monkeypatch.setattr(results_module, "in_notebook", lambda: True)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        results.display()
+    assert out.getvalue() == ""
+    (html,) = shown
+    assert isinstance(html, HTML)
+    assert html.data == results._repr_html_()
