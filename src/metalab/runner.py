@@ -298,6 +298,9 @@ class RunHandle:
             TimeoutError: The sweep is still running after ``timeout`` seconds.
             StoreError: The store failed during the sweep (runs recorded before the
                 failure are kept; run again to finish).
+            SweepInterrupted: Ctrl-C came while waiting: the sweep was cancelled
+                (the runs at work finished, the others are recorded ``cancelled``;
+                a second Ctrl-C stops waiting for the runs at work).
         """
         try:
             finished = self._finished.wait(timeout)
