@@ -171,11 +171,12 @@ def _time(seconds: float | None) -> dt.datetime | None:
 
 def seconds_to_pandas(seconds: Sequence[float | None]) -> pd.Series[Any]:
     """Epoch seconds as a ``datetime64[us, UTC]`` column (``None``: NaT), in one pass."""
+    import numpy as np  # noqa: PLC0415 -- comes with pandas
     import pandas as pd  # noqa: PLC0415 -- optional (pandas extra); callers required it
 
-    micros = [math.nan if t is None else round(t * 1e6) for t in seconds]
-    floats: pd.Series[float] = pd.Series(micros, dtype="float64")
-    stamps: pd.Series[Any] = pd.to_datetime(floats, unit="us", utc=True)
+    # Vectorised: a None becomes NaN (then NaT) in the float array.
+    micros = np.round(np.asarray(seconds, dtype=np.float64) * 1e6)
+    stamps = pd.Series(pd.to_datetime(micros, unit="us", utc=True))
     return stamps.astype("datetime64[us, UTC]")
 
 
