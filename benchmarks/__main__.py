@@ -10,6 +10,7 @@ from pathlib import Path
 
 from benchmarks import (
     bench_codec,
+    bench_context,
     bench_dask,
     bench_e2e,
     bench_file_store,
@@ -34,6 +35,7 @@ SUITES: dict[str, tuple[Suite, tuple[int, ...]]] = {
     "peers": (bench_peers.run, (10_000, 100_000)),
     "dask": (bench_dask.run, (2_000,)),
     "series": (bench_series.run, (100_000, 1_000_000)),
+    "context": (bench_context.run, (10_000,)),
 }
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from metalab._version import __version__
 from metalab.capture import Capture
+from metalab.context import DirPath, FilePath, context_spec, dir_hash, file_hash
 from metalab.executors import DaskExecutor, Executor, ProcessExecutor, ThreadExecutor
 from metalab.experiment import Experiment, Operation, Runtime, operation
 from metalab.params import (
@@ -50,8 +51,10 @@ __all__ = [
     "ArtifactDescriptor",
     "Capture",
     "DaskExecutor",
+    "DirPath",
     "Executor",
     "Experiment",
+    "FilePath",
     "FileStore",
     "FileStoreConfig",
     "MetricSeries",
@@ -74,6 +77,9 @@ __all__ = [
     "ThreadExecutor",
     "__version__",
     "choice",
+    "context_spec",
+    "dir_hash",
+    "file_hash",
     "grid",
     "load_results",
     "loguniform",

@@ -116,11 +116,20 @@ def _other_to_json(value: object, path: str) -> JSONValue:
         return [to_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
     if hasattr(value, "dtype") and getattr(value, "shape", None) == () and hasattr(value, "item"):
         return to_json(value.item(), path)
+    own = getattr(value, "__metalab_json__", None)
+    if callable(own):
+        # metalab.FilePath / DirPath: their content, hashed when first needed.
+        try:
+            return to_json(own(), path)
+        except OSError as exc:
+            raise ConfigError(f"{_where(path)}: cannot read {value!r}: {exc}") from exc
     if isinstance(value, msgspec.Struct) or (
         dataclasses.is_dataclass(value) and not isinstance(value, type)
     ):
         try:
-            builtins = msgspec.to_builtins(value)
+            builtins = msgspec.to_builtins(value, enc_hook=_own_json)
+        except OSError as exc:
+            raise ConfigError(f"{_where(path)}: cannot read a path it names: {exc}") from exc
         except TypeError as exc:
             raise ConfigError(f"{_where(path)} cannot be converted to JSON: {exc}") from exc
         return to_json(builtins, path)
@@ -129,6 +138,14 @@ def _other_to_json(value: object, path: str) -> JSONValue:
         f"{_where(path)} is a {type(value).__qualname__}, which has no stable JSON form; "
         f"use {_ACCEPTED}{hint}"
     )
+
+
+def _own_json(value: object) -> object:
+    """Msgspec's hook for a value nested in a dataclass: one with a JSON form of its own."""
+    own = getattr(value, "__metalab_json__", None)
+    if callable(own):
+        return own()
+    raise TypeError(f"Encoding objects of type {type(value).__qualname__} is unsupported")
 
 
 def _encode(value: JSONValue, out: list[bytes]) -> None:

@@ -289,6 +289,11 @@ class RunRecord(_Document, frozen=True):
         """Whether the run has ended (success, failure or cancellation)."""
         return self.status != "running"
 
+    @property
+    def params_resolved(self) -> dict[str, JSONValue]:
+        """:attr:`params` by its metalab 0.1 name."""
+        return self.params
+
     @classmethod
     def running(
         cls,

@@ -71,4 +71,5 @@ def test_benchmark_harness_runs_at_small_n(tmp_path: Path) -> None:
         assert (operation, "metalab FileStore (Python over the files)") in ops
     assert ("series.log", "metalab") in ops
     assert ("series.frame", "metalab") in ops
+    assert ("context.start", "metalab, cache of a first sweep") in ops
     assert all(m["median"] > 0 for m in report["measurements"])
