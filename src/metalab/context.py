@@ -30,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar, dataclass_transform, overload
 
+import msgspec
+
 from metalab.records import JSONValue
 
 __all__ = ["DirPath", "FilePath", "context_spec", "dir_hash", "file_hash"]
@@ -204,8 +206,9 @@ def dir_hash(path: str | os.PathLike[str], pattern: str = "*") -> str:
     """The sha256 (hex) of a directory's files matching ``pattern``, by relative name.
 
     Files are taken in sorted order of their path relative to ``path``; each enters
-    with that path and its :func:`file_hash`, so renaming or changing a file changes
-    the hash.
+    with that path and its content's sha256, so renaming or changing a file changes
+    the hash. The hashes of a directory's files are cached together (one cache file
+    per directory and pattern), each by its size, modification time and inode.
 
     Raises:
         FileNotFoundError: There is no such directory.
@@ -213,10 +216,24 @@ def dir_hash(path: str | os.PathLike[str], pattern: str = "*") -> str:
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"no directory {os.fspath(path)!r}")
+    real = root.resolve()
+    cached_at = _cache_path(f"{_CACHE_VERSION}\0dir\0{real}\0{pattern}")
+    try:
+        known: dict[str, list[Any]] = msgspec.json.decode(cached_at.read_bytes())
+    except (OSError, msgspec.DecodeError):
+        known = {}
+    seen: dict[str, list[Any]] = {}
     digest = hashlib.sha256()
     files = sorted((p.relative_to(root).as_posix(), p) for p in root.glob(pattern) if p.is_file())
     for relative, file in files:
-        digest.update(relative.encode() + b"\0" + file_hash(file).encode() + b"\n")
+        info = file.stat()
+        stamp = [info.st_size, info.st_mtime_ns, info.st_ino]
+        entry = known.get(relative)
+        value = entry[3] if entry is not None and entry[:3] == stamp else _read_hash(file)
+        seen[relative] = [*stamp, value]
+        digest.update(relative.encode() + b"\0" + value.encode() + b"\n")
+    if seen != known:
+        _remember(cached_at, msgspec.json.encode(seen).decode())
     return digest.hexdigest()
 
 
