@@ -24,11 +24,12 @@ import io
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Final, TypeAlias, cast
+from typing import IO, Any, Final, TypeAlias, cast
 
 from metalab._identity import to_json, to_json_object
 from metalab._optional import require
@@ -89,6 +90,9 @@ class Capture:
         self._notes: str | None = None
         self._artifacts: dict[str, ArtifactDescriptor] = {}
         self._log: IO[str] | None = None
+        self._handler: logging.Handler | None = None
+        self._subscribed: list[logging.Logger] = []
+        self._subscriptions: list[tuple[logging.Logger, logging.Handler]] = []
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
 
@@ -384,6 +388,104 @@ class Capture:
             self._log.write(line)
             self._log.flush()
 
+    def file(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        *,
+        kind: str | None = None,
+        metadata: Mapping[str, JSONValue] | None = None,
+        move: bool = False,
+    ) -> ArtifactDescriptor:
+        """Store a file the operation wrote as an artifact (copied; ``move`` removes it).
+
+        Raises:
+            FileNotFoundError: There is no such file (nothing is stored).
+        """
+        source = Path(path)
+        if not source.is_file():
+            raise FileNotFoundError(f"capture.file({name!r}): no file at {os.fspath(path)!r}")
+        descriptor = self.artifact(name, source, kind=kind or "file", metadata=metadata)
+        if move:
+            source.unlink()
+        return descriptor
+
+    def figure(
+        self,
+        name: str,
+        fig: Any,
+        *,
+        format: str = "png",
+        dpi: int = 150,
+        bbox_inches: str | None = "tight",
+        metadata: Mapping[str, JSONValue] | None = None,
+        close: bool = True,
+    ) -> ArtifactDescriptor:
+        """Store a matplotlib figure as an image artifact (PNG, or ``format="svg"``, ...).
+
+        Args:
+            name: The artifact's name.
+            fig: A ``matplotlib.figure.Figure``.
+            format: What ``fig.savefig`` writes: ``png``, ``svg``, ``pdf``, ``jpg``.
+            dpi: Resolution of raster formats.
+            bbox_inches: ``"tight"`` trims the margins; ``None`` keeps the canvas.
+            metadata: Free-form JSON stored in the descriptor.
+            close: Close the figure afterwards (a sweep of many runs would otherwise
+                keep every figure in memory).
+
+        Raises:
+            TypeError: ``fig`` has no ``savefig``.
+        """
+        save = getattr(fig, "savefig", None)
+        if not callable(save):
+            raise TypeError(f"capture.figure({name!r}) takes a matplotlib Figure, got {fig!r}")
+        buffer = io.BytesIO()
+        save(buffer, format=format, dpi=dpi, bbox_inches=bbox_inches)
+        descriptor = self.artifact(
+            name, buffer.getvalue(), kind="figure", format=format, metadata=metadata
+        )
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if close and pyplot is not None:
+            pyplot.close(fig)
+        return descriptor
+
+    @property
+    def logger(self) -> logging.Logger:
+        """A Python logger whose records go to the run's log (``capture.log``)."""
+        logger = logging.getLogger(f"metalab.run.{self._run_id}")
+        with self._lock:
+            if self._handler is None:
+                self._handler = _CaptureHandler(self)
+                logger.addHandler(self._handler)
+                logger.setLevel(logging.DEBUG)
+                logger.propagate = False
+                self._subscribed.append(logger)
+        return logger
+
+    def subscribe_logger(self, name: str, level: int = logging.DEBUG) -> None:
+        """Send the records of the logger ``name`` (and its children) to the run's log.
+
+        For libraries that log through ``logging``; until the run ends.
+        """
+        logger = logging.getLogger(name)
+        handler = _CaptureHandler(self, level)
+        logger.addHandler(handler)
+        if logger.level == logging.NOTSET or logger.level > level:
+            logger.setLevel(level)
+        with self._lock:
+            self._subscriptions.append((logger, handler))
+
+    def unsubscribe_logger(self, name: str) -> None:
+        """Stop sending the records of the logger ``name`` to the run's log."""
+        with self._lock:
+            kept = []
+            for logger, handler in self._subscriptions:
+                if logger.name == name:
+                    logger.removeHandler(handler)
+                else:
+                    kept.append((logger, handler))
+            self._subscriptions = kept
+
     def close(self) -> None:
         """Flush the series and close the log file; the capture records nothing more.
 
@@ -394,9 +496,44 @@ class Capture:
         finally:
             _FLUSHER.forget(self)
             with self._lock:
+                for logger, handler in self._subscriptions:
+                    logger.removeHandler(handler)
+                self._subscriptions = []
+                if self._handler is not None:
+                    for logger in self._subscribed:
+                        logger.removeHandler(self._handler)
+                    self._handler = None
+                    self._subscribed = []
                 if self._log is not None:
                     self._log.close()
                     self._log = None
+
+
+_LEVELS: Final = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "critical",
+}
+
+
+class _CaptureHandler(logging.Handler):
+    """A logging handler that writes records to a run's log through its capture."""
+
+    def __init__(self, capture: Capture, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self._capture = capture
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = _LEVELS.get(record.levelno)
+            if level is None:  # a custom level: the nearest standard one below it
+                level = _LEVELS[max(k for k in _LEVELS if k <= max(record.levelno, 10))]
+            self._capture.log(self.format(record), level=level)
+        except Exception:  # noqa: BLE001 -- logging's own contract: report, never raise
+            self.handleError(record)
 
 
 _FLUSH_SECONDS: Final = 0.5

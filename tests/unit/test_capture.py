@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -277,3 +278,63 @@ class TestLogs:
             Capture(BareStore(), RUN).log("x")
         assert "BareStore" in str(info.value)
         assert "SupportsLogs" in str(info.value)
+
+
+class TestCaptureOf01:
+    """capture.file, figure, logger and subscribe_logger (names metalab 0.1 users use)."""
+
+    def test_file_copies_or_moves_an_existing_file(self, tmp_path: Path) -> None:
+        store = FileStoreConfig(root=str(tmp_path / "s"), experiment_id="c:1").connect()
+        capture = Capture(store, "ab" * 32)
+        report = tmp_path / "report.html"
+        report.write_text("<p>hi</p>")
+        copied = capture.file("report", report)
+        assert (copied.kind, copied.format) == ("file", "html")
+        assert report.exists()
+        moved = capture.file("again", report, move=True, kind="report")
+        assert moved.kind == "report"
+        assert not report.exists()
+        assert store.get_artifact("ab" * 32, "again") == b"<p>hi</p>"
+        with pytest.raises(FileNotFoundError, match=r"capture.file\('x'\): no file at"):
+            capture.file("x", tmp_path / "missing.txt")
+
+    def test_figure_stores_an_image_and_closes_the_figure(self, tmp_path: Path) -> None:
+        matplotlib = pytest.importorskip("matplotlib")
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+
+        store = FileStoreConfig(root=str(tmp_path / "s"), experiment_id="c:1").connect()
+        capture = Capture(store, "ab" * 32)
+        fig, ax = plt.subplots()
+        ax.plot([1, 2, 3], [1, 4, 9])
+        png = capture.figure("curve", fig)
+        assert (png.kind, png.format) == ("figure", "png")
+        assert store.get_artifact("ab" * 32, "curve").startswith(b"\x89PNG\r\n\x1a\n")
+        assert not plt.fignum_exists(fig.number)
+        fig2, _ = plt.subplots()
+        capture.figure("vector", fig2, format="svg", close=False)
+        assert b"<svg" in store.get_artifact("ab" * 32, "vector")
+        assert plt.fignum_exists(fig2.number)
+        plt.close(fig2)
+        with pytest.raises(TypeError, match="takes a matplotlib Figure"):
+            capture.figure("bad", object())
+
+    def test_logger_and_subscribed_loggers_write_to_the_run_log(self, tmp_path: Path) -> None:
+        store = FileStoreConfig(root=str(tmp_path / "s"), experiment_id="c:1").connect()
+        capture = Capture(store, "ab" * 32)
+        capture.logger.info("from the run's logger")
+        library = logging.getLogger("some.library")
+        library.propagate = False
+        capture.subscribe_logger("some.library", level=logging.INFO)
+        library.debug("below the level")
+        logging.getLogger("some.library.child").warning("from a child logger")
+        capture.unsubscribe_logger("other")  # not subscribed: nothing happens
+        capture.close()
+        library.error("after the run: not in its log")
+        text = store.get_log("ab" * 32, "run") or ""
+        assert "[INFO    ] metalab.run." in text
+        assert "from the run's logger" in text
+        assert "[WARNING ] some.library.child: from a child logger" in text
+        assert "below the level" not in text
+        assert "after the run" not in text
+        assert library.handlers == []
