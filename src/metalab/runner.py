@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -49,6 +50,7 @@ from metalab.experiment import Experiment
 from metalab.records import ExperimentManifest, Provenance, RunRecord, utc_now
 from metalab.results import Results
 from metalab.store import (
+    ProgressCallback,
     Store,
     StoreConfig,
     StoreLike,
@@ -492,6 +494,16 @@ class RunHandle:
             self._never_started += len(tasks)
 
 
+class _Reporting(Progress):
+    """A user's ``progress(done, total)`` callable in the place of a bar."""
+
+    def __init__(self, callback: ProgressCallback) -> None:
+        self._callback = callback
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        self._callback(done, total)
+
+
 class _OneLineInterrupts:
     """``sys.excepthook`` that reports an uncaught :class:`SweepInterrupted` in one line.
 
@@ -524,7 +536,8 @@ def run(
     *,
     executor: Executor | None = None,
     resume: bool = True,
-    progress: bool | None = None,
+    progress: bool | ProgressCallback | None = None,
+    file_root: str | os.PathLike[str] | None = None,
 ) -> RunHandle:
     """Run every run of an experiment that has not succeeded yet, in the background.
 
@@ -543,7 +556,11 @@ def run(
         resume: Skip runs already recorded as ``success``; failed, cancelled and
             interrupted (``running``) runs are run again. ``False`` runs everything.
         progress: ``False`` hides the progress bar; otherwise it is shown when
-            stderr is a terminal, or in a Jupyter notebook.
+            stderr is a terminal, or in a Jupyter notebook. A callable (a
+            ``metalab.store.ProgressCallback``, or a bar of your own) is called as
+            ``progress(done, total)`` instead.
+        file_root: Where a ``postgresql://`` locator's files live, when the
+            locator does not say (``?file_root=``).
 
     Returns:
         The handle of the sweep, which is already running.
@@ -556,7 +573,8 @@ def run(
     if not isinstance(experiment, Experiment):
         raise TypeError(f"run() takes a metalab.Experiment, got {type(experiment).__qualname__}")
     experiment_id = experiment.experiment_id
-    config = coerce_store_config(store, experiment_id=experiment_id)
+    options = {} if file_root is None else {"file_root": os.fspath(file_root)}
+    config = coerce_store_config(store, experiment_id=experiment_id, **options)
     context_fp, tasks, duplicates = _plan(experiment)
     if duplicates:
         logger.info("%s: %d duplicate runs left out", experiment_id, duplicates)
@@ -606,7 +624,11 @@ def run(
             skipped=len(tasks) - len(pending),
             executor=executor if executor is not None else ThreadExecutor(max_workers=1),
             job=job,
-            progress=open_progress(experiment_id, len(tasks), enabled=progress),
+            progress=(
+                _Reporting(progress)
+                if callable(progress)
+                else open_progress(experiment_id, len(tasks), enabled=progress)
+            ),
         )
     except BaseException:
         connected.close()

@@ -191,3 +191,36 @@ def test_display_in_a_notebook_shows_the_html_table(
     (html,) = shown
     assert isinstance(html, HTML)
     assert html.data == results._repr_html_()
+
+
+def test_run_reports_progress_to_a_callable(tmp_path: Path) -> None:
+    calls: list[tuple[int, int | None]] = []
+    exp = metalab.Experiment(
+        name="cb",
+        version="1",
+        operation=metalab.operation(lambda: None),
+        params=metalab.grid(i=[1, 2, 3]),
+    )
+    metalab.run(
+        exp, store=tmp_path, progress=lambda done, total: calls.append((done, total))
+    ).result()
+    assert calls[-1] == (3, 3)
+    assert all(total == 3 for _, total in calls)
+
+
+def test_run_takes_file_root_for_a_postgres_locator(
+    postgres_config: metalab.PostgresStoreConfig, tmp_path: Path
+) -> None:
+    exp = metalab.Experiment(
+        name="fr",
+        version="1",
+        operation=metalab.operation(lambda: None),
+        params=metalab.grid(i=[1]),
+    )
+    joiner = "&" if "?" in postgres_config.connection_string else "?"
+    locator = f"{postgres_config.connection_string}{joiner}schema={postgres_config.schema}"
+    results = metalab.run(exp, store=locator, file_root=tmp_path / "files", progress=False).result()
+    assert len(results) == 1
+    assert (tmp_path / "files" / "fr_1" / "runs").is_dir()
+    with pytest.raises(ConfigError, match="file_root"):
+        metalab.run(exp, store=tmp_path / "plain", file_root=tmp_path / "x")
