@@ -20,6 +20,7 @@ Dask cluster) are emitted again in this one, each distinct one once per sweep.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import math
 import os
@@ -33,7 +34,7 @@ from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Self, cast
 
 from metalab._identity import fingerprint, run_id_for, to_json, to_json_object
 from metalab._progress import Progress, open_progress
@@ -47,8 +48,8 @@ from metalab.executors import (
     ThreadExecutor,
 )
 from metalab.experiment import Experiment
-from metalab.records import ExperimentManifest, Provenance, RunRecord, utc_now
-from metalab.results import Results
+from metalab.records import ExperimentManifest, MetricValue, Provenance, RunRecord, utc_now
+from metalab.results import Results, Run
 from metalab.store import (
     ProgressCallback,
     Store,
@@ -189,6 +190,7 @@ class RunHandle:
         executor: Executor,
         job: RunJob,
         progress: Progress,
+        derived: Sequence[DerivedFn] = (),
     ) -> None:
         self._experiment_id = experiment_id
         self._config = config
@@ -198,6 +200,7 @@ class RunHandle:
         self._executor = executor
         self._job = job
         self._progress = progress
+        self._derived = tuple(derived)
         self._lock = threading.Lock()
         self._counts = RunCounts(total=len(self._run_ids), skipped=skipped)
         self._never_started = 0  # cancelled before they began: not progress
@@ -446,8 +449,33 @@ class RunHandle:
                 c.total, c.done + done, c.failed + failed, c.skipped, c.cancelled + cancelled
             )
         self._report()
+        if self._derived:
+            self._derive(
+                [t for t, s in zip(batch, outcome.statuses, strict=True) if s == "success"]
+            )
         if outcome.warnings:
             self._warn(outcome.warnings)
+
+    def _derive(self, tasks: Sequence[RunTask]) -> None:
+        """Compute and store the derived metrics of runs that just succeeded."""
+        for task in tasks:
+            record = self._store.get_run_record(task.run_id)
+            if record is None:
+                continue
+            run = Results([record], self._store)[0]
+            values: dict[str, MetricValue] = {}
+            for fn in self._derived:
+                try:
+                    values.update(fn(run))
+                except Exception as exc:  # noqa: BLE001 -- a derived metric never stops a sweep
+                    warnings.warn(
+                        f"derived metric {_name_of(fn)} failed on run {task.run_id[:12]}: "
+                        f"{type(exc).__name__}: {exc}",
+                        MetalabWarning,
+                        stacklevel=1,
+                    )
+            if values:
+                self._store.put_derived(task.run_id, values)
 
     def _warn(self, recorded: Sequence[RecordedWarning]) -> None:
         """Emit the warnings that runs emitted in another process, each distinct one once."""
@@ -494,6 +522,30 @@ class RunHandle:
             self._never_started += len(tasks)
 
 
+DerivedFn = Callable[[Run], Mapping[str, MetricValue]]
+"""Computes derived metrics of a run (``derived_metrics=`` of :func:`run`)."""
+
+
+def _resolve_derived(fn: DerivedFn | str) -> DerivedFn:
+    """A derived-metric function, imported from ``"module:function"`` if named so."""
+    if callable(fn):
+        return fn
+    module, _, name = str(fn).partition(":")
+    if not module or not name:
+        raise ConfigError(f"derived metric {fn!r} is not a function or 'module:function'")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"derived metric {fn!r} cannot be imported: {exc}") from exc
+    if not callable(found):
+        raise ConfigError(f"derived metric {fn!r} is not callable")
+    return cast(DerivedFn, found)
+
+
+def _name_of(fn: object) -> str:
+    return repr(getattr(fn, "__qualname__", fn))
+
+
 class _Reporting(Progress):
     """A user's ``progress(done, total)`` callable in the place of a bar."""
 
@@ -538,6 +590,7 @@ def run(
     resume: bool = True,
     progress: bool | ProgressCallback | None = None,
     file_root: str | os.PathLike[str] | None = None,
+    derived_metrics: Sequence[DerivedFn | str] = (),
 ) -> RunHandle:
     """Run every run of an experiment that has not succeeded yet, in the background.
 
@@ -561,6 +614,10 @@ def run(
             ``progress(done, total)`` instead.
         file_root: Where a ``postgresql://`` locator's files live, when the
             locator does not say (``?file_root=``).
+        derived_metrics: Functions (or ``"module:function"`` references) called with
+            each run that succeeds, as a :class:`~metalab.Run`, in this process;
+            the metrics they return are stored as its derived metrics. One that
+            raises is reported as a ``MetalabWarning`` and the sweep goes on.
 
     Returns:
         The handle of the sweep, which is already running.
@@ -573,6 +630,7 @@ def run(
     if not isinstance(experiment, Experiment):
         raise TypeError(f"run() takes a metalab.Experiment, got {type(experiment).__qualname__}")
     experiment_id = experiment.experiment_id
+    derived = [_resolve_derived(fn) for fn in derived_metrics]
     options = {} if file_root is None else {"file_root": os.fspath(file_root)}
     config = coerce_store_config(store, experiment_id=experiment_id, **options)
     context_fp, tasks, duplicates = _plan(experiment)
@@ -629,6 +687,7 @@ def run(
                 if callable(progress)
                 else open_progress(experiment_id, len(tasks), enabled=progress)
             ),
+            derived=derived,
         )
     except BaseException:
         connected.close()

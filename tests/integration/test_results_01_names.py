@@ -224,3 +224,52 @@ def test_run_takes_file_root_for_a_postgres_locator(
     assert (tmp_path / "files" / "fr_1" / "runs").is_dir()
     with pytest.raises(ConfigError, match="file_root"):
         metalab.run(exp, store=tmp_path / "plain", file_root=tmp_path / "x")
+
+
+def _doubled(run: metalab.Run) -> dict[str, float]:
+    return {"doubled": 2 * float(run.metrics["n"])}
+
+
+def test_derived_metrics_are_computed_after_each_successful_run(tmp_path: Path) -> None:
+    @metalab.operation
+    def op(params: dict[str, Any], capture: metalab.Capture) -> None:
+        if params["n"] == 3:
+            raise ValueError("no")
+        capture.metric("n", params["n"])
+
+    def broken(_run: metalab.Run) -> dict[str, float]:
+        raise KeyError("missing")
+
+    exp = metalab.Experiment(name="dm", version="1", operation=op, params=metalab.grid(n=[1, 2, 3]))
+    ref = f"{__name__}:_doubled"
+    with pytest.warns(
+        metalab.errors.MetalabWarning, match="derived metric .*broken.* failed on run"
+    ):
+        results = metalab.run(
+            exp, store=tmp_path, progress=False, derived_metrics=[ref, broken]
+        ).result()
+    derived = {r.params["n"]: r.derived for r in results}
+    assert derived == {1: {"doubled": 2.0}, 2: {"doubled": 4.0}, 3: {}}
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("nomodule_xyz:fn", "cannot be imported"),
+        ("os:nothing_here", "cannot be imported"),
+        ("plain", "is not a function or 'module:function'"),
+        ("os:sep", "is not callable"),
+    ],
+)
+def test_a_bad_derived_metric_reference_is_refused_before_the_sweep(
+    tmp_path: Path, ref: str, message: str
+) -> None:
+    exp = metalab.Experiment(
+        name="dm",
+        version="1",
+        operation=metalab.operation(lambda: None),
+        params=metalab.grid(n=[1]),
+    )
+    with pytest.raises(ConfigError, match=message):
+        metalab.run(exp, store=tmp_path / "s", derived_metrics=[ref])
+    assert not (tmp_path / "s").exists()
