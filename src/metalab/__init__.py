@@ -24,6 +24,7 @@ from metalab.params import (
     random,
     uniform,
 )
+from metalab.reconnect import ReconnectedHandle, reconnect
 
 # Names metalab 0.1 users import from the top level. Records and the file store are
 # loaded by ``import metalab`` anyway; the Postgres config only on first use (PEP 562),
@@ -63,6 +64,7 @@ __all__ = [
     "PostgresStoreConfig",
     "ProcessExecutor",
     "Provenance",
+    "ReconnectedHandle",
     "Results",
     "Run",
     "RunCounts",
@@ -88,6 +90,7 @@ __all__ = [
     "operation",
     "randint",
     "random",
+    "reconnect",
     "run",
     "seeds",
     "uniform",
