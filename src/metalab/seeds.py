@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import random as _random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ from metalab.records import JSONValue
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["SeedBundle", "SeedPlan", "seeds"]
+__all__ = ["PreprocessingSeeds", "SeedBundle", "SeedPlan", "seeds"]
 
 
 def _check_int(value: object, name: str) -> int:
@@ -107,9 +107,107 @@ class SeedBundle:
         bundle = self if name is None else self.derive(name)
         return np.random.default_rng(bundle.seed)
 
+    def numpy_seed(self, name: str | None = None) -> int:
+        """A 32-bit seed for NumPy APIs that take an int (of ``derive(name)`` if named)."""
+        bundle = self if name is None else self.derive(name)
+        return bundle.seed % _NUMPY_SEEDS
+
+    @property
+    def replicate_index(self) -> int:
+        """:attr:`replicate` by its metalab 0.1 name."""
+        return self.replicate
+
     def to_dict(self) -> dict[str, JSONValue]:
         """Return the bundle as JSON builtins (``base``, ``replicate``, ``path``)."""
         return {"base": self.base, "replicate": self.replicate, "path": list(self.path)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> SeedBundle:
+        """Rebuild a bundle from :meth:`to_dict`, or from metalab 0.1's form.
+
+        0.1 wrote ``{"root_seed": ..., "replicate_index": ...}`` (``None`` for 0).
+
+        Raises:
+            ConfigError: ``data`` is neither form.
+        """
+        if "base" in data:
+            path = data.get("path", [])
+            if not isinstance(path, list | tuple) or not all(isinstance(p, str) for p in path):
+                raise ConfigError(f"a seed bundle's path must be a list of names, got {path!r}")
+            return cls(
+                _check_int(data["base"], "seed base"),
+                _check_int(data.get("replicate", 0), "replicate index"),
+                tuple(path),
+            )
+        if "root_seed" in data:
+            replicate = data.get("replicate_index")
+            return cls(
+                _check_int(data["root_seed"], "root_seed"),
+                0 if replicate is None else _check_int(replicate, "replicate_index"),
+            )
+        raise ConfigError(
+            f"not a seed bundle: {dict(data)!r}; expected base/replicate/path "
+            "(or metalab 0.1's root_seed/replicate_index)"
+        )
+
+    @staticmethod
+    def for_preprocessing(base: int) -> PreprocessingSeeds:
+        """Seeds for preprocessing before a sweep, with metalab 0.1's numbers.
+
+        Data prepared with a base seed under 0.1 (a train/test split, a subsample)
+        comes out the same here, so a cache built by 0.1 stays valid. Use the
+        experiment's base seed and put it in the prepared file's name.
+        """
+        return PreprocessingSeeds.from_base(_check_int(base, "base seed"))
+
+
+@dataclass(frozen=True)
+class PreprocessingSeeds:
+    """Seeds for code that runs before a sweep (see :meth:`SeedBundle.for_preprocessing`).
+
+    The derivation is metalab 0.1's: ``derive(name)`` is the first 8 bytes of
+    sha256 of ``"{root_seed}:{name}:0"``, and NumPy gets it modulo 2**32.
+
+    Attributes:
+        root_seed: The preprocessing root, derived from the experiment's base seed.
+    """
+
+    root_seed: int
+
+    @classmethod
+    def from_base(cls, base: int) -> PreprocessingSeeds:
+        """The preprocessing seeds of an experiment's base seed."""
+        return cls(_sha64(f"{base}:preprocessing:0"))
+
+    def derive(self, name: str) -> int:
+        """A 64-bit seed for one purpose (the same name, the same seed)."""
+        return _sha64(f"{self.root_seed}:{name}:0")
+
+    def numpy_seed(self, name: str = "default") -> int:
+        """A 32-bit seed for NumPy APIs that take an int."""
+        return self.derive(name) % _NUMPY_SEEDS
+
+    def rng(self, name: str = "default") -> _random.Random:
+        """A ``random.Random`` for one purpose."""
+        return _random.Random(self.derive(name))
+
+    def numpy(self, name: str = "default") -> np.random.Generator:
+        """A NumPy ``Generator`` for one purpose.
+
+        Raises:
+            MissingDependencyError: NumPy is not installed.
+        """
+        require("numpy", extra="numpy", feature="PreprocessingSeeds.numpy()")
+        import numpy as np  # noqa: PLC0415 -- optional (numpy extra), required above
+
+        return np.random.default_rng(self.numpy_seed(name))
+
+
+_NUMPY_SEEDS = 2**32
+
+
+def _sha64(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
 
 
 @dataclass(frozen=True)

@@ -118,3 +118,42 @@ class TestIdentity:
             "replicate": 2,
             "path": ["x"],
         }
+
+
+class TestMetalab01Seeds:
+    """The values below were computed with metalab 0.1's own SeedBundle (its
+    seeds/bundle.py, run by hand): a 0.1 user's preprocessing must come out the same."""
+
+    def test_preprocessing_seeds_give_0_1_numbers(self) -> None:
+        prep = SeedBundle.for_preprocessing(42)
+        assert prep.root_seed == 5875625451538769114
+        assert prep.derive("train_test_split") == 10722952159750637889
+        assert prep.numpy_seed("train_test_split") == 963758401
+        assert prep.rng("shuffle").random() == 0.7615324404616396
+        np = pytest.importorskip("numpy")
+        draws = prep.numpy("train_test_split").random(3).tolist()
+        assert draws == [0.9298788673404441, 0.4094112905444337, 0.28506555704454795]
+        assert isinstance(np.random.default_rng(prep.numpy_seed()), np.random.Generator)
+
+    def test_0_1_names_of_a_bundle(self) -> None:
+        bundle = SeedBundle(42, 3)
+        assert bundle.replicate_index == 3
+        assert 0 <= bundle.numpy_seed() < 2**32
+        assert bundle.numpy_seed("init") == bundle.derive("init").seed % 2**32
+        assert SeedBundle.from_dict({"root_seed": 7, "replicate_index": 2}) == SeedBundle(7, 2)
+        assert SeedBundle.from_dict({"root_seed": 7, "replicate_index": None}) == SeedBundle(7)
+        derived = SeedBundle(1, 2).derive("a")
+        assert SeedBundle.from_dict(derived.to_dict()) == derived
+
+    @pytest.mark.parametrize(
+        ("data", "message"),
+        [
+            ({"seed": 1}, "not a seed bundle"),
+            ({"root_seed": "7"}, "root_seed must be an int"),
+            ({"base": 1, "path": "ab"}, "path must be a list of names"),
+            ({"base": True}, "seed base must be an int"),
+        ],
+    )
+    def test_a_bad_dict_is_refused(self, data: dict[str, object], message: str) -> None:
+        with pytest.raises(ConfigError, match=message):
+            SeedBundle.from_dict(data)
