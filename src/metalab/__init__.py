@@ -23,6 +23,7 @@ from metalab.params import (
     randint,
     random,
     uniform,
+    with_resolver,
 )
 from metalab.reconnect import ReconnectedHandle, reconnect
 
@@ -94,4 +95,5 @@ __all__ = [
     "run",
     "seeds",
     "uniform",
+    "with_resolver",
 ]

@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, overload
 
 from metalab.errors import ConfigError
-from metalab.params import ParamSource
+from metalab.params import ParamSource, ResolvedSource
 from metalab.records import JSONValue, OperationRef
 from metalab.seeds import SeedPlan
 
 if TYPE_CHECKING:
     from metalab.capture import Capture
+    from metalab.params import ParamResolver
     from metalab.seeds import SeedBundle
 
 __all__ = ["INJECTABLE", "Experiment", "Operation", "Runtime", "operation"]
@@ -254,6 +255,9 @@ class Experiment:
         description: Free text for people.
         tags: Labels stored with every run.
         metadata: Free-form JSON kept in the experiment manifest (not in run ids).
+        param_resolver: Turns each raw parameter combination into the one that runs
+            (``resolver(context_meta, params)``, see ``metalab.params.ParamResolver``);
+            it gets the context's fields as ``context_meta``.
 
     Raises:
         ConfigError: A field has the wrong type or value.
@@ -268,6 +272,7 @@ class Experiment:
     description: str | None = None
     tags: tuple[str, ...] = ()
     metadata: Mapping[str, JSONValue] = field(default_factory=dict)
+    param_resolver: ParamResolver | None = None
 
     def __post_init__(self) -> None:
         # One spelling per name: "café" typed as NFC or NFD is one experiment, whose
@@ -301,6 +306,15 @@ class Experiment:
             raise ConfigError(f"Experiment(tags=...) must be a list of strings, got {tags!r}")
         object.__setattr__(self, "tags", tuple(_check_text(t, "a tag") for t in tags))
         object.__setattr__(self, "metadata", dict(self.metadata))
+        resolved = isinstance(self.params, ResolvedSource) and (
+            self.params.resolver is self.param_resolver
+        )
+        if self.param_resolver is not None and not resolved:  # replace() keeps one layer
+            object.__setattr__(
+                self,
+                "params",
+                ResolvedSource(self.params, self.param_resolver, _context_meta(self.context)),
+            )
 
     @property
     def experiment_id(self) -> str:
@@ -315,3 +329,12 @@ class Experiment:
     def replace(self, **changes: Any) -> Experiment:
         """Return a copy with some fields changed (``exp.replace(version="2")``)."""
         return dataclasses.replace(self, **changes)
+
+
+def _context_meta(context: object) -> dict[str, Any]:
+    """The context as a resolver sees it: its items, or a spec's fields (paths unhashed)."""
+    if isinstance(context, Mapping):
+        return dict(context)
+    if dataclasses.is_dataclass(context) and not isinstance(context, type):
+        return {f.name: getattr(context, f.name) for f in dataclasses.fields(context)}
+    return {}

@@ -20,7 +20,7 @@ import hashlib
 import itertools
 import math
 import random as _random
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
@@ -35,10 +35,12 @@ __all__ = [
     "LogUniform",
     "LogUniformInt",
     "ManualSource",
+    "ParamResolver",
     "ParamSource",
     "Params",
     "RandInt",
     "RandomSource",
+    "ResolvedSource",
     "Uniform",
     "choice",
     "grid",
@@ -48,6 +50,7 @@ __all__ = [
     "randint",
     "random",
     "uniform",
+    "with_resolver",
 ]
 
 Params: TypeAlias = dict[str, Any]
@@ -357,6 +360,98 @@ class RandomSource:
             "n_trials": self._n_trials,
             "seed": self._seed,
         }
+
+
+ParamResolver: TypeAlias = (
+    "Callable[[Mapping[str, Any], Params], Mapping[str, Any]] | _ResolverObject"
+)
+"""Turns a raw parameter combination into the one that runs: ``resolver(context, params)``
+(or an object with that ``resolve`` method), e.g. deriving a parameter from others or
+refusing an invalid combination. It must be deterministic: run ids come from what it
+returns."""
+
+
+@runtime_checkable
+class _ResolverObject(Protocol):
+    def resolve(self, context_meta: Mapping[str, Any], params_raw: Params) -> Mapping[str, Any]:
+        """Return the resolved parameters."""
+        ...
+
+
+class ResolvedSource:
+    """A parameter source whose combinations pass through a resolver (``with_resolver``).
+
+    Args:
+        source: The raw combinations.
+        resolver: A ``ParamResolver``.
+        context_meta: What the resolver gets as its first argument.
+    """
+
+    def __init__(
+        self,
+        source: ParamSource,
+        resolver: ParamResolver,
+        context_meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(source, ParamSource):
+            raise ConfigError(f"with_resolver() takes a parameter source, got {source!r}")
+        if not (callable(resolver) or isinstance(resolver, _ResolverObject)):
+            raise ConfigError(
+                f"a resolver is a function (context, params) -> params or has .resolve(), "
+                f"got {resolver!r}"
+            )
+        self._source = source
+        self._resolver = resolver
+        self._context_meta: Mapping[str, Any] = dict(context_meta or {})
+
+    def __repr__(self) -> str:
+        return f"ResolvedSource({self._source!r}, {_name(self._resolver)})"
+
+    @property
+    def resolver(self) -> ParamResolver:
+        """The resolver the combinations pass through."""
+        return self._resolver
+
+    def with_context(self, context_meta: Mapping[str, Any]) -> ResolvedSource:
+        """The same source, resolving with ``context_meta``."""
+        return ResolvedSource(self._source, self._resolver, context_meta)
+
+    def __iter__(self) -> Iterator[Params]:
+        resolve = (
+            self._resolver.resolve
+            if isinstance(self._resolver, _ResolverObject)
+            else self._resolver
+        )
+        for index, raw in enumerate(self._source):
+            resolved = resolve(self._context_meta, dict(raw))
+            if not isinstance(resolved, Mapping):
+                raise ConfigError(
+                    f"resolver {_name(self._resolver)} returned {resolved!r} for the "
+                    f"parameters at position {index}; it must return a dict"
+                )
+            yield dict(resolved)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def to_manifest(self) -> dict[str, JSONValue]:
+        """Describe the source: the raw one and the resolver's name."""
+        return {
+            "type": "ResolvedSource",
+            "source": self._source.to_manifest(),
+            "resolver": _name(self._resolver),
+        }
+
+
+def _name(resolver: object) -> str:
+    target = getattr(resolver, "resolve", resolver)
+    module = getattr(target, "__module__", None) or type(target).__module__
+    return f"{module}:{getattr(target, '__qualname__', type(target).__qualname__)}"
+
+
+def with_resolver(source: ParamSource, resolver: ParamResolver) -> ResolvedSource:
+    """Resolve each combination of ``source`` before it runs (see :data:`ParamResolver`)."""
+    return ResolvedSource(source, resolver)
 
 
 def grid(**axes: Iterable[Any]) -> GridSource:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import random
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 import pytest
 
@@ -209,3 +210,71 @@ class TestProtocol:
                 return {"type": "Halving"}
 
         assert isinstance(Halving(), ParamSource)
+
+
+class TestResolvers:
+    """with_resolver and Experiment(param_resolver=...) (metalab 0.1 names)."""
+
+    def test_a_resolver_derives_parameters_and_the_run_ids_follow(self) -> None:
+        def batch_for_width(context: Any, params: dict[str, Any]) -> dict[str, Any]:
+            return {**params, "batch": context["memory"] // params["width"]}
+
+        source = metalab.with_resolver(metalab.grid(width=[1, 2]), batch_for_width)
+        assert len(source) == 2
+        resolved = source.with_context({"memory": 8})
+        assert list(resolved) == [{"width": 1, "batch": 8}, {"width": 2, "batch": 4}]
+        manifest = resolved.to_manifest()
+        assert manifest["type"] == "ResolvedSource"
+        assert str(manifest["resolver"]).endswith("batch_for_width")
+
+        op = metalab.operation(lambda: None)
+        exp = metalab.Experiment(
+            name="r",
+            version="1",
+            operation=op,
+            params=metalab.grid(width=[1, 2]),
+            context={"memory": 8},
+            param_resolver=batch_for_width,
+        )
+        assert [dict(p) for p in exp.params] == [
+            {"width": 1, "batch": 8},
+            {"width": 2, "batch": 4},
+        ]
+        again = exp.replace(version="2")  # resolved once, not twice
+        assert list(again.params) == list(exp.params)
+
+    def test_a_resolver_object_with_resolve_works_too(self) -> None:
+        class Doubler:
+            def resolve(self, _context_meta: Any, params_raw: dict[str, Any]) -> dict[str, Any]:
+                return {"x": params_raw["x"] * 2}
+
+        assert list(metalab.with_resolver(metalab.grid(x=[1, 2]), Doubler())) == [
+            {"x": 2},
+            {"x": 4},
+        ]
+
+    def test_bad_resolvers_are_refused(self) -> None:
+        with pytest.raises(ConfigError, match="a resolver is a function"):
+            metalab.with_resolver(metalab.grid(x=[1]), 3)  # type: ignore[arg-type]
+        source = metalab.with_resolver(metalab.grid(x=[1, 2]), lambda _c, p: [p])  # type: ignore[arg-type,return-value]
+        with pytest.raises(ConfigError, match="at position 0; it must return a dict"):
+            list(source)
+
+    def test_a_resolver_refusing_a_combination_stops_the_sweep_before_it_starts(
+        self, tmp_path: Path
+    ) -> None:
+        def only_small(_context: Any, params: dict[str, Any]) -> dict[str, Any]:
+            if params["n"] > 2:
+                raise ValueError(f"n={params['n']} is too large")
+            return params
+
+        exp = metalab.Experiment(
+            name="r",
+            version="1",
+            operation=metalab.operation(lambda: None),
+            params=metalab.grid(n=[1, 3]),
+            param_resolver=only_small,
+        )
+        with pytest.raises(ValueError, match="n=3 is too large"):
+            metalab.run(exp, store=tmp_path / "s")
+        assert not (tmp_path / "s").exists()
