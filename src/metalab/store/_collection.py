@@ -17,7 +17,6 @@ Backends say where the spaces are and open them (:meth:`Collection._locate`,
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -37,7 +36,12 @@ from metalab.records import (
 )
 from metalab.series import MetricSeries, SeriesPoint
 from metalab.store._query import derived_lookup, select_runs
-from metalab.store._rules import edit, validate_experiment_id, validate_run_id
+from metalab.store._rules import (
+    notes_change,
+    tags_change,
+    validate_experiment_id,
+    validate_run_id,
+)
 from metalab.store.abc import ArtifactSource
 
 __all__ = ["Collection", "Space"]
@@ -326,11 +330,11 @@ class Collection(Generic[S]):
         self, run_id: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
     ) -> RunRecord:
         """Add and remove tags of a recorded run; return its record as it is now."""
-        return self._edit_run(run_id, functools.partial(edit, add=add, remove=remove))
+        return self._edit_run(run_id, tags_change(add, remove))
 
     def set_notes(self, run_id: str, text: str | None) -> RunRecord:
         """Set (``None``: clear) the notes of a recorded run; return its record."""
-        change = functools.partial(edit, notes=text, clear_notes=text is None)
+        change = notes_change(text)
         return self._edit_run(run_id, change)
 
     def _edit_run(self, run_id: str, change: Callable[[RunRecord], RunRecord]) -> RunRecord:

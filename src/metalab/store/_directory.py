@@ -65,8 +65,8 @@ from metalab.store._rules import (
     REFUSABLE,
     check_filed_under,
     check_scope,
-    keep_edits,
-    replaces,
+    must_read_stored,
+    to_place,
     validate_run_id,
 )
 from metalab.store._series_file import (
@@ -83,8 +83,6 @@ __all__ = ["ErrorHandler", "StoreDirectory", "read_meta"]
 ErrorHandler = Callable[[CorruptRecordError], None]
 
 _SCAN_BATCH: Final = 256
-_EDITS_KEY: Final = b'"edits":'
-"""In a record's bytes when it carries edits (a param of that name only costs a decode)."""
 
 
 def read_meta(path: Path) -> StoreMeta | None:
@@ -212,15 +210,13 @@ class StoreDirectory:
     ) -> tuple[bytes, FileState | None] | None:
         """Replace the stored record (under the lock) by the rules of ``_rules``."""
         data = read_bytes(target)
-        refusable = record.status in REFUSABLE
-        if data is not None and (refusable or _EDITS_KEY in data):
+        if data is not None and must_read_stored(record.status, data):
             # A stored record that cannot be read raises rather than being replaced:
             # it may be a finished record written by a newer metalab.
-            stored = _codec.RUN_RECORD.decode(data, source=target)
-            if refusable and not replaces(record.status, stored.status):
+            kept = to_place(record, _codec.RUN_RECORD.decode(data, source=target))
+            if kept is None:
                 os.unlink(tmp)
                 return None
-            kept = keep_edits(record, stored)
             if kept is not record:
                 os.unlink(tmp)
                 encoded = _codec.RUN_RECORD.encode(kept)

@@ -18,7 +18,6 @@ unreachable, reads follow ``on_index_error``: ``"raise"`` an
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
@@ -63,7 +62,7 @@ from metalab.store._index import (
     SyncReport,
 )
 from metalab.store._intents import Landing
-from metalab.store._rules import check_filed_under, edit, validate_run_id
+from metalab.store._rules import check_filed_under, notes_change, tags_change, validate_run_id
 from metalab.store.abc import ArtifactSource, ProgressCallback
 
 __all__ = ["IndexedStore"]
@@ -506,11 +505,11 @@ class IndexedStore:
         self, run_id: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
     ) -> RunRecord:
         """Add and remove a run's tags in its record file, then index the record."""
-        return self._edit(run_id, functools.partial(edit, add=add, remove=remove))
+        return self._edit(run_id, tags_change(add, remove))
 
     def set_notes(self, run_id: str, text: str | None) -> RunRecord:
         """Set (``None``: clear) a run's notes in its record file, then index it."""
-        return self._edit(run_id, functools.partial(edit, notes=text, clear_notes=text is None))
+        return self._edit(run_id, notes_change(text))
 
     def _edit(self, run_id: str, change: Callable[[RunRecord], RunRecord]) -> RunRecord:
         self._check_open()

@@ -48,9 +48,8 @@ from metalab.store._layout import safe_experiment_id
 from metalab.store._rules import (
     check_filed_under,
     check_scope,
-    keep_edits,
-    may_be_refused,
-    replaces,
+    must_read_stored,
+    to_place,
     validate_experiment_id,
     validate_format,
     validate_name,
@@ -195,9 +194,6 @@ class _Backend:
             return part
 
 
-_EDITS_KEY: Final = b'"edits":'
-"""In a record's bytes when it carries edits (see ``StoreDirectory``)."""
-
 _NAMED_LOCK: Final = threading.Lock()
 _NAMED: Final[dict[str, _Backend]] = {}
 
@@ -324,13 +320,12 @@ class _PartitionSpace:
             for record, encoded in batch:
                 data = encoded
                 stored = runs.get(record.run_id)
-                if stored is not None and (may_be_refused(record.status) or _EDITS_KEY in stored):
+                if stored is not None and must_read_stored(record.status, stored):
                     # A stored record that cannot be read raises rather than being
                     # replaced: it may be a finished record written by a newer metalab.
-                    found = self._decode_run(record.run_id, stored)
-                    if not replaces(record.status, found.status):
+                    kept = to_place(record, self._decode_run(record.run_id, stored))
+                    if kept is None:
                         continue
-                    kept = keep_edits(record, found)
                     if kept is not record:
                         data = _codec.RUN_RECORD.encode(kept)
                 runs[record.run_id] = data

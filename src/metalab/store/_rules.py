@@ -17,9 +17,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, get_args
 
 import msgspec
@@ -40,7 +41,11 @@ __all__ = [
     "edit",
     "keep_edits",
     "may_be_refused",
+    "must_read_stored",
+    "notes_change",
     "replaces",
+    "tags_change",
+    "to_place",
     "validate_experiment_id",
     "validate_format",
     "validate_name",
@@ -229,6 +234,40 @@ def _with_edits(record: RunRecord, edits: RunEdits) -> RunRecord:
     tags += [t for t in edits.tags_added if t not in tags]
     notes = record.notes if edits.notes is None else (edits.notes or None)
     return msgspec.structs.replace(record, tags=tuple(tags), notes=notes, edits=edits)
+
+
+_EDITS_KEY: Final = b'"edits":'
+
+
+def must_read_stored(status: str, stored: bytes) -> bool:
+    """Whether a put of a record with ``status`` must decode the stored one first.
+
+    It must when the stored record may refuse it (:func:`may_be_refused`) or carries
+    edits the new one keeps (:func:`keep_edits`); a record's bytes hold ``"edits":``
+    then (a param of that name only costs a decode).
+    """
+    return status in REFUSABLE or _EDITS_KEY in stored
+
+
+def to_place(incoming: RunRecord, stored: RunRecord) -> RunRecord | None:
+    """What a put of ``incoming`` places over ``stored``; ``None`` when ``stored`` stays.
+
+    A record never moves backwards (:func:`replaces`), and a record that replaces
+    another keeps the edits made to it (:func:`keep_edits`).
+    """
+    if not replaces(incoming.status, stored.status):
+        return None
+    return keep_edits(incoming, stored)
+
+
+def tags_change(add: Sequence[str], remove: Sequence[str]) -> Callable[[RunRecord], RunRecord]:
+    """The change ``set_tags`` makes to a stored record (see :func:`edit`)."""
+    return functools.partial(edit, add=add, remove=remove)
+
+
+def notes_change(text: str | None) -> Callable[[RunRecord], RunRecord]:
+    """The change ``set_notes`` makes to a stored record (``None`` clears the notes)."""
+    return functools.partial(edit, notes=text, clear_notes=text is None)
 
 
 def keep_edits(incoming: RunRecord, stored: RunRecord | None) -> RunRecord:
