@@ -228,7 +228,9 @@ def _note(args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe(record: RunRecord, store: Store, lines: int | None) -> dict[str, Any]:
+def _describe(
+    record: RunRecord, store: Store, lines: int | None, series: dict[str, MetricSeries]
+) -> dict[str, Any]:
     derived = store.get_derived(record.run_id)
     logs: dict[str, str] = {}
     if isinstance(store, SupportsLogs):
@@ -248,9 +250,7 @@ def _describe(record: RunRecord, store: Store, lines: int | None) -> dict[str, A
         "derived": {} if derived is None else derived.metrics,
         "tags": list(record.tags),
         "notes": record.notes,
-        "series": {
-            name: _series_summary(series) for name, series in _series_of(store, record).items()
-        },
+        "series": {name: _series_summary(found) for name, found in series.items()},
         "error": None
         if error is None
         else {"type": error.type, "message": error.message, "traceback": error.traceback},
@@ -294,10 +294,21 @@ def _tail(text: str, lines: int) -> str:
 
 def _show(args: argparse.Namespace) -> int:
     with _opened(args) as (store, record):
-        info = _describe(record, store, None if args.json else args.lines)
+        series = _series_of(store, record)
+        info = _describe(record, store, None if args.json else args.lines, series)
+        if args.follow and not args.json:
+            _write(info, args.lines)
+            # The same store, and the points the summary counted: none is missed.
+            _follow(store, record, _points(series))
+            return 0
     if args.json:
         emit_json(info)
-        return 0
+    else:
+        _write(info, args.lines)
+    return 0
+
+
+def _write(info: dict[str, Any], lines: int) -> None:
     out = sys.stdout
     out.write(f"run         {info['run_id']}\n")
     out.write(f"experiment  {info['experiment_id']}\n")
@@ -332,12 +343,8 @@ def _show(args: argparse.Namespace) -> int:
         for name, summary in info["series"].items():
             out.write(f"  {name.ljust(width)}  {_series_line(summary)}\n")
     for name, text in info["logs"].items():
-        out.write(f"\nlog {name} (last {args.lines} lines)\n")
+        out.write(f"\nlog {name} (last {lines} lines)\n")
         out.write("".join(f"  {line}\n" for line in text.splitlines()))
-    if args.follow:
-        with _opened(args) as (store, record):
-            _follow(args, _points(_series_of(store, record)))
-    return 0
 
 
 _Key = tuple[str, int, MetricValue, dt.datetime | None]
@@ -367,14 +374,15 @@ def _series_line(summary: dict[str, Any]) -> str:
     return text
 
 
-def _follow(args: argparse.Namespace, seen: Counter[_Key]) -> None:
+def _follow(store: Store, record: RunRecord, seen: Counter[_Key]) -> None:
     """Print each new point of the run's series until its record says it ended."""
     out = sys.stdout
     out.write("\nfollowing (Ctrl-C stops)\n")
     out.flush()
     while True:
-        with _opened(args) as (store, record):
-            now = _points(_series_of(store, record))
+        time.sleep(_FOLLOW_SECONDS)
+        record = store.get_run_record(record.run_id) or record
+        now = _points(_series_of(store, record))
         # Series come sorted by step, so a late point of an early step lands in the
         # middle: what is new is what was not there before, point for point.
         for name, step, value, _when in sorted((now - seen).elements(), key=_by_step):
@@ -384,7 +392,6 @@ def _follow(args: argparse.Namespace, seen: Counter[_Key]) -> None:
         if record.status != "running":
             out.write(f"run {record.run_id} {record.status}\n")
             return
-        time.sleep(_FOLLOW_SECONDS)
 
 
 def _size(n: int) -> str:
