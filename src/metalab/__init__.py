@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from metalab._version import __version__
 from metalab.capture import Capture
 from metalab.context import DirPath, FilePath, context_spec, dir_hash, file_hash
+from metalab.events import Event, EventCallback, EventKind
 from metalab.executors import DaskExecutor, Executor, ProcessExecutor, ThreadExecutor
 from metalab.experiment import Experiment, Operation, Runtime, operation
 from metalab.params import (
@@ -25,6 +26,7 @@ from metalab.params import (
     uniform,
     with_resolver,
 )
+from metalab.progress import MetricDisplay, Progress
 from metalab.reconnect import ReconnectedHandle, reconnect
 
 # Names metalab 0.1 users import from the top level. Records and the file store are
@@ -54,16 +56,21 @@ __all__ = [
     "Capture",
     "DaskExecutor",
     "DirPath",
+    "Event",
+    "EventCallback",
+    "EventKind",
     "Executor",
     "Experiment",
     "FilePath",
     "FileStore",
     "FileStoreConfig",
+    "MetricDisplay",
     "MetricSeries",
     "Operation",
     "ParamSource",
     "PostgresStoreConfig",
     "ProcessExecutor",
+    "Progress",
     "Provenance",
     "ReconnectedHandle",
     "Results",

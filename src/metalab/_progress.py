@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Final
+from typing import IO, TYPE_CHECKING, Final, Literal
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -190,6 +190,7 @@ def open_progress(
     enabled: bool | None = None,
     transient: bool = False,
     stream: IO[str] | None = None,
+    style: Literal["auto", "rich", "simple"] = "auto",
 ) -> Progress:
     """Return the progress display that suits where this process runs.
 
@@ -200,18 +201,20 @@ def open_progress(
             in a notebook.
         transient: Remove the bar when it closes (the CLI's, whose result follows).
         stream: The terminal to draw on; default ``sys.stderr``.
+        style: ``"simple"`` draws the plain line even where rich could draw.
     """
+    rich = style != "simple" and _installed("rich")
     target = sys.stderr if stream is None else stream
     if enabled is False:
         return Progress()
     if target.isatty():
-        if _installed("rich"):
+        if rich:
             return _RichBar(title, total, target, transient=transient, notebook=False)
         return _PlainBar(title, total, target)
     if in_notebook():
         # rich draws in a notebook through ipywidgets; a notebook shows a stream's
         # carriage returns in place, so the plain bar works in every frontend.
-        if _installed("rich") and _installed("ipywidgets"):
+        if rich and _installed("ipywidgets"):
             return _RichBar(title, total, None, transient=transient, notebook=True)
         return _PlainBar(title, total, target)
     return Progress()

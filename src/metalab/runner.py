@@ -20,7 +20,6 @@ Dask cluster) are emitted again in this one, each distinct one once per sweep.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import math
 import os
@@ -34,11 +33,12 @@ from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Self, cast
+from typing import Final, Self
 
 from metalab._identity import fingerprint, run_id_for, to_json, to_json_object
 from metalab._progress import Progress, open_progress
 from metalab.errors import ConfigError, MetalabWarning, SweepInterrupted
+from metalab.events import Event, EventCallback, EventKind
 from metalab.executors import (
     BatchOutcome,
     Executor,
@@ -48,8 +48,18 @@ from metalab.executors import (
     ThreadExecutor,
 )
 from metalab.experiment import Experiment
-from metalab.records import ExperimentManifest, MetricValue, Provenance, RunRecord, utc_now
-from metalab.results import Results, Run
+from metalab.progress import MetricDisplay
+from metalab.progress import Progress as ProgressOptions
+from metalab.records import (
+    ExperimentManifest,
+    MetricValue,
+    Provenance,
+    RunRecord,
+    Status,
+    utc_now,
+)
+from metalab.results import Results
+from metalab.results._derived import DerivedFn, name_of, resolve_derived
 from metalab.store import (
     ProgressCallback,
     Store,
@@ -191,6 +201,10 @@ class RunHandle:
         job: RunJob,
         progress: Progress,
         derived: Sequence[DerivedFn] = (),
+        on_event: EventCallback | None = None,
+        displays: Sequence[MetricDisplay] = (),
+        skipped_ids: Sequence[str] = (),
+        verbose: bool = False,
     ) -> None:
         self._experiment_id = experiment_id
         self._config = config
@@ -201,6 +215,12 @@ class RunHandle:
         self._job = job
         self._progress = progress
         self._derived = tuple(derived)
+        self._on_event = on_event
+        self._event_failed = False
+        self._displays = tuple(displays)
+        self._shown = ""  # the display metrics of the latest successful run
+        self._skipped_ids = tuple(skipped_ids)
+        self._verbose = verbose
         self._lock = threading.Lock()
         self._counts = RunCounts(total=len(self._run_ids), skipped=skipped)
         self._never_started = 0  # cancelled before they began: not progress
@@ -367,11 +387,42 @@ class RunHandle:
     def _report(self) -> None:
         with self._lock:
             c, never_started = self._counts, self._never_started
-        self._progress.note(f"{c.failed} failed" if c.failed else "")
+        failed = f"{c.failed} failed" if c.failed else ""
+        self._progress.note("  ".join(part for part in (failed, self._shown) if part))
         self._progress(c.finished - never_started, c.total)
+
+    def _emit(self, kind: EventKind, run_id: str | None = None, **payload: object) -> None:
+        """Hand an event to the user's ``on_event`` callback; one that raises is reported once."""
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(Event(kind, run_id, payload=payload))
+        except Exception as exc:  # noqa: BLE001 -- a callback never stops a sweep
+            if not self._event_failed:
+                self._event_failed = True
+                warnings.warn(
+                    f"on_event callback {name_of(self._on_event)} raised on {kind.value} "
+                    f"({type(exc).__name__}: {exc}); later errors of it are not reported",
+                    MetalabWarning,
+                    stacklevel=1,
+                )
+
+    def _emit_progress(self) -> None:
+        c = self.counts
+        self._emit(
+            EventKind.PROGRESS,
+            current=c.finished,
+            total=c.total,
+            done=c.done,
+            failed=c.failed,
+            skipped=c.skipped,
+            cancelled=c.cancelled,
+        )
 
     def _drive(self) -> None:
         try:
+            for run_id in self._skipped_ids:
+                self._emit(EventKind.RUN_SKIPPED, run_id, reason="already succeeded")
             self._executor.start(self._job, self._store)
             not_started = self._dispatch()
             if not_started and self._error is None:
@@ -381,6 +432,18 @@ class RunHandle:
             logger.debug("sweep of %s stopped by an error", self._experiment_id, exc_info=True)
         finally:
             self._report()
+            self._emit_progress()
+            c = self.counts
+            logger.info(
+                "%s: %d succeeded, %d failed, %d cancelled, %d skipped of %d runs%s",
+                self._experiment_id,
+                c.done,
+                c.failed,
+                c.cancelled,
+                c.skipped,
+                c.total,
+                f" (stopped by {self._error!r})" if self._error is not None else "",
+            )
             stopped = "stopped by an error" if self._error is not None else None
             if self._never_started and stopped is None:
                 stopped = "cancelled"
@@ -403,6 +466,8 @@ class RunHandle:
                     size = pace.batch_size(len(queue), time.monotonic() - began)
                     batch = tuple(queue.popleft() for _ in range(min(size, len(queue))))
                     in_flight[executor.submit(batch)] = batch
+                    for task in batch:
+                        self._emit(EventKind.RUN_STARTED, task.run_id, params=task.params)
                 done, _ = futures.wait(
                     in_flight, timeout=_POLL_SECONDS, return_when=futures.FIRST_COMPLETED
                 )
@@ -448,13 +513,43 @@ class RunHandle:
             self._counts = RunCounts(
                 c.total, c.done + done, c.failed + failed, c.skipped, c.cancelled + cancelled
             )
+        if self._on_event is not None or self._displays:
+            self._tell(batch, outcome.statuses)
         self._report()
+        self._emit_progress()
         if self._derived:
             self._derive(
                 [t for t, s in zip(batch, outcome.statuses, strict=True) if s == "success"]
             )
         if outcome.warnings:
             self._warn(outcome.warnings)
+
+    def _tell(self, batch: Sequence[RunTask], statuses: Sequence[Status | None]) -> None:
+        """Emit the outcome of each run of a batch, and note the display metrics."""
+        latest: RunRecord | None = None
+        for task, status in zip(batch, statuses, strict=True):
+            if status is None:
+                continue  # never started: recorded (and told) as cancelled at the end
+            if status == "cancelled":
+                self._emit(EventKind.RUN_CANCELLED, task.run_id)
+                continue
+            record = self._store.get_run_record(task.run_id)
+            duration = None if record is None else record.duration_ms
+            if status == "success":
+                latest = record or latest
+                self._emit(EventKind.RUN_FINISHED, task.run_id, duration_ms=duration)
+            else:
+                error = None if record is None else record.error
+                self._emit(
+                    EventKind.RUN_FAILED,
+                    task.run_id,
+                    error="" if error is None else f"{error.type}: {error.message}",
+                    error_type=None if error is None else error.type,
+                    duration_ms=duration,
+                )
+        if latest is not None and self._displays:
+            shown = (d.render(latest.metrics) for d in self._displays)
+            self._shown = " ".join(text for text in shown if text)
 
     def _derive(self, tasks: Sequence[RunTask]) -> None:
         """Compute and store the derived metrics of runs that just succeeded."""
@@ -469,7 +564,7 @@ class RunHandle:
                     values.update(fn(run))
                 except Exception as exc:  # noqa: BLE001 -- a derived metric never stops a sweep
                     warnings.warn(
-                        f"derived metric {_name_of(fn)} failed on run {task.run_id[:12]}: "
+                        f"derived metric {name_of(fn)} failed on run {task.run_id[:12]}: "
                         f"{type(exc).__name__}: {exc}",
                         MetalabWarning,
                         stacklevel=1,
@@ -520,30 +615,37 @@ class RunHandle:
             c = self._counts
             self._counts = RunCounts(c.total, c.done, c.failed, c.skipped, c.cancelled + len(tasks))
             self._never_started += len(tasks)
+        for task in tasks:
+            self._emit(EventKind.RUN_CANCELLED, task.run_id)
 
 
-DerivedFn = Callable[[Run], Mapping[str, MetricValue]]
-"""Computes derived metrics of a run (``derived_metrics=`` of :func:`run`)."""
+def _progress_for(
+    progress: bool | ProgressCallback | ProgressOptions | None, experiment: Experiment, total: int
+) -> Progress:
+    """The display of a sweep for ``run(progress=...)``."""
+    if isinstance(progress, ProgressOptions):
+        return open_progress(
+            progress.title or experiment.name, total, enabled=True, style=progress.style
+        )
+    if callable(progress):
+        return _Reporting(progress)
+    return open_progress(experiment.experiment_id, total, enabled=progress)
 
 
-def _resolve_derived(fn: DerivedFn | str) -> DerivedFn:
-    """A derived-metric function, imported from ``"module:function"`` if named so."""
-    if callable(fn):
-        return fn
-    module, _, name = str(fn).partition(":")
-    if not module or not name:
-        raise ConfigError(f"derived metric {fn!r} is not a function or 'module:function'")
-    try:
-        found = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"derived metric {fn!r} cannot be imported: {exc}") from exc
-    if not callable(found):
-        raise ConfigError(f"derived metric {fn!r} is not callable")
-    return cast(DerivedFn, found)
+def _log_to_stderr() -> None:
+    """Send the ``metalab`` logger's INFO records to stderr, unless logging is set up.
 
-
-def _name_of(fn: object) -> str:
-    return repr(getattr(fn, "__qualname__", fn))
+    Nothing is added when the ``metalab`` logger or the root logger has a handler
+    already: the application decides where records go.
+    """
+    package = logging.getLogger("metalab")
+    if package.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    package.addHandler(handler)
+    if package.getEffectiveLevel() > logging.INFO:
+        package.setLevel(logging.INFO)
 
 
 class _Reporting(Progress):
@@ -588,9 +690,11 @@ def run(
     *,
     executor: Executor | None = None,
     resume: bool = True,
-    progress: bool | ProgressCallback | None = None,
+    progress: bool | ProgressCallback | ProgressOptions | None = None,
     file_root: str | os.PathLike[str] | None = None,
     derived_metrics: Sequence[DerivedFn | str] = (),
+    on_event: EventCallback | None = None,
+    verbose: bool = False,
 ) -> RunHandle:
     """Run every run of an experiment that has not succeeded yet, in the background.
 
@@ -611,13 +715,20 @@ def run(
         progress: ``False`` hides the progress bar; otherwise it is shown when
             stderr is a terminal, or in a Jupyter notebook. A callable (a
             ``metalab.store.ProgressCallback``, or a bar of your own) is called as
-            ``progress(done, total)`` instead.
+            ``progress(done, total)`` instead. A :class:`metalab.Progress` sets the
+            bar's title, style and the metrics shown beside the counts.
         file_root: Where a ``postgresql://`` locator's files live, when the
             locator does not say (``?file_root=``).
         derived_metrics: Functions (or ``"module:function"`` references) called with
             each run that succeeds, as a :class:`~metalab.Run`, in this process;
             the metrics they return are stored as its derived metrics. One that
             raises is reported as a ``MetalabWarning`` and the sweep goes on.
+        on_event: Called with each :class:`metalab.Event` of the sweep (runs
+            started, finished, failed, cancelled, skipped, and progress), in the
+            thread that drives the sweep; see :mod:`metalab.events`.
+        verbose: Log the sweep's plan and outcome (store, executor, counts) to
+            stderr through the ``metalab`` logger, unless logging is configured
+            already (then the records go where it sends them).
 
     Returns:
         The handle of the sweep, which is already running.
@@ -630,7 +741,11 @@ def run(
     if not isinstance(experiment, Experiment):
         raise TypeError(f"run() takes a metalab.Experiment, got {type(experiment).__qualname__}")
     experiment_id = experiment.experiment_id
-    derived = [_resolve_derived(fn) for fn in derived_metrics]
+    derived = [resolve_derived(fn) for fn in derived_metrics]
+    if on_event is not None and not callable(on_event):
+        raise ConfigError(f"on_event must be a callable taking an Event, got {on_event!r}")
+    if verbose:
+        _log_to_stderr()
     options = {} if file_root is None else {"file_root": os.fspath(file_root)}
     config = coerce_store_config(store, experiment_id=experiment_id, **options)
     context_fp, tasks, duplicates = _plan(experiment)
@@ -663,6 +778,17 @@ def run(
                 r.run_id for r in connected.list_run_records(experiment_id) if r.status == "success"
             }
             pending = [t for t in tasks if t.run_id not in succeeded]
+        pending_ids = {t.run_id for t in pending}
+        chosen = executor if executor is not None else ThreadExecutor(max_workers=1)
+        logger.info(
+            "%s: %d runs, %d to run (%d already succeeded), store %r, executor %s",
+            experiment_id,
+            len(tasks),
+            len(pending),
+            len(tasks) - len(pending),
+            connected,
+            chosen.executor_id,
+        )
         job = RunJob(
             experiment_id=experiment_id,
             operation=operation,
@@ -680,14 +806,13 @@ def run(
             run_ids=[t.run_id for t in tasks],
             pending=pending,
             skipped=len(tasks) - len(pending),
-            executor=executor if executor is not None else ThreadExecutor(max_workers=1),
+            executor=chosen,
             job=job,
-            progress=(
-                _Reporting(progress)
-                if callable(progress)
-                else open_progress(experiment_id, len(tasks), enabled=progress)
-            ),
+            progress=_progress_for(progress, experiment, len(tasks)),
             derived=derived,
+            on_event=on_event,
+            displays=progress.displays() if isinstance(progress, ProgressOptions) else (),
+            skipped_ids=[t.run_id for t in tasks if t.run_id not in pending_ids],
         )
     except BaseException:
         connected.close()

@@ -92,7 +92,8 @@ class TestLoadResultsOfA01Collection:
         assert run is not None
         (descriptor,) = run.artifacts
         assert descriptor.uri == "artifacts/63632ddd01d6b4b7/config.json"
-        data = run.artifact("config")
+        assert run.artifact("config") == {"lr": 0.1, "opt": "sgd"}  # 0.1 loaded JSON
+        data = run.artifact_bytes("config")
         assert json.loads(data) == {"lr": 0.1, "opt": "sgd"}
         assert len(data) == descriptor.size_bytes
         assert hashlib.sha256(data).hexdigest().startswith(descriptor.content_hash)

@@ -97,7 +97,8 @@ class TestRunEndToEnd:
                 )
                 assert run.metrics["score"] == expected[(run.params["scale"], replicate)]  # type: ignore[index]
                 assert run.data("curve") == [run.params["scale"], run.params["scale"] / 2]  # type: ignore[operator]
-                assert json.loads(run.artifact("config")) == run.params
+                assert run.artifact("config") == run.params
+                assert json.loads(run.artifact_bytes("config")) == run.params
                 assert run.log() is not None
                 assert f"scale={run.params['scale']}" in (run.log() or "")
                 assert run.tags == ("e2e",)

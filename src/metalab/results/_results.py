@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Final, Literal, Self, overload
 from metalab._display import differing_params, html_table, short_ids, shown, text_table
 from metalab._optional import require
 from metalab._progress import in_notebook
-from metalab.errors import CapabilityError, ExperimentNotFoundError
+from metalab.errors import CapabilityError, ConfigError, ExperimentNotFoundError
 from metalab.query import And, Expr, F, OrderBy, Query, build_query, select
 from metalab.records import MetricValue, RunRecord, Status, metric_value
+from metalab.results._derived import DerivedFn
+from metalab.results._frame_0_1 import ArtifactReducer, frame_0_1
 from metalab.results._frames import (
     Column,
     frame_columns,
@@ -441,7 +443,18 @@ class Results(Sequence[Run]):
         built = frame_columns(self._records, rows, namespaces)
         return built if columns is None else project(built, columns)
 
-    def to_dataframe(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    def to_dataframe(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        include_params: bool | None = None,
+        include_metrics: bool | None = None,
+        include_record: bool | None = None,
+        include_derived: bool | None = None,
+        derived_metrics: Sequence[DerivedFn | str] | None = None,
+        artifact_reducers: Mapping[str, ArtifactReducer] | None = None,
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
         """Return a pandas DataFrame with one row per run.
 
         Pass ``columns`` to build only those (names as below, or ``"params.*"``-style
@@ -456,10 +469,60 @@ class Results(Sequence[Run]):
         mixed int/float columns float64, strings are strings and anything else
         ``object``.
 
+        **metalab 0.1's frame.** Passing any of the keyword options below builds the
+        frame 0.1's ``to_dataframe`` built instead, so that a 0.1 script keeps its
+        column names: ``run_id``, ``experiment_id``, ``status``, ``duration_ms``,
+        ``started_at``/``finished_at`` (ISO strings), ``param_<name>``, each metric
+        under its own name, ``derived_<name>``, then the columns the functions return.
+
+        Args:
+            columns: Only these columns of metalab's frame.
+            include_params: 0.1 frame: the ``param_*`` columns (default ``True``).
+            include_metrics: 0.1 frame: the metric columns (default ``True``).
+            include_record: 0.1 frame: the run's id, status and times (default ``True``).
+            include_derived: 0.1 frame: stored derived metrics (default ``False``).
+            derived_metrics: 0.1 frame: functions of a :class:`Run` (or
+                ``"module:function"``) whose returned dicts become columns, not stored.
+            artifact_reducers: 0.1 frame: ``{artifact name: reducer}``, where
+                ``reducer(artifact)`` or ``reducer(artifact, run)`` gets the loaded
+                artifact (:meth:`Run.artifact`) and returns columns.
+            progress: 0.1 frame: a progress bar while runs are read.
+
+        A derived metric or reducer that raises is reported as a ``MetalabWarning``
+        naming it and the run, and that run's columns stay missing.
+
         Raises:
             MissingDependencyError: pandas is not installed.
             KeyError: A requested column does not exist (the message lists them).
+            ConfigError: ``columns`` together with 0.1's options, or a derived
+                metric reference that cannot be imported.
         """
+        options_0_1 = (
+            include_params,
+            include_metrics,
+            include_record,
+            include_derived,
+            derived_metrics,
+            artifact_reducers,
+            progress,
+        )
+        if any(option is not None for option in options_0_1):
+            if columns is not None:
+                raise ConfigError(
+                    "to_dataframe(columns=...) selects columns of metalab's frame; the "
+                    "include_*/derived_metrics/artifact_reducers/progress options build "
+                    "metalab 0.1's frame: pass one or the other"
+                )
+            return frame_0_1(
+                self,
+                include_params=include_params is not False,
+                include_metrics=include_metrics is not False,
+                include_record=include_record is not False,
+                include_derived=bool(include_derived),
+                derived_metrics=derived_metrics or (),
+                artifact_reducers=artifact_reducers or {},
+                progress=bool(progress),
+            )
         require("pandas", extra="pandas", feature="Results.to_dataframe()")
         return pandas_frame(self._frame_columns(columns), len(self._records))
 

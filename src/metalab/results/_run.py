@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from metalab._display import html_table
+from metalab._optional import require
+from metalab.errors import CorruptRecordError
 from metalab.records import (
     ArtifactDescriptor,
     ErrorInfo,
@@ -131,8 +135,36 @@ class Run:
         """Descriptors of the run's artifacts (name, kind, format, sha256, size)."""
         return self._record.artifacts
 
-    def artifact(self, name: str) -> bytes:
-        """Return the bytes of artifact ``name``.
+    def artifact(self, name: str) -> Any:
+        """Return artifact ``name`` loaded as it was captured, as metalab 0.1 did.
+
+        - kind ``numpy`` (a ``.npy`` file): the NumPy array (never unpickled);
+        - kind ``json`` (or format ``json``): the JSON value (dicts, lists, ...);
+        - anything else (bytes, files, figures): the stored bytes.
+
+        :meth:`artifact_bytes` always returns the bytes.
+
+        Raises:
+            ArtifactNotFoundError: The run has no such artifact.
+            CorruptRecordError: The bytes are not what the descriptor's kind says.
+            MissingDependencyError: A NumPy artifact and NumPy cannot be imported.
+        """
+        data = self.artifact_bytes(name)
+        descriptor = next((a for a in self._record.artifacts if a.name == name), None)
+        if descriptor is None:
+            return data
+        where = f"artifact {name!r} of run {self._record.run_id}"
+        if descriptor.kind == "numpy" or descriptor.format == "npy":
+            return _load_npy(data, where)
+        if descriptor.kind == "json" or descriptor.format == "json":
+            try:
+                return json.loads(data)
+            except ValueError as exc:
+                raise CorruptRecordError(where, f"kind json but not JSON: {exc}") from None
+        return data
+
+    def artifact_bytes(self, name: str) -> bytes:
+        """Return the stored bytes of artifact ``name``, whatever its kind.
 
         Raises:
             ArtifactNotFoundError: The run has no such artifact.
@@ -255,3 +287,14 @@ class Run:
         """
         document = self._results.result_store("Run.data()").get_result(self._record.run_id, name)
         return None if document is None else document.data
+
+
+def _load_npy(data: bytes, where: str) -> Any:
+    """The array of a ``.npy`` file's bytes; object arrays (pickles) are refused."""
+    require("numpy", extra="numpy", feature=f"Run.artifact() of the NumPy {where}")
+    import numpy as np  # noqa: PLC0415 -- optional (numpy extra), required above
+
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        raise CorruptRecordError(where, f"kind numpy but not a .npy array: {exc}") from None
