@@ -32,7 +32,8 @@ from metalab.reconnect import ReconnectedHandle, reconnect
 # Names metalab 0.1 users import from the top level. Records and the file store are
 # loaded by ``import metalab`` anyway; the Postgres config only on first use (PEP 562),
 # behind TYPE_CHECKING so that type checkers still flag a misspelt ``metalab.name``.
-from metalab.records import ArtifactDescriptor, Provenance, RunRecord, Status
+from metalab.records import ArtifactDescriptor, Provenance, RunRecord
+from metalab.records import RunState as Status
 from metalab.results import Results, Run, load_results
 from metalab.runner import RunCounts, RunHandle, run
 from metalab.seeds import SeedBundle, SeedPlan, seeds

@@ -22,6 +22,7 @@ import os
 import platform
 import socket
 import traceback as tb
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal, TypeAlias, cast
 
 import msgspec
@@ -42,6 +43,7 @@ __all__ = [
     "ResultDocument",
     "RunEdits",
     "RunRecord",
+    "RunState",
     "Status",
     "StoreMeta",
     "Timestamp",
@@ -65,6 +67,21 @@ MetricValue: TypeAlias = bool | int | float | str
 
 Status: TypeAlias = Literal["running", "success", "failed", "cancelled"]
 """The life cycle of a run: ``running`` until it ends in one of the other three."""
+
+
+class RunState(StrEnum):
+    """metalab 0.1's status enum, exported as ``metalab.Status``.
+
+    Its members are the strings of :data:`Status` (``RunState.SUCCESS == "success"``),
+    so a 0.1 script's ``record.status == metalab.Status.FAILED`` keeps working;
+    records themselves hold the plain strings.
+    """
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
 
 FINISHED_STATUSES: Final[frozenset[str]] = frozenset({"success", "failed", "cancelled"})
 

@@ -162,8 +162,9 @@ def test_a_random_sweep_with_loguniform_int_runs(tmp_path: Path) -> None:
 def test_0_1_top_level_names_are_there() -> None:
     from metalab import records, store  # noqa: PLC0415
 
-    for name in ("RunRecord", "Status", "Provenance", "ArtifactDescriptor"):
+    for name in ("RunRecord", "Provenance", "ArtifactDescriptor"):
         assert getattr(metalab, name) is getattr(records, name)
+    assert metalab.Status is records.RunState
     for name in ("FileStore", "FileStoreConfig", "Store", "StoreConfig", "PostgresStoreConfig"):
         assert getattr(metalab, name) is getattr(store, name)
     with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
@@ -273,3 +274,17 @@ def test_a_bad_derived_metric_reference_is_refused_before_the_sweep(
     with pytest.raises(ConfigError, match=message):
         metalab.run(exp, store=tmp_path / "s", derived_metrics=[ref])
     assert not (tmp_path / "s").exists()
+
+
+def test_status_has_0_1_enum_members_equal_to_the_record_strings(
+    results: metalab.Results,
+) -> None:
+    from metalab import Status  # noqa: PLC0415 -- the way a 0.1 script imports it
+
+    assert [s.value for s in Status] == ["running", "success", "failed", "cancelled"]
+    failed = [r for r in results if r.status == Status.FAILED]  # type: ignore[comparison-overlap]
+    assert [r.params["n"] for r in failed] == [3]
+    assert [r.run_id for r in results.filter(status=Status.SUCCESS)] == [
+        r.run_id for r in results.successful
+    ]
+    assert f"{Status.SUCCESS}" == "success"

@@ -17,7 +17,7 @@ from metalab._optional import require
 from metalab._progress import in_notebook
 from metalab.errors import CapabilityError, ConfigError, ExperimentNotFoundError
 from metalab.query import And, Expr, F, OrderBy, Query, build_query, select
-from metalab.records import MetricValue, RunRecord, Status, metric_value
+from metalab.records import MetricValue, RunRecord, RunState, Status, metric_value
 from metalab.results._derived import DerivedFn
 from metalab.results._frame_0_1 import ArtifactReducer, frame_0_1
 from metalab.results._frames import (
@@ -273,7 +273,7 @@ class Results(Sequence[Run]):
         self,
         where: Expr | str | None = None,
         *,
-        status: Status | Iterable[Status] | None = None,
+        status: Status | RunState | Iterable[Status | RunState] | None = None,
         tags: str | Iterable[str] | None = None,
         params: Mapping[str, object] | None = None,
         metrics: Mapping[str, object] | None = None,
