@@ -33,7 +33,7 @@ from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Self
+from typing import TYPE_CHECKING, Final, Self
 
 from metalab._identity import fingerprint, run_id_for, to_json, to_json_object
 from metalab._progress import Progress, open_progress
@@ -58,8 +58,7 @@ from metalab.records import (
     Status,
     utc_now,
 )
-from metalab.results import Results
-from metalab.results._derived import DerivedFn, name_of, resolve_derived
+from metalab.results import Results, resolve_derived
 from metalab.store import (
     ProgressCallback,
     Store,
@@ -69,6 +68,9 @@ from metalab.store import (
     SupportsExperimentManifests,
     coerce_store_config,
 )
+
+if TYPE_CHECKING:
+    from metalab.results import DerivedFn
 
 __all__ = ["RunCounts", "RunHandle", "run"]
 
@@ -401,7 +403,7 @@ class RunHandle:
             if not self._event_failed:
                 self._event_failed = True
                 warnings.warn(
-                    f"on_event callback {name_of(self._on_event)} raised on {kind.value} "
+                    f"on_event callback {_name_of(self._on_event)} raised on {kind.value} "
                     f"({type(exc).__name__}: {exc}); later errors of it are not reported",
                     MetalabWarning,
                     stacklevel=1,
@@ -564,7 +566,7 @@ class RunHandle:
                     values.update(fn(run))
                 except Exception as exc:  # noqa: BLE001 -- a derived metric never stops a sweep
                     warnings.warn(
-                        f"derived metric {name_of(fn)} failed on run {task.run_id[:12]}: "
+                        f"derived metric {_name_of(fn)} failed on run {task.run_id[:12]}: "
                         f"{type(exc).__name__}: {exc}",
                         MetalabWarning,
                         stacklevel=1,
@@ -617,6 +619,10 @@ class RunHandle:
             self._never_started += len(tasks)
         for task in tasks:
             self._emit(EventKind.RUN_CANCELLED, task.run_id)
+
+
+def _name_of(fn: object) -> str:
+    return repr(getattr(fn, "__qualname__", fn))
 
 
 def _progress_for(

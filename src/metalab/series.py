@@ -20,10 +20,12 @@ from metalab._optional import require
 from metalab.records import MetricValue
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     import polars as pl
+    from numpy.typing import NDArray
 
-__all__ = ["MetricSeries", "SeriesPoint"]
+__all__ = ["MetricSeries", "SeriesArrays", "SeriesPoint"]
 
 
 class SeriesPoint(NamedTuple):
@@ -169,7 +171,7 @@ def _time(seconds: float | None) -> dt.datetime | None:
     return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
-def seconds_to_pandas(seconds: Sequence[float | None]) -> pd.Series[Any]:
+def seconds_to_pandas(seconds: Sequence[float | None] | NDArray[np.float64]) -> pd.Series[Any]:
     """Epoch seconds as a ``datetime64[us, UTC]`` column (``None``: NaT), in one pass."""
     import numpy as np  # noqa: PLC0415 -- comes with pandas
     import pandas as pd  # noqa: PLC0415 -- optional (pandas extra); callers required it
@@ -208,3 +210,61 @@ def group_columns(
             [seconds[i] for i in rows],
         )
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesArrays:
+    """The points of one series as NumPy columns, sorted by step (what frames are built of).
+
+    Attributes:
+        steps: int64 steps, ascending.
+        values: float64 or int64 when every value is a number of that type, else an
+            object array of the values.
+        seconds: float64 epoch seconds, NaN where unknown.
+    """
+
+    steps: Any
+    values: Any
+    seconds: Any
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @classmethod
+    def of(cls, series: MetricSeries) -> SeriesArrays:
+        """The arrays of a series read as Python values."""
+        import numpy as np  # noqa: PLC0415 -- comes with pandas, which frames require
+
+        seconds = np.array([math.nan if s is None else s for s in series.seconds], np.float64)
+        return cls(np.asarray(series.steps, dtype=np.int64), value_array(series.values), seconds)
+
+
+def value_array(values: Sequence[MetricValue]) -> Any:
+    """Values as float64 or int64 when all are of that type (ints and floats: float64)."""
+    import numpy as np  # noqa: PLC0415 -- comes with pandas, which frames require
+
+    kinds = set(map(type, values))
+    if kinds <= {float}:
+        return np.asarray(values, dtype=np.float64)
+    if kinds <= {int}:
+        try:
+            return np.asarray(values, dtype=np.int64)
+        except OverflowError:
+            pass
+    elif kinds <= {int, float}:
+        return np.asarray(values, dtype=np.float64)
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    return column
+
+
+def concat_values(parts: Sequence[Any]) -> Any:
+    """One value column from the value arrays of several series (see :func:`value_array`)."""
+    import numpy as np  # noqa: PLC0415 -- comes with pandas, which frames require
+
+    if not parts:
+        return np.empty(0, dtype=np.float64)
+    kinds = {part.dtype for part in parts}
+    if kinds <= {np.dtype(np.float64), np.dtype(np.int64)}:
+        return np.concatenate(parts) if len(kinds) == 1 else np.concatenate(parts, dtype=np.float64)
+    return np.concatenate([part.astype(object) for part in parts])

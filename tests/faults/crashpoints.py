@@ -65,6 +65,9 @@ def arm(point: str, after: int = 1) -> None:
     elif point == "index:writing":
         # A write is in the files; the index is about to be told.
         _wrap(postgres_index.PostgresIndex, "write", _always, after=after)
+    elif point == "index:appending":
+        # Points are appended to a series file; the index is about to be told.
+        _wrap(postgres_index.PostgresIndex, "append_series", _always, after=after)
     elif point == "index:forgetting":
         # A run's files are deleted; the index has not been told yet.
         _wrap(postgres_index.PostgresIndex, "_finish", _always, after=after)

@@ -20,8 +20,9 @@ import pytest
 from metalab import _codec
 from metalab.cli import main
 from metalab.records import Provenance, ResultDocument, RunRecord
+from metalab.series import SeriesPoint
 from metalab.store import FileStore, FileStoreConfig, PostgresStoreConfig, export_store
-from metalab.store._documents import DocumentKind
+from metalab.store._documents import DOCUMENT_KINDS, DocumentKind
 from metalab.testing import comparable
 from metalab.testing.store import make_record
 
@@ -336,11 +337,35 @@ class TestIndexMaintenanceKilled:
             assert not any((Path(config.file_root) / "faults_1" / ".index-intents").iterdir())
             store.sync_index()
             assert not store.is_index_stale()
-            for kind in ("runs", "derived", "manifests"):
+            for kind in DOCUMENT_KINDS:
                 on_disk = {ref.key: ref.state for ref in store.files.document_states(kind)}
                 assert store.index.states(kind, EXP) == on_disk, kind
         with config.connect() as store:
             assert not store.is_index_stale()
+
+    def test_an_append_killed_between_series_file_and_index_leaves_the_mark(
+        self, config: PostgresStoreConfig, crash: CrashRunner
+    ) -> None:
+        kept = make_record(EXP)
+        with config.connect() as store:
+            store.put_run_record(kept)
+            store.append_series(kept.run_id, [SeriesPoint("loss", 0, 1.0, 1.0)], restart=True)
+        crash(
+            f"""
+            from metalab.series import SeriesPoint
+            from metalab.store import StoreConfig
+            config = StoreConfig.from_dict({config.to_dict()!r})
+            with config.connect() as store:
+                store.append_series({kept.run_id!r}, [SeriesPoint("loss", 1, 0.5, 2.0)])
+            """,
+            point="index:appending",
+        )
+        with config.connect() as store:
+            assert store.is_index_stale()  # the dead writer's intent became a mark
+            assert store.index.series([kept.run_id], EXP)[kept.run_id]["loss"].values == (1.0,)
+            store.sync_index()
+            assert not store.is_index_stale()
+            assert store.get_series(kept.run_id)["loss"].values == (1.0, 0.5)
 
     @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
     def test_a_write_interrupted_before_the_index_has_it_is_marked(

@@ -15,6 +15,7 @@ import pytest
 from psycopg import sql
 
 from metalab.records import Provenance, RunRecord, utc_now
+from metalab.series import SeriesPoint
 from metalab.store import FileStoreConfig, PostgresStoreConfig
 from metalab.testing import run_cli
 
@@ -197,6 +198,29 @@ class TestVerifyAndRepair:
         sync = run_cli("store", "sync-index", locator, "--json")
         assert sync.returncode == 0, sync.stderr
         assert json.loads(sync.stdout)["indexed"] >= 2
+        assert run_cli("store", "verify", locator).returncode == 0
+
+    def test_series_that_drifted_from_their_files_are_found_then_synced(
+        self, filled: PostgresStoreConfig
+    ) -> None:
+        locator = _locator(filled)
+        with filled.scoped(EXP).connect() as store:
+            for i in (1, 2):
+                store.append_series(f"{i:016x}", [SeriesPoint("loss", 0, 0.5, 1.0)], restart=True)
+        clean = json.loads(run_cli("store", "verify", locator, "--json").stdout)
+        assert clean["ok"], clean
+        assert clean["checked"]["index series"] == 2
+        with FileStoreConfig(root=filled.file_root, experiment_id=EXP).connect() as files:
+            files.append_series(f"{1:016x}", [SeriesPoint("loss", 1, 0.25, 2.0)])  # index missed
+            files.append_series(f"{3:016x}", [SeriesPoint("loss", 0, 0.5, 1.0)], restart=True)
+        (Path(filled.file_root) / "cli_1.0" / "series" / f"{2:016x}.jsonl").unlink()
+        problems = json.loads(run_cli("store", "verify", locator, "--json").stdout)["problems"]
+        assert sorted(problems) == [
+            f"the series of run {1:016x} ({EXP}) differs between the index and the files",
+            f"the series of run {2:016x} ({EXP}) is in the index only",
+            f"the series of run {3:016x} ({EXP}) is in the files but not in the index",
+        ]
+        assert run_cli("store", "sync-index", locator).returncode == 0
         assert run_cli("store", "verify", locator).returncode == 0
 
     def test_rebuild_index(self, filled: PostgresStoreConfig) -> None:

@@ -19,6 +19,8 @@ from metalab.store._postgres_schema import (
     JsonbBinary,
     ManifestRow,
     RunRow,
+    SeriesChunkRow,
+    SeriesRow,
     Table,
 )
 
@@ -26,7 +28,11 @@ DOCUMENTS = [
     (ddl.RUNS, RunRow, RunRow._fields),
     (ddl.DERIVED, DerivedRow, DerivedRow._fields),
     (ddl.MANIFESTS, ManifestRow, ManifestRow._fields),
+    (ddl.SERIES, SeriesRow, SeriesRow._fields),
 ]
+# Tables rows are copied into: the documents', and the chunks of series (which follow
+# their series row and carry no indexed_at of their own).
+COPIED = [*DOCUMENTS, (ddl.SERIES_CHUNKS, SeriesChunkRow, SeriesChunkRow._fields)]
 EVERY_TABLE = [*ddl.TABLES, ddl.META]
 
 # The SQL type each Python type of a row field is stored as.
@@ -38,6 +44,9 @@ SQL_TYPES: dict[object, set[str]] = {
     bytes: {"bytea"},
     dt.datetime: {"timestamptz"},
     list[str]: {"text[]"},
+    list[int]: {"bigint[]"},
+    list[float | None]: {"double precision[]"},
+    list[str | None]: {"text[]"},
     JsonbBinary: {"jsonb"},
     list[object]: {"jsonb"},
 }
@@ -109,7 +118,7 @@ class TestTableSpecs:
         assert spec.primary_key
         assert not any(by_name[name].nullable for name in spec.primary_key)
 
-    @pytest.mark.parametrize(("spec", "row", "fields"), DOCUMENTS)
+    @pytest.mark.parametrize(("spec", "row", "fields"), COPIED)
     def test_copy_types_line_up_with_the_row_fields(
         self, spec: Table, row: type, fields: tuple[str, ...]
     ) -> None:

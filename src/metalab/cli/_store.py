@@ -28,8 +28,10 @@ from metalab.errors import (
     CorruptRecordError,
 )
 from metalab.records import RunRecord
+from metalab.series import MetricSeries
 from metalab.store import (
     FileStore,
+    PostgresStore,
     PostgresStoreConfig,
     Store,
     StoreConfig,
@@ -451,7 +453,55 @@ def _verify_index(
     for run_id in sorted(from_files.keys() & from_index.keys()):
         if from_files[run_id] != from_index[run_id]:
             problems.append(f"run {run_id} ({eid}) differs between the index and the files")
+    if isinstance(session.store, PostgresStore):
+        problems.extend(_verify_index_series(session.store, eid, sorted(from_files), checked))
     return problems
+
+
+_SERIES_BATCH: Final = 1_000
+
+
+def _verify_index_series(
+    store: PostgresStore, eid: str, run_ids: list[str], checked: Counter[str]
+) -> list[str]:
+    """Compare the series the index holds with the series files, a batch of runs at a time."""
+    problems: list[str] = []
+    for start in range(0, len(run_ids), _SERIES_BATCH):
+        part = run_ids[start : start + _SERIES_BATCH]
+        indexed = store.index.series(part, eid)
+        checked["index series"] += len(indexed)
+        for run_id in part:
+            try:
+                scan = store.files.scan_series(run_id)
+            except CorruptRecordError:
+                continue  # reported with the files
+            in_index = indexed.get(run_id)
+            if scan is None and in_index is not None:
+                problems.append(f"the series of run {run_id} ({eid}) is in the index only")
+            elif scan is not None and in_index is None:
+                problems.append(
+                    f"the series of run {run_id} ({eid}) is in the files but not in the index"
+                )
+            elif (
+                scan is not None
+                and in_index is not None
+                and _series_points(scan.series) != _series_points(in_index)
+            ):
+                problems.append(
+                    f"the series of run {run_id} ({eid}) differs between the index and the files"
+                )
+    return problems
+
+
+def _series_points(found: dict[str, MetricSeries]) -> dict[str, list[tuple[object, ...]]]:
+    """Series as comparable lists: a NaN by its text, each value with its type."""
+    return {
+        name: [
+            (step, type(value), repr(value), seconds)
+            for step, value, seconds in zip(s.steps, s.values, s.seconds, strict=True)
+        ]
+        for name, s in found.items()
+    }
 
 
 def _rebuild(args: argparse.Namespace) -> int:

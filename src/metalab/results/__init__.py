@@ -9,7 +9,8 @@ columns; they build the columns straight from the records (no per-row dicts, no
 per-cell Python calls), and ``benchmarks/bench_results.py`` measures them.
 """
 
+from metalab.results._derived import DerivedFn, resolve_derived
 from metalab.results._results import Results, load_results
 from metalab.results._run import Run
 
-__all__ = ["Results", "Run", "load_results"]
+__all__ = ["DerivedFn", "Results", "Run", "load_results", "resolve_derived"]

@@ -29,7 +29,7 @@ from metalab.results._frames import (
     project,
 )
 from metalab.results._run import Run
-from metalab.series import seconds_to_pandas
+from metalab.series import SeriesArrays, concat_values, seconds_to_pandas
 from metalab.store import (
     FileStoreConfig,
     Store,
@@ -40,6 +40,7 @@ from metalab.store import (
     SupportsQuery,
     SupportsRunEdits,
     SupportsSeries,
+    SupportsSeriesMany,
     SupportsStructuredResults,
     coerce_store_config,
     derived_lookup,
@@ -541,11 +542,14 @@ class Results(Sequence[Run]):
     def series_dataframe(self, names: Sequence[str] | str | None = None) -> pd.DataFrame:
         """Return the metric series of these runs as one long pandas frame.
 
-        One row per point: ``run_id``, ``metric``, ``step``, ``value``, ``timestamp``
-        (``datetime64[UTC]``; missing for stores of metalab 0.1), then the runs'
-        ``params.*`` columns, ready for plotting learning curves across a sweep
+        One row per point: ``run_id`` and ``metric`` (categoricals), ``step``
+        (int64), ``value`` (float64 or int64 when every value is a number of that
+        type, else objects), ``timestamp`` (``datetime64[UTC]``; missing for stores of
+        metalab 0.1), then the runs' ``params.*`` columns typed as in
+        :meth:`to_dataframe`, ready for plotting learning curves across a sweep
         (``sns.lineplot(df, x="step", y="value", hue="params.lr")``). Rows follow the
-        runs' order, then the metric name, then the step.
+        runs' order, then the metric name, then the step. A store that reads many
+        runs' series at once (the Postgres index) is asked for 1,000 runs per query.
 
         Args:
             names: Only these metrics (default: every series).
@@ -555,41 +559,27 @@ class Results(Sequence[Run]):
             CapabilityError: The store keeps no series.
         """
         require("pandas", extra="pandas", feature="Results.series_dataframe()")
-        import pandas as pd  # noqa: PLC0415 -- optional (pandas extra), required above
 
         wanted = [names] if isinstance(names, str) else names
         store = self.series_store("Results.series_dataframe()")
         param_columns = [c for c in self._frame_columns(["params.*"]) if c.name != "run_id"]
-        run_ids: list[str] = []
-        metrics: list[str] = []
-        steps: list[int] = []
-        values: list[MetricValue] = []
-        seconds: list[float | None] = []
-        params: dict[str, list[object]] = {c.name: [] for c in param_columns}
-        for row, record in enumerate(self._records):
-            found = store.get_series(record.run_id)
-            for name in sorted(found) if wanted is None else wanted:
-                series = found.get(name)
-                if series is None:
-                    continue
-                n = len(series)
-                run_ids.extend([record.run_id] * n)
-                metrics.extend([name] * n)
-                steps.extend(series.steps)
-                values.extend(series.values)
-                seconds.extend(series.seconds)
-                for column in param_columns:
-                    params[column.name].extend([column.items[row]] * n)
-        return pd.DataFrame(
-            {
-                "run_id": pd.Series(run_ids, dtype="string"),
-                "metric": pd.Series(metrics, dtype="string"),
-                "step": pd.Series(steps, dtype="int64"),
-                "value": pd.Series(values),
-                "timestamp": seconds_to_pandas(seconds),
-                **{name: pd.Series(column) for name, column in params.items()},
-            }
-        )
+        # One entry per (run, metric) series, as arrays; one pass builds each column.
+        rows: list[int] = []
+        names_of: list[str] = []
+        chosen: list[SeriesArrays] = []
+        for start in range(0, len(self._records), _SERIES_BATCH):
+            batch = self._records[start : start + _SERIES_BATCH]
+            ids = [record.run_id for record in batch]
+            by_run = _series_arrays(store, ids)
+            for row, run_id in enumerate(ids, start=start):
+                found = by_run[run_id]
+                for name in sorted(found) if wanted is None else wanted:
+                    series = found.get(name)
+                    if series is not None:
+                        rows.append(row)
+                        names_of.append(name)
+                        chosen.append(series)
+        return _long_frame([r.run_id for r in self._records], rows, names_of, chosen, param_columns)
 
     def close(self) -> None:
         """Close the store, if these results opened it (``load_results`` of a locator)."""
@@ -749,3 +739,65 @@ def load_results(
         if owns:
             store.close()
         raise
+
+
+_SERIES_BATCH: Final = 1_000
+"""Runs whose series are read in one call (one index query)."""
+
+
+def _series_arrays(store: SupportsSeries, run_ids: list[str]) -> dict[str, dict[str, SeriesArrays]]:
+    """The series of runs as arrays: straight from an index, else from the store's series."""
+    if isinstance(store, SupportsSeriesMany):
+        return store.get_series_arrays(run_ids)
+    by_run = {run_id: store.get_series(run_id) for run_id in run_ids}
+    return {
+        run_id: {name: SeriesArrays.of(series) for name, series in found.items()}
+        for run_id, found in by_run.items()
+    }
+
+
+def _long_frame(
+    run_ids: list[str],
+    rows: list[int],
+    names: list[str],
+    chosen: list[SeriesArrays],
+    param_columns: list[Column],
+) -> pd.DataFrame:
+    """The long frame of ``series_dataframe``: one row per point of the chosen series.
+
+    Each column is built in one pass: ids and names as categoricals from codes,
+    steps, times and values by concatenating the series' arrays, params per series
+    (typed as in ``to_dataframe``) repeated over its points.
+    """
+    import numpy as np  # noqa: PLC0415 -- comes with pandas
+    import pandas as pd  # noqa: PLC0415 -- optional (pandas extra); callers required it
+
+    counts = np.fromiter((len(s) for s in chosen), dtype=np.int64, count=len(chosen))
+    # Categories are unique: a run listed twice (results added together) is one.
+    unique_ids = list(dict.fromkeys(run_ids))
+    position = {run_id: i for i, run_id in enumerate(unique_ids)}
+    series_rows = np.asarray([position[run_ids[row]] for row in rows], dtype=np.int64)
+    metric_names = sorted(set(names))
+    metric_codes = np.asarray([metric_names.index(n) for n in names], dtype=np.int64)
+    empty = np.empty(0, dtype=np.float64)
+    columns: dict[str, object] = {
+        "run_id": pd.Categorical.from_codes(
+            np.repeat(series_rows, counts), pd.Index(unique_ids, dtype=object)
+        ),
+        "metric": pd.Categorical.from_codes(
+            np.repeat(metric_codes, counts), pd.Index(metric_names, dtype=object)
+        ),
+        "step": np.concatenate([s.steps for s in chosen]) if chosen else empty.astype(np.int64),
+        "value": concat_values([s.values for s in chosen]),  # noqa: PD011
+        "timestamp": seconds_to_pandas(
+            np.concatenate([s.seconds for s in chosen]) if chosen else empty
+        ).array,
+    }
+    # The params of each series, typed as in to_dataframe(), then repeated per point.
+    per_series = pandas_frame(
+        [Column(c.name, c.kind, c.missing, [c.items[row] for row in rows]) for c in param_columns],
+        len(rows),
+    )
+    for name in per_series.columns:
+        columns[name] = per_series[name].repeat(counts.tolist()).reset_index(drop=True)
+    return pd.DataFrame(columns)

@@ -42,7 +42,13 @@ from metalab.records import (
 )
 from metalab.series import MetricSeries, SeriesPoint
 from metalab.store._artifacts import Artifacts
-from metalab.store._documents import Document, DocumentKind, DocumentRef, FileState
+from metalab.store._documents import (
+    Document,
+    DocumentKind,
+    DocumentRef,
+    FileState,
+    SeriesAppend,
+)
 from metalab.store._fileio import (
     StoreLock,
     atomic_write,
@@ -587,16 +593,27 @@ class StoreDirectory:
         return sorted(name.removesuffix(".json") for name in list_names(directory, ".json"))
 
     def append_series(
-        self, run_id: str, points: Sequence[SeriesPoint], *, restart: bool = False
-    ) -> None:
+        self,
+        run_id: str,
+        points: Sequence[SeriesPoint],
+        *,
+        restart: bool = False,
+        into: Landing | None = None,
+    ) -> SeriesAppend:
         """Append points to a run's series file (``series/{run_id}.jsonl``).
 
         The points go in one ``write``; a kill in the middle leaves one torn line at
         the end, which readers ignore. ``restart`` replaces what the file held (a
-        run that is run again starts its series afresh).
+        run that is run again starts its series afresh). ``into`` is the landing of
+        an indexed write: an intent covers the directory before the file changes.
+
+        Returns:
+            What was appended, where, and the file's state after.
         """
         path = self._layout.series_path(run_id)
         self.prepare()
+        if into is not None:
+            into.cover(self._dir)
         body = encode_points(points)
         if not restart:
             try:
@@ -605,18 +622,25 @@ class StoreDirectory:
                 path.parent.mkdir(exist_ok=True)
             else:
                 try:
-                    if _drop_torn_tail(fd, os.fstat(fd).st_size) == 0:
+                    offset = _drop_torn_tail(fd, os.fstat(fd).st_size)
+                    if offset == 0:
                         body = encode_header(run_id) + body  # a new (or emptied) file
                     rest = memoryview(body)
                     while rest:  # a short write (a signal, a nearly full disk) goes on
                         rest = rest[os.write(fd, rest) :]
+                    stat = os.fstat(fd)
                 finally:
                     os.close(fd)
-                return
+                state = FileState(stat.st_mtime_ns, stat.st_size)
+                return SeriesAppend(run_id, self._experiment_id, offset, body, state, str(path))
         else:
             path.parent.mkdir(exist_ok=True)
         # A new series: header and points land together, replacing any older file.
-        atomic_write(path, encode_header(run_id) + body, durable=False)
+        data = encode_header(run_id) + body
+        atomic_write(path, data, durable=False)
+        stat = path.stat()
+        state = FileState(stat.st_mtime_ns, stat.st_size)
+        return SeriesAppend(run_id, self._experiment_id, 0, data, state, str(path))
 
     def scan_series(self, run_id: str) -> SeriesScan | None:
         """Read a run's series file, or ``None`` if it has none.
@@ -764,18 +788,22 @@ class StoreDirectory:
             return self._runs
         if kind == "derived":
             return self._derived
+        if kind == "series":
+            return str(self._layout.series_dir)
         return str(self._layout.experiments_dir)
 
     def document_names(self, kind: DocumentKind) -> list[str]:
-        """Return the keys of the documents of ``kind`` (file names without ``.json``)."""
-        return [name[:-5] for name in list_names(self._kind_directory(kind), ".json")]
+        """Return the keys of the documents of ``kind`` (file names without the suffix)."""
+        suffix = _SUFFIXES[kind]
+        return [name[: -len(suffix)] for name in list_names(self._kind_directory(kind), suffix)]
 
     def read_documents(self, kind: DocumentKind, keys: Iterable[str]) -> Iterator[Document]:
         """Read documents of ``kind`` with their file state; those gone since are skipped."""
         directory = self._kind_directory(kind)
+        suffix = _SUFFIXES[kind]
         eid = self._experiment_id
         for key in keys:
-            path = f"{directory}/{key}.json"
+            path = f"{directory}/{key}{suffix}"
             found = read_with_state(path)
             if found is not None:
                 yield Document(kind, key, eid, found[0], found[1], path)
@@ -784,18 +812,19 @@ class StoreDirectory:
         """Return the documents of ``kind`` with their file state, without reading them."""
         refs: list[DocumentRef] = []
         eid = self._experiment_id
+        suffix = _SUFFIXES[kind]
         try:
             with os.scandir(self._kind_directory(kind)) as entries:
                 for entry in entries:
                     name = entry.name
-                    if not name.endswith(".json") or name[0] == ".":
+                    if not name.endswith(suffix) or name[0] == ".":
                         continue
                     try:
                         stat = entry.stat()
                     except FileNotFoundError:
                         continue
                     state = FileState(stat.st_mtime_ns, stat.st_size)
-                    refs.append(DocumentRef(kind, name[:-5], eid, state))
+                    refs.append(DocumentRef(kind, name[: -len(suffix)], eid, state))
         except FileNotFoundError:
             pass
         return refs
@@ -863,6 +892,14 @@ class StoreDirectory:
 
     def _write_meta(self, meta: StoreMeta) -> None:
         atomic_write(self._layout.meta_path, _codec.STORE_META.encode(meta), durable=self._durable)
+
+
+_SUFFIXES: Final[dict[DocumentKind, str]] = {
+    "runs": ".json",
+    "derived": ".json",
+    "manifests": ".json",
+    "series": ".jsonl",
+}
 
 
 def _drop_torn_tail(fd: int, size: int) -> int:

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 from typing import Final, Literal, NamedTuple
 
-__all__ = ["DOCUMENT_KINDS", "Document", "DocumentKey", "DocumentKind", "DocumentRef", "FileState"]
+__all__ = [
+    "DOCUMENT_KINDS",
+    "Document",
+    "DocumentKey",
+    "DocumentKind",
+    "DocumentRef",
+    "FileState",
+    "SeriesAppend",
+]
 
-DocumentKind = Literal["runs", "derived", "manifests"]
+DocumentKind = Literal["runs", "derived", "manifests", "series"]
 """Run records (keyed by run id), derived metrics (by run id), experiment manifests
-(by file name without ``.json``)."""
+(by file name without ``.json``), metric series files (by run id; JSON lines)."""
 
-DOCUMENT_KINDS: Final[tuple[DocumentKind, ...]] = ("runs", "derived", "manifests")
+DOCUMENT_KINDS: Final[tuple[DocumentKind, ...]] = ("runs", "derived", "manifests", "series")
 
 
 class FileState(NamedTuple):
@@ -79,6 +87,31 @@ class Document(NamedTuple):
     kind: DocumentKind
     key: str
     experiment_id: str | None
+    data: bytes
+    state: FileState
+    source: str
+
+
+class SeriesAppend(NamedTuple):
+    """Points appended to a run's series file: what an index appends in turn.
+
+    A series file only grows while its run goes (:mod:`metalab.store._series_file`),
+    so an index that holds the file up to ``offset`` takes these bytes as they are;
+    one that holds less (it missed an append) indexes the whole file instead.
+
+    Attributes:
+        key: The run id.
+        experiment_id: The experiment of the directory holding the file.
+        offset: The file's size before the append; 0 when the file was created (or
+            replaced, for a run run again), and then ``data`` starts with the header.
+        data: The bytes appended: whole lines.
+        state: The state of the file after the append.
+        source: The file's path, to name it in errors.
+    """
+
+    key: str
+    experiment_id: str | None
+    offset: int
     data: bytes
     state: FileState
     source: str

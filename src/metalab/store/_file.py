@@ -41,9 +41,10 @@ from metalab.errors import (
     StoreNotFoundError,
 )
 from metalab.records import ExperimentManifest, MetricValue, RunRecord, StoreMeta
+from metalab.series import SeriesPoint
 from metalab.store._collection import Collection
 from metalab.store._directory import ErrorHandler, StoreDirectory, read_meta
-from metalab.store._documents import Document, DocumentKind, DocumentRef
+from metalab.store._documents import Document, DocumentKind, DocumentRef, SeriesAppend
 from metalab.store._fileio import atomic_write
 from metalab.store._intents import Landing
 from metalab.store._layout import META_FILE, FileStoreLayout, safe_experiment_id
@@ -489,6 +490,19 @@ class FileStore(Collection[StoreDirectory]):
     ) -> Document:
         """Store derived metrics like :meth:`put_derived`; return them as written."""
         return self._owner_for_write(run_id).write_derived(run_id, metrics, into)
+
+    def write_series(
+        self,
+        run_id: str,
+        points: Sequence[SeriesPoint],
+        *,
+        restart: bool = False,
+        into: Landing | None = None,
+    ) -> SeriesAppend:
+        """Append points like :meth:`append_series`; return what was appended, and where."""
+        return self._owner_for_write(run_id).append_series(
+            run_id, points, restart=restart, into=into
+        )
 
     def write_edit(
         self,

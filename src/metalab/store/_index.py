@@ -3,7 +3,7 @@
 An index never reads the files itself: it takes :class:`~metalab.store._documents.Document` s
 (exact bytes and file state) from the FileStore and hands the bytes back. The Postgres
 index implements it (:class:`~metalab.store.PostgresIndex`); another database would
-implement the same ten members.
+implement the same thirteen members.
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
 from metalab.query import FieldInfo, Query
-from metalab.store._documents import Document, DocumentKey, DocumentKind, FileState
+from metalab.series import MetricSeries, SeriesArrays
+from metalab.store._documents import (
+    Document,
+    DocumentKey,
+    DocumentKind,
+    FileState,
+    SeriesAppend,
+)
 from metalab.store.abc import ProgressCallback
 
 __all__ = ["DEFAULT_BATCH_SIZE", "IndexErrorPolicy", "IndexState", "RecordIndex", "SyncReport"]
@@ -102,6 +109,26 @@ class RecordIndex(Protocol):
         self, kind: Literal["runs", "derived"], key: str, experiment_id: str | None
     ) -> bytes | None:
         """Return one run record or derived-metrics document, by run id, or ``None``."""
+        ...
+
+    def append_series(self, append: SeriesAppend) -> bool:
+        """Index lines appended to a series file, if it holds the file up to their offset.
+
+        Returns ``False`` (changing nothing) when it does not: it missed an append,
+        and the caller indexes the whole file.
+        """
+        ...
+
+    def series(
+        self, run_ids: Sequence[str], experiment_id: str | None
+    ) -> dict[str, dict[str, MetricSeries]]:
+        """Return the series of the runs whose series file is indexed, by run id and name."""
+        ...
+
+    def series_arrays(
+        self, run_ids: Sequence[str], experiment_id: str | None
+    ) -> dict[str, dict[str, SeriesArrays]]:
+        """Like :meth:`series`, each series as NumPy columns (for frames)."""
         ...
 
     def documents(self, kind: DocumentKind, experiment_id: str | None) -> list[tuple[str, bytes]]:

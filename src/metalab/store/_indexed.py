@@ -45,7 +45,7 @@ from metalab.records import (
     ResultDocument,
     RunRecord,
 )
-from metalab.series import MetricSeries, SeriesPoint
+from metalab.series import MetricSeries, SeriesArrays, SeriesPoint
 from metalab.store._documents import (
     DOCUMENT_KINDS,
     Document,
@@ -75,7 +75,12 @@ T = TypeVar("T")
 def _in_two_directories(
     kind: DocumentKind, key: str, first: str | None, second: str | None
 ) -> StoreError:
-    what = {"runs": "run", "derived": "derived metrics of run", "manifests": "manifest"}[kind]
+    what = {
+        "runs": "run",
+        "derived": "derived metrics of run",
+        "manifests": "manifest",
+        "series": "series of run",
+    }[kind]
     return StoreError(
         f"{what} {key!r} is in two experiment directories ({first!r} and {second!r}); remove one"
     )
@@ -324,8 +329,27 @@ class IndexedStore:
             return
         if experiments is None:
             experiments = {doc.experiment_id for doc in documents if doc.experiment_id} or None
+        self._land(
+            landing,
+            lambda: self._index.write(documents, removed=removed, batch_size=batch_size),
+            experiments,
+            depth=depth + 1,
+        )
+
+    def _land(
+        self,
+        landing: Landing,
+        index: Callable[[], None],
+        experiments: Iterable[str] | None,
+        *,
+        depth: int,
+    ) -> None:
+        """Run ``index`` (what gives the index a write), or mark the miss; then release.
+
+        See :meth:`_index_landed`; ``depth`` counts the frames from the user's call.
+        """
         try:
-            self._index.write(documents, removed=removed, batch_size=batch_size)
+            index()
         except IndexUnavailableError as exc:
             self._mark_stale(experiments, exc, stacklevel=depth + 3)
         except BaseException:
@@ -587,14 +611,72 @@ class IndexedStore:
     def append_series(
         self, run_id: str, points: Sequence[SeriesPoint], *, restart: bool = False
     ) -> None:
-        """Append points to a run's metric series in the files."""
+        """Append points to a run's series file, then to the index.
+
+        The index takes the appended lines as they are when it holds the file up to
+        where they were appended; one that missed an earlier append (it was
+        unreachable) indexes the whole file instead.
+        """
         self._check_open()
-        self._files.append_series(run_id, points, restart=restart)
+        self._check_index_root()
+        landing = Landing()
+        experiments = None if self._scope is None else (self._scope,)
+        try:
+            appended = self._files.write_series(run_id, points, restart=restart, into=landing)
+        except BaseException:
+            # Lines may have landed before the failure.
+            self._files.mark_index_stale(experiments)
+            landing.release()
+            raise
+        if appended.experiment_id is not None:
+            experiments = (appended.experiment_id,)
+
+        def index() -> None:
+            if self._index.append_series(appended):
+                return
+            ref = DocumentRef("series", run_id, appended.experiment_id, appended.state)
+            self._index.write(list(self._files.read_documents([ref])))
+
+        self._land(landing, index, experiments, depth=1)
 
     def get_series(self, run_id: str) -> dict[str, MetricSeries]:
-        """Return a run's metric series by name, from the files."""
-        self._check_open()
-        return self._files.get_series(run_id)
+        """Return a run's metric series by name, from the index.
+
+        A run without an indexed series file is looked up in the files, where a
+        store of metalab 0.1 keeps stepped metrics as structured results.
+        """
+        validate_run_id(run_id)
+        return self.get_series_many([run_id])[run_id]
+
+    def get_series_many(self, run_ids: Sequence[str]) -> dict[str, dict[str, MetricSeries]]:
+        """Return the series of several runs (by run id, then name) in one index query."""
+        wanted = [validate_run_id(run_id) for run_id in run_ids]
+        files = self._files
+
+        def from_index() -> dict[str, dict[str, MetricSeries]]:
+            found = self._index.series(wanted, self._scope)
+            return {r: found[r] if r in found else files.get_series(r) for r in wanted}
+
+        return self._read(from_index, lambda: {r: files.get_series(r) for r in wanted})
+
+    def get_series_arrays(self, run_ids: Sequence[str]) -> dict[str, dict[str, SeriesArrays]]:
+        """The series of several runs as NumPy columns, for frames (needs NumPy).
+
+        Read from the index in one query, without a Python object per point; runs
+        without an indexed series file are read from the files (as
+        :meth:`get_series_many` does) and converted.
+        """
+        wanted = [validate_run_id(run_id) for run_id in run_ids]
+        files = self._files
+
+        def converted(run_id: str) -> dict[str, SeriesArrays]:
+            return {name: SeriesArrays.of(s) for name, s in files.get_series(run_id).items()}
+
+        def from_index() -> dict[str, dict[str, SeriesArrays]]:
+            found = self._index.series_arrays(wanted, self._scope)
+            return {r: found[r] if r in found else converted(r) for r in wanted}
+
+        return self._read(from_index, lambda: {r: converted(r) for r in wanted})
 
     def put_result(self, run_id: str, name: str, result: ResultDocument) -> None:
         """Store (replace) a structured result in the files."""
@@ -699,7 +781,7 @@ class IndexedStore:
         if expected is not None and not removed:
             landing.release()
             return False
-        gone = [DocumentKey(kind, run_id, self._scope) for kind in ("runs", "derived")]
+        gone = [DocumentKey(kind, run_id, self._scope) for kind in ("runs", "derived", "series")]
         self._index_landed(landing, removed=gone, experiments=experiments)
         return removed
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
-from typing import Final, Literal, Self, TypeVar
+from typing import Any, Final, Literal, Self, TypeVar, cast
 
+import msgspec
 from psycopg import sql
 from psycopg.adapt import Buffer, Dumper
 from psycopg.pq import Format
@@ -29,12 +31,25 @@ from metalab.errors import ConfigError, IndexMissingError
 from metalab.query import CATALOG_SAMPLE_RUNS, CATALOG_SAMPLES, FieldInfo, Query, select
 from metalab.query.sql import answerable, compile_select, text_from_index
 from metalab.records import MetricValue
+from metalab.series import MetricSeries, SeriesArrays
 from metalab.store import _postgres_schema as ddl
-from metalab.store._documents import Document, DocumentKey, DocumentKind, FileState
+from metalab.store._documents import (
+    Document,
+    DocumentKey,
+    DocumentKind,
+    FileState,
+    SeriesAppend,
+)
 from metalab.store._index import DEFAULT_BATCH_SIZE, IndexState
 from metalab.store._postgres_pool import Connection, Database
-from metalab.store._postgres_rows import derived_row, manifest_row, run_row
-from metalab.store._postgres_schema import JsonbBinary, ManifestRow, RunRow
+from metalab.store._postgres_rows import (
+    derived_row,
+    manifest_row,
+    run_row,
+    series_row,
+    series_rows,
+)
+from metalab.store._postgres_schema import JsonbBinary, ManifestRow, RunRow, SeriesRow
 from metalab.store._postgres_sql import CopyIn, statements
 from metalab.store.abc import ProgressCallback
 from metalab.store.locator import redact
@@ -289,7 +304,13 @@ class PostgresIndex:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
         gone = list(removed)
         force = synced is not None
-        if isinstance(documents, Sequence) and len(documents) == 1 and not gone and not force:
+        if (
+            isinstance(documents, Sequence)
+            and len(documents) == 1
+            and documents[0].kind != "series"
+            and not gone
+            and not force
+        ):
             self._put_one(documents[0])
             return
         found: set[str] = set()
@@ -299,6 +320,11 @@ class PostgresIndex:
             self.run(
                 functools.partial(self._finish, gone=gone, synced=synced, found=found), force=force
             )
+
+    @property
+    def _series_lock(self) -> str:
+        """The advisory lock that serialises writes of series (appends and whole files)."""
+        return ddl.lock_key(self._schema) + ":series"
 
     def _put_one(self, doc: Document) -> None:
         q = self._sql
@@ -324,9 +350,12 @@ class PostgresIndex:
         runs = [run_row(d) for d in batch if d.kind == "runs"]
         derived = [derived_row(d) for d in batch if d.kind == "derived"]
         manifests = [manifest_row(d) for d in batch if d.kind == "manifests"]
+        series = [d for d in batch if d.kind == "series"]
         found.update(row.experiment_id for row in runs)
         found.update(row.experiment_id for row in manifests)
         with conn.transaction():
+            if series:
+                self._merge_series(conn, series)
             if runs:
                 conn.execute(q.runs.create_stage)
                 staged = ((*row, ordinal) for ordinal, row in enumerate(runs))
@@ -343,6 +372,162 @@ class PostgresIndex:
                 conn.execute(q.manifests.merge_stage)
                 conn.execute(q.manifests.touch_stage_experiments)
 
+    def _merge_series(self, conn: Connection, docs: Sequence[Document]) -> None:
+        """Index whole series files, each replacing the points indexed of its run.
+
+        A file read before the index took a later append of the same run (a sync
+        racing the run) is older than what is indexed, and left out: the file only
+        ever grows while its run goes, and a run run again starts a newer file.
+        """
+        q = self._sql.series
+        latest: dict[str, Document] = {}
+        for doc in docs:
+            other = latest.get(doc.key)
+            if other is None or _newer(doc.state, other.state):
+                latest[doc.key] = doc
+        conn.execute(self._sql.meta.lock, (self._series_lock,))
+        stored = {
+            row[0]: FileState(row[3], row[4])
+            for row in conn.execute(q.lock, (sorted(latest),))
+            if row[3] is not None and row[4] is not None
+        }
+        taken = [
+            doc
+            for key, doc in latest.items()
+            if key not in stored or not _newer(stored[key], doc.state)
+        ]
+        if not taken:
+            return
+        files: list[dict[str, object]] = []
+
+        def chunks() -> Iterator[tuple[object, ...]]:
+            for doc in taken:
+                points, used, rows = series_rows(doc, 0)
+                files.append(series_row(doc, points, used)._asdict())
+                yield from rows
+
+        conn.execute(q.delete_chunks, ([doc.key for doc in taken],))
+        _copy(conn, q.copy_chunks, chunks(), None, None)
+        conn.cursor().executemany(q.upsert, files)
+
+    def append_series(self, append: SeriesAppend) -> bool:
+        """Index points appended to a run's series file, if the index holds what came before.
+
+        Returns:
+            ``False`` if the index does not hold the file up to ``append.offset`` (it
+            missed an append): then nothing changed, and the caller indexes the
+            whole file.
+
+        Raises:
+            CorruptRecordError: The appended lines cannot be decoded.
+            IndexUnavailableError: The server cannot be reached.
+        """
+        q = self._sql.series
+
+        def work(conn: Connection) -> bool:
+            with conn.transaction():
+                conn.execute(self._sql.meta.lock, (self._series_lock,))
+                row = conn.execute(q.lock, ([append.key],)).fetchone()
+                if append.offset == 0:
+                    points = chunks = 0
+                    conn.execute(q.delete_chunks, ([append.key],))
+                elif row is None or row[4] != append.offset:
+                    return False
+                else:
+                    points, chunks = int(row[1]), int(row[2])
+                added, used, rows = series_rows(append, chunks)
+                _copy(conn, q.copy_chunks, rows, None, None)
+                conn.execute(q.upsert, series_row(append, points + added, chunks + used)._asdict())
+                return True
+
+        return self.run(work)
+
+    def series(
+        self, run_ids: Sequence[str], experiment_id: str | None
+    ) -> dict[str, dict[str, MetricSeries]]:
+        """Return the indexed series of runs, by run id, then metric name.
+
+        A run whose series file is not indexed (it has none) is left out; one whose
+        file holds no points maps to an empty dict.
+
+        Args:
+            run_ids: The runs.
+            experiment_id: Only runs of this experiment; ``None`` for any.
+        """
+        q = self._sql.series
+        wanted = list(run_ids)
+
+        def work(conn: Connection) -> dict[str, dict[str, MetricSeries]]:
+            owners = conn.execute(q.owner, (wanted,)).fetchall()
+            found: dict[str, dict[str, MetricSeries]] = {
+                run_id: {}
+                for run_id, owner in owners
+                if experiment_id is None or owner == experiment_id
+            }
+            if not found:
+                return found
+            columns: dict[tuple[str, str], tuple[list[int], list[MetricValue], list[float]]] = {}
+            cur = conn.execute(q.read, (list(found),), binary=True)
+            for run_id, metric, steps, nums, others, stamps in cur:
+                into = columns.get((run_id, metric))
+                if into is None:
+                    into = columns[run_id, metric] = ([], [], [])
+                into[0].extend(steps)
+                into[1].extend(nums if others is None else _values(nums, others))
+                into[2].extend(stamps)
+            for (run_id, metric), (steps, values, stamps) in sorted(columns.items()):
+                found[run_id][metric] = MetricSeries.from_columns(metric, steps, values, stamps)
+            return found
+
+        return self.run(work)
+
+    def series_arrays(
+        self, run_ids: Sequence[str], experiment_id: str | None
+    ) -> dict[str, dict[str, SeriesArrays]]:
+        """Like :meth:`series`, as NumPy columns read from the arrays' binary form.
+
+        No Python object is made per point: the arrays of a chunk become NumPy arrays
+        as they are. A series with values other than floats, or with unknown times,
+        is read as :meth:`series` reads it and converted.
+        """
+        import numpy as np  # noqa: PLC0415 -- comes with pandas, which frames require
+
+        q = self._sql.series
+        wanted = list(run_ids)
+
+        def work(conn: Connection) -> tuple[dict[str, dict[str, SeriesArrays]], set[str]]:
+            owners = conn.execute(q.owner, (wanted,)).fetchall()
+            found: dict[str, dict[str, SeriesArrays]] = {
+                run_id: {}
+                for run_id, owner in owners
+                if experiment_id is None or owner == experiment_id
+            }
+            slow: set[str] = set()
+            if not found:
+                return found, slow
+            parts: dict[tuple[str, str], list[tuple[Any, Any, Any]]] = {}
+            cur = conn.execute(q.read_arrays, (list(found),), binary=True)
+            for run_id, metric, steps, nums, has_others, stamps in cur:
+                arrays = (
+                    _numpy_array(np, steps, "i8"),
+                    None if has_others else _numpy_array(np, nums, "f8"),
+                    _numpy_array(np, stamps, "f8"),
+                )
+                if any(a is None for a in arrays):
+                    slow.add(run_id)
+                else:
+                    parts.setdefault((run_id, metric), []).append(arrays)
+            for (run_id, metric), chunks in sorted(parts.items()):
+                if run_id not in slow:
+                    found[run_id][metric] = _sorted_by_step(np, chunks)
+            return found, slow
+
+        found, slow = self.run(work)
+        if slow:
+            for run_id, by_name in self.series(sorted(slow), experiment_id).items():
+                found[run_id] = {name: SeriesArrays.of(s) for name, s in by_name.items()}
+        return found
+
     def _finish(
         self,
         conn: Connection,
@@ -356,6 +541,7 @@ class PostgresIndex:
             "runs": q.runs.delete_by_key,
             "derived": q.derived.delete_by_key,
             "manifests": q.manifests.delete_by_key,
+            "series": q.series.delete_by_key,
         }
         with conn.transaction():
             for kind, statement in deletes.items():
@@ -549,13 +735,24 @@ class PostgresIndex:
                 found.add(row.experiment_id)
                 yield row
 
-        def copy_all(conn: Connection, into: tuple[CopyIn, CopyIn, CopyIn]) -> int:
+        def copy_all(conn: Connection, into: tuple[CopyIn, ...]) -> int:
             # The files are listed only now, after ``started``: see RecordIndex.rebuild.
             docs = read("runs")
             total = len(docs) if isinstance(docs, Sized) else None
             count = _copy(conn, into[0], runs(docs), total, progress)
             _copy(conn, into[1], map(derived_row, read("derived")), None, None)
             _copy(conn, into[2], manifests(), None, None)
+            files: list[SeriesRow] = []
+
+            def chunks() -> Iterator[tuple[object, ...]]:
+                # The points stream into one COPY; the files' rows (one per run) wait.
+                for doc in read("series"):
+                    points, used, rows = series_rows(doc, 0)
+                    files.append(series_row(doc, points, used))
+                    yield from rows
+
+            _copy(conn, into[4], chunks(), None, None)
+            _copy(conn, into[3], files, None, None)
             return count
 
         def work(conn: Connection) -> int:
@@ -599,6 +796,55 @@ class PostgresIndex:
             return count
 
         return self.run(work, force=True, retry=False)
+
+
+def _newer(a: FileState, b: FileState) -> bool:
+    """Whether a series file in state ``a`` is later than in state ``b``.
+
+    Later modified, or as recent and longer: the file only grows while its run goes.
+    """
+    return (a.mtime_ns, a.size) > (b.mtime_ns, b.size)
+
+
+_VALUES: Final = msgspec.json.Decoder(list[MetricValue])
+
+
+def _values(nums: list[float | None], others: list[str | None]) -> list[MetricValue]:
+    """The values of points: ``other`` (JSON text) where set, else ``num``."""
+    texts = [text for text in others if text is not None]
+    decoded = iter(_VALUES.decode("[" + ",".join(texts) + "]"))
+    return [
+        next(decoded) if text is not None else cast(float, num)
+        for num, text in zip(nums, others, strict=True)
+    ]
+
+
+_ARRAY_HEADER: Final = struct.Struct(">iiIii")
+
+
+def _numpy_array(np: Any, data: bytes, code: str) -> Any:
+    """A one-dimensional array without NULLs, from its binary form; else ``None``.
+
+    The form (``array_send``): dimensions, a has-NULLs flag, the element type, each
+    dimension's size and lower bound, then every element as its length and bytes.
+    """
+    if len(data) < _ARRAY_HEADER.size:
+        return np.empty(0, dtype=code)  # no dimensions: an empty array
+    ndim, has_nulls, _type, size, _lower = _ARRAY_HEADER.unpack_from(data)
+    if ndim != 1 or has_nulls:
+        return None
+    layout = np.dtype([("length", ">i4"), ("value", ">" + code)])
+    items = np.frombuffer(data, dtype=layout, count=size, offset=_ARRAY_HEADER.size)
+    return items["value"].astype(code)
+
+
+def _sorted_by_step(np: Any, chunks: list[tuple[Any, Any, Any]]) -> SeriesArrays:
+    """One series from its chunks in logging order, sorted by step (stably)."""
+    steps, values, seconds = (np.concatenate(column) for column in zip(*chunks, strict=True))
+    if len(steps) > 1 and bool((steps[1:] < steps[:-1]).any()):
+        order = np.argsort(steps, kind="stable")
+        steps, values, seconds = steps[order], values[order], seconds[order]
+    return SeriesArrays(steps, values, seconds)
 
 
 def _from_index(info: FieldInfo) -> FieldInfo:

@@ -22,12 +22,20 @@ import msgspec
 
 from metalab import _codec
 from metalab.query.sql import index_json, index_text
-from metalab.records import DerivedMetrics, ExperimentManifest, RunRecord
-from metalab.store._documents import Document
-from metalab.store._postgres_schema import DerivedRow, JsonbBinary, ManifestRow, RunRow
+from metalab.records import DerivedMetrics, ExperimentManifest, MetricValue, RunRecord
+from metalab.store._documents import Document, SeriesAppend
+from metalab.store._postgres_schema import (
+    DerivedRow,
+    JsonbBinary,
+    ManifestRow,
+    RunRow,
+    SeriesChunkRow,
+    SeriesRow,
+)
 from metalab.store._rules import check_filed_under, validate_run_id
+from metalab.store._series_file import decode_lines, split_header
 
-__all__ = ["derived_row", "manifest_row", "run_row"]
+__all__ = ["CHUNK_POINTS", "derived_row", "manifest_row", "run_row", "series_row", "series_rows"]
 
 _ENCODER: Final = msgspec.json.Encoder()
 _CURRENT_PREFIX: Final = b'{"schema_version":%d,' % _codec.CURRENT_VERSION
@@ -202,3 +210,84 @@ def manifest_row(doc: Document) -> ManifestRow:
         file_mtime_ns=doc.state.mtime_ns,
         file_size=doc.state.size,
     )
+
+
+CHUNK_POINTS: Final = 65_536
+"""At most this many points of a metric in one ``series_chunks`` row of a whole file."""
+
+
+def series_rows(
+    doc: Document | SeriesAppend, first_seq: int
+) -> tuple[int, int, list[SeriesChunkRow]]:
+    """The ``series_chunks`` rows of a series file, or of lines appended to one.
+
+    A whole file (a :class:`Document`, or an append at offset 0, which holds the
+    header) has its header checked and a torn last line left out; appended lines are
+    whole. Each metric's points become rows of at most :data:`CHUNK_POINTS`, in the
+    order logged, numbered from ``first_seq``.
+
+    Returns:
+        The number of points, the number of ``seq`` numbers used, and the rows.
+
+    Raises:
+        ConfigError: The run id it is filed under is invalid.
+        CorruptRecordError: The header or a line cannot be decoded.
+    """
+    run_id = validate_run_id(doc.key)
+    data = doc.data
+    if isinstance(doc, Document) or doc.offset == 0:
+        data = split_header(data, source=doc.source, run_id=run_id)
+    names, steps, values, seconds = decode_lines(data, source=doc.source)
+    if not names:
+        return 0, 0, []
+    by_metric: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        by_metric.setdefault(name, []).append(i)
+    rows: list[SeriesChunkRow] = []
+    longest = max(len(rows_of) for rows_of in by_metric.values())
+    used = -(-longest // CHUNK_POINTS)
+    for name, where in by_metric.items():
+        for part, start in enumerate(range(0, len(where), CHUNK_POINTS)):
+            chosen = where[start : start + CHUNK_POINTS]
+            nums, others = _nums_others([values[i] for i in chosen])
+            rows.append(
+                SeriesChunkRow(
+                    run_id,
+                    first_seq + part,
+                    name,
+                    [steps[i] for i in chosen],
+                    nums,
+                    others,
+                    [seconds[i] for i in chosen],
+                )
+            )
+    return len(names), used, rows
+
+
+def series_row(doc: Document | SeriesAppend, points: int, chunks: int) -> SeriesRow:
+    """The ``series`` row of a run's series file of ``points`` points in ``chunks`` seqs."""
+    state = doc.state
+    return SeriesRow(doc.key, doc.experiment_id, points, chunks, state.mtime_ns, state.size)
+
+
+def _nums_others(values: list[MetricValue]) -> tuple[list[float | None], list[str | None] | None]:
+    """Values as ``nums`` and ``others`` (``None`` when every value is a float)."""
+    if all(type(v) is float for v in values):
+        return values, None  # type: ignore[return-value]
+    pairs = [_num_other(v) for v in values]
+    return [n for n, _ in pairs], [o for _, o in pairs]
+
+
+def _num_other(value: MetricValue) -> tuple[float | None, str | None]:
+    """A value as ``(num, other)``: floats in ``num``; others as JSON text, numbers in both."""
+    if isinstance(value, bool):
+        return (1.0 if value else 0.0), ("true" if value else "false")
+    if isinstance(value, int):
+        try:
+            number: float | None = float(value)
+        except OverflowError:  # beyond a float's range: exact in ``other`` only
+            number = None
+        return number, str(value)
+    if isinstance(value, float):
+        return value, None
+    return None, _ENCODER.encode(value).decode()

@@ -29,7 +29,18 @@ numbers and key order and so cannot give the document back):
 - ``experiments``: every experiment, whether its field catalog is out of date and
   whether its files still need indexing;
 - ``field_catalog``: per experiment, every ``params.``/``metrics.``/``derived.`` key
-  with its value types, count, numeric range and a few distinct values.
+  with its value types, count, numeric range and a few distinct values;
+- ``series``: one row per run's series file (how many points and chunks it holds,
+  its state);
+- ``series_chunks``: the points of a series, loaded with ``COPY``: one row per
+  append and metric (``seq`` numbers the appends of a run, in order), with the
+  points' steps, values and times as arrays in the order logged. A float value is
+  in ``nums``; an int, bool or string value is in ``others`` as its JSON text (and,
+  for numbers, in ``nums`` too, so SQL can aggregate every number; ``others`` is
+  ``NULL`` when every value is a float). ``ts`` holds the times in seconds since
+  the Unix epoch, as the file does. Arrays, not a row per point: a run's 100,000
+  points come back in a few rows, decoded in C, where a row per point costs a
+  server-side sort and a Python object per value.
 
 Rows are kept inline and uncompressed up to a page (``toast_tuple_target``): a run
 record is about 2 KB, and compressing it costs more than the whole rest of an insert.
@@ -59,6 +70,8 @@ __all__ = [
     "REBUILD_SUFFIX",
     "RUNS",
     "SCHEMA_VERSION",
+    "SERIES",
+    "SERIES_CHUNKS",
     "TABLES",
     "Check",
     "Column",
@@ -70,6 +83,8 @@ __all__ = [
     "ManifestRow",
     "MetaRow",
     "RunRow",
+    "SeriesChunkRow",
+    "SeriesRow",
     "Table",
     "column_list",
     "create_indexes",
@@ -80,12 +95,13 @@ __all__ = [
     "swap_in",
 ]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """The version of the index layout; any other version in a database means rebuild.
 
 Version 2 has the tables of version 1; what changed is the query copy's strings,
 which hold NUL and U+0001 in their index form (:func:`metalab.query.sql.index_text`)
-where version 1 held U+FFFD for NUL.
+where version 1 held U+FFFD for NUL. Version 3 adds ``series`` and
+``series_chunks`` and leaves the other tables as they were.
 """
 
 REBUILD_SUFFIX: Final = "__rebuild"
@@ -336,6 +352,29 @@ class ManifestRow(NamedTuple):
     file_size: Annotated[int | None, Column("bigint")]
 
 
+class SeriesRow(NamedTuple):
+    """One row of the ``series`` table (a run's series file), in ``COPY`` column order."""
+
+    run_id: Annotated[str, Column("text")]
+    experiment_id: Annotated[str | None, Column("text")]
+    points: Annotated[int, Column("bigint")]
+    chunks: Annotated[int, Column("bigint")]
+    file_mtime_ns: Annotated[int | None, Column("bigint")]
+    file_size: Annotated[int | None, Column("bigint")]
+
+
+class SeriesChunkRow(NamedTuple):
+    """One row of ``series_chunks`` (points of one metric), in ``COPY`` column order."""
+
+    run_id: Annotated[str, Column("text")]
+    seq: Annotated[int, Column("bigint")]
+    metric: Annotated[str, Column("text")]
+    steps: Annotated[list[int], Column("bigint[]")]
+    nums: Annotated[list[float | None], Column("double precision[]")]
+    others: Annotated[list[str | None] | None, Column("text[]")]
+    ts: Annotated[list[float | None], Column("double precision[]")]
+
+
 class ExperimentRow(NamedTuple):
     """One row of the ``experiments`` table."""
 
@@ -402,6 +441,16 @@ MANIFESTS: Final = Table(
     extra=(_INDEXED_AT,),
     storage=_ROW_STORAGE,
 )
+SERIES: Final = Table(
+    "series",
+    SeriesRow,
+    primary_key=("run_id",),
+    extra=(_INDEXED_AT,),
+    indexes=(Index("experiment", "(experiment_id)"),),
+)
+SERIES_CHUNKS: Final = Table(
+    "series_chunks", SeriesChunkRow, primary_key=("run_id", "seq", "metric")
+)
 EXPERIMENTS: Final = Table("experiments", ExperimentRow, primary_key=("experiment_id",))
 FIELD_CATALOG: Final = Table(
     "field_catalog", FieldCatalogRow, primary_key=("experiment_id", "field")
@@ -413,7 +462,7 @@ META: Final = Table(
     checks=(Check("singleton", "singleton"),),
 )
 
-TABLES: Final = (RUNS, DERIVED, MANIFESTS, EXPERIMENTS, FIELD_CATALOG)
+TABLES: Final = (RUNS, DERIVED, MANIFESTS, EXPERIMENTS, FIELD_CATALOG, SERIES, SERIES_CHUNKS)
 """Every table of the index but ``metalab_meta``, which a rebuild keeps."""
 META_TABLE: Final = META.name
 

@@ -24,6 +24,8 @@ from metalab.store._postgres_schema import (
     META,
     REBUILD_SUFFIX,
     RUNS,
+    SERIES,
+    SERIES_CHUNKS,
     Column,
     Table,
     column_list,
@@ -41,6 +43,7 @@ __all__ = [
     "MetaStatements",
     "RebuildStatements",
     "RunStatements",
+    "SeriesStatements",
     "Statements",
     "catalog_statements",
     "derived_statements",
@@ -49,6 +52,7 @@ __all__ = [
     "meta_statements",
     "rebuild_statements",
     "run_statements",
+    "series_statements",
     "statements",
 ]
 
@@ -159,6 +163,21 @@ class ManifestStatements:
 
 
 @dataclass(frozen=True)
+class SeriesStatements:
+    """The ``series`` and ``series_chunks`` tables: whole files, appends, reads, sync."""
+
+    lock: sql.Composed
+    upsert: sql.Composed
+    delete_chunks: sql.Composed
+    copy_chunks: CopyIn
+    owner: sql.Composed
+    read: sql.Composed
+    read_arrays: sql.Composed
+    file_states: tuple[sql.Composed, sql.Composed]
+    delete_by_key: sql.Composed
+
+
+@dataclass(frozen=True)
 class CatalogStatements:
     """The ``field_catalog`` table: refreshed from the runs when it is out of date."""
 
@@ -175,11 +194,11 @@ class RebuildStatements:
 
     now: sql.SQL
     others_exist: sql.Composed
-    copy_new: tuple[CopyIn, CopyIn, CopyIn]
+    copy_new: tuple[CopyIn, CopyIn, CopyIn, CopyIn, CopyIn]
     lock_live: sql.Composed
     carry_over: tuple[sql.Composed, ...]
     create_stages: tuple[sql.Composed, ...]
-    copy_stage: tuple[CopyIn, CopyIn, CopyIn]
+    copy_stage: tuple[CopyIn, CopyIn, CopyIn, CopyIn, CopyIn]
     replace_scope: tuple[sql.Composed, ...]
     insert_scope: tuple[sql.Composed, ...]
 
@@ -189,9 +208,9 @@ class Statements:
     """Every statement of the index on one schema.
 
     Attributes:
-        file_states: Per document kind (``runs``, ``derived``, ``manifests``), the
-            ``key, file_mtime_ns, file_size`` listing of every document and of one
-            experiment's.
+        file_states: Per document kind (``runs``, ``derived``, ``manifests``,
+            ``series``), the ``key, file_mtime_ns, file_size`` listing of every
+            document and of one experiment's.
     """
 
     meta: MetaStatements
@@ -199,6 +218,7 @@ class Statements:
     runs: RunStatements
     derived: DerivedStatements
     manifests: ManifestStatements
+    series: SeriesStatements
     catalog: CatalogStatements
     rebuild: RebuildStatements
     file_states: Mapping[str, tuple[sql.Composed, sql.Composed]]
@@ -209,18 +229,21 @@ def statements(schema: str) -> Statements:
     runs = run_statements(schema)
     derived = derived_statements(schema)
     manifests = manifest_statements(schema)
+    series = series_statements(schema)
     return Statements(
         meta=meta_statements(schema),
         experiments=experiment_statements(schema),
         runs=runs,
         derived=derived,
         manifests=manifests,
+        series=series,
         catalog=catalog_statements(schema),
         rebuild=rebuild_statements(schema),
         file_states={
             "runs": runs.file_states,
             "derived": derived.file_states,
             "manifests": manifests.file_states,
+            "series": series.file_states,
         },
     )
 
@@ -382,6 +405,53 @@ def manifest_statements(schema: str) -> ManifestStatements:
     )
 
 
+def series_statements(schema: str) -> SeriesStatements:
+    """The statements on the ``series`` and ``series_chunks`` tables."""
+    series, chunks = SERIES.identifier(schema), SERIES_CHUNKS.identifier(schema)
+    # Without an experiment (a store bound to none), a row takes the indexed run's.
+    values = sql.SQL(", ").join(
+        _fmt(
+            "COALESCE({p}, (SELECT experiment_id FROM {r} WHERE run_id = %(run_id)s))",
+            p=sql.Placeholder(name),
+            r=RUNS.identifier(schema),
+        )
+        if name == "experiment_id"
+        else sql.Placeholder(name)
+        for name in SERIES.row_names
+    )
+    return SeriesStatements(
+        lock=_fmt(
+            "SELECT run_id, points, chunks, file_mtime_ns, file_size FROM {s} "
+            "WHERE run_id = ANY(%s) ORDER BY run_id FOR UPDATE",
+            s=series,
+        ),
+        upsert=_upsert(series, SERIES, _fmt("VALUES ({v})", v=values), restamp=True),
+        delete_chunks=_fmt("DELETE FROM {c} WHERE run_id = ANY(%s)", c=chunks),
+        copy_chunks=_copy_in(chunks, SERIES_CHUNKS),
+        owner=_fmt("SELECT run_id, experiment_id FROM {s} WHERE run_id = ANY(%s)", s=series),
+        read=_fmt(
+            "SELECT run_id, metric, steps, nums, others, ts FROM {c} "
+            'WHERE run_id = ANY(%s) ORDER BY run_id, seq, metric COLLATE "C"',
+            c=chunks,
+        ),
+        # The arrays in their binary form (array_send), which NumPy reads as it is.
+        read_arrays=_fmt(
+            "SELECT run_id, metric, array_send(steps), array_send(nums), others IS NOT NULL, "
+            'array_send(ts) FROM {c} WHERE run_id = ANY(%s) ORDER BY run_id, seq, metric COLLATE "C"',
+            c=chunks,
+        ),
+        file_states=_file_states(schema, SERIES, "run_id"),
+        # A series file gone takes its points along.
+        delete_by_key=_fmt(
+            "WITH gone AS (DELETE FROM {s} x USING unnest(%s::text[], %s::text[]) AS k(key, exp) "
+            "WHERE x.run_id = k.key AND (k.exp IS NULL OR x.experiment_id = k.exp) "
+            "RETURNING x.run_id) DELETE FROM {c} WHERE run_id IN (SELECT run_id FROM gone)",
+            s=series,
+            c=chunks,
+        ),
+    )
+
+
 def catalog_statements(schema: str) -> CatalogStatements:
     """The statements on the ``field_catalog`` table."""
     runs, derived = RUNS.identifier(schema), DERIVED.identifier(schema)
@@ -472,45 +542,68 @@ def catalog_statements(schema: str) -> CatalogStatements:
 
 def rebuild_statements(schema: str) -> RebuildStatements:
     """The statements of a rebuild, whole (under ``REBUILD_SUFFIX``) or scoped."""
-    documents = (RUNS, DERIVED, MANIFESTS)
-    stages = {spec.name: sql.Identifier(f"metalab_rebuild_{spec.name}") for spec in documents}
+    documents = (RUNS, DERIVED, MANIFESTS, SERIES)
+    stages = {
+        spec.name: sql.Identifier(f"metalab_rebuild_{spec.name}")
+        for spec in (*documents, SERIES_CHUNKS)
+    }
+    series, chunks = SERIES.identifier(schema), SERIES_CHUNKS.identifier(schema)
+    new_chunks = SERIES_CHUNKS.identifier(schema, REBUILD_SUFFIX)
+    chunk_cols = column_list(SERIES_CHUNKS.row_names)
+    # The chunks of the series rows that writers changed since the rebuild started.
+    changed = _fmt("SELECT run_id FROM {s} WHERE indexed_at >= %s", s=series)
     return RebuildStatements(
         now=sql.SQL("SELECT clock_timestamp()"),
         others_exist=_fmt(
             "SELECT EXISTS (SELECT 1 FROM {r} WHERE experiment_id <> %(e)s) "
             "OR EXISTS (SELECT 1 FROM {d} WHERE experiment_id IS DISTINCT FROM %(e)s) "
             "OR EXISTS (SELECT 1 FROM {m} WHERE experiment_id <> %(e)s) "
+            "OR EXISTS (SELECT 1 FROM {s} WHERE experiment_id IS DISTINCT FROM %(e)s) "
             "OR EXISTS (SELECT 1 FROM {x} WHERE experiment_id <> %(e)s)",
             r=RUNS.identifier(schema),
             d=DERIVED.identifier(schema),
             m=MANIFESTS.identifier(schema),
+            s=series,
             x=EXPERIMENTS.identifier(schema),
         ),
         copy_new=(
             _copy_in(RUNS.identifier(schema, REBUILD_SUFFIX), RUNS),
             _copy_in(DERIVED.identifier(schema, REBUILD_SUFFIX), DERIVED),
             _copy_in(MANIFESTS.identifier(schema, REBUILD_SUFFIX), MANIFESTS),
+            _copy_in(SERIES.identifier(schema, REBUILD_SUFFIX), SERIES),
+            _copy_in(new_chunks, SERIES_CHUNKS),
         ),
         lock_live=_fmt(
             "LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE",
             tables=sql.SQL(", ").join(
-                spec.identifier(schema) for spec in (*documents, EXPERIMENTS, FIELD_CATALOG)
+                spec.identifier(schema)
+                for spec in (*documents, SERIES_CHUNKS, EXPERIMENTS, FIELD_CATALOG)
             ),
         ),
         # Rows that writers changed since the rebuild started are newer than what it
         # read from the files; they keep their indexed_at.
-        carry_over=tuple(
-            _upsert(
-                spec.identifier(schema, REBUILD_SUFFIX),
-                spec,
-                _fmt(
-                    "SELECT {cols} FROM {o} WHERE indexed_at >= %s",
-                    cols=column_list(spec.row_names),
-                    o=spec.identifier(schema),
-                ),
-                restamp=False,
-            )
-            for spec in documents
+        carry_over=(
+            *(
+                _upsert(
+                    spec.identifier(schema, REBUILD_SUFFIX),
+                    spec,
+                    _fmt(
+                        "SELECT {cols} FROM {o} WHERE indexed_at >= %s",
+                        cols=column_list(spec.row_names),
+                        o=spec.identifier(schema),
+                    ),
+                    restamp=False,
+                )
+                for spec in documents
+            ),
+            _fmt("DELETE FROM {n} WHERE run_id IN ({c})", n=new_chunks, c=changed),
+            _fmt(
+                "INSERT INTO {n} ({cols}) SELECT {cols} FROM {p} WHERE run_id IN ({c})",
+                n=new_chunks,
+                cols=chunk_cols,
+                p=chunks,
+                c=changed,
+            ),
         ),
         create_stages=tuple(
             _fmt(
@@ -518,32 +611,55 @@ def rebuild_statements(schema: str) -> RebuildStatements:
                 st=stages[spec.name],
                 d=spec.stage_definition(),
             )
-            for spec in documents
+            for spec in (*documents, SERIES_CHUNKS)
         ),
         copy_stage=(
             _copy_in(stages[RUNS.name], RUNS),
             _copy_in(stages[DERIVED.name], DERIVED),
             _copy_in(stages[MANIFESTS.name], MANIFESTS),
+            _copy_in(stages[SERIES.name], SERIES),
+            _copy_in(stages[SERIES_CHUNKS.name], SERIES_CHUNKS),
         ),
         # A scoped rebuild keeps the rows that writers changed since it started
         # (they are newer than what it read) and replaces every other row of the
         # scope. Two statements: a data-modifying CTE would not let the insert see
         # the delete.
-        replace_scope=tuple(
+        # The chunks of the series replaced go first, while their rows still say which.
+        replace_scope=(
             _fmt(
-                "DELETE FROM {t} WHERE experiment_id = %s AND indexed_at < %s",
-                t=spec.identifier(schema),
-            )
-            for spec in documents
+                "DELETE FROM {p} WHERE run_id IN "
+                "(SELECT run_id FROM {s} WHERE experiment_id = %s AND indexed_at < %s)",
+                p=chunks,
+                s=series,
+            ),
+            *(
+                _fmt(
+                    "DELETE FROM {t} WHERE experiment_id = %s AND indexed_at < %s",
+                    t=spec.identifier(schema),
+                )
+                for spec in documents
+            ),
         ),
-        insert_scope=tuple(
+        # Chunks first: a series row still there is one a writer changed since the
+        # rebuild started, whose points are newer than those read.
+        insert_scope=(
             _fmt(
-                "INSERT INTO {t} ({cols}) SELECT {cols} FROM {st} ON CONFLICT DO NOTHING",
-                t=spec.identifier(schema),
-                cols=column_list(spec.row_names),
-                st=stages[spec.name],
-            )
-            for spec in documents
+                "INSERT INTO {p} ({cols}) SELECT {cols} FROM {st} AS n "
+                "WHERE NOT EXISTS (SELECT 1 FROM {s} WHERE {s}.run_id = n.run_id)",
+                p=chunks,
+                cols=chunk_cols,
+                st=stages[SERIES_CHUNKS.name],
+                s=series,
+            ),
+            *(
+                _fmt(
+                    "INSERT INTO {t} ({cols}) SELECT {cols} FROM {st} ON CONFLICT DO NOTHING",
+                    t=spec.identifier(schema),
+                    cols=column_list(spec.row_names),
+                    st=stages[spec.name],
+                )
+                for spec in documents
+            ),
         ),
     )
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from operator import itemgetter
 from typing import Final, NamedTuple
 
 import msgspec
@@ -30,11 +29,14 @@ from metalab.series import MetricSeries, SeriesPoint, group_columns
 
 __all__ = [
     "SERIES_VERSION",
+    "PointColumns",
     "SeriesScan",
+    "decode_lines",
     "decode_series",
     "encode_header",
     "encode_points",
     "legacy_series_points",
+    "split_header",
 ]
 
 SERIES_VERSION: Final = 1
@@ -103,8 +105,52 @@ def decode_series(data: bytes, *, source: str, run_id: str) -> SeriesScan:
     if first < 0:
         # Not even a whole header: a file cut short while it was created.
         return SeriesScan({}, 0, torn)
+    _check_header(data[:first], source=source, run_id=run_id)
+    columns = decode_lines(data[first + 1 : end], source=source)
+    if not columns[0]:
+        return SeriesScan({}, 0, torn)
+    return SeriesScan(group_columns(*columns), len(columns[0]), torn)
+
+
+PointColumns = tuple[list[str], list[int], list[MetricValue], list[float | None]]
+"""The points of series lines as columns: names, steps, values, timestamps."""
+
+
+def decode_lines(body: bytes, *, source: str) -> PointColumns:
+    """The points of whole series lines (no header), as columns in logging order.
+
+    Raises:
+        CorruptRecordError: A line cannot be decoded.
+    """
     try:
-        header = _HEADER.decode(data[:first])
+        lines = _LINES.decode_lines(body)
+    except msgspec.DecodeError as exc:
+        raise CorruptRecordError(source, f"a line cannot be decoded: {exc}") from None
+    if not lines:
+        return [], [], [], []
+    # Columns in C, then one pass in Python per metric (not per point).
+    names, steps, raw, seconds = (list(column) for column in zip(*lines, strict=True))
+    values = [_unescaped(v, source) for v in raw] if dict in set(map(type, raw)) else raw
+    return names, steps, values, seconds
+
+
+def split_header(data: bytes, *, source: str, run_id: str) -> bytes:
+    """The lines after the header of a whole series file (a torn last line left out).
+
+    Raises:
+        CorruptRecordError: The header cannot be decoded, or names another run.
+    """
+    end = data.rfind(b"\n") + 1
+    first = data.find(b"\n")
+    if first < 0:
+        return b""
+    _check_header(data[:first], source=source, run_id=run_id)
+    return data[first + 1 : end]
+
+
+def _check_header(line: bytes, *, source: str, run_id: str) -> None:
+    try:
+        header = _HEADER.decode(line)
     except msgspec.DecodeError as exc:
         raise CorruptRecordError(source, f"not a metalab series file: {exc}") from None
     if header.metalab_series != SERIES_VERSION:
@@ -114,16 +160,6 @@ def decode_series(data: bytes, *, source: str, run_id: str) -> SeriesScan:
         )
     if header.run_id != run_id:
         raise CorruptRecordError(source, f"holds the series of run {header.run_id!r}")
-    try:
-        lines = _LINES.decode_lines(data[first + 1 : end])
-    except msgspec.DecodeError as exc:
-        raise CorruptRecordError(source, f"a line cannot be decoded: {exc}") from None
-    if not lines:
-        return SeriesScan({}, 0, torn)
-    # Columns in C, then one pass in Python per metric (not per point).
-    names, steps, raw, seconds = (list(map(itemgetter(i), lines)) for i in range(4))
-    values = [_unescaped(v, source) for v in raw] if dict in set(map(type, raw)) else raw
-    return SeriesScan(group_columns(names, steps, values, seconds), len(lines), torn)
 
 
 def _unescaped(value: bool | float | str | dict[str, str], source: str) -> MetricValue:

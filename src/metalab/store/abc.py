@@ -34,7 +34,7 @@ from metalab.records import (
     ResultDocument,
     RunRecord,
 )
-from metalab.series import MetricSeries, SeriesPoint
+from metalab.series import MetricSeries, SeriesArrays, SeriesPoint
 from metalab.store import registry as registry_module
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ __all__ = [
     "SupportsLogs",
     "SupportsQuery",
     "SupportsSeries",
+    "SupportsSeriesMany",
     "SupportsStructuredResults",
     "SupportsWorkingDirectory",
     "require_capability",
@@ -262,6 +263,19 @@ class SupportsSeries(Protocol):
 
     def get_series(self, run_id: str) -> dict[str, MetricSeries]:
         """Return a run's series by metric name (empty if it logged none)."""
+        ...
+
+
+@runtime_checkable
+class SupportsSeriesMany(SupportsSeries, Protocol):
+    """The store reads the series of many runs at once (an index: one query for all)."""
+
+    def get_series_many(self, run_ids: Sequence[str]) -> dict[str, dict[str, MetricSeries]]:
+        """Return the series of each run by metric name, keyed by run id (every id given)."""
+        ...
+
+    def get_series_arrays(self, run_ids: Sequence[str]) -> dict[str, dict[str, SeriesArrays]]:
+        """Like :meth:`get_series_many`, each series as NumPy columns (for frames)."""
         ...
 
 
