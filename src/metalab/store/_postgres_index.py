@@ -467,8 +467,8 @@ class PostgresIndex:
             if not found:
                 return found
             columns: dict[tuple[str, str], tuple[list[int], list[MetricValue], list[float]]] = {}
-            cur = conn.execute(q.read, (list(found),), binary=True)
-            for run_id, metric, steps, nums, others, stamps in cur:
+            rows = conn.execute(q.read, (list(found),), binary=True).fetchall()
+            for run_id, metric, steps, nums, others, stamps in rows:
                 into = columns.get((run_id, metric))
                 if into is None:
                     into = columns[run_id, metric] = ([], [], [])
@@ -506,8 +506,8 @@ class PostgresIndex:
             if not found:
                 return found, slow
             parts: dict[tuple[str, str], list[tuple[Any, Any, Any]]] = {}
-            cur = conn.execute(q.read_arrays, (list(found),), binary=True)
-            for run_id, metric, steps, nums, has_others, stamps in cur:
+            rows = conn.execute(q.read_arrays, (list(found),), binary=True).fetchall()
+            for run_id, metric, steps, nums, has_others, stamps in rows:
                 arrays = (
                     _numpy_array(np, steps, "i8"),
                     None if has_others else _numpy_array(np, nums, "f8"),
@@ -840,7 +840,10 @@ def _numpy_array(np: Any, data: bytes, code: str) -> Any:
 
 def _sorted_by_step(np: Any, chunks: list[tuple[Any, Any, Any]]) -> SeriesArrays:
     """One series from its chunks in logging order, sorted by step (stably)."""
-    steps, values, seconds = (np.concatenate(column) for column in zip(*chunks, strict=True))
+    if len(chunks) == 1:
+        steps, values, seconds = chunks[0]
+    else:
+        steps, values, seconds = (np.concatenate(c) for c in zip(*chunks, strict=True))
     if len(steps) > 1 and bool((steps[1:] < steps[:-1]).any()):
         order = np.argsort(steps, kind="stable")
         steps, values, seconds = steps[order], values[order], seconds[order]
