@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,6 +139,35 @@ class TestLiveAppends:
         store.append_series(run_id, [SeriesPoint("loss", 1, 0.5, 2.0)])
         store.index.write([older])  # a sync that read the file before the append
         assert store.get_series(run_id)["loss"].values == (1.0, 0.5)
+
+    def test_a_run_run_again_replaces_a_longer_file_written_in_the_same_tick(
+        self, store: PostgresStore
+    ) -> None:
+        run_id = _run(store)
+        store.append_series(run_id, [SeriesPoint("loss", i, 1.0, 1.0) for i in range(10)])
+        (before,) = store.files.document_states("series")
+        # Run again while the index was down, within the file system's time stamp
+        # resolution: same modification time, a shorter file of a new generation.
+        store.files.append_series(run_id, [SeriesPoint("acc", 0, 0.5, 2.0)], restart=True)
+        path = store.get_working_directory() / "series" / f"{run_id}.jsonl"
+        os.utime(path, ns=(before.state.mtime_ns, before.state.mtime_ns))
+        assert store.sync_index().indexed == 1
+        assert shown(store.get_series(run_id)) == {"acc": [(0, "float", "0.5", 2.0)]}
+        assert (
+            store.index.states("series", EXP)[run_id]
+            == store.files.document_states("series")[0].state
+        )
+
+    def test_a_file_of_before_generations_is_indexed(
+        self, store: PostgresStore, plain_files: FileStore
+    ) -> None:
+        run_id = _run(plain_files)
+        path = plain_files.get_working_directory() / "series" / f"{run_id}.jsonl"
+        path.parent.mkdir()
+        path.write_text(f'{{"metalab_series":1,"run_id":"{run_id}"}}\n["loss",0,0.5,1.0]\n')
+        store.sync_index()
+        store.append_series(run_id, [SeriesPoint("loss", 1, 0.25, 2.0)])
+        assert store.index.series([run_id], EXP)[run_id]["loss"].values == (0.5, 0.25)
 
     def test_deleting_a_run_removes_its_series_from_the_index(
         self, store: PostgresStore, postgres_url: str

@@ -46,6 +46,7 @@ from metalab.store._postgres_rows import (
     derived_row,
     manifest_row,
     run_row,
+    series_generation,
     series_row,
     series_rows,
 )
@@ -375,26 +376,25 @@ class PostgresIndex:
     def _merge_series(self, conn: Connection, docs: Sequence[Document]) -> None:
         """Index whole series files, each replacing the points indexed of its run.
 
-        A file read before the index took a later append of the same run (a sync
-        racing the run) is older than what is indexed, and left out: the file only
-        ever grows while its run goes, and a run run again starts a newer file.
+        A file of the generation indexed that is shorter than what is indexed was
+        read before an append the index took since (a sync racing the run): the file
+        only grows within a generation, so it is older and left out. A file of
+        another generation (a run run again) replaces what is indexed.
         """
         q = self._sql.series
         latest: dict[str, Document] = {}
         for doc in docs:
             other = latest.get(doc.key)
-            if other is None or _newer(doc.state, other.state):
+            if other is None or doc.state.size >= other.state.size:
                 latest[doc.key] = doc
         conn.execute(self._sql.meta.lock, (self._series_lock,))
-        stored = {
-            row[0]: FileState(row[3], row[4])
-            for row in conn.execute(q.lock, (sorted(latest),))
-            if row[3] is not None and row[4] is not None
-        }
+        stored = {row[0]: (row[3], row[4]) for row in conn.execute(q.lock, (sorted(latest),))}
         taken = [
             doc
             for key, doc in latest.items()
-            if key not in stored or not _newer(stored[key], doc.state)
+            if key not in stored
+            or stored[key][0] != series_generation(doc)
+            or doc.state.size >= (stored[key][1] or 0)
         ]
         if not taken:
             return
@@ -402,9 +402,10 @@ class PostgresIndex:
 
         def chunks() -> Iterator[tuple[object, ...]]:
             for doc in taken:
-                points, used, rows = series_rows(doc, 0)
-                files.append(series_row(doc, points, used)._asdict())
-                yield from rows
+                found = series_rows(doc, 0)
+                generation = found.generation or ""
+                files.append(series_row(doc, found.points, found.chunks, generation)._asdict())
+                yield from found.rows
 
         conn.execute(q.delete_chunks, ([doc.key for doc in taken],))
         _copy(conn, q.copy_chunks, chunks(), None, None)
@@ -435,9 +436,16 @@ class PostgresIndex:
                     return False
                 else:
                     points, chunks = int(row[1]), int(row[2])
-                added, used, rows = series_rows(append, chunks)
-                _copy(conn, q.copy_chunks, rows, None, None)
-                conn.execute(q.upsert, series_row(append, points + added, chunks + used)._asdict())
+                found = series_rows(append, chunks)
+                # Appended lines keep the generation of the file they were appended to.
+                generation = found.generation
+                if generation is None:
+                    generation = "" if row is None else str(row[3])
+                _copy(conn, q.copy_chunks, found.rows, None, None)
+                upsert = series_row(
+                    append, points + found.points, chunks + found.chunks, generation
+                )
+                conn.execute(q.upsert, upsert._asdict())
                 return True
 
         return self.run(work)
@@ -747,9 +755,10 @@ class PostgresIndex:
             def chunks() -> Iterator[tuple[object, ...]]:
                 # The points stream into one COPY; the files' rows (one per run) wait.
                 for doc in read("series"):
-                    points, used, rows = series_rows(doc, 0)
-                    files.append(series_row(doc, points, used))
-                    yield from rows
+                    found = series_rows(doc, 0)
+                    generation = found.generation or ""
+                    files.append(series_row(doc, found.points, found.chunks, generation))
+                    yield from found.rows
 
             _copy(conn, into[4], chunks(), None, None)
             _copy(conn, into[3], files, None, None)
@@ -796,14 +805,6 @@ class PostgresIndex:
             return count
 
         return self.run(work, force=True, retry=False)
-
-
-def _newer(a: FileState, b: FileState) -> bool:
-    """Whether a series file in state ``a`` is later than in state ``b``.
-
-    Later modified, or as recent and longer: the file only grows while its run goes.
-    """
-    return (a.mtime_ns, a.size) > (b.mtime_ns, b.size)
 
 
 _VALUES: Final = msgspec.json.Decoder(list[MetricValue])

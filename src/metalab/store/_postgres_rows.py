@@ -16,7 +16,7 @@ raises ``CorruptRecordError`` when read, from the index as from the files.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -35,7 +35,16 @@ from metalab.store._postgres_schema import (
 from metalab.store._rules import check_filed_under, validate_run_id
 from metalab.store._series_file import decode_lines, split_header
 
-__all__ = ["CHUNK_POINTS", "derived_row", "manifest_row", "run_row", "series_row", "series_rows"]
+__all__ = [
+    "CHUNK_POINTS",
+    "SeriesRows",
+    "derived_row",
+    "manifest_row",
+    "run_row",
+    "series_generation",
+    "series_row",
+    "series_rows",
+]
 
 _ENCODER: Final = msgspec.json.Encoder()
 _CURRENT_PREFIX: Final = b'{"schema_version":%d,' % _codec.CURRENT_VERSION
@@ -216,9 +225,34 @@ CHUNK_POINTS: Final = 65_536
 """At most this many points of a metric in one ``series_chunks`` row of a whole file."""
 
 
-def series_rows(
-    doc: Document | SeriesAppend, first_seq: int
-) -> tuple[int, int, list[SeriesChunkRow]]:
+class SeriesRows(NamedTuple):
+    """The ``series_chunks`` rows of a series file, or of lines appended to one.
+
+    Attributes:
+        points: How many points the rows hold.
+        chunks: How many ``seq`` numbers they use.
+        generation: The file's generation (from its header); ``None`` for appended
+            lines, which have no header.
+        rows: The rows.
+    """
+
+    points: int
+    chunks: int
+    generation: str | None
+    rows: list[SeriesChunkRow]
+
+
+def series_generation(doc: Document) -> str:
+    """The generation of a whole series file, from its header only.
+
+    Raises:
+        CorruptRecordError: The header cannot be decoded, or names another run.
+    """
+    end = doc.data.find(b"\n") + 1
+    return split_header(doc.data[:end], source=doc.source, run_id=doc.key)[0]
+
+
+def series_rows(doc: Document | SeriesAppend, first_seq: int) -> SeriesRows:
     """The ``series_chunks`` rows of a series file, or of lines appended to one.
 
     A whole file (a :class:`Document`, or an append at offset 0, which holds the
@@ -226,26 +260,23 @@ def series_rows(
     whole. Each metric's points become rows of at most :data:`CHUNK_POINTS`, in the
     order logged, numbered from ``first_seq``.
 
-    Returns:
-        The number of points, the number of ``seq`` numbers used, and the rows.
-
     Raises:
         ConfigError: The run id it is filed under is invalid.
         CorruptRecordError: The header or a line cannot be decoded.
     """
     run_id = validate_run_id(doc.key)
     data = doc.data
+    generation = None
     if isinstance(doc, Document) or doc.offset == 0:
-        data = split_header(data, source=doc.source, run_id=run_id)
+        generation, data = split_header(data, source=doc.source, run_id=run_id)
     names, steps, values, seconds = decode_lines(data, source=doc.source)
     if not names:
-        return 0, 0, []
+        return SeriesRows(0, 0, generation, [])
     by_metric: dict[str, list[int]] = {}
     for i, name in enumerate(names):
         by_metric.setdefault(name, []).append(i)
     rows: list[SeriesChunkRow] = []
     longest = max(len(rows_of) for rows_of in by_metric.values())
-    used = -(-longest // CHUNK_POINTS)
     for name, where in by_metric.items():
         for part, start in enumerate(range(0, len(where), CHUNK_POINTS)):
             chosen = where[start : start + CHUNK_POINTS]
@@ -261,13 +292,17 @@ def series_rows(
                     [seconds[i] for i in chosen],
                 )
             )
-    return len(names), used, rows
+    return SeriesRows(len(names), -(-longest // CHUNK_POINTS), generation, rows)
 
 
-def series_row(doc: Document | SeriesAppend, points: int, chunks: int) -> SeriesRow:
-    """The ``series`` row of a run's series file of ``points`` points in ``chunks`` seqs."""
+def series_row(
+    doc: Document | SeriesAppend, points: int, chunks: int, generation: str
+) -> SeriesRow:
+    """The ``series`` row of a run's series file: its points, chunks, generation, state."""
     state = doc.state
-    return SeriesRow(doc.key, doc.experiment_id, points, chunks, state.mtime_ns, state.size)
+    return SeriesRow(
+        doc.key, doc.experiment_id, points, chunks, generation, state.mtime_ns, state.size
+    )
 
 
 def _nums_others(values: list[MetricValue]) -> tuple[list[float | None], list[str | None] | None]:

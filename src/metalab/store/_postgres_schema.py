@@ -31,7 +31,7 @@ numbers and key order and so cannot give the document back):
 - ``field_catalog``: per experiment, every ``params.``/``metrics.``/``derived.`` key
   with its value types, count, numeric range and a few distinct values;
 - ``series``: one row per run's series file (how many points and chunks it holds,
-  its state);
+  the generation of its header, its state);
 - ``series_chunks``: the points of a series, loaded with ``COPY``: one row per
   append and metric (``seq`` numbers the appends of a run, in order), with the
   points' steps, values and times as arrays in the order logged. A float value is
@@ -359,6 +359,7 @@ class SeriesRow(NamedTuple):
     experiment_id: Annotated[str | None, Column("text")]
     points: Annotated[int, Column("bigint")]
     chunks: Annotated[int, Column("bigint")]
+    generation: Annotated[str, Column("text")]
     file_mtime_ns: Annotated[int | None, Column("bigint")]
     file_size: Annotated[int | None, Column("bigint")]
 

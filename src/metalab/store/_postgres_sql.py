@@ -421,7 +421,7 @@ def series_statements(schema: str) -> SeriesStatements:
     )
     return SeriesStatements(
         lock=_fmt(
-            "SELECT run_id, points, chunks, file_mtime_ns, file_size FROM {s} "
+            "SELECT run_id, points, chunks, generation, file_size FROM {s} "
             "WHERE run_id = ANY(%s) ORDER BY run_id FOR UPDATE",
             s=series,
         ),

@@ -3,12 +3,15 @@
 ``series/{run_id}.jsonl`` starts with a header line, then holds one line per point
 in the order the points were logged::
 
-    {"metalab_series":1,"run_id":"3f9c..."}
+    {"metalab_series":1,"run_id":"3f9c...","generation":"9b1f0c2a7d4e6f80"}
     ["loss",0,0.93,1764700000.123456]
     ["loss",1,{"$float":"NaN"},1764700000.223456]
 
 Each point is ``[name, step, value, timestamp]``: the timestamp in seconds since the
-Unix epoch (UTC), non-finite floats in the escaped form of every other document.
+Unix epoch (UTC), non-finite floats in the escaped form of every other document. The
+header's ``generation`` is a random token drawn each time the file is created, so a
+run run again (whose series starts afresh) is told from an older read of the same
+file; files without it (written before it existed) read as generation ``""``.
 Writers only append whole lines, in one ``write`` per flush, so a flush cut short by a
 kill leaves at most one torn line at the end: readers ignore it (and ``verify``
 reports it); nothing before it is lost. A line that cannot be decoded anywhere else
@@ -18,6 +21,7 @@ is a corrupt file.
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Sequence
 from typing import Final, NamedTuple
 
@@ -48,6 +52,7 @@ _NONFINITE: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.i
 class _Header(msgspec.Struct, forbid_unknown_fields=False):
     metalab_series: int
     run_id: str
+    generation: str = ""
 
 
 _Line = tuple[str, int, bool | int | float | str | dict[str, str], float | None]
@@ -72,8 +77,13 @@ class SeriesScan(NamedTuple):
 
 
 def encode_header(run_id: str) -> bytes:
-    """The first line of a run's series file."""
-    return _ENCODER.encode({"metalab_series": SERIES_VERSION, "run_id": run_id}) + b"\n"
+    """The first line of a new series file of a run (with a new generation token)."""
+    header = {
+        "metalab_series": SERIES_VERSION,
+        "run_id": run_id,
+        "generation": secrets.token_hex(8),
+    }
+    return _ENCODER.encode(header) + b"\n"
 
 
 def encode_points(points: Sequence[SeriesPoint]) -> bytes:
@@ -134,8 +144,10 @@ def decode_lines(body: bytes, *, source: str) -> PointColumns:
     return names, steps, values, seconds
 
 
-def split_header(data: bytes, *, source: str, run_id: str) -> bytes:
-    """The lines after the header of a whole series file (a torn last line left out).
+def split_header(data: bytes, *, source: str, run_id: str) -> tuple[str, bytes]:
+    """The generation and the lines after the header of a whole series file.
+
+    A torn last line is left out; a file without a whole header holds no lines.
 
     Raises:
         CorruptRecordError: The header cannot be decoded, or names another run.
@@ -143,12 +155,12 @@ def split_header(data: bytes, *, source: str, run_id: str) -> bytes:
     end = data.rfind(b"\n") + 1
     first = data.find(b"\n")
     if first < 0:
-        return b""
-    _check_header(data[:first], source=source, run_id=run_id)
-    return data[first + 1 : end]
+        return "", b""
+    header = _check_header(data[:first], source=source, run_id=run_id)
+    return header.generation, data[first + 1 : end]
 
 
-def _check_header(line: bytes, *, source: str, run_id: str) -> None:
+def _check_header(line: bytes, *, source: str, run_id: str) -> _Header:
     try:
         header = _HEADER.decode(line)
     except msgspec.DecodeError as exc:
@@ -160,6 +172,7 @@ def _check_header(line: bytes, *, source: str, run_id: str) -> None:
         )
     if header.run_id != run_id:
         raise CorruptRecordError(source, f"holds the series of run {header.run_id!r}")
+    return header
 
 
 def _unescaped(value: bool | float | str | dict[str, str], source: str) -> MetricValue:
