@@ -6,7 +6,9 @@
 
 ``series.frame``: ``results.series_dataframe()`` of ``n`` points spread over
 ``n // 1000`` runs of 1,000 points each (one run when ``n`` < 1,000), against the
-bare read of the same series files (``open`` + ``read``, no decoding).
+bare read of the same series files (``open`` + ``read``, no decoding), with the
+series snapshot that a sweep leaves (``FileStore.snapshot_series()``);
+``series.frame_cold`` the same without it (every JSON line decoded).
 
 ``series.index_read``: ``store.get_series(run_id)`` of one run with 100,000 points
 (or ``n``, if fewer) through a PostgresStore, answered by the index, against a bare
@@ -113,23 +115,31 @@ def _frame(report: Report, n: int, repeat: int, tmp: Path) -> None:
                 stream.read()
 
     results = metalab.load_results(root, experiment)
+    snapshot = root / "frame_1" / "series" / ".snapshot"
 
     def metalab_frame() -> Any:
         return results.series_dataframe()
 
     metalab_frame()  # untimed: imports pandas
-    timings = time_interleaved({_BARE_READ: bare_read, "metalab": metalab_frame}, repeat=repeat)
-    report.add(Measurement("series.frame", _BARE_READ, n, timings[_BARE_READ]))
-    report.add(
-        Measurement(
-            "series.frame",
-            "metalab",
-            n,
-            timings["metalab"],
-            _BARE_READ,
-            f"{runs} run(s) x {per_run} points, series_dataframe()",
+    for operation, with_snapshot in (("series.frame_cold", False), ("series.frame", True)):
+        if with_snapshot:
+            with FileStoreConfig(root=str(root), experiment_id=experiment).connect() as store:
+                store.snapshot_series()  # what a sweep leaves when it ends
+        else:
+            snapshot.unlink(missing_ok=True)
+        timings = time_interleaved({_BARE_READ: bare_read, "metalab": metalab_frame}, repeat=repeat)
+        report.add(Measurement(operation, _BARE_READ, n, timings[_BARE_READ]))
+        how = "the series snapshot" if with_snapshot else "no snapshot: every line decoded"
+        report.add(
+            Measurement(
+                operation,
+                "metalab",
+                n,
+                timings["metalab"],
+                _BARE_READ,
+                f"{runs} run(s) x {per_run} points, series_dataframe(), {how}",
+            )
         )
-    )
     results.close()
 
 

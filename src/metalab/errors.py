@@ -183,7 +183,6 @@ _INDEX = "only an indexed store has it: a PostgresStore over the same files"
 _WHO_HAS: dict[str, str] = {
     "SupportsIndexRebuild": _INDEX,
     "SupportsIndexSync": _INDEX,
-    "SupportsSeriesMany": _INDEX,
     "SupportsWorkingDirectory": "FileStore and PostgresStore have it (files on disk)",
 }
 _MOST = "FileStore and PostgresStore have it"

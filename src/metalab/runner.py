@@ -60,6 +60,7 @@ from metalab.records import (
 )
 from metalab.results import Results, resolve_derived
 from metalab.store import (
+    FileStore,
     ProgressCallback,
     Store,
     StoreConfig,
@@ -429,6 +430,7 @@ class RunHandle:
             not_started = self._dispatch()
             if not_started and self._error is None:
                 self._record_cancelled(not_started)
+            self._snapshot_series()
         except BaseException as exc:  # handed to result(), which raises it: not swallowed
             self._error = self._error or exc
             logger.debug("sweep of %s stopped by an error", self._experiment_id, exc_info=True)
@@ -451,6 +453,23 @@ class RunHandle:
                 stopped = "cancelled"
             self._progress.close(stopped=stopped)
             self._finished.set()
+
+    def _snapshot_series(self) -> None:
+        """Write the FileStore's series snapshot, which frames of the sweep then read.
+
+        It is derived (the files are the truth), so failing to write it only costs
+        frames the decoding of the series files.
+        """
+        if not isinstance(self._store, FileStore):
+            return
+        try:
+            self._store.snapshot_series(self._experiment_id)
+        except OSError as exc:
+            logger.warning(
+                "%s: the series snapshot was not written (%s); frames read the series files",
+                self._experiment_id,
+                exc,
+            )
 
     def _dispatch(self) -> list[RunTask]:
         """Feed the executor in batches; return the tasks that never started."""

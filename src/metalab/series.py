@@ -174,12 +174,9 @@ def _time(seconds: float | None) -> dt.datetime | None:
 def seconds_to_pandas(seconds: Sequence[float | None] | NDArray[np.float64]) -> pd.Series[Any]:
     """Epoch seconds as a ``datetime64[us, UTC]`` column (``None``: NaT), in one pass."""
     import numpy as np  # noqa: PLC0415 -- comes with pandas
-    import pandas as pd  # noqa: PLC0415 -- optional (pandas extra); callers required it
 
-    # Vectorised: a None becomes NaN (then NaT) in the float array.
-    micros = np.round(np.asarray(seconds, dtype=np.float64) * 1e6)
-    stamps = pd.Series(pd.to_datetime(micros, unit="us", utc=True))
-    return stamps.astype("datetime64[us, UTC]")
+    # Vectorised: a None becomes NaN in the float array, and NaN NaT.
+    return micros_to_pandas(seconds_to_micros(np.asarray(seconds, dtype=np.float64)))
 
 
 def group_points(points: Sequence[SeriesPoint]) -> dict[str, MetricSeries]:
@@ -220,12 +217,13 @@ class SeriesArrays:
         steps: int64 steps, ascending.
         values: float64 or int64 when every value is a number of that type, else an
             object array of the values.
-        seconds: float64 epoch seconds, NaN where unknown.
+        micros: int64 microseconds since the Unix epoch (UTC), NumPy's NaT (the
+            smallest int64) where unknown: viewed as ``datetime64[us]`` as it is.
     """
 
     steps: Any
     values: Any
-    seconds: Any
+    micros: Any
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -236,7 +234,26 @@ class SeriesArrays:
         import numpy as np  # noqa: PLC0415 -- comes with pandas, which frames require
 
         seconds = np.array([math.nan if s is None else s for s in series.seconds], np.float64)
-        return cls(np.asarray(series.steps, dtype=np.int64), value_array(series.values), seconds)
+        steps = np.asarray(series.steps, dtype=np.int64)
+        return cls(steps, value_array(series.values), seconds_to_micros(seconds))
+
+
+def seconds_to_micros(seconds: Any) -> Any:
+    """Float epoch seconds (NaN: unknown) as int64 microseconds (NaT: unknown)."""
+    import numpy as np  # noqa: PLC0415 -- comes with pandas, which frames require
+
+    micros = np.round(np.asarray(seconds, dtype=np.float64) * 1e6)
+    missing = np.isnan(micros)
+    ticks = np.where(missing, 0.0, micros).astype(np.int64)
+    ticks[missing] = np.iinfo(np.int64).min
+    return ticks
+
+
+def micros_to_pandas(micros: Any) -> pd.Series[Any]:
+    """int64 epoch microseconds (see :class:`SeriesArrays`) as a ``datetime64[us, UTC]`` column."""
+    import pandas as pd  # noqa: PLC0415 -- optional (pandas extra); callers required it
+
+    return pd.Series(micros.view("datetime64[us]")).dt.tz_localize("UTC")
 
 
 def value_array(values: Sequence[MetricValue]) -> Any:

@@ -29,7 +29,7 @@ from metalab.results._frames import (
     project,
 )
 from metalab.results._run import Run
-from metalab.series import SeriesArrays, concat_values, seconds_to_pandas
+from metalab.series import SeriesArrays, concat_values, micros_to_pandas
 from metalab.store import (
     FileStoreConfig,
     Store,
@@ -789,8 +789,8 @@ def _long_frame(
         ),
         "step": np.concatenate([s.steps for s in chosen]) if chosen else empty.astype(np.int64),
         "value": concat_values([s.values for s in chosen]),  # noqa: PD011
-        "timestamp": seconds_to_pandas(
-            np.concatenate([s.seconds for s in chosen]) if chosen else empty
+        "timestamp": micros_to_pandas(
+            np.concatenate([s.micros for s in chosen]) if chosen else empty.astype(np.int64)
         ).array,
     }
     # The params of each series, typed as in to_dataframe(), then repeated per point.

@@ -40,7 +40,7 @@ from metalab.records import (
     StoreMeta,
     utc_now,
 )
-from metalab.series import MetricSeries, SeriesPoint
+from metalab.series import MetricSeries, SeriesArrays, SeriesPoint
 from metalab.store._artifacts import Artifacts
 from metalab.store._documents import (
     Document,
@@ -81,6 +81,15 @@ from metalab.store._series_file import (
     encode_header,
     encode_points,
     legacy_series_points,
+)
+from metalab.store._series_snapshot import (
+    SNAPSHOT_NAME,
+    FileKey,
+    encodable,
+    encode_arrays,
+    encode_snapshot,
+    file_keys,
+    read_snapshot,
 )
 from metalab.store.abc import ArtifactSource
 
@@ -663,6 +672,52 @@ class StoreDirectory:
         if scan is not None:
             return scan.series
         return self._legacy_series(run_id)
+
+    def series_arrays(self, run_ids: Sequence[str]) -> dict[str, dict[str, SeriesArrays]]:
+        """The series of runs as NumPy columns: from the snapshot where it is current.
+
+        A run whose series file changed since the snapshot (or that it does not
+        hold) is read from its file.
+        """
+        directory = str(self._layout.series_dir)
+        keys = file_keys(directory)
+        snapshot = read_snapshot(f"{directory}/{SNAPSHOT_NAME}") if keys else None
+        found: dict[str, dict[str, SeriesArrays]] = {}
+        for run_id in run_ids:
+            arrays = None if snapshot is None else snapshot.arrays(run_id, keys.get(run_id))
+            if arrays is None:
+                arrays = {n: SeriesArrays.of(s) for n, s in self.get_series(run_id).items()}
+            found[run_id] = arrays
+        return found
+
+    def snapshot_series(self) -> int:
+        """Write the series snapshot of this directory; return the runs it holds.
+
+        Runs whose file is unchanged since the last snapshot are carried over as
+        they are; the others are read. A run with values other than floats, or whose
+        file cannot be decoded, is left out (frames read its file).
+        """
+        directory = str(self._layout.series_dir)
+        keys = file_keys(directory)  # before reading: a file that grows after misses
+        path = f"{directory}/{SNAPSHOT_NAME}"
+        if not keys:
+            remove_file(Path(path))
+            return 0
+        previous = read_snapshot(path)
+        runs: list[tuple[str, FileKey, list[tuple[str, int]], bytes]] = []
+        for run_id, key in sorted(keys.items()):
+            carried = None if previous is None else previous.raw(run_id, key)
+            if carried is None:
+                try:
+                    scan = self.scan_series(run_id)
+                except CorruptRecordError:
+                    continue  # verify reports it; frames raise reading the file
+                if scan is None or not encodable(scan.series):
+                    continue
+                carried = encode_arrays(scan.series)
+            runs.append((run_id, key, *carried))
+        atomic_write(path, encode_snapshot(runs), durable=False)
+        return len(runs)
 
     def _legacy_series(self, run_id: str) -> dict[str, MetricSeries]:
         found: dict[str, MetricSeries] = {}

@@ -41,7 +41,7 @@ from metalab.errors import (
     StoreNotFoundError,
 )
 from metalab.records import ExperimentManifest, MetricValue, RunRecord, StoreMeta
-from metalab.series import SeriesPoint
+from metalab.series import MetricSeries, SeriesArrays, SeriesPoint
 from metalab.store._collection import Collection
 from metalab.store._directory import ErrorHandler, StoreDirectory, read_meta
 from metalab.store._documents import Document, DocumentKind, DocumentRef, SeriesAppend
@@ -503,6 +503,42 @@ class FileStore(Collection[StoreDirectory]):
         return self._owner_for_write(run_id).append_series(
             run_id, points, restart=restart, into=into
         )
+
+    def get_series_many(self, run_ids: Sequence[str]) -> dict[str, dict[str, MetricSeries]]:
+        """Return the series of several runs by metric name, keyed by run id."""
+        return {run_id: self.get_series(run_id) for run_id in run_ids}
+
+    def get_series_arrays(self, run_ids: Sequence[str]) -> dict[str, dict[str, SeriesArrays]]:
+        """The series of several runs as NumPy columns, for frames (needs NumPy).
+
+        Read from each experiment's series snapshot (:meth:`snapshot_series`) where it
+        is current, else from the series files.
+        """
+        by_space: dict[int, tuple[StoreDirectory, list[str]]] = {}
+        missing: list[str] = []
+        for run_id in run_ids:
+            owner = self._owner(run_id)
+            if owner is None:
+                missing.append(run_id)
+            else:
+                by_space.setdefault(id(owner), (owner, []))[1].append(run_id)
+        found: dict[str, dict[str, SeriesArrays]] = {run_id: {} for run_id in missing}
+        for space, ids in by_space.values():
+            found.update(space.series_arrays(ids))
+        return {run_id: found[run_id] for run_id in run_ids}
+
+    def snapshot_series(self, experiment_id: str | None = None) -> int:
+        """Write the series snapshot of each experiment directory; return the runs in them.
+
+        Frames of many runs (``series_dataframe``) read ``series/.snapshot`` instead
+        of decoding every run's series file, for the runs whose file has not changed
+        since; :func:`metalab.run` writes it when a sweep ends. It is derived: the
+        files stay the truth, and deleting it loses nothing.
+
+        Args:
+            experiment_id: Only this experiment's directory (default: every one).
+        """
+        return sum(space.snapshot_series() for space in self._spaces_of(experiment_id))
 
     def write_edit(
         self,

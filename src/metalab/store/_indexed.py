@@ -669,14 +669,12 @@ class IndexedStore:
         wanted = [validate_run_id(run_id) for run_id in run_ids]
         files = self._files
 
-        def converted(run_id: str) -> dict[str, SeriesArrays]:
-            return {name: SeriesArrays.of(s) for name, s in files.get_series(run_id).items()}
-
         def from_index() -> dict[str, dict[str, SeriesArrays]]:
             found = self._index.series_arrays(wanted, self._scope)
-            return {r: found[r] if r in found else converted(r) for r in wanted}
+            rest = files.get_series_arrays([r for r in wanted if r not in found])
+            return {r: found[r] if r in found else rest[r] for r in wanted}
 
-        return self._read(from_index, lambda: {r: converted(r) for r in wanted})
+        return self._read(from_index, lambda: files.get_series_arrays(wanted))
 
     def put_result(self, run_id: str, name: str, result: ResultDocument) -> None:
         """Store (replace) a structured result in the files."""

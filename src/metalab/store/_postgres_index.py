@@ -31,7 +31,7 @@ from metalab.errors import ConfigError, IndexMissingError
 from metalab.query import CATALOG_SAMPLE_RUNS, CATALOG_SAMPLES, FieldInfo, Query, select
 from metalab.query.sql import answerable, compile_select, text_from_index
 from metalab.records import MetricValue
-from metalab.series import MetricSeries, SeriesArrays
+from metalab.series import MetricSeries, SeriesArrays, seconds_to_micros
 from metalab.store import _postgres_schema as ddl
 from metalab.store._documents import (
     Document,
@@ -848,7 +848,7 @@ def _sorted_by_step(np: Any, chunks: list[tuple[Any, Any, Any]]) -> SeriesArrays
     if len(steps) > 1 and bool((steps[1:] < steps[:-1]).any()):
         order = np.argsort(steps, kind="stable")
         steps, values, seconds = steps[order], values[order], seconds[order]
-    return SeriesArrays(steps, values, seconds)
+    return SeriesArrays(steps, values, seconds_to_micros(seconds))
 
 
 def _from_index(info: FieldInfo) -> FieldInfo:

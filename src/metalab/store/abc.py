@@ -268,7 +268,11 @@ class SupportsSeries(Protocol):
 
 @runtime_checkable
 class SupportsSeriesMany(SupportsSeries, Protocol):
-    """The store reads the series of many runs at once (an index: one query for all)."""
+    """The store reads the series of many runs at once.
+
+    A PostgresStore in one index query; a FileStore from each experiment's series
+    snapshot where it is current (``FileStore.snapshot_series``).
+    """
 
     def get_series_many(self, run_ids: Sequence[str]) -> dict[str, dict[str, MetricSeries]]:
         """Return the series of each run by metric name, keyed by run id (every id given)."""
