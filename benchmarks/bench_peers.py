@@ -449,6 +449,7 @@ _RUN_TYPES = [
     "timestamptz",
     "float8",
     "text[]",
+    "timestamptz",
     "bytea",  # jsonb, sent in its binary form: a version byte and the JSON text
     "bytea",  # jsonb
     "bytea",
@@ -480,7 +481,8 @@ class _RawPostgres:
             sql.SQL(
                 "CREATE TABLE {} (run_id text PRIMARY KEY, experiment_id text, status text, "
                 "started_at timestamptz, finished_at timestamptz, duration_ms float8, "
-                "tags text[], params jsonb, metrics jsonb, doc bytea, file_mtime_ns int8, "
+                "tags text[], edited_at timestamptz, params jsonb, metrics jsonb, doc bytea, "
+                "file_mtime_ns int8, "
                 "file_size int8)"
             ).format(runs)
         )

@@ -303,12 +303,11 @@ def _single(report: Report, url: str, tmp: Path, n: int, repeat: int) -> None:
         Measurement("postgres.put_run_record", INDEX_ONLY, n, timings, BARE_INSERT, "upsert")
     )
     drop_schema(url, f"{SCHEMA}_single")
+    # The jsonb columns as JSON text (the statement casts them).
     values = [
-        (
-            *row[:7],
-            bytes(row.params or b"\x01{}")[1:].decode(),
-            bytes(row.metrics or b"\x01{}")[1:].decode(),
-            *row[9:],
+        tuple(
+            _json_text(value) if column.type == "jsonb" else value
+            for column, value in zip(RUNS.row_columns, row, strict=True)
         )
         for row in map(run_row, docs)
     ]
@@ -316,13 +315,20 @@ def _single(report: Report, url: str, tmp: Path, n: int, repeat: int) -> None:
     report.add(Measurement("postgres.put_run_record", BARE_INSERT, n, timings, notes=server))
 
 
+def _json_text(value: object) -> str:
+    """A ``jsonb`` value of a row (its binary form, or ``None``) as JSON text."""
+    return bytes(value)[1:].decode() if isinstance(value, bytes) else "{}"
+
+
 def _bare_inserts(url: str, values: Sequence[tuple[object, ...]]) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS metalab_bench_bare")
         conn.execute(_BARE_TABLE)
-        statement = sql.SQL(
-            "INSERT INTO metalab_bench_bare ({}) VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s)"
-        ).format(sql.SQL(", ").join(sql.Identifier(c) for c in _RUN_COLUMNS))
+        placeholders = sql.SQL(", ").join(
+            sql.SQL("%s::jsonb" if c.type == "jsonb" else "%s") for c in RUNS.row_columns
+        )
+        statement = sql.SQL("INSERT INTO metalab_bench_bare ({}) VALUES ({})").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in _RUN_COLUMNS), placeholders
+        )
         for row in values:
             conn.execute(statement, row)

@@ -207,3 +207,33 @@ def test_the_index_sees_edits_made_through_it_or_synced_from_the_files(
         store.sync_index()
         found = store.query_runs(build_query('tags contains "indexed"'))
         assert sorted(r.run_id for r in found) == sorted([first, second])
+
+
+def test_a_status_write_indexed_after_an_edit_does_not_drop_it_from_the_index(
+    postgres_config: PostgresStoreConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner's write reaches the files, then a person's edit lands (files and
+    index), then the runner's index write arrives with the document it wrote before
+    the edit: the index must keep the edit, as the files do."""
+    running = make_record(EXP)
+    with (
+        postgres_config.scoped(EXP).connect() as runner,
+        postgres_config.scoped(EXP).connect() as person,
+    ):
+        runner.put_run_record(running)
+        real_write = runner.index.write
+
+        def edit_then_write(*args: Any, **kwargs: Any) -> None:
+            person.set_tags(running.run_id, add=["watched"])
+            real_write(*args, **kwargs)
+
+        monkeypatch.setattr(runner.index, "write", edit_then_write)
+        runner.put_run_record(running.succeeded(metrics={"i": 1}))
+        monkeypatch.undo()
+        on_disk = runner.files.get_run_record(running.run_id)
+        assert on_disk is not None
+        assert on_disk.status == "success"
+        assert "watched" in on_disk.tags
+        assert runner.get_run_record(running.run_id) == on_disk
+        found = runner.query_runs(build_query('tags contains "watched"'))
+        assert [r.run_id for r in found] == [running.run_id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import string
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from metalab import _codec
-from metalab.records import RunRecord
+from metalab.records import RunEdits, RunRecord
 from metalab.store import (
     FileStoreConfig,
     PostgresIndex,
@@ -24,12 +25,18 @@ from metalab.store import (
     parse_to_config,
 )
 from metalab.store._documents import Document, FileState
-from metalab.store._rules import STATUSES, batch_winner, replaces
+from metalab.store._rules import STATUSES, batch_winner, keeps_edits, replaces
 from metalab.testing import comparable
 from metalab.testing import strategies as mst
 from metalab.testing.store import new_run_id
 
 EXP = "property:1"
+# Edit times one microsecond (the index's resolution) and one second apart.
+_EDIT_TIMES = [
+    dt.datetime(2026, 12, 3, 9, 0, tzinfo=dt.UTC),
+    dt.datetime(2026, 12, 3, 9, 0, 0, 1, tzinfo=dt.UTC),
+    dt.datetime(2026, 12, 3, 9, 0, 1, tzinfo=dt.UTC),
+]
 
 _segment = st.text(
     alphabet=st.characters(blacklist_categories=["Cs", "Cc"], blacklist_characters="/\\"),
@@ -190,6 +197,39 @@ class TestTheRecordRuleInSql:
         assert doc is not None
         kept = _codec.RUN_RECORD.decode(doc)
         assert (kept.status, kept.tags) == (expected.status, expected.tags)
+
+    @settings(
+        max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(
+        record=mst.run_records(),
+        stored_at=st.none() | st.sampled_from(_EDIT_TIMES),
+        new_at=st.none() | st.sampled_from(_EDIT_TIMES),
+        in_a_batch=st.booleans(),
+    )
+    def test_the_index_keeps_edits_as_the_python_rule_does(
+        self,
+        postgres_index: PostgresIndex,
+        record: RunRecord,
+        stored_at: dt.datetime | None,
+        new_at: dt.datetime | None,
+        in_a_batch: bool,
+    ) -> None:
+        run_id = new_run_id()
+
+        def version(tag: str, edited_at: dt.datetime | None) -> RunRecord:
+            edits = None if edited_at is None else RunEdits(tags_added=(tag,), edited_at=edited_at)
+            return msgspec.structs.replace(
+                record, run_id=run_id, status="success", tags=(tag,), edits=edits
+            )
+
+        first, new = version("stored", stored_at), version("new", new_at)
+        postgres_index.write([_document(first)])
+        postgres_index.write(iter([_document(new)]) if in_a_batch else [_document(new)])
+        doc = postgres_index.get("runs", run_id, None)
+        assert doc is not None
+        expected = new if keeps_edits(new_at, stored_at) else first
+        assert _codec.RUN_RECORD.decode(doc).tags == expected.tags
 
 
 def _document(record: RunRecord) -> Document:

@@ -82,7 +82,7 @@ def _extracted_fields(record_type: type[msgspec.Struct], columns: tuple[str, ...
     )
 
 
-_IndexedRun: Final = _extracted_fields(RunRecord, RunRow._fields)
+_IndexedRun: Final = _extracted_fields(RunRecord, (*RunRow._fields, "edits"))
 _decode_indexed_run: Final[Callable[[bytes], Any]] = msgspec.json.Decoder(_IndexedRun).decode
 
 
@@ -138,6 +138,7 @@ def _fast_run_row(doc: Document) -> RunRow | None:
         fields.finished_at,
         fields.duration_ms,
         _query_tags(fields.tags),
+        None if fields.edits is None else fields.edits.edited_at,
         params,
         metrics,
         data,
@@ -167,6 +168,7 @@ def run_row(doc: Document) -> RunRow:
             finished_at=record.finished_at,
             duration_ms=record.duration_ms,
             tags=_query_tags(record.tags),
+            edited_at=None if record.edits is None else record.edits.edited_at,
             params=_jsonb(record.params),
             metrics=_jsonb(record.metrics),
             doc=data,

@@ -101,7 +101,8 @@ SCHEMA_VERSION: Final = 3
 Version 2 has the tables of version 1; what changed is the query copy's strings,
 which hold NUL and U+0001 in their index form (:func:`metalab.query.sql.index_text`)
 where version 1 held U+FFFD for NUL. Version 3 adds ``series`` and
-``series_chunks`` and leaves the other tables as they were.
+``series_chunks``, and ``runs.edited_at`` (when people last edited a run's tags or
+notes), which lets the index refuse a record written before an edit it already took.
 """
 
 REBUILD_SUFFIX: Final = "__rebuild"
@@ -323,6 +324,7 @@ class RunRow(NamedTuple):
     finished_at: Annotated[dt.datetime | None, Column("timestamptz")]
     duration_ms: Annotated[float | None, Column("double precision")]
     tags: Annotated[list[str], Column("text[]", default="'{}'")]
+    edited_at: Annotated[dt.datetime | None, Column("timestamptz")]
     params: Annotated[JsonbBinary | None, Column("jsonb")]
     metrics: Annotated[JsonbBinary | None, Column("jsonb")]
     doc: Annotated[bytes, Column("bytea")]

@@ -30,7 +30,7 @@ from metalab.store._postgres_schema import (
     Table,
     column_list,
 )
-from metalab.store._rules import SQL_BATCH_ORDER, SQL_REPLACES
+from metalab.store._rules import SQL_BATCH_ORDER, SQL_KEEPS_EDITS, SQL_REPLACES
 
 __all__ = [
     "BATCH_WINNER_ORDER",
@@ -56,10 +56,16 @@ __all__ = [
     "statements",
 ]
 
-NOT_BACKWARDS: Final = sql.SQL(SQL_REPLACES.format(stored="r", new="EXCLUDED"))
-"""When an incoming run row may replace the indexed one ``r``
-(:func:`~metalab.store._rules.replaces`): a ``running`` record never replaces a
-finished one. The ``WHERE`` of every upsert into ``runs AS r``."""
+NOT_BACKWARDS: Final = sql.SQL(
+    SQL_REPLACES.format(stored="r", new="EXCLUDED")
+    + " AND "
+    + SQL_KEEPS_EDITS.format(stored="r", new="EXCLUDED")
+)
+"""When an incoming run row may replace the indexed one ``r``: a ``running`` record
+never replaces a finished one (:func:`~metalab.store._rules.replaces`), and a record
+written before the indexed row's last edit never replaces it
+(:func:`~metalab.store._rules.keeps_edits`). The ``WHERE`` of every upsert into
+``runs AS r``."""
 
 BATCH_WINNER_ORDER: Final = sql.SQL(f"run_id, {SQL_BATCH_ORDER}")
 """The ``ORDER BY`` under ``DISTINCT ON (run_id)`` that picks, among the rows of one run
@@ -347,17 +353,7 @@ def derived_statements(schema: str) -> DerivedStatements:
     """The statements on the ``derived`` table."""
     derived = DERIVED.identifier(schema)
     stage = sql.Identifier("metalab_stage_derived")
-    # Without an experiment, a row takes the experiment of the indexed run.
-    values = sql.SQL(", ").join(
-        _fmt(
-            "COALESCE({p}, (SELECT experiment_id FROM {r} WHERE run_id = %(run_id)s))",
-            p=sql.Placeholder(name),
-            r=RUNS.identifier(schema),
-        )
-        if name == "experiment_id"
-        else sql.Placeholder(name)
-        for name in DERIVED.row_names
-    )
+    values = _values_of_a_run(schema, DERIVED)
     return DerivedStatements(
         upsert=_render(
             _fmt(
@@ -408,17 +404,7 @@ def manifest_statements(schema: str) -> ManifestStatements:
 def series_statements(schema: str) -> SeriesStatements:
     """The statements on the ``series`` and ``series_chunks`` tables."""
     series, chunks = SERIES.identifier(schema), SERIES_CHUNKS.identifier(schema)
-    # Without an experiment (a store bound to none), a row takes the indexed run's.
-    values = sql.SQL(", ").join(
-        _fmt(
-            "COALESCE({p}, (SELECT experiment_id FROM {r} WHERE run_id = %(run_id)s))",
-            p=sql.Placeholder(name),
-            r=RUNS.identifier(schema),
-        )
-        if name == "experiment_id"
-        else sql.Placeholder(name)
-        for name in SERIES.row_names
-    )
+    values = _values_of_a_run(schema, SERIES)
     return SeriesStatements(
         lock=_fmt(
             "SELECT run_id, points, chunks, generation, file_size FROM {s} "
@@ -661,6 +647,23 @@ def rebuild_statements(schema: str) -> RebuildStatements:
                 for spec in documents
             ),
         ),
+    )
+
+
+def _values_of_a_run(schema: str, spec: Table) -> sql.Composed:
+    """The named parameters of a row of one run's document (derived metrics, series).
+
+    Without an experiment (a store bound to none), the row takes the indexed run's.
+    """
+    return sql.SQL(", ").join(
+        _fmt(
+            "COALESCE({p}, (SELECT experiment_id FROM {r} WHERE run_id = %(run_id)s))",
+            p=sql.Placeholder(name),
+            r=RUNS.identifier(schema),
+        )
+        if name == "experiment_id"
+        else sql.Placeholder(name)
+        for name in spec.row_names
     )
 
 

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 import unicodedata
@@ -32,6 +33,7 @@ __all__ = [
     "MAX_EXPERIMENT_ID_LENGTH",
     "REFUSABLE",
     "SQL_BATCH_ORDER",
+    "SQL_KEEPS_EDITS",
     "SQL_REPLACES",
     "STATUSES",
     "batch_winner",
@@ -40,6 +42,7 @@ __all__ = [
     "completes",
     "edit",
     "keep_edits",
+    "keeps_edits",
     "may_be_refused",
     "must_read_stored",
     "notes_change",
@@ -67,6 +70,22 @@ def replaces(new: str, stored: str) -> bool:
 
 SQL_REPLACES: Final = "({stored}.status = 'running' OR {new}.status <> 'running')"
 """:func:`replaces` in SQL; ``{stored}`` and ``{new}`` are the two rows' aliases."""
+
+
+def keeps_edits(new: dt.datetime | None, stored: dt.datetime | None) -> bool:
+    """Whether an index may replace a row edited at ``stored`` by a document edited at ``new``.
+
+    A record file always carries the latest edits (:func:`keep_edits`), so a document
+    whose edits are older than the indexed row's (or which has none) was written
+    before an edit that the index already took: it would drop the edit from the
+    index. ``None`` is a run never edited. The same expression as
+    :data:`SQL_KEEPS_EDITS`.
+    """
+    return stored is None or (new is not None and new >= stored)
+
+
+SQL_KEEPS_EDITS: Final = "({stored}.edited_at IS NULL OR {new}.edited_at >= {stored}.edited_at)"
+""":func:`keeps_edits` in SQL (a ``NULL`` ``{new}.edited_at`` compares as unknown: refused)."""
 
 REFUSABLE: Final = frozenset(new for new in STATUSES if not all(replaces(new, s) for s in STATUSES))
 
