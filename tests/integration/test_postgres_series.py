@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from metalab import load_results
-from metalab.errors import IndexStaleWarning, IndexUnavailableError
+from metalab.errors import IndexStaleWarning, IndexUnavailableError, StoreError
 from metalab.series import MetricSeries, SeriesPoint
 from metalab.store import FileStore, FileStoreConfig, PostgresStore, PostgresStoreConfig
 from metalab.store._postgres_rows import CHUNK_POINTS, series_rows
@@ -320,3 +320,15 @@ class TestFrames:
         with postgres_config.scoped(EXP).connect() as store:
             just_floats = load_results(store, EXP).filter(where=f'run_id == "{floats}"')
             assert str(just_floats.series_dataframe()["value"].dtype) == "float64"
+
+
+def test_an_append_refused_before_writing_leaves_the_index_unmarked(
+    postgres_config: PostgresStoreConfig,
+) -> None:
+    with postgres_config.scoped(EXP).connect() as scoped:
+        _run(scoped)  # an experiment directory a mark could land in
+    with postgres_config.connect() as unscoped:  # bound to no experiment: needs the record
+        with pytest.raises(StoreError, match="put the run record first"):
+            unscoped.append_series("f" * 64, [SeriesPoint("loss", 0, 1.0, 1.0)])
+        assert not unscoped.is_index_stale()
+        assert not unscoped.files.is_index_marked_stale()

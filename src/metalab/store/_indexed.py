@@ -624,8 +624,8 @@ class IndexedStore:
         try:
             appended = self._files.write_series(run_id, points, restart=restart, into=landing)
         except BaseException:
-            # Lines may have landed before the failure.
-            self._files.mark_index_stale(experiments)
+            if landing.covering:  # lines may have landed before the failure
+                self._files.mark_index_stale(experiments)
             landing.release()
             raise
         if appended.experiment_id is not None:

@@ -81,6 +81,11 @@ class Landing:
         os.close(fd)
         self._intents[directory] = path
 
+    @property
+    def covering(self) -> bool:
+        """Whether an intent was left: the write got as far as a directory's files."""
+        return bool(self._intents)
+
     def add(self, document: Document) -> None:
         """Note a document placed in the files."""
         self.documents.append(document)
