@@ -207,7 +207,6 @@ class RunHandle:
         on_event: EventCallback | None = None,
         displays: Sequence[MetricDisplay] = (),
         skipped_ids: Sequence[str] = (),
-        verbose: bool = False,
     ) -> None:
         self._experiment_id = experiment_id
         self._config = config
@@ -223,7 +222,6 @@ class RunHandle:
         self._displays = tuple(displays)
         self._shown = ""  # the display metrics of the latest successful run
         self._skipped_ids = tuple(skipped_ids)
-        self._verbose = verbose
         self._lock = threading.Lock()
         self._counts = RunCounts(total=len(self._run_ids), skipped=skipped)
         self._never_started = 0  # cancelled before they began: not progress

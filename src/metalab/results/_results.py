@@ -548,8 +548,10 @@ class Results(Sequence[Run]):
         metalab 0.1), then the runs' ``params.*`` columns typed as in
         :meth:`to_dataframe`, ready for plotting learning curves across a sweep
         (``sns.lineplot(df, x="step", y="value", hue="params.lr")``). Rows follow the
-        runs' order, then the metric name, then the step. A store that reads many
-        runs' series at once (the Postgres index) is asked for 1,000 runs per query.
+        runs' order, then the metric name, then the step. Series are read 1,000 runs
+        at a time: from a PostgresStore's index in one query, from a FileStore's
+        series snapshot (written when a sweep ends) for the runs whose file has not
+        changed since.
 
         Args:
             names: Only these metrics (default: every series).
@@ -746,7 +748,7 @@ _SERIES_BATCH: Final = 1_000
 
 
 def _series_arrays(store: SupportsSeries, run_ids: list[str]) -> dict[str, dict[str, SeriesArrays]]:
-    """The series of runs as arrays: straight from an index, else from the store's series."""
+    """The series of runs as arrays: at once where the store can, else run by run."""
     if isinstance(store, SupportsSeriesMany):
         return store.get_series_arrays(run_ids)
     by_run = {run_id: store.get_series(run_id) for run_id in run_ids}
@@ -778,7 +780,8 @@ def _long_frame(
     position = {run_id: i for i, run_id in enumerate(unique_ids)}
     series_rows = np.asarray([position[run_ids[row]] for row in rows], dtype=np.int64)
     metric_names = sorted(set(names))
-    metric_codes = np.asarray([metric_names.index(n) for n in names], dtype=np.int64)
+    metric_code = {name: i for i, name in enumerate(metric_names)}
+    metric_codes = np.asarray([metric_code[n] for n in names], dtype=np.int64)
     empty = np.empty(0, dtype=np.float64)
     columns: dict[str, object] = {
         "run_id": pd.Categorical.from_codes(
