@@ -27,7 +27,12 @@ from distributed import Client, KilledWorker, LocalCluster
 import metalab
 from metalab.errors import ConfigError
 from metalab.executors import _dask
-from metalab.store import PostgresStoreConfig, SupportsLogs, SupportsWorkingDirectory
+from metalab.store import (
+    PostgresStore,
+    PostgresStoreConfig,
+    SupportsLogs,
+    SupportsWorkingDirectory,
+)
 from metalab.testing.postgres import PostgresStoreBackdoor
 
 N_RUNS = 240
@@ -70,6 +75,8 @@ def recording_operation() -> metalab.Operation:
         capture.metric("square", i * i)
         capture.metric("pid", os.getpid())
         if i % 40 == 0:
+            for step in range(3):
+                capture.metric("loss", 1.0 / (step + 1), step=step)
             capture.log(f"run {i}")
             capture.data("curve", [i, i + 1])
             capture.artifact("blob", f"bytes of {i}".encode())
@@ -196,6 +203,12 @@ class TestDaskSweepToPostgresStore:
         results = handle.result(timeout=120)
 
         assert [r.status for r in results] == ["success"] * N_RUNS
+        # The points workers appended to the files reach the index too (a sync at the end).
+        stepped = [r.run_id for r in results if r.params["i"] in range(0, N_RUNS, 40)]
+        assert isinstance(handle.store, PostgresStore)
+        indexed = handle.store.index.series(stepped, handle.experiment_id)
+        assert sorted(indexed) == sorted(stepped)
+        assert all(s["loss"].values == (1.0, 0.5, 1 / 3) for s in indexed.values())
         backdoor = backdoor_for(handle, postgres_url, postgres_config)
         try:
             assert backdoor.run_ids() == set(handle.run_ids)  # the files and the index agree

@@ -15,7 +15,8 @@ no worker opens a database connection, and the connection string never leaves th
 coordinating process. Each batch sends the final records of its runs back, and the
 coordinating process writes them to the index in bulk (``put_run_records``), at most
 once per ``index_interval`` seconds whatever the number of workers. What a lost
-batch wrote to the files is indexed by ``sync_index()`` at the end of the sweep.
+batch wrote to the files is indexed by ``sync_index()`` at the end of the sweep, and
+so are the metric series the workers appended to the files.
 
 **Cancellation** sets a Dask ``Event`` on the scheduler. A thread of each worker process
 polls it every 0.1 s while the process runs the sweep's batches, and each run checks
@@ -41,6 +42,7 @@ import itertools
 import logging
 import math
 import multiprocessing.util
+import os
 import threading
 import time
 import uuid
@@ -62,6 +64,7 @@ from metalab.store import (
     SupportsBulkPut,
     SupportsIndexedFiles,
     SupportsIndexSync,
+    SupportsWorkingDirectory,
 )
 
 if TYPE_CHECKING:
@@ -603,7 +606,7 @@ class DaskExecutor:
             futures.wait(outstanding)
             if sweep.indexer is not None:
                 sweep.indexer.close()
-            if sweep.lost and sweep.indexed is not None:
+            if sweep.indexed is not None and (sweep.lost or _series_written(sweep.indexed)):
                 _sync_index(sweep.indexed)
         finally:
             with self._lock:
@@ -637,6 +640,21 @@ def _sync_index(store: _IndexedFiles) -> None:
         store.sync_index()
     except IndexUnavailableError as exc:
         logger.warning("%s; the runs of lost dask batches are in the files, not yet indexed", exc)
+
+
+def _series_written(store: _IndexedFiles) -> bool:
+    """Whether the sweep's directory holds series files, which reach the index by a sync.
+
+    Workers write them to the files only: the records of their runs come back to be
+    indexed, the points do not.
+    """
+    if not isinstance(store, SupportsWorkingDirectory):
+        return False
+    try:
+        with os.scandir(store.get_working_directory() / "series") as entries:
+            return any(entry.name.endswith(".jsonl") for entry in entries)
+    except FileNotFoundError:
+        return False
 
 
 def _release(sweep: _Sweep) -> None:
