@@ -175,6 +175,10 @@ def test_writers_killed_at_random_while_the_server_comes_and_goes(
                     stderr=subprocess.PIPE,
                 )
             )
+        # The kills are timed from when every writer is at work (it journaled an
+        # operation): on a loaded machine, starting Python and connecting can take longer
+        # than a deadline, and a writer killed before its first operation tests nothing.
+        _wait_until_journaling(journals[-len(writers) :], writers)
         deadlines = sorted(rng.uniform(0.5, 3.0) for _ in writers)
         outage = rng.uniform(0.2, deadlines[-1]) if rng.random() < 0.4 else None
         start = time.monotonic()
@@ -259,3 +263,18 @@ def settle(journals: list[Path], store: PostgresStore) -> None:
                     settled = {"op": "artifacts", "run": run, "present": present}
                 out.write(json.dumps({"kind": "ack", **settled}) + "\n")
             out.write(json.dumps({"kind": "settled"}) + "\n")
+
+
+def _wait_until_journaling(
+    journals: list[Path], writers: list[subprocess.Popen[bytes]], timeout: float = 120.0
+) -> None:
+    """Wait until each writer has written its first journal line (or fail if one died)."""
+    deadline = time.monotonic() + timeout
+    for journal, writer in zip(journals, writers, strict=True):
+        while journal.stat().st_size == 0:
+            if writer.poll() is not None:
+                assert writer.stderr is not None
+                pytest.fail(f"a writer died before its first operation:\n{writer.stderr.read()!r}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"a writer did not start within {timeout} s")
+            time.sleep(0.01)
