@@ -15,6 +15,8 @@ from itertools import chain
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
+import msgspec
+
 from metalab._optional import require
 from metalab.errors import MissingDependencyError
 from metalab.records import MetricValue, RunRecord
@@ -23,10 +25,12 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     import polars as pl
+    import pyarrow as pa
 
 __all__ = [
     "Column",
     "ColumnKind",
+    "arrow_table",
     "frame_columns",
     "namespaces_for",
     "pandas_frame",
@@ -350,3 +354,52 @@ def polars_frame(columns: Sequence[Column]) -> pl.DataFrame:
 
     numpy = _has_numpy()
     return pl.DataFrame([_polars_series(c, numpy) for c in columns])
+
+
+def _arrow_array(column: Column) -> tuple[pa.Array[Any], bool]:
+    """The Arrow array of a column, and whether its values had to become strings."""
+    import pyarrow as pa  # noqa: PLC0415 -- optional (arrow extra)
+
+    if column.block is not None:
+        return pa.array(column.block.array()[:, column.index], type=pa.float64()), False
+    values = column.items
+    kind = column.kind
+    if kind == "datetime":
+        stamps = [None if v is None else round(v.timestamp() * 1e6) for v in values]
+        return pa.array(stamps, type=pa.int64()).cast(pa.timestamp("us", tz="UTC")), False
+    if kind == "strlist":
+        return pa.array([list(v) for v in values], type=pa.list_(pa.string())), False
+    typed = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+    if kind in typed:
+        try:
+            return pa.array(values, type=typed[kind], from_pandas=False), False
+        except (OverflowError, pa.ArrowException):
+            pass  # an int beyond int64: as text, like mixed values
+    if all(v is None for v in values):
+        return pa.nulls(len(values)), False
+    # Mixed types (or lists and dicts): each value as text, JSON where it is not a string.
+    text = [
+        None if v is None else v if isinstance(v, str) else _JSON.encode(v).decode() for v in values
+    ]
+    return pa.array(text, type=pa.string()), True
+
+
+_JSON: Final = msgspec.json.Encoder()
+
+
+def arrow_table(columns: Sequence[Column], length: int) -> tuple[pa.Table, list[str]]:
+    """Return an Arrow table of ``columns``, and the names of those turned into strings.
+
+    The caller checks that pyarrow is installed (its message names the feature).
+    """
+    import pyarrow as pa  # noqa: PLC0415 -- optional (arrow extra)
+
+    arrays: list[pa.Array[Any]] = []
+    as_text: list[str] = []
+    for column in columns:
+        array, converted = _arrow_array(column)
+        arrays.append(array)
+        if converted:
+            as_text.append(column.name)
+    del length  # every column has it
+    return pa.table(arrays, names=[c.name for c in columns]), as_text

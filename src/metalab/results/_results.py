@@ -7,21 +7,25 @@ import datetime as dt
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, overload
+
+import msgspec
 
 from metalab._display import differing_params, html_table, short_ids, shown, text_table
 from metalab._optional import require
 from metalab._progress import in_notebook
-from metalab.errors import CapabilityError, ConfigError, ExperimentNotFoundError
+from metalab.errors import CapabilityError, ConfigError, ExperimentNotFoundError, MetalabWarning
 from metalab.query import And, Expr, F, OrderBy, Query, build_query, select
 from metalab.records import MetricValue, RunRecord, RunState, Status, metric_value
 from metalab.results._derived import DerivedFn
 from metalab.results._frame_0_1 import ArtifactReducer, frame_0_1
 from metalab.results._frames import (
     Column,
+    arrow_table,
     frame_columns,
     namespaces_for,
     pandas_frame,
@@ -51,6 +55,7 @@ from metalab.store.locator import redact
 if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
+    import pyarrow as pa
 
 __all__ = ["Results", "load_results"]
 
@@ -539,6 +544,51 @@ class Results(Sequence[Run]):
         require("polars", extra="polars", feature="Results.to_polars()")
         return polars_frame(self._frame_columns(columns))
 
+    def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """Return a ``pyarrow.Table`` with the columns of :meth:`to_dataframe`.
+
+        Typed: booleans, int64, float64, strings, ``timestamp[us, UTC]`` and, for
+        ``tags``, lists of strings. A column whose values are of several types (or
+        lists and dicts) becomes strings: strings as they are, other values as JSON,
+        with one ``MetalabWarning`` naming every such column.
+
+        Raises:
+            MissingDependencyError: pyarrow is not installed (``metalab[arrow]``).
+            KeyError: A requested column does not exist (the message lists them).
+        """
+        require("pyarrow", extra="arrow", feature="Results.to_arrow()")
+        table, as_text = arrow_table(self._frame_columns(columns), len(self._records))
+        if as_text:
+            warnings.warn(
+                f"columns of mixed types were turned into strings: {', '.join(as_text)}",
+                MetalabWarning,
+                stacklevel=2,
+            )
+        return table
+
+    def to_parquet(
+        self, path: str | os.PathLike[str], columns: Sequence[str] | None = None
+    ) -> Path:
+        """Write :meth:`to_arrow` to a Parquet file (replaced atomically); return its path.
+
+        Raises:
+            MissingDependencyError: pyarrow is not installed (``metalab[arrow]``).
+            KeyError: A requested column does not exist (the message lists them).
+        """
+        require("pyarrow", extra="arrow", feature="Results.to_parquet()")
+        import pyarrow.parquet as pq  # noqa: PLC0415 -- optional (arrow extra), required above
+
+        table = self.to_arrow(columns)
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        try:
+            pq.write_table(table, tmp)
+            tmp.replace(target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return target
+
     def series_dataframe(self, names: Sequence[str] | str | None = None) -> pd.DataFrame:
         """Return the metric series of these runs as one long pandas frame.
 
@@ -582,6 +632,59 @@ class Results(Sequence[Run]):
                         names_of.append(name)
                         chosen.append(series)
         return _long_frame([r.run_id for r in self._records], rows, names_of, chosen, param_columns)
+
+    def series_arrow(self, names: Sequence[str] | str | None = None) -> pa.Table:
+        """Return :meth:`series_dataframe` as a ``pyarrow.Table``.
+
+        ``run_id`` and ``metric`` are dictionary-encoded strings, ``timestamp`` is
+        ``timestamp[us, UTC]``; a column mixing types (``value`` when numbers meet
+        strings) becomes strings (JSON for non-strings), with a ``MetalabWarning``.
+
+        Raises:
+            MissingDependencyError: pyarrow or pandas is not installed.
+            CapabilityError: The store keeps no series.
+        """
+        require("pyarrow", extra="arrow", feature="Results.series_arrow()")
+        import pandas as pd  # noqa: PLC0415 -- optional (pandas extra), required below
+        import pyarrow as pa  # noqa: PLC0415 -- optional (arrow extra), required above
+
+        frame = self.series_dataframe(names)
+        arrays: dict[str, pa.Array[Any]] = {}
+        mixed: list[str] = []
+        for name in frame.columns:
+            column = frame[name]
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                arrays[name] = pa.DictionaryArray.from_arrays(
+                    column.cat.codes.to_numpy(), pa.array(list(column.cat.categories))
+                )
+            elif name == "timestamp":
+                missing = column.isna().to_numpy()
+                micros = column.dt.tz_convert(None).astype("int64").to_numpy()
+                arrays[name] = pa.array(micros, mask=missing, type=pa.timestamp("us", tz="UTC"))
+            else:
+                values = column.tolist()
+                try:
+                    arrays[name] = pa.array(values, from_pandas=True)
+                except (pa.ArrowException, OverflowError):
+                    mixed.append(name)
+                    arrays[name] = pa.array(
+                        [
+                            None
+                            if v is None
+                            else v
+                            if isinstance(v, str)
+                            else _JSON_TEXT.encode(v).decode()
+                            for v in values
+                        ],
+                        type=pa.string(),
+                    )
+        if mixed:
+            warnings.warn(
+                f"series columns of mixed types were turned into strings: {', '.join(mixed)}",
+                MetalabWarning,
+                stacklevel=2,
+            )
+        return pa.table(arrays)
 
     def close(self) -> None:
         """Close the store, if these results opened it (``load_results`` of a locator)."""
@@ -742,6 +845,8 @@ def load_results(
             store.close()
         raise
 
+
+_JSON_TEXT: Final = msgspec.json.Encoder()
 
 _SERIES_BATCH: Final = 1_000
 """Runs whose series are read in one call (one index query)."""
