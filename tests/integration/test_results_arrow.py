@@ -101,3 +101,19 @@ def test_without_pyarrow_the_error_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     with pytest.raises(MissingDependencyError, match=r"metalab\[arrow\]"):
         results.to_arrow()
+
+
+@metalab.operation
+def _phases(params: dict[str, Any], capture: metalab.Capture) -> None:
+    capture.metric("phase", "warm" if params["n"] == 1 else 0.5, step=0)
+
+
+def test_series_of_mixed_values_become_strings_with_a_warning(tmp_path: Path) -> None:
+    exp = metalab.Experiment(
+        name="phases", version="1", operation=_phases, params=metalab.grid(n=[1, 2])
+    )
+    results = metalab.run(exp, store=tmp_path, progress=False).result()
+    with pytest.warns(MetalabWarning, match="mixed types were turned into strings: value"):
+        table = results.series_arrow("phase")
+    assert table.schema.field("value").type == pa.string()
+    assert sorted(str(v) for v in table.column("value").to_pylist()) == ["0.5", "warm"]

@@ -36,6 +36,7 @@ __all__ = [
     "pandas_frame",
     "polars_frame",
     "project",
+    "text_array",
 ]
 
 ColumnKind = Literal["bool", "int", "float", "str", "datetime", "strlist", "object"]
@@ -377,14 +378,20 @@ def _arrow_array(column: Column) -> tuple[pa.Array[Any], bool]:
             pass  # an int beyond int64: as text, like mixed values
     if all(v is None for v in values):
         return pa.nulls(len(values)), False
-    # Mixed types (or lists and dicts): each value as text, JSON where it is not a string.
-    text = [
-        None if v is None else v if isinstance(v, str) else _JSON.encode(v).decode() for v in values
-    ]
-    return pa.array(text, type=pa.string()), True
+    return text_array(values), True
 
 
 _JSON: Final = msgspec.json.Encoder()
+
+
+def text_array(values: Iterable[object]) -> pa.Array[Any]:
+    """Values of mixed types (or lists and dicts) as Arrow strings: JSON unless a string."""
+    import pyarrow as pa  # noqa: PLC0415 -- optional (arrow extra)
+
+    text = [
+        None if v is None else v if isinstance(v, str) else _JSON.encode(v).decode() for v in values
+    ]
+    return pa.array(text, type=pa.string())
 
 
 def arrow_table(columns: Sequence[Column], length: int) -> tuple[pa.Table, list[str]]:

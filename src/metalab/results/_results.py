@@ -13,8 +13,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, overload
 
-import msgspec
-
 from metalab._display import differing_params, html_table, short_ids, shown, text_table
 from metalab._optional import require
 from metalab._progress import in_notebook
@@ -31,6 +29,7 @@ from metalab.results._frames import (
     pandas_frame,
     polars_frame,
     project,
+    text_array,
 )
 from metalab.results._run import Run
 from metalab.series import SeriesArrays, concat_values, micros_to_pandas
@@ -667,17 +666,7 @@ class Results(Sequence[Run]):
                     arrays[name] = pa.array(values, from_pandas=True)
                 except (pa.ArrowException, OverflowError):
                     mixed.append(name)
-                    arrays[name] = pa.array(
-                        [
-                            None
-                            if v is None
-                            else v
-                            if isinstance(v, str)
-                            else _JSON_TEXT.encode(v).decode()
-                            for v in values
-                        ],
-                        type=pa.string(),
-                    )
+                    arrays[name] = text_array(values)
         if mixed:
             warnings.warn(
                 f"series columns of mixed types were turned into strings: {', '.join(mixed)}",
@@ -845,8 +834,6 @@ def load_results(
             store.close()
         raise
 
-
-_JSON_TEXT: Final = msgspec.json.Encoder()
 
 _SERIES_BATCH: Final = 1_000
 """Runs whose series are read in one call (one index query)."""
