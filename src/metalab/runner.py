@@ -409,6 +409,8 @@ class RunHandle:
                 )
 
     def _emit_progress(self) -> None:
+        if self._on_event is None:
+            return
         c = self.counts
         self._emit(
             EventKind.PROGRESS,

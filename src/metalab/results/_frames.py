@@ -394,7 +394,7 @@ def text_array(values: Iterable[object]) -> pa.Array[Any]:
     return pa.array(text, type=pa.string())
 
 
-def arrow_table(columns: Sequence[Column], length: int) -> tuple[pa.Table, list[str]]:
+def arrow_table(columns: Sequence[Column]) -> tuple[pa.Table, list[str]]:
     """Return an Arrow table of ``columns``, and the names of those turned into strings.
 
     The caller checks that pyarrow is installed (its message names the feature).
@@ -408,5 +408,4 @@ def arrow_table(columns: Sequence[Column], length: int) -> tuple[pa.Table, list[
         arrays.append(array)
         if converted:
             as_text.append(column.name)
-    del length  # every column has it
     return pa.table(arrays, names=[c.name for c in columns]), as_text

@@ -556,7 +556,7 @@ class Results(Sequence[Run]):
             KeyError: A requested column does not exist (the message lists them).
         """
         require("pyarrow", extra="arrow", feature="Results.to_arrow()")
-        table, as_text = arrow_table(self._frame_columns(columns), len(self._records))
+        table, as_text = arrow_table(self._frame_columns(columns))
         if as_text:
             warnings.warn(
                 f"columns of mixed types were turned into strings: {', '.join(as_text)}",
