@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 import metalab
+from metalab.errors import MetalabWarning
 from metalab.store import FileStoreConfig
 
 
@@ -179,11 +180,16 @@ class TestEmptyResults:
         assert len(empty.to_polars()) == 0
 
 
+def _polars(results: metalab.Results) -> pl.DataFrame:
+    with pytest.warns(MetalabWarning, match=r"mixed types .*: metrics\.mixed$"):
+        return results.to_polars()
+
+
 class TestPolars:
     def test_polars_has_the_same_columns_with_nulls_for_missing(
         self, results: metalab.Results, frame: pd.DataFrame
     ) -> None:
-        df = results.to_polars()
+        df = _polars(results)
         assert df.columns == list(frame.columns)
         assert df.height == 5
         schema = df.schema
@@ -196,11 +202,28 @@ class TestPolars:
         assert schema["started_at"] == pl.Datetime("us", "UTC")
         assert df["metrics.n"].null_count() == 1
         assert df["started_at"].to_list() == [r.started_at for r in results]
+        assert df["tags"].to_list() == [list(r.tags) for r in results]
+
+    def test_mixed_columns_become_strings_as_in_arrow(self, results: metalab.Results) -> None:
+        mixed = _polars(results)["metrics.mixed"]
+        assert mixed.dtype == pl.String
+        assert mixed.to_list() == ["text", "1.5", "1.5", None, "1.5"]
 
     def test_polars_timestamps_keep_microseconds(self, results: metalab.Results) -> None:
-        finished = results.to_polars()["finished_at"].to_list()
+        finished = _polars(results)["finished_at"].to_list()
         assert finished == [r.finished_at for r in results]
         assert all(isinstance(t, dt.datetime) and t.tzinfo is not None for t in finished)
+
+    @pytest.mark.parametrize("hidden", [("pyarrow",), ("pyarrow", "numpy")])
+    def test_without_pyarrow_the_frame_is_the_same(
+        self, results: metalab.Results, monkeypatch: pytest.MonkeyPatch, hidden: tuple[str, ...]
+    ) -> None:
+        through_arrow = _polars(results)
+        for module in hidden:
+            monkeypatch.setitem(sys.modules, module, None)
+        direct = _polars(results)
+        assert direct.schema == through_arrow.schema
+        assert direct.equals(through_arrow)
 
 
 class TestMissingDependencies:

@@ -176,6 +176,31 @@ def test_series_dataframe_is_long_with_the_params(tmp_path: Path) -> None:
         run.series("acc")
 
 
+@metalab.operation
+def _curves_of_many_params(params: dict[str, Any], capture: metalab.Capture) -> None:
+    for step in range(3):
+        capture.metric("loss", params["lr"] * params["momentum"] * step, step=step)
+
+
+def test_series_dataframe_gives_each_point_its_own_runs_params(tmp_path: Path) -> None:
+    # Ints and strings before the floats: each float column must come from its own key.
+    grid = metalab.grid(depth=[1, 2], lr=[0.1, 0.2], kind=["a"], momentum=[0.5, 0.9], warm=[True])
+    exp = metalab.Experiment(
+        name="many", version="1", operation=_curves_of_many_params, params=grid
+    )
+    results = metalab.run(exp, store=tmp_path, progress=False).result()
+    frame = results.series_dataframe()
+    assert len(frame) == 8 * 3
+    by_run = {run.run_id: run.params for run in results}
+    for row in frame.to_dict("records"):
+        params = by_run[str(row["run_id"])]
+        assert {k: v for k, v in row.items() if str(k).startswith("params.")} == {
+            f"params.{k}": v for k, v in params.items()
+        }
+        lr, momentum = float(str(params["lr"])), float(str(params["momentum"]))
+        assert row["value"] == pytest.approx(lr * momentum * int(str(row["step"])))
+
+
 def test_export_copies_series_and_a_second_export_skips_them(tmp_path: Path) -> None:
     metalab.run(_EXP, store=tmp_path / "a", progress=False).result()
     first = export_store(str(tmp_path / "a"), str(tmp_path / "b"))

@@ -71,8 +71,9 @@ class _FloatBlock:
             self._array = flat.reshape(len(rows), width)
         return self._array
 
-    def values(self, position: int) -> tuple[Any, ...]:
-        return tuple(map(itemgetter(position), self._rows))
+    def values(self, index: int) -> tuple[Any, ...]:
+        """The values of the block's ``index``-th column (not of the rows' position)."""
+        return tuple(map(itemgetter(self._positions[index]), self._rows))
 
 
 class Column:
@@ -292,9 +293,9 @@ def _pandas_column(column: Column) -> np.ndarray[Any, Any] | pd.Index[Any]:
     return np.fromiter(values, dtype=object, count=len(values))
 
 
-def _has_numpy() -> bool:
+def _has(module: str, extra: str, feature: str) -> bool:
     try:
-        require("numpy", extra="numpy", feature="a faster Results.to_polars()")
+        require(module, extra=extra, feature=feature)
     except MissingDependencyError:
         return False
     return True
@@ -303,36 +304,57 @@ def _has_numpy() -> bool:
 _POLARS_TYPES: Final = {"bool": "Boolean", "int": "Int64", "float": "Float64", "str": "String"}
 
 
-def _polars_series(column: Column, numpy: bool) -> pl.Series:
+def _polars_series(column: Column, numpy: bool) -> tuple[pl.Series, bool]:
+    """The polars series of a column, and whether its values had to become strings."""
     import polars as pl  # noqa: PLC0415 -- optional (polars extra)
 
     name, kind = column.name, column.kind
     if column.block is not None and numpy:
-        return pl.Series(name, column.block.array()[:, column.index])
+        return pl.Series(name, column.block.array()[:, column.index]), False
     values = column.items
     if kind == "datetime":
         utc = pl.Datetime("us", "UTC")
         if column.missing:
-            return pl.Series(name, values, dtype=utc)
+            return pl.Series(name, values, dtype=utc), False
         seconds = pl.Series(name, _seconds(values), dtype=pl.Float64)
-        return (seconds * 1e6).round().cast(pl.Int64).cast(utc)
+        return (seconds * 1e6).round().cast(pl.Int64).cast(utc), False
     if kind == "strlist":
         # Runs share a handful of tag lists: build each once, then gather.
         codes: dict[Any, int] = {}
         for tags in values:
             codes.setdefault(tags, len(codes))
         unique = pl.Series(name, list(map(list, codes)), dtype=pl.List(pl.String()))
-        return unique.gather(list(map(codes.__getitem__, values)))
+        return unique.gather(list(map(codes.__getitem__, values))), False
     dtype_name = _POLARS_TYPES.get(kind)
     if dtype_name is not None:
         try:
-            return pl.Series(name, values, dtype=getattr(pl, dtype_name)(), strict=False)
+            return pl.Series(name, values, dtype=getattr(pl, dtype_name)(), strict=False), False
         except OverflowError:
-            pass
-    try:
-        return pl.Series(name, values)
-    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
-        return pl.Series(name, values, dtype=pl.Object())
+            pass  # an int beyond int64: as text, like mixed values
+    if all(v is None for v in values):
+        return pl.Series(name, values, dtype=pl.Null()), False
+    return pl.Series(name, _texts(values), dtype=pl.String()), True
+
+
+def polars_frame(columns: Sequence[Column]) -> tuple[pl.DataFrame, list[str]]:
+    """Return a polars DataFrame of ``columns``, and the names of those turned into strings.
+
+    Through Arrow when pyarrow is installed (polars then takes the buffers as they
+    are), else series by series (through NumPy when it is installed); the frames are
+    the same. The caller checks that polars is installed (its message names the feature).
+    """
+    import polars as pl  # noqa: PLC0415 -- optional (polars extra)
+
+    if _has("pyarrow", "arrow", "Results.to_polars() through Arrow"):
+        table, as_text = arrow_table(columns)
+        frame = pl.from_arrow(table)
+        if not isinstance(frame, pl.DataFrame):  # pragma: no cover - a table gives a frame
+            raise AssertionError("polars made a Series of an Arrow table")
+        return frame, as_text
+    numpy = _has("numpy", "numpy", "a faster Results.to_polars()")
+    built = [_polars_series(c, numpy) for c in columns]
+    frame = pl.DataFrame([series for series, _ in built])
+    return frame, [c.name for c, (_, converted) in zip(columns, built, strict=True) if converted]
 
 
 def pandas_frame(columns: Sequence[Column], length: int) -> pd.DataFrame:
@@ -346,30 +368,30 @@ def pandas_frame(columns: Sequence[Column], length: int) -> pd.DataFrame:
     return pd.DataFrame(data, index=pd.RangeIndex(length))
 
 
-def polars_frame(columns: Sequence[Column]) -> pl.DataFrame:
-    """Return a polars DataFrame of ``columns`` (through NumPy when it is installed).
-
-    The caller checks that polars is installed (its message names the feature).
-    """
-    import polars as pl  # noqa: PLC0415 -- optional (polars extra)
-
-    numpy = _has_numpy()
-    return pl.DataFrame([_polars_series(c, numpy) for c in columns])
-
-
 def _arrow_array(column: Column) -> tuple[pa.Array[Any], bool]:
     """The Arrow array of a column, and whether its values had to become strings."""
     import pyarrow as pa  # noqa: PLC0415 -- optional (arrow extra)
+    import pyarrow.compute as pc  # noqa: PLC0415 -- optional (arrow extra)
 
     if column.block is not None:
         return pa.array(column.block.array()[:, column.index], type=pa.float64()), False
     values = column.items
     kind = column.kind
     if kind == "datetime":
-        stamps = [None if v is None else round(v.timestamp() * 1e6) for v in values]
-        return pa.array(stamps, type=pa.int64()).cast(pa.timestamp("us", tz="UTC")), False
+        utc = pa.timestamp("us", tz="UTC")
+        if column.missing:
+            stamps = [None if v is None else round(v.timestamp() * 1e6) for v in values]
+            return pa.array(stamps, type=pa.int64()).cast(utc), False
+        seconds = pa.array(_seconds(values), type=pa.float64())
+        micros = pc.round(pc.multiply(seconds, 1e6)).cast(pa.int64())
+        return micros.cast(utc), False
     if kind == "strlist":
-        return pa.array([list(v) for v in values], type=pa.list_(pa.string())), False
+        # Runs share a handful of tag lists: build each once, then gather.
+        codes: dict[Any, int] = {}
+        for tags in values:
+            codes.setdefault(tags, len(codes))
+        unique = pa.array(list(map(list, codes)), type=pa.list_(pa.string()))
+        return unique.take(pa.array(list(map(codes.__getitem__, values)), pa.int32())), False
     typed = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string()}
     if kind in typed:
         try:
@@ -388,10 +410,13 @@ def text_array(values: Iterable[object]) -> pa.Array[Any]:
     """Values of mixed types (or lists and dicts) as Arrow strings: JSON unless a string."""
     import pyarrow as pa  # noqa: PLC0415 -- optional (arrow extra)
 
-    text = [
+    return pa.array(_texts(values), type=pa.string())
+
+
+def _texts(values: Iterable[object]) -> list[str | None]:
+    return [
         None if v is None else v if isinstance(v, str) else _JSON.encode(v).decode() for v in values
     ]
-    return pa.array(text, type=pa.string())
 
 
 def arrow_table(columns: Sequence[Column]) -> tuple[pa.Table, list[str]]:

@@ -534,14 +534,19 @@ class Results(Sequence[Run]):
     def to_polars(self, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """Return a polars DataFrame with one row per run (columns as :meth:`to_dataframe`).
 
-        Missing values are nulls, so int and bool columns keep their type.
+        Missing values are nulls, so int and bool columns keep their type. Types as
+        in :meth:`to_arrow`: a column whose values are of several types becomes
+        strings, with one ``MetalabWarning`` naming every such column. Built through
+        Arrow when pyarrow is installed, never through pandas.
 
         Raises:
             MissingDependencyError: polars is not installed.
             KeyError: A requested column does not exist (the message lists them).
         """
         require("polars", extra="polars", feature="Results.to_polars()")
-        return polars_frame(self._frame_columns(columns))
+        frame, as_text = polars_frame(self._frame_columns(columns))
+        _warn_as_text(as_text)
+        return frame
 
     def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table:
         """Return a ``pyarrow.Table`` with the columns of :meth:`to_dataframe`.
@@ -557,12 +562,7 @@ class Results(Sequence[Run]):
         """
         require("pyarrow", extra="arrow", feature="Results.to_arrow()")
         table, as_text = arrow_table(self._frame_columns(columns))
-        if as_text:
-            warnings.warn(
-                f"columns of mixed types were turned into strings: {', '.join(as_text)}",
-                MetalabWarning,
-                stacklevel=2,
-            )
+        _warn_as_text(as_text)
         return table
 
     def to_parquet(
@@ -667,12 +667,7 @@ class Results(Sequence[Run]):
                 except (pa.ArrowException, OverflowError):
                     mixed.append(name)
                     arrays[name] = text_array(values)
-        if mixed:
-            warnings.warn(
-                f"series columns of mixed types were turned into strings: {', '.join(mixed)}",
-                MetalabWarning,
-                stacklevel=2,
-            )
+        _warn_as_text(mixed, "series columns")
         return pa.table(arrays)
 
     def close(self) -> None:
@@ -690,6 +685,16 @@ class Results(Sequence[Run]):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _warn_as_text(names: Sequence[str], what: str = "columns") -> None:
+    """Warn the caller of a frame method that these columns became strings."""
+    if names:
+        warnings.warn(
+            f"{what} of mixed types were turned into strings: {', '.join(names)}",
+            MetalabWarning,
+            stacklevel=3,
+        )
 
 
 def _sort_key(record: RunRecord) -> tuple[dt.datetime, str]:
