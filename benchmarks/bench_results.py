@@ -9,7 +9,7 @@ alternating in every repeat (files warm in the page cache, as after a sweep):
   ``to_dataframe()`` of the loaded results (reading every run's derived metrics and
   building the frame), and ``to_dataframe()`` again (derived metrics cached: the frame
   build alone);
-- ``to_polars()`` with derived metrics cached;
+- ``to_polars()``, ``to_arrow()`` and ``to_parquet()`` with derived metrics cached;
 - the physical anchor: reading every record and derived file bare (open/read/close).
 
 The original metalab 0.1 measured 7.3 s for ``to_dataframe()`` of 100,000 runs on
@@ -34,6 +34,8 @@ LOAD = "load_results()"
 FRAME = "to_dataframe() incl. derived read"
 FRAME_ONLY = "to_dataframe() (derived cached)"
 POLARS = "to_polars() (derived cached)"
+ARROW = "to_arrow() (derived cached)"
+PARQUET = "to_parquet() (derived cached)"
 BARE = "bare read of record + derived files"
 NOTE = "original metalab 0.1: 7.3 s at 100,000 runs"
 
@@ -58,6 +60,7 @@ def run(report: Report, *, n: int, repeat: int) -> None:
         # polars imported.
         loaded.to_dataframe()
         loaded.to_polars()
+        parquet = root / "runs.parquet"
 
         def frame_with_derived_read() -> object:
             return metalab.Results(loaded.records, loaded.store).to_dataframe()
@@ -69,6 +72,8 @@ def run(report: Report, *, n: int, repeat: int) -> None:
             FRAME: frame_with_derived_read,
             FRAME_ONLY: loaded.to_dataframe,
             POLARS: loaded.to_polars,
+            ARROW: loaded.to_arrow,
+            PARQUET: lambda: loaded.to_parquet(parquet),
         }
         timings = time_interleaved(subjects, repeat=repeat)
         for name, seconds in timings.items():
