@@ -13,6 +13,7 @@ TEST = nox.project.dependency_groups(PROJECT, "test")
 TYPING = nox.project.dependency_groups(PROJECT, "typing")
 LINT = nox.project.dependency_groups(PROJECT, "lint")
 BENCH = nox.project.dependency_groups(PROJECT, "bench")
+INTEROP = nox.project.dependency_groups(PROJECT, "interop")
 MUTATION = nox.project.dependency_groups(PROJECT, "mutation")
 
 
@@ -21,10 +22,11 @@ def tests(session: nox.Session) -> None:
     """The suite: unit, conformance, property, fault, compat and integration (real Postgres).
 
     It installs the typing group too (the suite type-checks the typing examples). The
-    benchmark smoke tests, which need MLflow, run in ``bench_smoke``.
+    benchmark smoke tests, which need MLflow, run in ``bench_smoke``; the tests that need
+    MLflow or DuckDB in ``interop``.
     """
     session.install("-e", ".[all]", *TYPING)
-    session.run("pytest", "-m", "not bench", *session.posargs)
+    session.run("pytest", "-m", "not bench and not interop", *session.posargs)
 
 
 @nox.session
@@ -32,6 +34,13 @@ def bench_smoke(session: nox.Session) -> None:
     """The benchmark harness end to end at small sizes, MLflow's stores included."""
     session.install("-e", ".[all]", *TEST, *BENCH)
     session.run("pytest", "-m", "bench", *session.posargs)
+
+
+@nox.session
+def interop(session: nox.Session) -> None:
+    """The interop tests: MLflow's own client writes the stores to import, DuckDB reads exports."""
+    session.install("-e", ".[all]", *INTEROP)
+    session.run("pytest", "-m", "interop", *session.posargs)
 
 
 @nox.session

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from typing import Final, NoReturn
 
 from metalab._version import __version__
-from metalab.cli import _runs, _show, _store
+from metalab.cli import _import, _runs, _show, _store
 from metalab.errors import (
     CapabilityError,
     ConfigError,
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     _store.add_parser(commands)
     _runs.add_parser(commands)
     _show.add_artifacts_parser(commands)
+    _import.add_parser(commands)
     return parser
 
 
