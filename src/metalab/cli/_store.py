@@ -27,6 +27,7 @@ from metalab.errors import (
     ConfigError,
     CorruptRecordError,
 )
+from metalab.interop.parquet import export_parquet
 from metalab.records import RunRecord
 from metalab.series import MetricSeries
 from metalab.store import (
@@ -51,6 +52,7 @@ _STATUSES: Final = ("success", "failed", "cancelled", "running")
 _DURATION: Final = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>[smhd])$")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _CHUNK: Final = 1 << 20
+_PARQUET: Final = "parquet://"
 
 
 _EXIT_STATUS: Final = (
@@ -70,16 +72,35 @@ def add_parser(commands: Any) -> None:
 
     export = sub.add_parser(
         "export",
-        help="copy experiments from one store to another",
-        epilog="Example: metalab store export --from ./experiments "
-        "--to 'postgresql://lab@db/metalab?file_root=/data/experiments' --experiment mnist:1.0",
+        help="copy experiments from one store to another, or write them as Parquet files",
+        description="Copy experiments from one store to another.\n\n"
+        "With --to parquet:///DIR (or parquet://DIR, relative), write each experiment as\n"
+        "Parquet files instead: DIR/<experiment>/runs.parquet, one row per run, and\n"
+        "series.parquet, one row per series point (when its runs have series). Each\n"
+        "export replaces the files; the store stays the source of truth.",
+        epilog="Examples:\n"
+        "  metalab store export --from ./experiments "
+        "--to 'postgresql://lab@db/metalab?file_root=/data/experiments' --experiment mnist:1.0\n"
+        "  metalab store export --from ./experiments --to parquet:///data/exports\n"
+        "  metalab store export --from ./experiments --to parquet://exports  (relative)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     export.add_argument("--from", dest="source", required=True, metavar="SRC", help="source")
-    export.add_argument("--to", dest="destination", required=True, metavar="DST", help="target")
-    export.add_argument("--experiment", metavar="ID", help="only this experiment")
-    export.add_argument("--no-artifacts", action="store_true", help="do not copy artifacts")
     export.add_argument(
-        "--overwrite", action="store_true", help="replace destination items that differ"
+        "--to",
+        dest="destination",
+        required=True,
+        metavar="DST",
+        help="target: a store locator, or parquet://DIR for Parquet files",
+    )
+    export.add_argument("--experiment", metavar="ID", help="only this experiment")
+    export.add_argument(
+        "--no-artifacts", action="store_true", help="do not copy artifacts (store targets)"
+    )
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace destination items that differ (store targets)",
     )
     export.add_argument("--json", action="store_true", help="print the report as JSON")
     export.set_defaults(handler=_export)
@@ -216,6 +237,8 @@ def _exit_code(problems: list[str]) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.destination[: len(_PARQUET)].lower() == _PARQUET:
+        return _export_parquet(args)
     with progress_bar("exporting", enabled=not args.json) as progress:
         report = export_store(
             args.source,
@@ -243,6 +266,54 @@ def _export(args: argparse.Namespace) -> int:
         for problem in report.problems:
             sys.stderr.write(f"metalab: {problem}\n")
     return 0 if report.ok else 1
+
+
+def _export_parquet(args: argparse.Namespace) -> int:
+    directory = args.destination[len(_PARQUET) :]
+    if not directory:
+        raise ConfigError(
+            f"--to {args.destination!r} names no directory: use parquet:///absolute/dir "
+            "or parquet://relative/dir"
+        )
+    flags = [
+        f
+        for f, on in (("--no-artifacts", args.no_artifacts), ("--overwrite", args.overwrite))
+        if on
+    ]
+    if flags:
+        raise ConfigError(
+            f"{' and '.join(flags)} apply to store targets only, not to a parquet:// "
+            "target (whose files every export replaces)"
+        )
+    with progress_bar("exporting", enabled=not args.json) as progress:
+        report = export_parquet(
+            args.source, directory, experiment_id=args.experiment, progress=progress
+        )
+    if args.json:
+        emit_json(
+            {
+                "directory": str(report.directory),
+                "experiments": report.experiments,
+                "files": [str(path) for path in report.files],
+                "runs": report.runs,
+                "series_points": report.series_points,
+                "notes": report.notes,
+            }
+        )
+    else:
+        rows = [
+            [
+                detail.experiment_id,
+                detail.runs,
+                detail.series_points,
+                ", ".join(str(path.relative_to(report.directory)) for path in detail.files),
+            ]
+            for detail in report.details
+        ]
+        emit_rows(["experiment", "runs", "series points", "files"], rows)
+        for note in report.notes:
+            sys.stderr.write(f"metalab: {note}\n")
+    return 0
 
 
 def _ls(args: argparse.Namespace) -> int:
