@@ -11,11 +11,14 @@ PUBLIC_MODULES = [
     "metalab.errors",
     "metalab.executors",
     "metalab.experiment",
+    "metalab.interop.mlflow",
+    "metalab.interop.parquet",
     "metalab.params",
     "metalab.records",
     "metalab.results",
     "metalab.runner",
     "metalab.seeds",
+    "metalab.services.postgres",
 ]
 
 

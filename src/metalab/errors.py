@@ -13,6 +13,7 @@ keeps working for configuration mistakes::
     ├── RegistryError(MetalabError)                  plugin failed to load or register
     ├── MissingDependencyError(MetalabError, ImportError)   .module, .extra, .feature
     ├── CapabilityError(MetalabError, TypeError)     store lacks a Supports* protocol
+    ├── ServiceError(MetalabError, RuntimeError)     a service (metalab postgres) failed
     └── StoreError(MetalabError)
         ├── ArtifactNotFoundError(StoreError, FileNotFoundError)
         ├── CorruptRecordError(StoreError)           .path, .reason
@@ -53,6 +54,7 @@ __all__ = [
     "QueryError",
     "QuerySyntaxError",
     "RegistryError",
+    "ServiceError",
     "StoreError",
     "StoreNotFoundError",
     "SweepInterrupted",
@@ -124,6 +126,10 @@ class QuerySyntaxError(QueryError):
             f"invalid query at column {self.column}: expected {self.expected}, "
             f"found {self.found}\n    {self.text}\n    {caret}"
         )
+
+
+class ServiceError(MetalabError, RuntimeError):
+    """A service metalab runs (``metalab postgres``) could not do what was asked."""
 
 
 class RegistryError(MetalabError):

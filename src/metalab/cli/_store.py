@@ -78,11 +78,10 @@ def add_parser(commands: Any) -> None:
         "Parquet files instead: DIR/<experiment>/runs.parquet, one row per run, and\n"
         "series.parquet, one row per series point (when its runs have series). Each\n"
         "export replaces the files; the store stays the source of truth.",
-        epilog="Examples:\n"
-        "  metalab store export --from ./experiments "
+        epilog="Example: metalab store export --from ./experiments "
         "--to 'postgresql://lab@db/metalab?file_root=/data/experiments' --experiment mnist:1.0\n"
-        "  metalab store export --from ./experiments --to parquet:///data/exports\n"
-        "  metalab store export --from ./experiments --to parquet://exports  (relative)",
+        "Example: metalab store export --from ./experiments --to parquet:///data/exports\n"
+        "Example: metalab store export --from ./experiments --to parquet://exports  (relative)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     export.add_argument("--from", dest="source", required=True, metavar="SRC", help="source")

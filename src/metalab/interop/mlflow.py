@@ -72,7 +72,7 @@ from metalab.store import StoreConfig, StoreLike, SupportsSeries, coerce_store_c
 if TYPE_CHECKING:
     from metalab.store import Store
 
-__all__ = ["ImportReport", "import_mlruns"]
+__all__ = ["SOURCE", "ImportReport", "import_mlruns"]
 
 SOURCE: Final = "mlflow"
 """``provenance.extra["source"]`` of an imported run."""

@@ -1,0 +1,300 @@
+"""``metalab postgres``: a real server started, stopped, killed and restarted.
+
+Every test runs PostgreSQL's real binaries (those on PATH, or the pgserver wheel's),
+never a mock. Run as root (CI), the server runs as the system user ``metalab-pg``,
+which ``start --run-as`` makes when missing. Server directories live in a
+world-readable temporary directory: the server's user must be able to enter it,
+and pytest keeps its own temporary root private.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import metalab
+from metalab.errors import ConfigError, ServiceError
+from metalab.services import postgres
+from metalab.store import PostgresStore
+from metalab.testing import run_cli
+
+pytestmark = pytest.mark.postgres
+
+RUN_AS = "metalab-pg"
+ROOT = os.geteuid() == 0
+
+
+def _binaries_or_fail() -> None:
+    if shutil.which("pg_ctl") or importlib.util.find_spec("pgserver"):
+        return
+    reason = "no PostgreSQL binaries (pg_ctl on PATH, or the pgserver wheel)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A fresh server directory its server's user can reach; its server stopped after."""
+    _binaries_or_fail()
+    base = Path(tempfile.mkdtemp(prefix="metalab-pg-"))
+    base.chmod(0o755)
+    directory = base / "server"
+    try:
+        yield directory
+    finally:
+        if (directory / "pgdata").exists():
+            with contextlib.suppress(ServiceError, ConfigError):
+                postgres.stop(directory, mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _start_args(directory: Path, port: int) -> list[str]:
+    args = ["postgres", "start", "--data", str(directory), "--port", str(port)]
+    return [*args, "--run-as", RUN_AS] if ROOT else args
+
+
+def _start(directory: Path, port: int | None = None, **kwargs: object) -> postgres.ServerStatus:
+    return postgres.start(
+        directory,
+        port=port or _free_port(),
+        run_as=RUN_AS if ROOT else None,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@metalab.operation
+def _double(params: dict[str, int], capture: metalab.Capture) -> None:
+    capture.metric("y", params["x"] * 2)
+
+
+_EXP = metalab.Experiment(
+    name="service", version="1", operation=_double, params=metalab.grid(x=[1, 2, 3])
+)
+
+
+def test_start_write_stop_start_read(server_dir: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    started = run_cli(*_start_args(server_dir, port), "--json")
+    assert started.returncode == 0, started.stderr
+    first = json.loads(started.stdout)
+    assert first["running"] is True
+    assert first["port"] == port
+    locator = first["locator"]
+    assert locator == (
+        f"postgresql://metalab@127.0.0.1:{port}/metalab?passfile={server_dir / 'passfile'}"
+    )
+    assert "password" not in locator
+    assert (server_dir / "passfile").stat().st_mode & 0o077 == 0
+    store = f"{locator}&file_root={tmp_path / 'files'}"
+    assert len(metalab.run(_EXP, store=store, progress=False).result()) == 3
+
+    url = run_cli("postgres", "url", "--data", str(server_dir))
+    assert (url.returncode, url.stdout) == (0, locator + "\n")
+    shown = run_cli("postgres", "status", "--data", str(server_dir))
+    assert shown.returncode == 0
+    assert f"pid      {first['pid']}" in shown.stdout
+    assert "state    running" in shown.stdout
+    stopped = run_cli("postgres", "stop", "--data", str(server_dir))
+    assert (stopped.returncode, stopped.stderr) == (0, "metalab: the server stopped\n")
+    down = run_cli("postgres", "status", "--data", str(server_dir), "--json")
+    assert down.returncode == 3
+    assert json.loads(down.stdout)["running"] is False
+    assert run_cli("postgres", "url", "--data", str(server_dir)).returncode == 1
+    again = run_cli("postgres", "stop", "--data", str(server_dir))
+    assert (again.returncode, again.stderr) == (0, "metalab: no server was running\n")
+    logs = run_cli("postgres", "logs", "--data", str(server_dir), "-n", "2")
+    assert logs.returncode == 0
+    assert "database system is shut down" in logs.stdout
+    assert len(logs.stdout.splitlines()) == 2
+
+    # Started again without --port: the port, and the data, are those of before.
+    restarted = run_cli(*_start_args(server_dir, port)[:4], "--json")
+    assert restarted.returncode == 0, restarted.stderr
+    assert json.loads(restarted.stdout)["locator"] == locator
+    with metalab.load_results(store, "service:1") as results:
+        assert sorted(results.to_dataframe()["metrics.y"]) == [2, 4, 6]
+
+
+def test_a_second_start_reports_the_running_server(server_dir: Path) -> None:
+    first = _start(server_dir)
+    second = postgres.start(server_dir)
+    assert second.running
+    assert second.pid == first.pid
+    assert second.notes == ("already running",)
+
+
+def test_two_starts_at_once_share_one_server(server_dir: Path) -> None:
+    port = _free_port()
+    command = [sys.executable, "-m", "metalab", *_start_args(server_dir, port), "--json"]
+    procs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=180) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    reports = [json.loads(out) for out, _ in outputs]
+    assert reports[0]["pid"] == reports[1]["pid"]
+    assert sorted(r["notes"] == ["already running"] for r in reports) == [False, True]
+    assert postgres.status(server_dir).running
+
+
+def test_a_killed_server_starts_again_with_its_data(server_dir: Path, tmp_path: Path) -> None:
+    first = _start(server_dir)
+    assert first.pid is not None
+    store = f"{first.locator}&file_root={tmp_path / 'files'}"
+    metalab.run(_EXP, store=store, progress=False).result()
+    os.kill(first.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while postgres.status(server_dir).running and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not postgres.status(server_dir).running
+    assert (server_dir / "pgdata" / "postmaster.pid").exists()  # left behind
+
+    again = postgres.start(server_dir)
+    assert again.running
+    assert again.pid != first.pid
+    assert any("postmaster.pid, left by a server that is gone" in n for n in again.notes)
+    with metalab.load_results(store, "service:1") as results:
+        assert len(results) == 3
+
+
+def test_a_port_in_use_names_the_next_free_one(server_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        proc = run_cli(*_start_args(server_dir, port))
+    assert proc.returncode == 2
+    assert f"port {port} on 127.0.0.1 is in use; the next free one is" in proc.stderr
+    suggested = int(proc.stderr.rsplit("--port ", 1)[1])
+    assert suggested > port
+    assert not (server_dir / "pgdata").exists()  # refused before initdb
+
+
+def test_bad_server_directories_are_refused_untouched(server_dir: Path) -> None:
+    server_dir.parent.joinpath("a-file").write_text("mine")
+    as_file = run_cli(*_start_args(server_dir.parent / "a-file", _free_port()))
+    assert as_file.returncode == 2
+    assert "is a file, not a directory" in as_file.stderr
+    assert server_dir.parent.joinpath("a-file").read_text() == "mine"
+
+    unwritable = run_cli(*_start_args(Path("/proc/metalab-server"), _free_port()))
+    assert unwritable.returncode == 2
+    assert "cannot make the server directory '/proc/metalab-server'" in unwritable.stderr
+
+    foreign = server_dir.parent / "foreign"
+    (foreign / "pgdata").mkdir(parents=True)
+    (foreign / "pgdata" / "notes.txt").write_text("not a cluster")
+    refused = run_cli(*_start_args(foreign, _free_port()))
+    assert refused.returncode == 2
+    assert "is not empty and holds no PostgreSQL cluster; nothing was changed" in refused.stderr
+    assert [p.name for p in (foreign / "pgdata").iterdir()] == ["notes.txt"]
+
+    itself = server_dir.parent / "cluster"
+    itself.mkdir()
+    (itself / "PG_VERSION").write_text("15\n")
+    direct = run_cli(*_start_args(itself, _free_port()))
+    assert direct.returncode == 2
+    assert "is a PostgreSQL data directory itself" in direct.stderr
+
+
+def _other_major_binaries() -> Path | None:
+    """A bin directory of another major version than pg_ctl on PATH (pgserver's)."""
+    spec = importlib.util.find_spec("pgserver")
+    on_path = shutil.which("postgres") or shutil.which("pg_ctl")
+    if spec is None or spec.origin is None or on_path is None:
+        return None
+    wheel = Path(spec.origin).parent / "pginstall" / "bin"
+    versions = [
+        subprocess.run([str(p), "--version"], capture_output=True, text=True, check=True)
+        .stdout.split()[-1]
+        .split(".")[0]
+        for p in (wheel / "postgres", Path(os.path.realpath(on_path)).parent / "postgres")
+    ]
+    return wheel if versions[0] != versions[1] else None
+
+
+def test_a_cluster_of_another_major_version_is_left_alone(server_dir: Path) -> None:
+    other = _other_major_binaries()
+    if other is None:
+        pytest.skip("one PostgreSQL major version here (PATH and pgserver agree)")
+    _start(server_dir)
+    postgres.stop(server_dir)
+    marker = server_dir / "pgdata" / "PG_VERSION"
+    before = marker.read_text()
+    proc = run_cli(*_start_args(server_dir, _free_port()), "--bin-dir", str(other))
+    assert proc.returncode == 2
+    assert f"holds a PostgreSQL {before.strip()} cluster" in proc.stderr
+    assert "the cluster is left as it is" in proc.stderr
+    assert marker.read_text() == before
+    assert not postgres.status(server_dir).running
+
+
+def test_the_pgserver_wheel_serves_when_path_has_no_postgres(
+    server_dir: Path, tmp_path: Path
+) -> None:
+    if importlib.util.find_spec("pgserver") is None:
+        pytest.skip("the pgserver wheel is not installed")
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # python only
+    proc = subprocess.run(
+        [sys.executable, "-m", "metalab", *_start_args(server_dir, _free_port()), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    service = json.loads((server_dir / "service.json").read_text())
+    assert "pgserver" in service["bin_dir"]
+    store = f"{report['locator']}&file_root={tmp_path / 'files'}"
+    assert len(metalab.run(_EXP, store=store, progress=False).result()) == 3
+
+
+@pytest.mark.skipif(not ROOT, reason="the root rules apply to root")
+def test_root_needs_run_as(server_dir: Path) -> None:
+    proc = run_cli("postgres", "start", "--data", str(server_dir), "--port", str(_free_port()))
+    assert proc.returncode == 2
+    assert "PostgreSQL does not run as root: pass --run-as USER" in proc.stderr
+    assert not (server_dir / "pgdata").exists()
+
+
+@pytest.mark.skipif(ROOT, reason="as root --run-as is what makes it work")
+def test_run_as_another_user_needs_root(server_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="needs root"):
+        postgres.start(server_dir, port=_free_port(), run_as="nobody")
+
+
+def test_from_files_to_postgres_in_two_commands(server_dir: Path, tmp_path: Path) -> None:
+    """The README's recipe: files written first, then a server, then an index of them."""
+    files = tmp_path / "experiments"
+    metalab.run(_EXP, store=str(files), progress=False).result()
+    _start(server_dir)
+    url = run_cli("postgres", "url", "--data", str(server_dir)).stdout.strip()
+    store = f"{url}&file_root={files}"
+    rebuilt = run_cli("store", "rebuild-index", store, "--json")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    with metalab.load_results(store, "service:1") as results:
+        assert isinstance(results.store, PostgresStore)
+        assert sorted(r.metrics["y"] for r in results.filter(where="metrics.y >= 4")) == [4, 6]
