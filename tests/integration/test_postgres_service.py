@@ -13,6 +13,8 @@ import contextlib
 import importlib.util
 import json
 import os
+import pickle
+import pwd
 import shutil
 import signal
 import socket
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,7 @@ import pytest
 import metalab
 from metalab.errors import ConfigError, ServiceError
 from metalab.services import postgres
-from metalab.store import PostgresStore
+from metalab.store import PostgresStore, create_store
 from metalab.testing import run_cli
 
 pytestmark = pytest.mark.postgres
@@ -280,10 +282,81 @@ def test_root_needs_run_as(server_dir: Path) -> None:
     assert not (server_dir / "pgdata").exists()
 
 
-@pytest.mark.skipif(ROOT, reason="as root --run-as is what makes it work")
+def _as_user(user: str | None, home: Path, call: Callable[[], object]) -> object:
+    """Run ``call`` in a forked child as ``user`` (``None``: as this user), with ``home``.
+
+    A fork, not a new interpreter: run as root, this interpreter may live where a
+    plain user cannot execute it (``/root/.pyenv``), while the modules it loaded
+    stay usable. The child sends back what ``call`` returned, or its error.
+    """
+    import psycopg  # noqa: PLC0415 -- loaded before the child loses root
+    import psycopg.sql  # noqa: F401, PLC0415
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 0
+        try:
+            os.close(read)
+            if user is not None:
+                entry = pwd.getpwnam(user)
+                os.setgroups([])
+                os.setgid(entry.pw_gid)
+                os.setuid(entry.pw_uid)
+            os.environ.pop(postgres.DATA_ENV, None)
+            os.environ.update(HOME=str(home), XDG_DATA_HOME=str(home / "data"))
+            result: object = ("ok", call())
+        except BaseException as exc:  # noqa: BLE001 -- sent to the parent, which raises
+            result = ("error", f"{type(exc).__name__}: {exc}")
+            code = 1
+        with os.fdopen(write, "wb") as pipe:
+            pipe.write(pickle.dumps(result))
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        kind, value = pickle.loads(pipe.read())
+    os.waitpid(pid, 0)
+    if kind == "error":
+        raise AssertionError(f"in the child as {user or 'this user'}: {value}")
+    return value
+
+
+def test_as_a_plain_user_in_its_default_directory(server_dir: Path) -> None:
+    """No data directory, no run_as: the user's data directory, the server as the user."""
+    home = server_dir.parent / "home"
+    home.mkdir()
+    user = None
+    if ROOT:  # become a plain user: the one the other tests run their servers as
+        _start(server_dir)  # makes the user
+        postgres.stop(server_dir)
+        user = RUN_AS
+        shutil.chown(home, RUN_AS, RUN_AS)
+    port = _free_port()
+    report = _as_user(user, home, lambda: postgres.start(port=port).to_dict())
+    try:
+        assert isinstance(report, dict)
+        assert report["data_dir"] == str(home / "data" / "metalab" / "postgres")
+        assert report["running"]
+        assert report["notes"][-1].startswith("initialised a PostgreSQL")
+        store = create_store(f"{report['locator']}&file_root={home / 'files'}")
+        with store:
+            assert store.list_run_records() == []
+    finally:
+        assert _as_user(user, home, postgres.stop) is True
+
+
 def test_run_as_another_user_needs_root(server_dir: Path) -> None:
-    with pytest.raises(ConfigError, match="needs root"):
-        postgres.start(server_dir, port=_free_port(), run_as="nobody")
+    home = server_dir.parent / "home"
+    home.mkdir()
+    user = None
+    if ROOT:
+        _start(server_dir)  # makes the plain user
+        postgres.stop(server_dir)
+        user = RUN_AS
+    port = _free_port()
+    with pytest.raises(AssertionError, match="ConfigError: --run-as 'nobody' needs root"):
+        _as_user(user, home, lambda: postgres.start(home / "pg", port=port, run_as="nobody"))
+    assert not (home / "pg").exists()  # refused before anything was made
 
 
 def test_from_files_to_postgres_in_two_commands(server_dir: Path, tmp_path: Path) -> None:

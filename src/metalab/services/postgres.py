@@ -407,9 +407,12 @@ def start(
         MissingDependencyError: No binaries anywhere, and no pgserver.
     """
     layout = _resolve(data_dir)
+    previous = _Service.read(layout.state)
+    # Before anything is made: root without a user to run as is refused.
+    user = _server_user(run_as if run_as is not None else _previous_user(previous))
     with _locked(layout, timeout):
         notes: list[str] = []
-        previous = _Service.read(layout.state)
+        previous = _Service.read(layout.state)  # again: another start may have finished
         if _pid(layout) is not None:
             return _status(layout, notes=("already running",))
         stale = [
@@ -420,7 +423,6 @@ def start(
         for path in stale:
             path.unlink()
             notes.append(f"removed {path}, left by a server that is gone")
-        user = _server_user(run_as if run_as is not None else _previous_user(previous))
         bins = _find_bin_dir(bin_dir if bin_dir is not None else _previous_bins(previous))
         version = _binary_version(bins)
         _check_version(layout, version, bins)
