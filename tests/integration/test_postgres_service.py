@@ -139,6 +139,15 @@ def test_start_write_stop_start_read(server_dir: Path, tmp_path: Path) -> None:
 
 def test_a_second_start_reports_the_running_server(server_dir: Path) -> None:
     first = _start(server_dir)
+    # Connections over TCP always need the password, from any address.
+    hba = [
+        line.split()
+        for line in (server_dir / "pgdata" / "pg_hba.conf").read_text().splitlines()
+        if line.startswith("host")
+    ]
+    assert hba
+    assert all(line[-1] == "scram-sha-256" for line in hba)
+    assert {line[3] for line in hba} >= {"0.0.0.0/0", "::/0"}
     second = postgres.start(server_dir)
     assert second.running
     assert second.pid == first.pid

@@ -537,6 +537,14 @@ def _initialise(
     if made.returncode != 0:
         shutil.rmtree(layout.pgdata, ignore_errors=True)  # ours, and half made
         raise ServiceError(f"initdb failed: {made.stderr.strip() or made.stdout.strip()}")
+    # initdb lets in the loopback addresses only; a server started with --host on
+    # another address serves other machines too, always with the password.
+    with (layout.pgdata / "pg_hba.conf").open("a") as hba:
+        hba.write(
+            "\n# metalab postgres: any address (the listening address decides), by password\n"
+            "host    all    all    0.0.0.0/0    scram-sha-256\n"
+            "host    all    all    ::/0         scram-sha-256\n"
+        )
     _write_passfile(layout, password)
 
 
