@@ -19,6 +19,7 @@ PUBLIC_MODULES = [
     "metalab.runner",
     "metalab.seeds",
     "metalab.services.postgres",
+    "metalab.ui",
 ]
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from typing import Final, NoReturn
 
 from metalab._version import __version__
-from metalab.cli import _import, _postgres, _runs, _show, _store
+from metalab.cli import _import, _postgres, _runs, _show, _store, _ui
 from metalab.errors import (
     CapabilityError,
     ConfigError,
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _show.add_artifacts_parser(commands)
     _import.add_parser(commands)
     _postgres.add_parser(commands)
+    _ui.add_parser(commands)
     return parser
 
 
