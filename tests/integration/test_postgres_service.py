@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -380,3 +381,20 @@ def test_from_files_to_postgres_in_two_commands(server_dir: Path, tmp_path: Path
     with metalab.load_results(store, "service:1") as results:
         assert isinstance(results.store, PostgresStore)
         assert sorted(r.metrics["y"] for r in results.filter(where="metrics.y >= 4")) == [4, 6]
+
+
+def test_the_dashboard_and_the_runner_take_the_printed_locator(
+    server_dir: Path, tmp_path: Path
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Starlette 1.x's TestClient asks for httpx2
+        from starlette.testclient import TestClient  # noqa: PLC0415 -- optional (ui extra)
+    from metalab.ui import create_app  # noqa: PLC0415 -- optional (ui extra)
+
+    started = _start(server_dir)
+    store = f"{started.locator}&file_root={tmp_path / 'files'}"
+    metalab.run(_EXP, store=store, progress=False).result()
+    with TestClient(create_app(store), base_url="http://127.0.0.1:8765") as client:
+        answer = client.get("/api/experiments")
+    assert answer.status_code == 200, answer.text
+    assert "service:1" in answer.text
