@@ -256,3 +256,33 @@ class TestMissingDependencies:
         first, *message = proc.stdout.splitlines()
         assert first == f"MissingDependencyError {module} {extra}"
         assert f"pip install 'metalab[{extra}]'" in "\n".join(message)
+
+    def test_polars_never_needs_pandas(self, tmp_path: Path) -> None:
+        # Through Arrow (pyarrow present) and without it: pandas is never imported.
+        code = textwrap.dedent(
+            f"""
+            import sys
+
+            class NoPandas:  # as if not installed (pyarrow probes for it)
+                def find_spec(self, name, path, target=None):
+                    if name.partition(".")[0] == "pandas":
+                        raise ModuleNotFoundError(name)
+
+            sys.meta_path.insert(0, NoPandas())
+            if sys.argv[1] == "no-arrow":
+                sys.modules["pyarrow"] = None
+            import metalab
+            op = metalab.operation(lambda capture: capture.metric("x", 1.5))
+            exp = metalab.Experiment(name="pl", version="1", operation=op, params=metalab.grid())
+            results = metalab.run(exp, store={str(tmp_path)!r}, progress=False).result()
+            frame = results.to_polars()
+            arrow = sys.modules.get("pyarrow") is not None
+            print(frame["metrics.x"].to_list(), arrow, "pandas" in sys.modules)
+            """
+        )
+        for mode, arrow in (("arrow", True), ("no-arrow", False)):
+            proc = subprocess.run(
+                [sys.executable, "-c", code, mode], capture_output=True, text=True, check=False
+            )
+            assert proc.returncode == 0, proc.stderr
+            assert proc.stdout.split() == ["[1.5]", str(arrow), "False"]
