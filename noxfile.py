@@ -26,7 +26,9 @@ def tests(session: nox.Session) -> None:
     MLflow or DuckDB in ``interop``.
     """
     session.install("-e", ".[all]", *TYPING)
-    session.run("pytest", "-m", "not bench and not interop", *session.posargs)
+    session.run(
+        "pytest", "-m", "not bench and not interop and not slurm and not browser", *session.posargs
+    )
 
 
 @nox.session
@@ -41,6 +43,18 @@ def interop(session: nox.Session) -> None:
     """The interop tests: MLflow's own client writes the stores to import, DuckDB reads exports."""
     session.install("-e", ".[all]", *INTEROP)
     session.run("pytest", "-m", "interop", *session.posargs)
+
+
+@nox.session
+def slurm(session: nox.Session) -> None:
+    """Sweeps through dask-jobqueue on a real one-node SLURM (tests/slurm; needs root).
+
+    The tests' fixture installs Debian's SLURM and MUNGE packages when they are missing
+    and runs the daemons from a temporary directory; ``python -m benchmarks.bench_slurm``
+    is run once by them. A run that collects no test fails (pytest's exit code 5).
+    """
+    session.install("-e", ".[all]", *TEST)
+    session.run("pytest", "-m", "slurm", "tests/slurm", *session.posargs)
 
 
 @nox.session
@@ -81,3 +95,16 @@ def mutation(session: nox.Session) -> None:
     """
     session.install("-e", ".[all]", *MUTATION)
     session.run("python", "tools/mutation.py", *session.posargs)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """The dashboard (``metalab ui``) driven by Playwright in headless Chromium (tests/browser).
+
+    Debian's ``chromium`` is used, never Playwright's browser downloads: the tests' fixture
+    installs it with apt-get when it is missing and they run as root, and under
+    ``CI=true`` a missing browser fails them. ``METALAB_SCREENSHOTS=DIR`` keeps a
+    screenshot of each page there.
+    """
+    session.install("-e", ".[all]", *nox.project.dependency_groups(PROJECT, "browser"))
+    session.run("pytest", "-m", "browser", "tests/browser", *session.posargs)

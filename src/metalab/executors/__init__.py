@@ -4,10 +4,12 @@
 both on :mod:`concurrent.futures`: :class:`ThreadExecutor` (the default, with one
 worker: runs one after another) and :class:`ProcessExecutor`. :class:`DaskExecutor`
 runs on a Dask ``distributed`` cluster (the ``dask`` extra, imported only when one is
-created). A custom executor (a cluster, a job queue) implements the protocol and runs
-each batch it receives with :func:`execute_batch` against a store it connects from
-``job.store_config`` (with ``record_warnings=True`` where the batch runs in another
-process, so that the runner can emit the runs' warnings to the caller).
+created), and :func:`slurm` returns one on SLURM jobs that it submits through
+dask-jobqueue (the ``slurm`` extra). A custom executor (a cluster, a job queue)
+implements the protocol and runs each batch it receives with :func:`execute_batch`
+against a store it connects from ``job.store_config`` (with ``record_warnings=True``
+where the batch runs in another process, so that the runner can emit the runs'
+warnings to the caller).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from metalab.executors._base import (
 )
 from metalab.executors._dask import DaskExecutor
 from metalab.executors._process import ProcessExecutor
+from metalab.executors._slurm import slurm
 from metalab.executors._thread import ThreadExecutor
 
 __all__ = [
@@ -34,4 +37,5 @@ __all__ = [
     "RunTask",
     "ThreadExecutor",
     "execute_batch",
+    "slurm",
 ]

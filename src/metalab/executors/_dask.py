@@ -50,7 +50,7 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self, runtime_checkable
 
 from metalab import _optional
 from metalab.errors import ConfigError, IndexUnavailableError
@@ -360,6 +360,10 @@ class DaskExecutor:
     script or notebook (``__main__``) are sent by value; operations in a module are
     sent by reference, so the module must be importable on every worker.
 
+    :func:`metalab.executors.slurm` returns one that owns its client and cluster:
+    :meth:`close` (or the end of a ``with`` block) closes them. A client or address
+    given here is the caller's, and ``close()`` leaves it alone.
+
     Args:
         client: A ``distributed.Client``, or the address of a scheduler
             (``"tcp://10.0.0.5:8786"``, ``cluster.scheduler_address``).
@@ -409,6 +413,9 @@ class DaskExecutor:
         self._lock = threading.Lock()
         self._starting = False
         self._sweep: _Sweep | None = None
+        # A cluster this executor started (metalab.executors.slurm()): close() closes it
+        # and the client on it.
+        self._cluster: _JobQueueCluster | None = None
 
     def __repr__(self) -> str:
         target = repr(self._target) if isinstance(self._target, str) else "<distributed.Client>"
@@ -423,6 +430,32 @@ class DaskExecutor:
     def max_workers(self) -> int:
         """How many runs execute at once (the cluster's threads when the last sweep started)."""
         return self._threads if self._max_workers is None else self._max_workers
+
+    def job_script(self) -> str:
+        """The batch script that each job of the cluster runs, from ``dask-jobqueue``.
+
+        The cluster is the one :func:`metalab.executors.slurm` started, or the cluster
+        object of the client given (a ``dask_jobqueue.SLURMCluster``, ``PBSCluster``
+        ...). Its worker command names a placeholder worker (``dummy-name``); each job
+        gets its own name.
+
+        Returns:
+            The script: the ``#SBATCH`` (or ``#PBS`` ...) directives, the prologue and
+            the command that starts the workers.
+
+        Raises:
+            ConfigError: The executor's cluster submits no jobs (a scheduler address,
+                or a cluster that is not a dask-jobqueue one).
+        """
+        cluster: object = self._cluster
+        if cluster is None and not isinstance(self._target, str):
+            cluster = getattr(self._target, "cluster", None)
+        script = getattr(cluster, "job_script", None)
+        if not callable(script):
+            raise ConfigError(
+                f"{self!r} has no job script: its cluster is not a dask-jobqueue cluster"
+            )
+        return str(script())
 
     def start(self, job: RunJob, store: Store) -> None:
         """Connect to the cluster and send it the job.
@@ -612,6 +645,45 @@ class DaskExecutor:
             with self._lock:
                 self._sweep = None
             _release(sweep)
+
+    def close(self) -> None:
+        """Close the client and the cluster that this executor started; idempotent.
+
+        An executor from :func:`metalab.executors.slurm` owns its dask-jobqueue
+        cluster: closing it cancels the cluster's jobs (``scancel``) and stops its
+        scheduler. A client given to ``DaskExecutor(client)`` belongs to the caller and
+        stays open. A sweep still running is cancelled first, and the batches it has
+        on the cluster are lost (the runs they did not finish run again on resume):
+        close after ``handle.result()``.
+        """
+        with self._lock:
+            cluster, self._cluster = self._cluster, None
+        if cluster is None:
+            return
+        self.cancel()
+        try:
+            if not isinstance(self._target, str):
+                self._target.close()
+        finally:
+            cluster.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _adopt(self, cluster: _JobQueueCluster) -> None:
+        """Own ``cluster`` and the client on it: :meth:`close` closes both."""
+        self._cluster = cluster
+
+
+class _JobQueueCluster(Protocol):
+    """What :class:`DaskExecutor` uses of a cluster it owns (a dask-jobqueue cluster)."""
+
+    def job_script(self) -> str: ...
+
+    def close(self) -> object: ...
 
 
 def _check_seconds(value: object, name: str) -> float:
