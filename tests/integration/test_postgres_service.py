@@ -37,6 +37,7 @@ from metalab.testing import run_cli
 pytestmark = pytest.mark.postgres
 
 RUN_AS = "metalab-pg"
+_CLI = (sys.executable, "-m", "metalab")
 ROOT = os.geteuid() == 0
 
 
@@ -136,6 +137,37 @@ def test_start_write_stop_start_read(server_dir: Path, tmp_path: Path) -> None:
     assert json.loads(restarted.stdout)["locator"] == locator
     with metalab.load_results(store, "service:1") as results:
         assert sorted(results.to_dataframe()["metrics.y"]) == [2, 4, 6]
+
+
+def test_logs_follow_prints_what_the_server_logs_next(server_dir: Path) -> None:
+    import psycopg  # noqa: PLC0415 -- optional (postgres extra)
+
+    started = _start(server_dir)
+    follower = subprocess.Popen(
+        [*_CLI, "postgres", "logs", "--data", str(server_dir), "-n", "0", "--follow"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)  # let it reach the end of the log before the server writes
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(
+                host="127.0.0.1",
+                port=started.port,
+                user="nobody-here",
+                dbname="metalab",
+                password="wrong",
+                connect_timeout=10,
+            )
+        assert follower.stdout is not None
+        deadline = time.monotonic() + 30
+        seen = ""
+        while "nobody-here" not in seen and time.monotonic() < deadline:
+            seen += follower.stdout.readline()
+        assert 'password authentication failed for user "nobody-here"' in seen
+    finally:
+        follower.kill()
+        follower.communicate()
 
 
 def test_a_second_start_reports_the_running_server(server_dir: Path) -> None:
