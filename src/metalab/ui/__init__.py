@@ -7,8 +7,10 @@ Serve a store from Python or from the command line (``metalab ui LOCATOR``)::
     serve("./experiments")  # http://127.0.0.1:8765/, read-only, until Ctrl-C
 
 The dashboard lists the experiments of the store, pages through the runs of one
-(filtered and sorted with the query language of :mod:`metalab.query`) and shows a
-run: its fields, error, artifacts, logs and metric series. :func:`create_app` gives
+(filtered and sorted with the query language of :mod:`metalab.query`), shows a
+run (its fields, error, artifacts, logs and metric series), compares 2 to 10 runs
+side by side, and plots an experiment's fields and series (aggregated on the
+server). Pages follow running sweeps by polling, with ETags. :func:`create_app` gives
 the ASGI application itself, to mount elsewhere or to test with Starlette's
 ``TestClient``. ``docs/ui.md`` describes the pages, the security model and the API.
 

@@ -25,6 +25,7 @@ from metalab._display import SHORT_ID, differing_params, short_ids
 from metalab.errors import ExperimentNotFoundError, QueryError, QuerySyntaxError
 from metalab.query import F, Field, FieldInfo, Query, build_query, field_catalog, parse_order
 from metalab.records import ArtifactDescriptor, MetricValue, RunRecord
+from metalab.series import MetricSeries
 from metalab.store import (
     FileStore,
     MemoryStore,
@@ -36,6 +37,7 @@ from metalab.store import (
     SupportsQuery,
     SupportsRunEdits,
     SupportsSeries,
+    SupportsSeriesMany,
     derived_lookup,
     select_runs,
 )
@@ -43,6 +45,10 @@ from metalab.store.locator import redact
 from metalab.ui._models import (
     ArtifactOut,
     ColumnOut,
+    CompareOut,
+    CompareRow,
+    CompareRun,
+    CompareSeries,
     ErrorOut,
     ExperimentOut,
     ExperimentsOut,
@@ -61,11 +67,14 @@ from metalab.ui._models import (
 )
 
 __all__ = [
+    "COMPARE_SERIES_POINTS",
     "DEFAULT_LIMIT",
     "DEFAULT_SORT",
     "DEFAULT_TAIL",
+    "MAX_COMPARE",
     "MAX_LIMIT",
     "MAX_SERIES_POINTS",
+    "MIN_COMPARE",
     "RECORD_COLUMNS",
     "STATUSES",
     "Column",
@@ -73,6 +82,7 @@ __all__ = [
     "RunsView",
     "artifact_source",
     "chunks",
+    "compare",
     "default_columns",
     "describe",
     "downsample",
@@ -85,7 +95,9 @@ __all__ = [
     "get_run",
     "jsonable",
     "log_tail",
+    "matching_runs",
     "media_type",
+    "number",
     "parse_columns",
     "require_experiment",
     "run_detail",
@@ -93,6 +105,7 @@ __all__ = [
     "runs_page",
     "runs_view",
     "series",
+    "series_of",
 ]
 
 DEFAULT_LIMIT: Final = 50
@@ -109,6 +122,13 @@ DEFAULT_TAIL: Final = 200
 
 MAX_SERIES_POINTS: Final = 2000
 """Points sent per series at most; a longer series is downsampled on the server."""
+
+MIN_COMPARE: Final = 2
+MAX_COMPARE: Final = 10
+"""How many runs the compare page takes, at least and at most."""
+
+COMPARE_SERIES_POINTS: Final = 1000
+"""Points sent per series and run on the compare page at most."""
 
 STATUSES: Final = ("running", "success", "failed", "cancelled")
 
@@ -466,6 +486,20 @@ def _query(where: str | None, sort: Sequence[str]) -> Query:
         raise Problem(400, describe(exc), param="sort") from exc
 
 
+def matching_runs(
+    store: Store, experiment_id: str, where: str | None, sort: Sequence[str] = ("run_id",)
+) -> list[RunRecord]:
+    """The runs of an experiment that match ``where``, in the order of ``sort``.
+
+    Raises:
+        Problem: ``where`` or ``sort`` is not valid (with the column of a syntax error).
+        ExperimentNotFoundError: The store holds no such experiment.
+    """
+    query = _query(where, sort)
+    require_experiment(store, experiment_id)
+    return _select(store, experiment_id, query)
+
+
 def _select(store: Store, experiment_id: str, query: Query) -> list[RunRecord]:
     """Every run of the experiment that matches, in the query's order.
 
@@ -691,23 +725,24 @@ def series(store: Store, run_id: str, names: Sequence[str], max_points: int) -> 
     if missing:
         raise Problem(404, f"run {run_id!r} has no series {', '.join(map(repr, missing))}")
     wanted = list(names) or sorted(found)
-    out = []
-    for name in wanted:
-        steps, values = list(found[name].steps), [_number(v) for v in found[name].values]
-        kept = downsample(values, max_points)
-        out.append(
-            SeriesOut(
-                name=name,
-                points=len(steps),
-                downsampled=len(kept) < len(steps),
-                steps=[steps[i] for i in kept],
-                values=[values[i] for i in kept],
-            )
-        )
-    return SeriesPage(run_id=run_id, series=out)
+    return SeriesPage(run_id=run_id, series=[series_of(found[n], max_points) for n in wanted])
 
 
-def _number(value: MetricValue) -> float | None:
+def series_of(found: MetricSeries, max_points: int) -> SeriesOut:
+    """One series as the API sends it: at most ``max_points`` points, numbers or ``None``."""
+    steps, values = list(found.steps), [number(v) for v in found.values]
+    kept = downsample(values, max_points)
+    return SeriesOut(
+        name=found.name,
+        points=len(steps),
+        downsampled=len(kept) < len(steps),
+        steps=[steps[i] for i in kept],
+        values=[values[i] for i in kept],
+    )
+
+
+def number(value: object) -> float | None:
+    """A value as a finite float (booleans as 0 and 1), or ``None`` if it is none."""
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, int | float) and math.isfinite(value):
@@ -736,6 +771,102 @@ def downsample(values: Sequence[float | None], max_points: int) -> list[int]:
         else:
             kept.add(start)
     return sorted(kept)
+
+
+# --- comparing runs ---------------------------------------------------------------
+
+
+def compare(store: Store, run_ids: Sequence[str]) -> CompareOut:
+    """2 to 10 runs side by side: their fields row by row, and their series.
+
+    An id given twice counts once.
+
+    Raises:
+        Problem: Fewer than 2 or more than 10 ids (400), or ids of no run (404,
+            naming each).
+        ConfigError: The store refuses an id.
+    """
+    ids = list(dict.fromkeys(run_ids))
+    if not MIN_COMPARE <= len(ids) <= MAX_COMPARE:
+        raise Problem(
+            400,
+            f"compare takes {MIN_COMPARE} to {MAX_COMPARE} run ids (ids=a,b,...), got {len(ids)}",
+            param="ids",
+        )
+    found = {run_id: store.get_run_record(run_id) for run_id in ids}
+    missing = [run_id for run_id, record in found.items() if record is None]
+    if missing:
+        raise Problem(404, f"no run {', '.join(map(repr, missing))} in this store", param="ids")
+    records = [r for r in found.values() if r is not None]
+    derived = {r.run_id: store.get_derived(r.run_id) for r in records}
+    short = short_ids(ids)
+    rows = [
+        _compare_row("run", name, [_record_value(r, name) for r in records])
+        for name in ("experiment_id", "status", "started_at", "finished_at", "duration_ms")
+    ]
+    rows.append(_compare_row("run", "tags", [list(r.tags) for r in records]))
+    rows.append(
+        _compare_row("run", "error", [None if r.error is None else r.error.type for r in records])
+    )
+    mappings: list[tuple[str, list[Mapping[str, Any]]]] = [
+        ("params", [r.params for r in records]),
+        ("metrics", [r.metrics for r in records]),
+        ("derived", [{} if (d := derived[r.run_id]) is None else d.metrics for r in records]),
+    ]
+    for group, values in mappings:
+        for key in sorted({k for mapping in values for k in mapping}):
+            rows.append(_compare_row(group, key, [mapping.get(key) for mapping in values]))
+    return CompareOut(
+        runs=[
+            CompareRun(
+                run_id=r.run_id,
+                short_id=short[r.run_id],
+                experiment_id=r.experiment_id,
+                status=r.status,
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+                duration_ms=jsonable(r.duration_ms),
+                tags=list(r.tags),
+                error_type=None if r.error is None else r.error.type,
+            )
+            for r in records
+        ],
+        rows=rows,
+        series=_compare_series(store, ids),
+    )
+
+
+def _record_value(record: RunRecord, name: str) -> Any:
+    value = getattr(record, name)
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def _compare_row(group: str, key: str, values: list[Any]) -> CompareRow:
+    shown = jsonable(values)
+    texts = {json.dumps(v, sort_keys=True) for v in shown}
+    return CompareRow(group=group, key=key, values=shown, differ=len(texts) > 1)
+
+
+def _compare_series(store: Store, run_ids: Sequence[str]) -> list[CompareSeries]:
+    if isinstance(store, SupportsSeriesMany):
+        by_run = store.get_series_many(run_ids)
+    elif isinstance(store, SupportsSeries):
+        by_run = {run_id: store.get_series(run_id) for run_id in run_ids}
+    else:
+        return []
+    names = sorted({name for found in by_run.values() for name in found})
+    return [
+        CompareSeries(
+            name=name,
+            runs=[
+                None
+                if (one := by_run.get(run_id, {}).get(name)) is None
+                else series_of(one, COMPARE_SERIES_POINTS)
+                for run_id in run_ids
+            ],
+        )
+        for name in names
+    ]
 
 
 # --- edits ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ the security headers to every response.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 import http
 import ipaddress
@@ -53,6 +54,7 @@ from metalab.errors import (
 from metalab.store import FileStoreConfig, Store, StoreConfig, StoreLike, coerce_store_config
 from metalab.store.locator import redact
 from metalab.ui import _api as api
+from metalab.ui import _plots as plots
 from metalab.ui._models import ApiError, InfoOut, NotesEdit, TagsEdit
 
 __all__ = [
@@ -68,6 +70,7 @@ __all__ = [
     "check_token",
     "error_response",
     "loopback_host",
+    "with_etag",
 ]
 
 log = logging.getLogger(__name__)
@@ -228,12 +231,37 @@ def _json(document: object, status: int = 200) -> Response:
     )
 
 
-async def _in_thread(work: Callable[[], Response]) -> Response:
-    """Run blocking work (a store's) in a worker thread; any failure as a JSON error."""
+async def _in_thread(work: Callable[[], Response], request: Request | None = None) -> Response:
+    """Run blocking work (a store's) in a worker thread; any failure as a JSON error.
+
+    Given the request, a JSON answer gets an ``ETag`` (see :func:`with_etag`).
+    """
     try:
-        return await run_in_threadpool(work)
+        response = await run_in_threadpool(work)
     except Exception as exc:  # noqa: BLE001 - every failure is answered, none is a page
         return error_response(exc)
+    return response if request is None else with_etag(request, response)
+
+
+def with_etag(request: Request, response: Response) -> Response:
+    """Tag a JSON answer with a hash of its body; ``304`` if the client has that one.
+
+    A page that polls sends the tag of what it shows in ``If-None-Match`` and gets
+    ``304 Not Modified`` without a body while nothing changed.
+    """
+    if (
+        request.method not in ("GET", "HEAD")
+        or response.status_code != 200
+        or response.media_type != "application/json"
+    ):
+        return response
+    tag = '"' + hashlib.sha256(response.body).hexdigest()[:32] + '"'
+    given = request.headers.get("if-none-match", "")
+    wanted = {item.strip().removeprefix("W/") for item in given.split(",")}
+    if tag in wanted or "*" in wanted:
+        return Response(status_code=304, headers={"etag": tag})
+    response.headers["etag"] = tag
+    return response
 
 
 # --- parameters -------------------------------------------------------------------
@@ -315,6 +343,8 @@ class Dashboard:
             Route("/api/experiments/{experiment_id}/runs", self.runs),
             Route("/api/experiments/{experiment_id}/runs.csv", self.runs_csv),
             Route("/api/experiments/{experiment_id}/fields", self.fields),
+            Route("/api/experiments/{experiment_id}/plot", self.plot),
+            Route("/api/compare", self.compare),
             Route("/api/runs/{run_id}", self.run),
             Route("/api/runs/{run_id}/artifacts/{name}", self.artifact),
             Route("/api/runs/{run_id}/logs/{name}", self.log),
@@ -329,9 +359,9 @@ class Dashboard:
         """``GET /api/info``."""
         return _json(InfoOut(version=__version__, store=self.handle.name, write=self.write))
 
-    async def experiments(self, _request: Request) -> Response:
+    async def experiments(self, request: Request) -> Response:
         """``GET /api/experiments``."""
-        return await _in_thread(lambda: _json(api.experiments(self.handle.get())))
+        return await _in_thread(lambda: _json(api.experiments(self.handle.get())), request)
 
     def _view(self, request: Request, *, paged: bool) -> api.RunsView:
         offset = _int(request, "offset", 0, low=0)
@@ -352,7 +382,9 @@ class Dashboard:
 
     async def runs(self, request: Request) -> Response:
         """``GET /api/experiments/{id}/runs``."""
-        return await _in_thread(lambda: _json(api.runs_page(self._view(request, paged=True))))
+        return await _in_thread(
+            lambda: _json(api.runs_page(self._view(request, paged=True))), request
+        )
 
     async def runs_csv(self, request: Request) -> Response:
         """``GET /api/experiments/{id}/runs.csv``: every matching run (or a window)."""
@@ -371,12 +403,41 @@ class Dashboard:
     async def fields(self, request: Request) -> Response:
         """``GET /api/experiments/{id}/fields``."""
         experiment_id = request.path_params["experiment_id"]
-        return await _in_thread(lambda: _json(api.fields(self.handle.get(), experiment_id)))
+        return await _in_thread(
+            lambda: _json(api.fields(self.handle.get(), experiment_id)), request
+        )
+
+    async def plot(self, request: Request) -> Response:
+        """``GET /api/experiments/{id}/plot?kind=...``: a plot's numbers (see ``_plots``)."""
+        experiment_id = request.path_params["experiment_id"]
+
+        def work() -> Response:
+            asked = plots.PlotRequest(
+                kind=request.query_params.get("kind", "scatter"),
+                x=_optional(request, "x"),
+                y=_optional(request, "y"),
+                color=_optional(request, "color"),
+                agg=request.query_params.get("agg", "none"),
+                bins=_int(request, "bins", plots.DEFAULT_BINS, low=1, high=plots.MAX_BINS),
+                where=_optional(request, "where"),
+                metric=_optional(request, "metric"),
+                dims=_optional(request, "dims"),
+                seed=_int(request, "seed", 0, low=0),
+                limit=_int(request, "limit", plots.MAX_POINTS, low=1, high=plots.MAX_POINTS),
+            )
+            return _json(plots.plot(self.handle.get(), experiment_id, asked))
+
+        return await _in_thread(work, request)
+
+    async def compare(self, request: Request) -> Response:
+        """``GET /api/compare?ids=a,b,...``: 2 to 10 runs side by side."""
+        ids = _list(request, "ids")
+        return await _in_thread(lambda: _json(api.compare(self.handle.get(), ids)), request)
 
     async def run(self, request: Request) -> Response:
         """``GET /api/runs/{run_id}``."""
         run_id = request.path_params["run_id"]
-        return await _in_thread(lambda: _json(api.run_detail(self.handle.get(), run_id)))
+        return await _in_thread(lambda: _json(api.run_detail(self.handle.get(), run_id)), request)
 
     async def artifact(self, request: Request) -> Response:
         """``GET /api/runs/{run_id}/artifacts/{name}``: the bytes, streamed."""
@@ -415,7 +476,7 @@ class Dashboard:
             tail = _int(request, "tail", api.DEFAULT_TAIL, low=0)
             return _json(api.log_tail(self.handle.get(), run_id, name, tail))
 
-        return await _in_thread(work)
+        return await _in_thread(work, request)
 
     async def series(self, request: Request) -> Response:
         """``GET /api/runs/{run_id}/series?names=a,b&max_points=N``."""
@@ -426,7 +487,7 @@ class Dashboard:
             names = _list(request, "names")
             return _json(api.series(self.handle.get(), run_id, names, most))
 
-        return await _in_thread(work)
+        return await _in_thread(work, request)
 
     async def tags(self, request: Request) -> Response:
         """``POST /api/runs/{run_id}/tags`` with ``{"add": [...], "remove": [...]}``."""

@@ -17,6 +17,11 @@ __all__ = [
     "ApiError",
     "ArtifactOut",
     "ColumnOut",
+    "CompareOut",
+    "CompareRow",
+    "CompareRun",
+    "CompareSeries",
+    "DimensionOut",
     "ErrorOut",
     "ExperimentOut",
     "ExperimentsOut",
@@ -26,6 +31,8 @@ __all__ = [
     "LogOut",
     "NotesEdit",
     "NotesOut",
+    "PlotGroup",
+    "PlotOut",
     "RunOut",
     "RunRow",
     "RunsPage",
@@ -259,3 +266,141 @@ class NotesOut(msgspec.Struct, kw_only=True):
 
     run_id: str
     notes: str | None
+
+
+class CompareRun(msgspec.Struct, kw_only=True):
+    """One run of ``GET /api/compare``: who it is, in the order asked for."""
+
+    run_id: str
+    short_id: str
+    experiment_id: str
+    status: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    duration_ms: float | None
+    tags: list[str]
+    error_type: str | None
+
+
+class CompareRow(msgspec.Struct, kw_only=True):
+    """One row of the comparison: a field and each run's value of it.
+
+    Attributes:
+        group: ``run`` (status, timing, tags, error), ``params``, ``metrics`` or
+            ``derived``.
+        key: The field's name within its group.
+        values: One per run, in the order of ``runs``; ``null`` where a run has none.
+        differ: Whether the runs' values are not all the same (a run without the
+            field differs from one with it).
+    """
+
+    group: str
+    key: str
+    values: list[Any]
+    differ: bool
+
+
+class CompareSeries(msgspec.Struct, kw_only=True):
+    """One metric series of the compared runs: one entry per run, ``null`` if it has none."""
+
+    name: str
+    runs: list[SeriesOut | None]
+
+
+class CompareOut(msgspec.Struct, kw_only=True):
+    """``GET /api/compare?ids=...``: 2 to 10 runs side by side."""
+
+    runs: list[CompareRun]
+    rows: list[CompareRow]
+    series: list[CompareSeries]
+
+
+class PlotGroup(msgspec.Struct, kw_only=True):
+    """The points of one colour of a plot (every point when there is no colour field).
+
+    Attributes:
+        key: The colour field's value shared by the group's runs (``null``: no colour
+            field, or runs without it).
+        label: ``key`` as a legend shows it.
+        runs: How many runs the group's points come from.
+        x: The x of each point (a time in seconds since the Unix epoch when
+            ``PlotOut.time_x``; for curves, the step); empty for a histogram, whose
+            bins are ``PlotOut.edges``.
+        y: The y of each point: a run's value, or the mean of an aggregated point.
+        lo: The low end of each aggregated point's band (min, or mean - standard error).
+        hi: The high end of each aggregated point's band (max, or mean + standard error).
+        n: How many values each aggregated point is the mean of.
+        run_ids: The run of each point, when points are runs (``agg=none``).
+        counts: A histogram's count per bin.
+    """
+
+    key: Any
+    label: str
+    runs: int
+    x: list[float] = []
+    y: list[float] = []
+    lo: list[float] = []
+    hi: list[float] = []
+    n: list[int] = []
+    run_ids: list[str] = []
+    counts: list[int] = []
+
+
+class DimensionOut(msgspec.Struct, kw_only=True):
+    """One axis of a parallel-coordinates plot.
+
+    Attributes:
+        key: The field in query syntax.
+        numeric: Whether values are numbers; else each value is an index into
+            ``categories``.
+        min_value: The smallest value (numbers), over every run drawn or not.
+        max_value: The largest value (numbers).
+        categories: The distinct values, sorted (a field that is not numeric).
+    """
+
+    key: str
+    numeric: bool
+    min_value: float | None = None
+    max_value: float | None = None
+    categories: list[Any] = []
+
+
+class PlotOut(msgspec.Struct, kw_only=True):
+    """``GET /api/experiments/{id}/plot``: a plot's numbers, aggregated on the server.
+
+    Attributes:
+        kind: ``scatter``, ``line``, ``hist``, ``parallel`` or ``curves``.
+        runs: How many runs match the filter.
+        skipped: Of those, how many have no finite number (or series) where the plot
+            needs one, and are left out.
+        total: How many points (rows of a parallel plot) there are before sampling.
+        sampled: Whether only some of them are sent (at most ``limit``, chosen at
+            random with ``seed``: the same request gives the same points).
+        points: How many points are sent.
+        time_x: Whether x is a time (seconds since the Unix epoch).
+        edges: A histogram's bin edges (one more than the bins).
+        dimensions: A parallel plot's axes: the fields of ``dims``, then ``y``.
+        rows: A parallel plot's rows, one value per dimension.
+        run_ids: The run of each row of a parallel plot.
+    """
+
+    experiment_id: str
+    kind: str
+    x: str | None
+    y: str | None
+    color: str | None
+    agg: str
+    where: str | None
+    runs: int
+    skipped: int
+    total: int
+    sampled: bool
+    points: int
+    limit: int
+    seed: int
+    time_x: bool = False
+    groups: list[PlotGroup] = []
+    edges: list[float] = []
+    dimensions: list[DimensionOut] = []
+    rows: list[list[float]] = []
+    run_ids: list[str] = []
