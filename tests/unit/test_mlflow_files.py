@@ -153,6 +153,14 @@ def test_experiments_without_meta_yaml_are_reported(tmp_path: Path) -> None:
     assert report.problems == [f"MLflow experiment at {root / '7'}: it has no meta.yaml; skipped"]
 
 
+def test_a_file_uri_is_read_and_other_uris_refused(tmp_path: Path) -> None:
+    run(experiment(tmp_path / "mlruns"))
+    uri = (tmp_path / "mlruns").as_uri()
+    assert import_mlruns(uri, tmp_path / "store").imported == [RUN]
+    with pytest.raises(ConfigError, match=r"not 'postgresql://me:\*\*\*@db/x'"):
+        import_mlruns("postgresql://me:secret@db/x", tmp_path / "store")
+
+
 def test_a_directory_that_is_no_mlflow_store(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is not a directory"):
         import_mlruns(tmp_path / "absent", tmp_path / "store")

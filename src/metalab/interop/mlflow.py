@@ -68,6 +68,7 @@ from metalab.records import (
 )
 from metalab.series import SeriesPoint
 from metalab.store import StoreConfig, StoreLike, SupportsSeries, coerce_store_config
+from metalab.store.locator import redact
 
 if TYPE_CHECKING:
     from metalab.store import Store
@@ -160,7 +161,7 @@ def import_mlruns(
 
     Args:
         mlruns: The MLflow file store: the directory holding ``0/``, ``<id>/``,
-            ``.trash/`` (often called ``mlruns``).
+            ``.trash/`` (often called ``mlruns``), or its ``file:`` URI.
         to: The metalab store: a path, locator or config. A config bound to one
             experiment takes only runs imported into that experiment.
         experiment: Only the MLflow experiment of this name (or id).
@@ -179,7 +180,7 @@ def import_mlruns(
         MissingDependencyError: PyYAML is not installed (``metalab[mlflow]``).
     """
     require("yaml", extra="mlflow", feature="importing an MLflow file store")
-    root = Path(mlruns)
+    root = _mlruns_path(mlruns)
     if not root.is_dir():
         raise ConfigError(f"{str(root)!r} is not a directory (an MLflow file store 'mlruns/')")
     report = ImportReport()
@@ -222,6 +223,20 @@ def import_mlruns(
                 if progress is not None:
                     progress(done, len(runs))
     return report
+
+
+def _mlruns_path(mlruns: str | os.PathLike[str]) -> Path:
+    """The directory of an MLflow file store given as a path or a ``file:`` URI."""
+    given = os.fspath(mlruns)
+    parts = urlsplit(given)
+    if parts.scheme == "file":
+        return Path(unquote(parts.path))
+    if "://" in given:
+        raise ConfigError(
+            f"an MLflow file store is a directory (or a file: URI), not "
+            f"{redact(given)!r}: import reads the mlruns/ folder itself"
+        )
+    return Path(given)
 
 
 def _open(config: StoreConfig, experiment_id: str) -> Store:

@@ -50,6 +50,7 @@ from urllib.parse import quote
 
 from metalab._optional import require
 from metalab.errors import ConfigError, ServiceError
+from metalab.store.locator import redact
 
 __all__ = [
     "DATABASE",
@@ -76,6 +77,8 @@ _ADMIN: Final = "postgres"
 _STATE: Final = "service.json"
 _SOCKET_LIMIT: Final = 107  # sun_path, less its NUL
 _PORT_TRIES: Final = 100
+# A URI, or libpq's key=value form: a connection string given where a directory goes.
+_LOOKS_LIKE_LOCATOR: Final = re.compile(r"://|\b(?:password|host|dbname|user|port)\s*=")
 
 StopMode = Literal["smart", "fast", "immediate"]
 
@@ -169,6 +172,11 @@ def default_data_dir() -> Path:
 
 
 def _resolve(data_dir: str | os.PathLike[str] | None) -> _Layout:
+    if data_dir is not None and _LOOKS_LIKE_LOCATOR.search(os.fspath(data_dir)):
+        raise ConfigError(
+            f"the server directory must be a directory, not a locator: "
+            f"{redact(os.fspath(data_dir))!r} (the locator is what 'start' prints)"
+        )
     directory = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     directory = directory.absolute()
     if directory.exists() and not directory.is_dir():
