@@ -19,6 +19,7 @@ from benchmarks import (
     bench_query,
     bench_results,
     bench_series,
+    bench_ui,
 )
 from benchmarks._harness import Report
 
@@ -36,6 +37,7 @@ SUITES: dict[str, tuple[Suite, tuple[int, ...]]] = {
     "dask": (bench_dask.run, (2_000,)),
     "series": (bench_series.run, (100_000, 1_000_000)),
     "context": (bench_context.run, (10_000,)),
+    "ui": (bench_ui.run, (10_000, 100_000)),
 }
 
 

@@ -9,9 +9,12 @@ The tests drive ``metalab ui`` with Playwright in a headless Chromium, Debian's
 - ``collection``: a FileStore collection written by ``metalab.run``: a params grid
   whose runs record metrics, a series by step, artifacts and log lines, and whose
   largest learning rate fails with an exception.
+- ``demo``: the sweep of the docs' screenshots (``screenshots.py``): learning rates x
+  widths x 3 seeds, a loss curve per run, one failed run; for the plots.
 - ``server`` and ``token_server``: ``python -m metalab ui`` serving it in a
-  subprocess, on a free loopback port, stopped at the end of the session.
-- ``dashboard``: a fresh browser page with a helper that collects the console's
+  subprocess, on a free loopback port, stopped at the end of the session;
+  ``demo_server`` serves ``demo``.
+- ``dashboard`` (and ``demo_dashboard``): a fresh browser page with a helper that collects the console's
   errors, uncaught exceptions and Content-Security-Policy violations (the test fails
   at teardown when one was not expected) and saves screenshots.
 """
@@ -33,6 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import pytest
@@ -41,6 +45,8 @@ import metalab
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Error, Page, Playwright
+
+HERE: Final = Path(__file__).parent
 
 EXPERIMENT: Final = "ui:1"
 OTHER: Final = "other:2"
@@ -213,6 +219,35 @@ def collection(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     return Sweep(root)
 
 
+def _load_screenshots() -> ModuleType:
+    # Test directories are not packages (importlib import mode), so the script is
+    # loaded from its file, once, under its own name.
+    loaded = sys.modules.get("metalab_ui_screenshots")
+    if loaded is not None:
+        return loaded
+    spec = importlib.util.spec_from_file_location("metalab_ui_screenshots", HERE / "screenshots.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["metalab_ui_screenshots"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    from tests.browser import screenshots as _screenshots
+else:
+    _screenshots = _load_screenshots()
+
+Demo = _screenshots.Demo
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """The screenshots' sweep (``screenshots.write_demo``): 30 runs, 1 failed, 3 seeds."""
+    return _screenshots.write_demo(tmp_path_factory.mktemp("demo") / "experiments")
+
+
 # --- the server -------------------------------------------------------------------
 
 
@@ -279,6 +314,14 @@ def _stop(process: subprocess.Popen[str]) -> str:
 def server(collection: Sweep) -> Iterator[Server]:
     """The dashboard over ``collection``, read-only, without a token."""
     started = _start(collection.root, token=None)
+    yield started
+    _stop(started.process)
+
+
+@pytest.fixture(scope="session")
+def demo_server(demo: Demo) -> Iterator[Server]:
+    """The dashboard over :func:`demo`, read-only, without a token."""
+    started = _start(demo.root, token=None)
     yield started
     _stop(started.process)
 
@@ -397,3 +440,11 @@ def token_dashboard(
 ) -> Iterator[Dashboard]:
     """A page on :func:`token_server`, watched as :func:`dashboard` is."""
     yield from _watched(browser, token_server, tmp_path, request)
+
+
+@pytest.fixture
+def demo_dashboard(
+    browser: Browser, demo_server: Server, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Dashboard]:
+    """A page on :func:`demo_server`, watched as :func:`dashboard` is."""
+    yield from _watched(browser, demo_server, tmp_path, request)

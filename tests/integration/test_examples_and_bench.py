@@ -72,4 +72,7 @@ def test_benchmark_harness_runs_at_small_n(tmp_path: Path) -> None:
     assert ("series.log", "metalab") in ops
     assert ("series.frame", "metalab") in ops
     assert ("context.start", "metalab, cache of a first sweep") in ops
+    for operation in ("ui.runs_page", "ui.experiments"):
+        assert (operation, "metalab ui over a PostgresStore") in ops
+        assert (operation, "metalab ui over a FileStore") in ops
     assert all(m["median"] > 0 for m in report["measurements"])

@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, Final, Literal
+from typing import IO, Any, Final, Literal, TypeGuard
 
 import msgspec
 
@@ -59,6 +59,7 @@ from metalab.ui._models import (
     NotesOut,
     RunOut,
     RunRow,
+    RunsCount,
     RunsPage,
     SeriesOut,
     SeriesPage,
@@ -76,6 +77,7 @@ __all__ = [
     "MAX_SERIES_POINTS",
     "MIN_COMPARE",
     "RECORD_COLUMNS",
+    "SAMPLE",
     "STATUSES",
     "Column",
     "Problem",
@@ -101,6 +103,7 @@ __all__ = [
     "parse_columns",
     "require_experiment",
     "run_detail",
+    "runs_count",
     "runs_csv",
     "runs_page",
     "runs_view",
@@ -116,6 +119,10 @@ MAX_LIMIT: Final = 1000
 
 DEFAULT_SORT: Final = ("-started_at",)
 """The order of the runs table when ``sort`` is not given: newest first."""
+
+SAMPLE: Final = 1000
+"""Matching runs a page reads from an index besides its own, for its total (exact up to
+this many matches, a lower bound above), its default columns and its short ids."""
 
 DEFAULT_TAIL: Final = 200
 """Lines of a log sent when ``tail`` is not given."""
@@ -412,9 +419,15 @@ class RunsView:
 
     Attributes:
         records: The runs of the window.
-        total: How many runs match the filter.
+        total: How many runs match the filter; a lower bound where ``total_exact``
+            is false.
         short: A short id for each matching run, long enough to tell it from the
-            others that match.
+            others that match (from those of the sample, where ``total_exact`` is
+            false).
+        total_exact: Whether ``total`` is exact. On a store with an index, a page
+            reads at most :data:`SAMPLE` matching runs besides its own: when more
+            match, the total is a lower bound (``runs_count`` counts them all), and
+            the default columns and short ids come from that sample and the page.
     """
 
     experiment_id: str
@@ -427,6 +440,7 @@ class RunsView:
     total: int
     short: dict[str, str]
     derived: Callable[[RunRecord], Mapping[str, MetricValue] | None]
+    total_exact: bool = True
 
     def cells(self, record: RunRecord) -> list[Any]:
         """The run's value in each column."""
@@ -454,8 +468,21 @@ def runs_view(
     sort = list(sort) or list(DEFAULT_SORT)
     query = _query(where, sort)
     require_experiment(store, experiment_id)
-    matching = _select(store, experiment_id, query)
-    window = matching[offset:] if limit is None else matching[offset : offset + limit]
+    exact = True
+    if limit is not None and _indexed(store):
+        # The index windows and sorts itself: only the page and a bounded sample of
+        # the matches are read, never every matching record.
+        scoped = _scoped(query, experiment_id)
+        window = store.query_runs(dataclasses.replace(scoped, limit=limit, offset=offset))
+        sample = store.query_runs(Query(where=scoped.where, limit=SAMPLE + 1))
+        exact = len(sample) <= SAMPLE
+        total = len(sample) if exact else max(len(sample), offset + len(window))
+        seen = {r.run_id for r in sample}
+        matching = sample + [r for r in window if r.run_id not in seen]
+    else:
+        matching = _select(store, experiment_id, query)
+        window = matching[offset:] if limit is None else matching[offset : offset + limit]
+        total = len(matching)
     return RunsView(
         experiment_id=experiment_id,
         where=where,
@@ -464,9 +491,26 @@ def runs_view(
         limit=limit,
         columns=chosen if chosen is not None else default_columns(matching),
         records=window,
-        total=len(matching),
+        total=total,
         short=short_ids([r.run_id for r in matching]),
         derived=derived_lookup(store, experiment_id),
+        total_exact=exact,
+    )
+
+
+def runs_count(store: Store, experiment_id: str, where: str | None) -> RunsCount:
+    """How many runs of an experiment match ``where``, exactly (every match is read).
+
+    Raises:
+        Problem: ``where`` is not valid (with the column of a syntax error).
+        ExperimentNotFoundError: The store holds no such experiment.
+    """
+    query = dataclasses.replace(_query(where, ()), order_by=())
+    require_experiment(store, experiment_id)
+    return RunsCount(
+        experiment_id=experiment_id,
+        where=where,
+        total=len(_select(store, experiment_id, query)),
     )
 
 
@@ -506,11 +550,20 @@ def _select(store: Store, experiment_id: str, query: Query) -> list[RunRecord]:
     The file and memory stores evaluate queries in Python over the records of one
     experiment; any other store that answers queries (an index) does it itself.
     """
-    if isinstance(store, SupportsQuery) and not isinstance(store, FileStore | MemoryStore):
-        scoped = F.experiment_id == experiment_id
-        where = scoped if query.where is None else scoped & query.where
-        return store.query_runs(dataclasses.replace(query, where=where))
+    if _indexed(store):
+        return store.query_runs(_scoped(query, experiment_id))
     return select_runs(store, query, experiment_id)
+
+
+def _indexed(store: Store) -> TypeGuard[SupportsQuery]:
+    """Whether the store answers queries itself (an index), not in Python over records."""
+    return isinstance(store, SupportsQuery) and not isinstance(store, FileStore | MemoryStore)
+
+
+def _scoped(query: Query, experiment_id: str) -> Query:
+    """The query restricted to one experiment."""
+    scoped = F.experiment_id == experiment_id
+    return dataclasses.replace(query, where=scoped if query.where is None else scoped & query.where)
 
 
 def runs_page(view: RunsView) -> RunsPage:
@@ -518,6 +571,7 @@ def runs_page(view: RunsView) -> RunsPage:
     return RunsPage(
         experiment_id=view.experiment_id,
         total=view.total,
+        total_exact=view.total_exact,
         offset=view.offset,
         limit=len(view.records) if view.limit is None else view.limit,
         where=view.where,

@@ -342,6 +342,7 @@ class Dashboard:
             Route("/api/experiments", self.experiments),
             Route("/api/experiments/{experiment_id}/runs", self.runs),
             Route("/api/experiments/{experiment_id}/runs.csv", self.runs_csv),
+            Route("/api/experiments/{experiment_id}/runs/count", self.runs_count),
             Route("/api/experiments/{experiment_id}/fields", self.fields),
             Route("/api/experiments/{experiment_id}/plot", self.plot),
             Route("/api/compare", self.compare),
@@ -384,6 +385,14 @@ class Dashboard:
         """``GET /api/experiments/{id}/runs``."""
         return await _in_thread(
             lambda: _json(api.runs_page(self._view(request, paged=True))), request
+        )
+
+    async def runs_count(self, request: Request) -> Response:
+        """``GET /api/experiments/{id}/runs/count``: how many runs match ``where``."""
+        experiment_id = request.path_params["experiment_id"]
+        where = _optional(request, "where")
+        return await _in_thread(
+            lambda: _json(api.runs_count(self.handle.get(), experiment_id, where)), request
         )
 
     async def runs_csv(self, request: Request) -> Response:

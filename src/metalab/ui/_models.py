@@ -35,6 +35,7 @@ __all__ = [
     "PlotOut",
     "RunOut",
     "RunRow",
+    "RunsCount",
     "RunsPage",
     "SeriesOut",
     "SeriesPage",
@@ -125,12 +126,24 @@ class RunsPage(msgspec.Struct, kw_only=True):
 
     experiment_id: str
     total: int
+    total_exact: bool = True
     offset: int
     limit: int
     where: str | None
     sort: list[str]
     columns: list[ColumnOut]
     rows: list[RunRow]
+
+
+class RunsCount(msgspec.Struct, kw_only=True):
+    """``GET /api/experiments/{id}/runs/count``: how many runs match, exactly.
+
+    The front end asks for it after a page whose ``total_exact`` is false.
+    """
+
+    experiment_id: str
+    where: str | None
+    total: int
 
 
 class FieldOut(msgspec.Struct, kw_only=True):

@@ -417,13 +417,28 @@ async function runsPage(current, experimentId, params) {
   );
   selected();
   show(h("h1", {}, experimentId), form, toolbar, tableBox);
+  // On an index a page may bring a lower bound of its total: the exact count comes after.
+  let counted = null;
+  const withCount = (page) =>
+    page.total_exact === false && counted !== null ? { ...page, total: counted, total_exact: true } : page;
+  if (data.total_exact === false) {
+    const countQuery = new URLSearchParams(view.where ? { where: view.where } : {});
+    api(`${base}/runs/count?${countQuery}`).then(
+      (found) => {
+        if (!current()) return;
+        counted = found.total;
+        pagerBox.replaceChildren(pager(withCount(data), go));
+      },
+      () => {},
+    );
+  }
   const running = () => data.rows.some((row) => row.status === "running");
   watch(current, async () => {
     const next = await apiIfChanged(runsUrl, tag);
     if (!next) return running();
     ({ body: data, tag } = next);
     tableBox.replaceChildren(runsTable(data, go, selected));
-    pagerBox.replaceChildren(pager(data, go));
+    pagerBox.replaceChildren(pager(withCount(data), go));
     return true;
   });
 }
@@ -511,7 +526,7 @@ function pager(data, go) {
       { disabled: data.offset === 0, onclick: () => go({ offset: Math.max(0, data.offset - data.limit) }) },
       "‹ Prev",
     ),
-    h("span", {}, `${first}–${last} of ${data.total}`),
+    h("span", {}, `${first}–${last} of ${data.total_exact === false ? "≥ " : ""}${data.total}`),
     h(
       "button",
       { disabled: last >= data.total, onclick: () => go({ offset: data.offset + data.limit }) },
