@@ -341,11 +341,6 @@ def test_learning_curves_draw_a_path_per_group(demo_dashboard: Dashboard, demo: 
     assert mine.endswith(f"n = {len(group) - 1}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="learning curves default to the first metric of the catalog (acc), which is no "
-    "series: the page opens on a 400 'no run that matches has a series'",
-)
 def test_choosing_learning_curves_draws_a_series_at_once(
     demo_dashboard: Dashboard, demo: Demo
 ) -> None:
@@ -414,11 +409,6 @@ def overlap(a: FloatRect, b: FloatRect) -> bool:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the y axis's name is written from x=12 at the top of the plot area, so a long "
-    "name (metrics.acc) runs into the label of a tick near the top of the y domain",
-)
 def test_the_y_axis_name_clears_the_tick_labels(demo_dashboard: Dashboard, demo: Demo) -> None:
     # The demo's accuracies (seeded, so always the same) put a tick near the top.
     page = open_plots(demo_dashboard, demo)

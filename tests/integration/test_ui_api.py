@@ -378,6 +378,7 @@ def test_fields_are_the_store_catalog_with_query_keys(api: TestClient, root: Pat
     assert keys["params.lr"] == "params.lr"
     acc = next(f for f in body["fields"] if f["field"] == "metrics.acc")
     assert acc["count"] == 6
+    assert body["series"] == ["loss"]  # what learning curves can draw: not acc
 
 
 # --- one run ----------------------------------------------------------------------

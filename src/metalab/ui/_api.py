@@ -631,7 +631,22 @@ def fields(store: Store, experiment_id: str) -> FieldsOut:
         experiment_id=experiment_id,
         record_fields=[*RECORD_COLUMNS, *_TEXT_COLUMNS],
         fields=[_field(info) for info in catalog],
+        series=_series_names(store, experiment_id),
     )
+
+
+_SERIES_SAMPLE: Final = 20
+
+
+def _series_names(store: Store, experiment_id: str) -> list[str]:
+    """The names of the metric series of the experiment's latest runs (a sample)."""
+    if not isinstance(store, SupportsSeries):
+        return []
+    query = build_query(None, order_by=["-started_at"], limit=_SERIES_SAMPLE)
+    names: set[str] = set()
+    for record in _select(store, experiment_id, query):
+        names.update(store.get_series(record.run_id))
+    return sorted(names)
 
 
 def _field(info: FieldInfo) -> FieldOut:

@@ -164,6 +164,8 @@ class FieldsOut(msgspec.Struct, kw_only=True):
     experiment_id: str
     record_fields: list[str]
     fields: list[FieldOut]
+    series: list[str] = []
+    """Names of the metric series of the latest runs (learning curves can draw them)."""
 
 
 class ErrorOut(msgspec.Struct, kw_only=True):

@@ -952,7 +952,10 @@ async function plotsPage(current, experimentId, params) {
     { key: "status", label: "status" },
     ...catalog.fields.filter((f) => !f.field.startsWith("metrics.") || f.types.includes("str")).map((f) => ({ key: f.key, label: f.field })),
   ];
-  const metricNames = catalog.fields.filter((f) => f.field.startsWith("metrics.")).map((f) => f.field.slice(8));
+  // Learning curves draw series: offer the metrics that have one.
+  const metricNames = catalog.series && catalog.series.length
+    ? catalog.series
+    : catalog.fields.filter((f) => f.field.startsWith("metrics.")).map((f) => f.field.slice(8));
   const state = {};
   for (const key of PLOT_KEYS) state[key] = params.get(key) || "";
   state.kind = PLOT_KINDS[state.kind] ? state.kind : "scatter";
@@ -1116,7 +1119,7 @@ const PALETTE = [
   "#2f6fdb", "#d9534f", "#1f8a4c", "#b7791f", "#7b4fd0",
   "#16a2b8", "#e83e8c", "#5c6670", "#8a6d3b", "#20c997",
 ];
-const CHART = { width: 560, height: 280, left: 64, right: 16, top: 12, bottom: 40 };
+const CHART = { width: 560, height: 296, left: 64, right: 16, top: 28, bottom: 40 };
 
 function colour(i) {
   return PALETTE[i % PALETTE.length];
@@ -1193,7 +1196,8 @@ function frame(xs, ys, opts) {
   }
   if (opts.yLabel) {
     marks.push(
-      s("text", { class: "label", x: 12, y: top + 4, "text-anchor": "start", transform: null }, opts.yLabel),
+      // Above the plot area, clear of the tick labels.
+      s("text", { class: "label", x: 12, y: top - 12, "text-anchor": "start", transform: null }, opts.yLabel),
     );
   }
   const svgEl = s("svg", {
