@@ -72,8 +72,8 @@ class ApiError extends Error {
   }
 }
 
-async function api(path, options) {
-  const response = await fetch(path, options);
+// The JSON body of an answer (a text one as {error}); an ApiError unless it is ok.
+async function bodyOf(response) {
   const text = await response.text();
   let body = null;
   try {
@@ -85,20 +85,16 @@ async function api(path, options) {
   return body;
 }
 
+async function api(path, options) {
+  return bodyOf(await fetch(path, options));
+}
+
 // A GET that sends the ETag of the data shown: null when it has not changed (304).
 async function apiIfChanged(path, tag) {
   const headers = tag ? { "If-None-Match": tag } : {};
   const response = await fetch(path, { cache: "no-store", headers });
   if (response.status === 304) return null;
-  const text = await response.text();
-  let body = null;
-  try {
-    body = text ? JSON.parse(text) : null;
-  } catch (_) {
-    body = { error: text };
-  }
-  if (!response.ok) throw new ApiError(response.status, body);
-  return { body, tag: response.headers.get("ETag") };
+  return { body: await bodyOf(response), tag: response.headers.get("ETag") };
 }
 
 function post(path, body) {
