@@ -26,10 +26,13 @@ from metalab.errors import ConfigError
 SBATCH = textwrap.dedent(
     """\
     #!/bin/sh
-    # Keeps the job script and answers like sbatch.
+    # Keeps the job script and answers like sbatch. dask-jobqueue submits jobs
+    # concurrently: the counter is read and bumped under a mkdir lock.
     dir="$FAKE_SLURM_DIR"
+    until mkdir "$dir/lock" 2>/dev/null; do sleep 0.01; done
     n=$(( $(cat "$dir/next" 2>/dev/null || echo 100) + 1 ))
     echo "$n" > "$dir/next"
+    rmdir "$dir/lock"
     cp "$1" "$dir/job-$n.sh"
     echo "Submitted batch job $n"
     """
