@@ -1,4 +1,4 @@
-"""The index tables are those of layout version 3, catalog entry for catalog entry.
+"""The index tables are those of layout version 4, catalog entry for catalog entry.
 
 An index created by any metalab with a given ``SCHEMA_VERSION`` is used as it is by
 every other, so the tables, columns, types, nullability, defaults, constraints,
@@ -6,7 +6,7 @@ indexes and storage options the code creates must never drift. The golden files
 were dumped when each version was defined (version 1's from the hand-written DDL that
 first defined it; version 2 changed what the query copy's strings hold, not the
 tables); they are never edited, and what version 3 changed from version 1 is checked
-here too.
+here too, and what version 4 changed from version 3.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from metalab.store._postgres_sql import statements
 from metalab.testing.store import make_record
 
 GOLDEN_V1 = Path(__file__).parent / "data" / "postgres_index_catalog_v1.json"
-GOLDEN = Path(__file__).parent / "data" / "postgres_index_catalog_v3.json"
+GOLDEN_V3 = Path(__file__).parent / "data" / "postgres_index_catalog_v3.json"
+GOLDEN = Path(__file__).parent / "data" / "postgres_index_catalog_v4.json"
 SCHEMA_PLACEHOLDER = "<schema>"
 TRIGRAM_INDEX = "runs_experiment_trgm_idx"
 EXP = "schema:1"
@@ -91,7 +92,7 @@ def golden_tables(path: Path = GOLDEN) -> dict[str, Any]:
 
 
 def test_version_3_is_version_1_with_series_and_the_runs_edit_time() -> None:
-    v1, v3 = golden_tables(GOLDEN_V1), golden_tables()
+    v1, v3 = golden_tables(GOLDEN_V1), golden_tables(GOLDEN_V3)
     assert sorted(v3.keys() - v1.keys()) == ["series", "series_chunks"]
     assert not v1.keys() - v3.keys()
     for name in v1:
@@ -114,6 +115,26 @@ def test_version_3_is_version_1_with_series_and_the_runs_edit_time() -> None:
     }
 
 
+def test_version_4_is_version_3_with_two_runs_indexes_changed() -> None:
+    v3, v4 = golden_tables(GOLDEN_V3), golden_tables()
+    assert v4.keys() == v3.keys()
+    for name in v3:
+        if name != "runs":
+            assert v4[name] == v3[name], name
+    assert {k: v for k, v in v4["runs"].items() if k != "indexes"} == {
+        k: v for k, v in v3["runs"].items() if k != "indexes"
+    }
+    old, new = v3["runs"]["indexes"], v4["runs"]["indexes"]
+    changed = {k: v for k, v in new.items() if old.get(k) != v}
+    assert changed == {
+        "runs_experiment_status_idx": "CREATE INDEX runs_experiment_status_idx ON <schema>.runs "
+        "USING btree (experiment_id, status) INCLUDE (started_at, finished_at, tags)",
+        "runs_experiment_run_idx": "CREATE INDEX runs_experiment_run_idx ON <schema>.runs "
+        'USING btree (experiment_id, run_id COLLATE "C")',
+    }
+    assert old.keys() <= new.keys()
+
+
 def without_trigram(conn: psycopg.Connection[Any], tables: dict[str, Any]) -> dict[str, Any]:
     """The dump without the trigram index, which exists only where ``pg_trgm`` is installed."""
     if TypeInfo.fetch(conn, "gtrgm") is not None:
@@ -123,7 +144,7 @@ def without_trigram(conn: psycopg.Connection[Any], tables: dict[str, Any]) -> di
 
 
 class TestIndexCatalog:
-    def test_a_new_index_creates_exactly_the_v3_tables(
+    def test_a_new_index_creates_exactly_the_v4_tables(
         self, postgres_url: str, postgres_schema: str
     ) -> None:
         index = PostgresIndex(postgres_url, schema=postgres_schema)
@@ -134,7 +155,7 @@ class TestIndexCatalog:
         with psycopg.connect(postgres_url) as conn:
             assert without_trigram(conn, dump_catalog(conn, postgres_schema)) == golden_tables()
 
-    def test_a_rebuilt_index_swaps_in_exactly_the_v3_tables(
+    def test_a_rebuilt_index_swaps_in_exactly_the_v4_tables(
         self, postgres_config: PostgresStoreConfig, postgres_url: str
     ) -> None:
         with postgres_config.scoped(EXP).connect() as store:

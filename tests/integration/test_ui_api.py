@@ -20,7 +20,7 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import httpx
 import pytest
@@ -150,6 +150,67 @@ def test_experiments_have_counts_by_status_last_activity_and_tags(
     latest = max(r.finished_at for r in records(root) if r.finished_at is not None)
     assert ui["last_activity"] == latest.isoformat().replace("+00:00", "Z")
     assert found[OTHER]["counts"]["success"] == 1
+
+
+class RecordsOnly:
+    """A store with the ``Store`` methods alone: no summary, no experiment listing."""
+
+    def __init__(self, root: Path) -> None:
+        self._store = create_store(str(root))
+
+    def put_run_record(self, record: RunRecord) -> None:
+        self._store.put_run_record(record)
+
+    def get_run_record(self, run_id: str) -> RunRecord | None:
+        return self._store.get_run_record(run_id)
+
+    def list_run_records(self, experiment_id: str | None = None) -> list[RunRecord]:
+        return self._store.list_run_records(experiment_id)
+
+    def run_exists(self, run_id: str) -> bool:
+        return self._store.run_exists(run_id)
+
+    def put_artifact(self, run_id: str, name: str, data: Any, **kwargs: Any) -> Any:
+        return self._store.put_artifact(run_id, name, data, **kwargs)
+
+    def get_artifact(self, run_id: str, name: str) -> bytes:
+        return self._store.get_artifact(run_id, name)
+
+    def list_artifacts(self, run_id: str) -> Any:
+        return self._store.list_artifacts(run_id)
+
+    def put_derived(self, run_id: str, metrics: Any) -> None:
+        self._store.put_derived(run_id, metrics)
+
+    def get_derived(self, run_id: str) -> Any:
+        return self._store.get_derived(run_id)
+
+    def derived_exists(self, run_id: str) -> bool:
+        return self._store.derived_exists(run_id)
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def test_a_store_that_cannot_summarise_itself_is_counted_from_its_records(
+    api: TestClient, root: Path
+) -> None:
+    plain = RecordsOnly(root)
+    assert not isinstance(plain, metalab.store.SupportsRunSummary)
+    counted = ("experiment_id", "runs", "counts", "last_activity", "run_tags", "error")
+    with client(create_app(plain)) as other:
+        found, expected = (
+            [{k: e[k] for k in counted} for e in c.get("/api/experiments").json()["experiments"]]
+            for c in (other, api)
+        )
+    assert found == expected
+    assert [e["runs"] for e in found] == [1, 9]
 
 
 def test_an_empty_store_has_no_experiments(tmp_path: Path) -> None:

@@ -75,6 +75,7 @@ from metalab.query._catalog import (
 )
 from metalab.query._parser import order_from, parse_order, parse_where
 from metalab.query._python import DerivedLookup, select
+from metalab.query._summary import RunSummary, SummaryGroup, summarize_groups, summarize_runs
 
 __all__ = [
     "CATALOG_SAMPLES",
@@ -95,12 +96,16 @@ __all__ = [
     "Or",
     "OrderBy",
     "Query",
+    "RunSummary",
     "Scalar",
+    "SummaryGroup",
     "build_query",
     "field_catalog",
     "parse_order",
     "parse_where",
     "select",
+    "summarize_groups",
+    "summarize_runs",
 ]
 
 

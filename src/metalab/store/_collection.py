@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import IO, Generic, Protocol, Self, TypeVar
 
 from metalab.errors import ArtifactNotFoundError, StoreError
-from metalab.query import FieldCatalog, Query, field_catalog
+from metalab.query import FieldCatalog, Query, RunSummary, field_catalog, summarize_runs
 from metalab.records import (
     ArtifactDescriptor,
     DerivedMetrics,
@@ -401,6 +401,11 @@ class Collection(Generic[S]):
     def query_runs(self, query: Query) -> list[RunRecord]:
         """Return the runs matching ``query`` (evaluated in Python over the records)."""
         return select_runs(self, query, self._scope())
+
+    def summarize_runs(self, experiment_id: str | None = None) -> dict[str, RunSummary]:
+        """Return the run counts by status of each experiment (from the records)."""
+        eid = experiment_id or self._scope()
+        return summarize_runs(self.list_run_records(eid), eid)
 
     def fields(self, experiment_id: str | None = None) -> FieldCatalog:
         """Return the field catalog of an experiment (default: this store's)."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
-from metalab.query import FieldInfo, Query
+from metalab.query import FieldInfo, Query, RunSummary
 from metalab.series import MetricSeries, SeriesArrays
 from metalab.store._documents import (
     Document,
@@ -145,6 +145,13 @@ class RecordIndex(Protocol):
 
     def fields(self, experiment_id: str) -> list[FieldInfo]:
         """Return an experiment's field catalog."""
+        ...
+
+    def summary(self, experiment_id: str | None) -> dict[str, RunSummary]:
+        """Return the run counts by status of the indexed experiments (only one, if given).
+
+        A given experiment is in the answer even when no run of it is indexed.
+        """
         ...
 
     def states(self, kind: DocumentKind, experiment_id: str | None) -> dict[str, FileState | None]:

@@ -35,7 +35,7 @@ from metalab.errors import (
     IndexUnavailableError,
     StoreError,
 )
-from metalab.query import FieldCatalog, Query
+from metalab.query import FieldCatalog, Query, RunSummary
 from metalab.records import (
     ArtifactDescriptor,
     DerivedMetrics,
@@ -733,6 +733,20 @@ class IndexedStore:
             return [decode(doc, run_id) for run_id, doc in self._index.query(query, self._scope)]
 
         return self._read(from_index, lambda: self._files.query_runs(query))
+
+    def summarize_runs(self, experiment_id: str | None = None) -> dict[str, RunSummary]:
+        """Return the run counts by status of each experiment, counted by the index alone.
+
+        No record is read: the index answers from its own columns.
+        """
+        matches, wanted = self._wanted(experiment_id)
+        if not matches:
+            self._check_open()
+            assert experiment_id is not None  # only another experiment than the scope
+            return {experiment_id: RunSummary(experiment_id)}
+        return self._read(
+            lambda: self._index.summary(wanted), lambda: self._files.summarize_runs(wanted)
+        )
 
     def fields(self, experiment_id: str | None = None) -> FieldCatalog:
         """Return the field catalog of an experiment, kept in the index.

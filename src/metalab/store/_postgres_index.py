@@ -28,7 +28,15 @@ from psycopg.types import TypeInfo
 
 from metalab import _codec
 from metalab.errors import ConfigError, IndexMissingError
-from metalab.query import CATALOG_SAMPLE_RUNS, CATALOG_SAMPLES, FieldInfo, Query, select
+from metalab.query import (
+    CATALOG_SAMPLE_RUNS,
+    CATALOG_SAMPLES,
+    FieldInfo,
+    Query,
+    RunSummary,
+    select,
+    summarize_groups,
+)
 from metalab.query.sql import answerable, compile_select, text_from_index
 from metalab.records import MetricValue
 from metalab.series import MetricSeries, SeriesArrays, seconds_to_micros
@@ -680,6 +688,25 @@ class PostgresIndex:
 
         return self.run(work)
 
+    def summary(self, experiment_id: str | None) -> dict[str, RunSummary]:
+        """Return the run counts by status of the indexed experiments (only one, if given).
+
+        One index-only scan of ``runs (experiment_id, status) INCLUDE (started_at,
+        finished_at, tags)``: no record is read. Groups come per status and distinct
+        tag list, and are folded here.
+        """
+        query = self._sql.runs.summary[experiment_id is not None]
+
+        def work(conn: Connection) -> list[tuple[Any, ...]]:
+            args = (experiment_id,) if experiment_id is not None else None
+            return conn.execute(query, args).fetchall()
+
+        groups = (
+            (eid, status, [text_from_index(t) for t in tags], count, last)
+            for eid, status, tags, count, last in self.run(work)
+        )
+        return summarize_groups(groups, experiment_id)
+
     def states(self, kind: DocumentKind, experiment_id: str | None) -> dict[str, FileState | None]:
         """Return ``key -> file state`` of the indexed documents of ``kind``.
 
@@ -785,6 +812,7 @@ class PostgresIndex:
                     conn.execute(q.rebuild.lock_live)
                     for statement in q.rebuild.carry_over:
                         conn.execute(statement, (started[0],))
+                    conn.execute(q.rebuild.analyze_new)
                     for statement in ddl.swap_in(self._schema, suffix, trigram=trigram):
                         conn.execute(statement)
                 else:

@@ -135,6 +135,7 @@ class RunStatements:
     touch_stage_experiments: sql.Composed
     file_states: tuple[sql.Composed, sql.Composed]
     delete_by_key: sql.Composed
+    summary: tuple[sql.Composed, sql.Composed]
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,7 @@ class RebuildStatements:
     copy_new: tuple[CopyIn, CopyIn, CopyIn, CopyIn, CopyIn]
     lock_live: sql.Composed
     carry_over: tuple[sql.Composed, ...]
+    analyze_new: sql.Composed
     create_stages: tuple[sql.Composed, ...]
     copy_stage: tuple[CopyIn, CopyIn, CopyIn, CopyIn, CopyIn]
     replace_scope: tuple[sql.Composed, ...]
@@ -346,7 +348,19 @@ def run_statements(schema: str) -> RunStatements:
         ),
         file_states=_file_states(schema, RUNS, "run_id"),
         delete_by_key=_delete_by_key(schema, RUNS, "run_id"),
+        summary=(
+            _fmt(_SUMMARY, r=runs, where=sql.SQL("")),
+            _fmt(_SUMMARY, r=runs, where=sql.SQL("WHERE experiment_id = %s")),
+        ),
     )
+
+
+# One pass of the (experiment_id, status) index, whose INCLUDE columns make it an
+# index-only scan: a group per experiment, status and distinct tag list.
+_SUMMARY: Final = (
+    "SELECT experiment_id, status, tags, count(*), max(greatest(started_at, finished_at)) "
+    "FROM {r} {where} GROUP BY experiment_id, status, tags"
+)
 
 
 def derived_statements(schema: str) -> DerivedStatements:
@@ -552,13 +566,19 @@ def rebuild_statements(schema: str) -> RebuildStatements:
             s=series,
             x=EXPERIMENTS.identifier(schema),
         ),
+        # The new tables were created in the same transaction: their rows can be
+        # written frozen and all-visible, so index-only scans (run summaries) need
+        # no VACUUM first.
         copy_new=(
-            _copy_in(RUNS.identifier(schema, REBUILD_SUFFIX), RUNS),
-            _copy_in(DERIVED.identifier(schema, REBUILD_SUFFIX), DERIVED),
-            _copy_in(MANIFESTS.identifier(schema, REBUILD_SUFFIX), MANIFESTS),
-            _copy_in(SERIES.identifier(schema, REBUILD_SUFFIX), SERIES),
-            _copy_in(new_chunks, SERIES_CHUNKS),
+            _copy_in(RUNS.identifier(schema, REBUILD_SUFFIX), RUNS, freeze=True),
+            _copy_in(DERIVED.identifier(schema, REBUILD_SUFFIX), DERIVED, freeze=True),
+            _copy_in(MANIFESTS.identifier(schema, REBUILD_SUFFIX), MANIFESTS, freeze=True),
+            _copy_in(SERIES.identifier(schema, REBUILD_SUFFIX), SERIES, freeze=True),
+            _copy_in(new_chunks, SERIES_CHUNKS, freeze=True),
         ),
+        # Statistics before the first query: without them the planner guesses how
+        # many runs a filter matches, and picks plans that read every match.
+        analyze_new=_fmt("ANALYZE {r}", r=RUNS.identifier(schema, REBUILD_SUFFIX)),
         lock_live=_fmt(
             "LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE",
             tables=sql.SQL(", ").join(
@@ -751,13 +771,14 @@ def _create_stage(stage: sql.Identifier, spec: Table, *extra: Column) -> sql.Com
     )
 
 
-def _copy_in(target: sql.Identifier, spec: Table, *extra: Column) -> CopyIn:
+def _copy_in(target: sql.Identifier, spec: Table, *extra: Column, freeze: bool = False) -> CopyIn:
     columns = (*spec.row_columns, *extra)
     return CopyIn(
         _fmt(
-            "COPY {t} ({cols}) FROM STDIN (FORMAT BINARY)",
+            "COPY {t} ({cols}) FROM STDIN (FORMAT BINARY{freeze})",
             t=target,
             cols=column_list(c.name for c in columns),
+            freeze=sql.SQL(", FREEZE" if freeze else ""),
         ),
         tuple(c.copy_type for c in columns),
     )

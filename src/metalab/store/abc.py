@@ -38,7 +38,7 @@ from metalab.series import MetricSeries, SeriesArrays, SeriesPoint
 from metalab.store import registry as registry_module
 
 if TYPE_CHECKING:
-    from metalab.query import FieldInfo, Query
+    from metalab.query import FieldInfo, Query, RunSummary
     from metalab.store.locator import LocatorInfo
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "SupportsIndexedFiles",
     "SupportsLogs",
     "SupportsQuery",
+    "SupportsRunSummary",
     "SupportsSeries",
     "SupportsSeriesMany",
     "SupportsStructuredResults",
@@ -425,6 +426,24 @@ class SupportsQuery(Protocol):
 
     def fields(self, experiment_id: str | None = None) -> list[FieldInfo]:
         """Return the field catalog of an experiment (default: the store's own)."""
+        ...
+
+
+@runtime_checkable
+class SupportsRunSummary(Protocol):
+    """The store can count its runs by status without reading every record.
+
+    A store with an index answers from the index alone (an index-only scan in
+    Postgres); the file and memory stores compute the same summary from the records.
+    """
+
+    def summarize_runs(self, experiment_id: str | None = None) -> dict[str, RunSummary]:
+        """Return ``experiment id -> RunSummary``, sorted by experiment id.
+
+        With ``experiment_id``, only that experiment (present even when it has no
+        runs); without, every experiment that has runs (only the store's own, when
+        scoped).
+        """
         ...
 
 

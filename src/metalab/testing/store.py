@@ -61,7 +61,7 @@ from metalab.errors import (
     StoreError,
     UnsupportedSchemaVersionError,
 )
-from metalab.query import Query, build_query, select
+from metalab.query import Query, RunSummary, build_query, select, summarize_runs
 from metalab.records import (
     DerivedMetrics,
     ExperimentManifest,
@@ -85,6 +85,7 @@ from metalab.store.abc import (
     SupportsLogs,
     SupportsQuery,
     SupportsRunEdits,
+    SupportsRunSummary,
     SupportsSeries,
     SupportsStructuredResults,
     SupportsWorkingDirectory,
@@ -1140,6 +1141,57 @@ class StoreConformance(Generic[S]):
         acc = catalog["metrics.acc"]
         assert (acc.types, acc.count, acc.min_value, acc.max_value) == (["float"], 2, 0.5, 0.5)
         assert (catalog["derived.gain"].types, catalog["derived.gain"].count) == (["int"], 1)
+
+    # Run summaries
+
+    def test_a_run_summary_counts_runs_by_status(self, store: S, experiment_id: str) -> None:
+        summarizing = _require(store, SupportsRunSummary)
+        records = [
+            make_record(experiment_id),
+            make_record(experiment_id),
+            make_record(experiment_id, status="failed"),
+            make_record(experiment_id, status="running"),
+        ]
+        records[1] = msgspec.structs.replace(records[1], tags=("b", "a"))
+        records[2] = msgspec.structs.replace(records[2], tags=())
+        for record in records:
+            store.put_run_record(record)
+        expected = RunSummary(
+            experiment_id=experiment_id,
+            counts={"failed": 1, "running": 1, "success": 2},
+            last_activity=T0 + dt.timedelta(seconds=1.5),
+            tags=["a", "b", "conformance"],
+        )
+        assert summarizing.summarize_runs(experiment_id) == {experiment_id: expected}
+        assert summarizing.summarize_runs() == {experiment_id: expected}
+        assert expected.runs == 4
+        # The same as the Python engine over the records.
+        assert summarize_runs(store.list_run_records(), experiment_id) == {experiment_id: expected}
+
+    def test_a_run_put_again_is_counted_once_in_its_last_status(
+        self, store: S, experiment_id: str
+    ) -> None:
+        summarizing = _require(store, SupportsRunSummary)
+        record = make_record(experiment_id, status="running")
+        store.put_run_record(record)
+        assert summarizing.summarize_runs(experiment_id)[experiment_id].counts == {"running": 1}
+        finished = record.succeeded(metrics={}, finished_at=T0 + dt.timedelta(hours=2))
+        store.put_run_record(finished)
+        summary = summarizing.summarize_runs(experiment_id)[experiment_id]
+        assert (summary.counts, summary.last_activity) == (
+            {"success": 1},
+            T0 + dt.timedelta(hours=2),
+        )
+
+    def test_an_experiment_without_runs_is_summarised_as_empty(
+        self, store: S, experiment_id: str
+    ) -> None:
+        summarizing = _require(store, SupportsRunSummary)
+        assert summarizing.summarize_runs(experiment_id) == {
+            experiment_id: RunSummary(experiment_id)
+        }
+        store.put_run_record(make_record(experiment_id))
+        assert summarizing.summarize_runs("other:1") == {"other:1": RunSummary("other:1")}
 
     # Working directory, close
 

@@ -23,7 +23,17 @@ import msgspec
 
 from metalab._display import SHORT_ID, differing_params, short_ids
 from metalab.errors import ExperimentNotFoundError, QueryError, QuerySyntaxError
-from metalab.query import F, Field, FieldInfo, Query, build_query, field_catalog, parse_order
+from metalab.query import (
+    F,
+    Field,
+    FieldInfo,
+    Query,
+    RunSummary,
+    build_query,
+    field_catalog,
+    parse_order,
+    summarize_runs,
+)
 from metalab.records import ArtifactDescriptor, MetricValue, RunRecord
 from metalab.series import MetricSeries
 from metalab.store import (
@@ -36,6 +46,7 @@ from metalab.store import (
     SupportsLogs,
     SupportsQuery,
     SupportsRunEdits,
+    SupportsRunSummary,
     SupportsSeries,
     SupportsSeriesMany,
     derived_lookup,
@@ -228,13 +239,21 @@ def require_experiment(store: Store, experiment_id: str) -> None:
 def experiments(store: Store) -> ExperimentsOut:
     """Every experiment with its run counts by status, last activity and tags.
 
-    An experiment whose runs cannot be read is listed with the error, and the others
-    as usual.
+    A store that summarises itself (an index) counts without reading any record. An
+    experiment whose runs cannot be read is listed with the error, and the others as
+    usual.
     """
     found = []
-    for experiment_id in experiment_ids(store):
+    ids = experiment_ids(store)
+    summaries: dict[str, RunSummary] = {}
+    if isinstance(store, SupportsRunSummary) and ids:
         try:
-            found.append(_experiment(store, experiment_id))
+            summaries = store.summarize_runs()
+        except Exception:  # noqa: BLE001 - each experiment is tried again alone below
+            summaries = {}
+    for experiment_id in ids:
+        try:
+            found.append(_experiment(store, experiment_id, summaries.get(experiment_id)))
         except Exception as exc:  # noqa: BLE001 - one unreadable experiment spoils no other
             found.append(ExperimentOut(experiment_id=experiment_id, error=describe(exc)))
     return ExperimentsOut(experiments=found)
@@ -248,17 +267,14 @@ def describe(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _experiment(store: Store, experiment_id: str) -> ExperimentOut:
-    records = store.list_run_records(experiment_id)
-    counts = dict.fromkeys(STATUSES, 0)
-    latest: dt.datetime | None = None
-    run_tags: set[str] = set()
-    for record in records:
-        counts[record.status] = counts.get(record.status, 0) + 1
-        run_tags.update(record.tags)
-        for when in (record.started_at, record.finished_at):
-            if when is not None and (latest is None or when > latest):
-                latest = when
+def _experiment(store: Store, experiment_id: str, summary: RunSummary | None) -> ExperimentOut:
+    if summary is None:
+        if isinstance(store, SupportsRunSummary):
+            summary = store.summarize_runs(experiment_id)[experiment_id]
+        else:
+            records = store.list_run_records(experiment_id)
+            summary = summarize_runs(records, experiment_id)[experiment_id]
+    counts = dict.fromkeys(STATUSES, 0) | summary.counts
     description = None
     tags: list[str] = []
     if isinstance(store, SupportsExperimentManifests):
@@ -268,12 +284,12 @@ def _experiment(store: Store, experiment_id: str) -> ExperimentOut:
             tags = list(manifests[-1].tags)
     return ExperimentOut(
         experiment_id=experiment_id,
-        runs=len(records),
+        runs=summary.runs,
         counts=counts,
-        last_activity=latest,
+        last_activity=summary.last_activity,
         description=description,
         tags=tags,
-        run_tags=sorted(run_tags),
+        run_tags=summary.tags,
     )
 
 
