@@ -54,7 +54,15 @@ from metalab.query._ast import (
 )
 from metalab.query._python import BOOL, NUMBER, STRING, TIMESTAMP, category
 
-__all__ = ["answerable", "compile_select", "index_json", "index_text", "text_from_index"]
+__all__ = [
+    "SortValue",
+    "answerable",
+    "compile_select",
+    "index_json",
+    "index_text",
+    "sort_value",
+    "text_from_index",
+]
 
 _ENCODER: Final = msgspec.json.Encoder()
 _OPS: Final = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -184,6 +192,31 @@ def _json_reader(v: sql.Composable, params_path: tuple[str, ...] | None = None) 
         json=v,
         params_path=params_path,
     )
+
+
+@dataclass(frozen=True)
+class SortValue:
+    """How the SQL engine reads a ``jsonb`` value for sorting: one expression per part.
+
+    A row of these parts, ordered by ``category`` then ``boolean``, ``number`` and
+    ``text`` (each ``NULL`` outside its category), all in one direction, is in the
+    order :func:`compile_select` sorts the value in; ``category`` is ``NULL`` for a
+    value that sorts as missing (absent, ``null``, NaN, a list or a mapping).
+    """
+
+    category: sql.Composable
+    boolean: sql.Composable
+    number: sql.Composable
+    text: sql.Composable
+
+
+def sort_value(value: sql.Composable) -> SortValue:
+    """The parts of a ``jsonb`` value (in the index's escaped form) that order it."""
+    reader = _json_reader(value)
+    assert reader.boolean is not None
+    assert reader.number is not None
+    assert reader.text is not None
+    return SortValue(reader.category, reader.boolean, reader.number, reader.text)
 
 
 def _field(fld: Field, p: _Params) -> _Value:
@@ -352,7 +385,12 @@ def _order(keys: Sequence[OrderBy], p: _Params) -> sql.Composable:
 
 
 def compile_select(
-    query: Query, *, schema: str, experiment_id: str | None, columns: sql.Composable
+    query: Query,
+    *,
+    schema: str,
+    experiment_id: str | None,
+    columns: sql.Composable,
+    among: sql.Composable | None = None,
 ) -> tuple[sql.Composed, dict[str, Any]]:
     """Compile ``query`` into one ``SELECT`` over the index, with its parameters.
 
@@ -361,12 +399,16 @@ def compile_select(
         schema: The Postgres schema of the index tables.
         experiment_id: Restrict to this experiment (a scoped store), or ``None``.
         columns: What to select from ``runs r`` (e.g. ``sql.SQL("r.doc")``).
+        among: A subquery of run ids to choose among (its own parameters must not
+            be named ``p0``, ``p1``, ...: those are this function's).
 
     Returns:
         The statement and its named parameters.
     """
     p = _Params()
     conditions: list[sql.Composable] = []
+    if among is not None:
+        conditions.append(sql.SQL("r.run_id IN ({})").format(among))
     if experiment_id is not None:
         conditions.append(sql.SQL("r.experiment_id = {}").format(p.add(experiment_id)))
     if query.where is not None:

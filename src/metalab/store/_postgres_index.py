@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Siz
 from typing import Any, Final, Literal, Self, TypeVar, cast
 
 import msgspec
-from psycopg import sql
+from psycopg import errors, sql
 from psycopg.adapt import Buffer, Dumper
 from psycopg.pq import Format
 from psycopg.rows import class_row
@@ -31,13 +31,16 @@ from metalab.errors import ConfigError, IndexMissingError
 from metalab.query import (
     CATALOG_SAMPLE_RUNS,
     CATALOG_SAMPLES,
+    And,
+    Compare,
+    Field,
     FieldInfo,
     Query,
     RunSummary,
     select,
     summarize_groups,
 )
-from metalab.query.sql import answerable, compile_select, text_from_index
+from metalab.query.sql import answerable, compile_select, index_text, text_from_index
 from metalab.records import MetricValue
 from metalab.series import MetricSeries, SeriesArrays, seconds_to_micros
 from metalab.store import _postgres_schema as ddl
@@ -133,6 +136,8 @@ class PostgresIndex:
         self._schema = schema
         self._schema_ready = False
         self._sql = statements(schema)
+        # False once the role turned out unable to keep metric orders (read-only).
+        self._sort_kept: bool | None = None
 
     def __repr__(self) -> str:
         return f"PostgresIndex({self._db.redacted_conninfo!r}, schema={self._schema!r})"
@@ -277,9 +282,16 @@ class PostgresIndex:
             conn.execute(statement)
         for statement in ddl.create_indexes(self._schema, trigram=_has_trigram(conn)):
             conn.execute(statement)
+        self._create_triggers(conn)
         experiments = sorted(e for e in pending if e is not None)
         if experiments:
             conn.execute(q.experiments.insert_pending, (experiments,))
+
+    def _create_triggers(self, conn: Connection) -> None:
+        """The triggers on ``runs`` that keep ``sort_values`` in step with every write."""
+        conn.execute(self._sql.sort.create_function)
+        for statement in self._sql.sort.create_triggers:
+            conn.execute(statement)
 
     def _state(self, conn: Connection, *, created: bool, root: str) -> IndexState:
         pending: set[str | None] = set()
@@ -639,6 +651,11 @@ class PostgresIndex:
         """
         if not answerable(query):
             return self._query_in_python(query, experiment_id)
+        top = _top_k(query, experiment_id)
+        if top is not None and self._sort_kept is not False:
+            found = self._query_top_k(query, experiment_id, top)
+            if found is not None:
+                return found
         statement, params = compile_select(
             query, schema=self._schema, experiment_id=experiment_id, columns=_RUN_AND_DOC
         )
@@ -646,6 +663,53 @@ class PostgresIndex:
         def work(conn: Connection) -> list[tuple[str, bytes]]:
             cur = conn.execute(statement, params, binary=True)
             return [(row[0], row[1]) for row in cur.fetchall()]
+
+        return self.run(work)
+
+    def _query_top_k(
+        self, query: Query, experiment_id: str | None, top: _TopK
+    ) -> list[tuple[str, bytes]] | None:
+        """Answer a query sorted on a metric from the metric's kept order, if it can.
+
+        The candidates are the runs with the best values of the metric (every run
+        tied with the last one included), in the ``sort_values`` index order. When at
+        least ``offset + limit`` of them match, the page holds exactly the runs the
+        whole query would: every other match sorts after them. Otherwise the window
+        is widened once, then the whole query answers (``None``). The first such
+        query on an experiment and metric keeps its order (see ``sort_values``);
+        a role that may not write the index answers every query the whole way.
+        """
+        q = self._sql.sort
+        assert query.limit is not None
+        wanted = query.offset + query.limit
+        statement, params = compile_select(
+            query,
+            schema=self._schema,
+            experiment_id=experiment_id,
+            columns=_RUN_AND_DOC,
+            among=q.candidates[top.descending],
+        )
+
+        def work(conn: Connection) -> list[tuple[str, bytes]] | None:
+            key = (top.experiment_id, top.metric)
+            if conn.execute(q.is_kept, key).fetchone() is None:
+                try:
+                    with conn.transaction():
+                        # Writers in flight finish first, and new ones wait: none
+                        # can write a run between the copy and the kept metric.
+                        conn.execute(q.lock_runs)
+                        if conn.execute(q.keep, key).fetchone() is not None:
+                            conn.execute(q.fill, {"e": top.experiment_id, "m": top.metric})
+                            conn.execute(q.analyze)
+                except (errors.InsufficientPrivilege, errors.ReadOnlySqlTransaction):
+                    self._sort_kept = False
+                    return None
+            for size in (max(_TOP_K_WINDOW, 4 * wanted), 16 * max(_TOP_K_WINDOW, 4 * wanted)):
+                args = params | {"sort_e": top.experiment_id, "sort_m": top.metric, "sort_n": size}
+                rows = conn.execute(statement, args, binary=True).fetchall()
+                if len(rows) == query.limit:
+                    return [(row[0], row[1]) for row in rows]
+            return None
 
         return self.run(work)
 
@@ -815,6 +879,7 @@ class PostgresIndex:
                     conn.execute(q.rebuild.analyze_new)
                     for statement in ddl.swap_in(self._schema, suffix, trigram=trigram):
                         conn.execute(statement)
+                    self._create_triggers(conn)
                 else:
                     for statement in q.rebuild.create_stages:
                         conn.execute(statement)
@@ -836,6 +901,47 @@ class PostgresIndex:
 
 
 _VALUES: Final = msgspec.json.Decoder(list[MetricValue])
+
+_EXPERIMENT_FIELD: Final = Field("record", ("experiment_id",))
+_TOP_K_WINDOW: Final = 256
+"""The fewest candidates a top-k query sorted on a kept metric reads."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _TopK:
+    """A query the kept order of a metric can answer: its experiment and first sort key."""
+
+    experiment_id: str
+    metric: str
+    descending: bool
+
+
+def _top_k(query: Query, scope: str | None) -> _TopK | None:
+    """The experiment and metric of a windowed query sorted first on a metric, if any.
+
+    The experiment is the store's scope or an ``experiment_id == ...`` term of the
+    filter's top-level conjunction; without one, there is no kept order to read.
+    """
+    if query.limit is None or not query.order_by:
+        return None
+    first = query.order_by[0]
+    if first.field.namespace != "metrics":
+        return None
+    experiment_id = scope
+    if experiment_id is None:
+        terms = query.where.items if isinstance(query.where, And) else (query.where,)
+        for term in terms:
+            if (
+                isinstance(term, Compare)
+                and term.op == "=="
+                and term.field == _EXPERIMENT_FIELD
+                and isinstance(term.value, str)
+            ):
+                experiment_id = term.value
+                break
+    if experiment_id is None:
+        return None
+    return _TopK(experiment_id, index_text(first.field.path[0]), first.descending)
 
 
 def _values(nums: list[float | None], others: list[str | None]) -> list[MetricValue]:

@@ -41,6 +41,14 @@ numbers and key order and so cannot give the document back):
   the Unix epoch, as the file does. Arrays, not a row per point: a run's 100,000
   points come back in a few rows, decoded in C, where a row per point costs a
   server-side sort and a Python object per value.
+- ``sort_metrics`` and ``sort_values``: the order of the metrics that queries sort
+  on. The first query that sorts an experiment's runs on a metric (with a limit)
+  lists the pair in ``sort_metrics`` and copies every run's value into
+  ``sort_values``, split into the parts that order it (category, boolean, number,
+  text); from then on, triggers on ``runs`` keep those rows in step with every
+  write, and a top-k query reads about k rows of the ``order`` index instead of
+  sorting every match. Only pairs someone sorted on are kept, so writes and
+  rebuilds pay nothing for the others (a rebuild starts with none).
 
 Rows are kept inline and uncompressed up to a page (``toast_tuple_target``): a run
 record is about 2 KB, and compressing it costs more than the whole rest of an insert.
@@ -56,6 +64,7 @@ import types
 import typing
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Final, NamedTuple
 
 from psycopg import sql
@@ -72,6 +81,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "SERIES",
     "SERIES_CHUNKS",
+    "SORT_METRICS",
+    "SORT_VALUES",
     "TABLES",
     "Check",
     "Column",
@@ -85,6 +96,8 @@ __all__ = [
     "RunRow",
     "SeriesChunkRow",
     "SeriesRow",
+    "SortMetricRow",
+    "SortValueRow",
     "Table",
     "column_list",
     "create_indexes",
@@ -103,7 +116,8 @@ which hold NUL and U+0001 in their index form (:func:`metalab.query.sql.index_te
 where version 1 held U+FFFD for NUL. Version 3 adds ``series`` and
 ``series_chunks``, and ``runs.edited_at`` (when people last edited a run's tags or
 notes), which lets the index refuse a record written before an edit it already took.
-Version 4 has the tables of version 3 with two indexes of ``runs`` changed: the
+Version 4 adds ``sort_metrics`` and ``sort_values`` (kept metric orders, with their
+triggers on ``runs``) and changes two indexes of ``runs``: the
 ``(experiment_id, status)`` index includes ``started_at``, ``finished_at`` and
 ``tags`` (run summaries read the index alone), and ``(experiment_id, run_id COLLATE
 "C")`` orders windows by run id.
@@ -390,6 +404,25 @@ class ExperimentRow(NamedTuple):
     needs_sync: Annotated[bool, Column("boolean", default="false")]
 
 
+class SortMetricRow(NamedTuple):
+    """One row of ``sort_metrics``: a metric of an experiment whose order is kept."""
+
+    experiment_id: Annotated[str, Column("text")]
+    metric: Annotated[str, Column("text")]
+
+
+class SortValueRow(NamedTuple):
+    """One row of ``sort_values``: a run's value of a kept metric, in sortable parts."""
+
+    experiment_id: Annotated[str, Column("text")]
+    metric: Annotated[str, Column("text")]
+    category: Annotated[int, Column("smallint")]
+    bool_value: Annotated[bool | None, Column("boolean")]
+    num_value: Annotated[Decimal | None, Column("numeric")]
+    str_value: Annotated[str | None, Column('text COLLATE "C"')]
+    run_id: Annotated[str, Column("text")]
+
+
 @dataclass(frozen=True)
 class FieldCatalogRow:
     """One row of the ``field_catalog`` table (read as a ``FieldInfo``).
@@ -469,6 +502,15 @@ EXPERIMENTS: Final = Table("experiments", ExperimentRow, primary_key=("experimen
 FIELD_CATALOG: Final = Table(
     "field_catalog", FieldCatalogRow, primary_key=("experiment_id", "field")
 )
+SORT_METRICS: Final = Table("sort_metrics", SortMetricRow, primary_key=("experiment_id", "metric"))
+SORT_VALUES: Final = Table(
+    "sort_values",
+    SortValueRow,
+    primary_key=("run_id", "metric"),
+    indexes=(
+        Index("order", "(experiment_id, metric, category, bool_value, num_value, str_value)"),
+    ),
+)
 META: Final = Table(
     "metalab_meta",
     MetaRow,
@@ -476,7 +518,17 @@ META: Final = Table(
     checks=(Check("singleton", "singleton"),),
 )
 
-TABLES: Final = (RUNS, DERIVED, MANIFESTS, EXPERIMENTS, FIELD_CATALOG, SERIES, SERIES_CHUNKS)
+TABLES: Final = (
+    RUNS,
+    DERIVED,
+    MANIFESTS,
+    EXPERIMENTS,
+    FIELD_CATALOG,
+    SERIES,
+    SERIES_CHUNKS,
+    SORT_METRICS,
+    SORT_VALUES,
+)
 """Every table of the index but ``metalab_meta``, which a rebuild keeps."""
 META_TABLE: Final = META.name
 

@@ -16,6 +16,7 @@ from typing import Final
 
 from psycopg import sql
 
+from metalab.query.sql import sort_value
 from metalab.store._postgres_schema import (
     DERIVED,
     EXPERIMENTS,
@@ -26,6 +27,8 @@ from metalab.store._postgres_schema import (
     RUNS,
     SERIES,
     SERIES_CHUNKS,
+    SORT_METRICS,
+    SORT_VALUES,
     Column,
     Table,
     column_list,
@@ -196,6 +199,26 @@ class CatalogStatements:
 
 
 @dataclass(frozen=True)
+class SortStatements:
+    """Kept metric orders: ``sort_metrics``, ``sort_values`` and the triggers on ``runs``.
+
+    The candidates (``candidates[descending]``) are a subquery of the run ids with
+    the best values of one kept metric, every run tied with the last one included;
+    their parameters are ``sort_e`` (experiment), ``sort_m`` (metric, in index
+    form) and ``sort_n`` (how many).
+    """
+
+    create_function: sql.Composed
+    create_triggers: tuple[sql.Composed, ...]
+    is_kept: sql.Composed
+    lock_runs: sql.Composed
+    keep: sql.Composed
+    fill: sql.Composed
+    analyze: sql.Composed
+    candidates: tuple[sql.Composed, sql.Composed]
+
+
+@dataclass(frozen=True)
 class RebuildStatements:
     """A rebuild: whole (tables built beside the live ones) or of one experiment."""
 
@@ -228,6 +251,7 @@ class Statements:
     manifests: ManifestStatements
     series: SeriesStatements
     catalog: CatalogStatements
+    sort: SortStatements
     rebuild: RebuildStatements
     file_states: Mapping[str, tuple[sql.Composed, sql.Composed]]
 
@@ -246,6 +270,7 @@ def statements(schema: str) -> Statements:
         manifests=manifests,
         series=series,
         catalog=catalog_statements(schema),
+        sort=sort_statements(schema),
         rebuild=rebuild_statements(schema),
         file_states={
             "runs": runs.file_states,
@@ -361,6 +386,112 @@ _SUMMARY: Final = (
     "SELECT experiment_id, status, tags, count(*), max(greatest(started_at, finished_at)) "
     "FROM {r} {where} GROUP BY experiment_id, status, tags"
 )
+
+
+_SORT_FUNCTION: Final = "metalab_keep_sort_values"
+_SORT_TRIGGERS: Final = (
+    ("metalab_sort_insert", "INSERT", "NEW TABLE AS new_rows"),
+    ("metalab_sort_update", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+    ("metalab_sort_delete", "DELETE", "OLD TABLE AS old_rows"),
+)
+
+
+def sort_statements(schema: str) -> SortStatements:
+    """The statements that keep and read the order of the metrics queries sort on."""
+    runs, kept, values = (spec.identifier(schema) for spec in (RUNS, SORT_METRICS, SORT_VALUES))
+    function = sql.Identifier(schema, _SORT_FUNCTION)
+    body = _fmt(
+        """
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM {kept}) THEN
+                RETURN NULL;
+            END IF;
+            IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                DELETE FROM {values} s USING old_rows o WHERE s.run_id = o.run_id;
+            END IF;
+            IF TG_OP IN ('INSERT', 'UPDATE') THEN
+                {insert};
+            END IF;
+            RETURN NULL;
+        END
+        """,
+        kept=kept,
+        values=values,
+        insert=_sort_rows(schema, sql.SQL("new_rows"), sql.SQL("true")),
+    )
+    triggers: list[sql.Composed] = []
+    for name, event, referencing in _SORT_TRIGGERS:
+        triggers.append(_fmt("DROP TRIGGER IF EXISTS {t} ON {r}", t=sql.Identifier(name), r=runs))
+        triggers.append(
+            _fmt(
+                "CREATE TRIGGER {t} AFTER {event} ON {r} REFERENCING {referencing} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION {f}()",
+                t=sql.Identifier(name),
+                event=sql.SQL(event),
+                r=runs,
+                referencing=sql.SQL(referencing),
+                f=function,
+            )
+        )
+    candidates = tuple(
+        _fmt(
+            "SELECT run_id FROM {values} WHERE experiment_id = %(sort_e)s "
+            "AND metric = %(sort_m)s ORDER BY {order} "
+            "FETCH FIRST %(sort_n)s ROWS WITH TIES",
+            values=values,
+            order=sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(direction))
+                for n in ("category", "bool_value", "num_value", "str_value")
+            ),
+        )
+        for direction in ("ASC", "DESC")
+    )
+    return SortStatements(
+        create_function=_fmt(
+            "CREATE OR REPLACE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS {body}",
+            f=function,
+            body=sql.Literal(body.as_string(None)),
+        ),
+        create_triggers=tuple(triggers),
+        is_kept=_fmt("SELECT 1 FROM {kept} WHERE experiment_id = %s AND metric = %s", kept=kept),
+        lock_runs=_fmt("LOCK TABLE {r} IN SHARE MODE", r=runs),
+        keep=_fmt(
+            "INSERT INTO {kept} (experiment_id, metric) VALUES (%s, %s) "
+            "ON CONFLICT DO NOTHING RETURNING 1",
+            kept=kept,
+        ),
+        fill=_sort_rows(
+            schema,
+            _fmt("(SELECT * FROM {r} WHERE experiment_id = %(e)s)", r=runs),
+            sql.SQL("k.metric = %(m)s"),
+        ),
+        # Statistics of the new rows at once: the top-k plan needs them.
+        analyze=_fmt("ANALYZE {v}", v=values),
+        candidates=(candidates[0], candidates[1]),
+    )
+
+
+def _sort_rows(schema: str, source: sql.Composable, which: sql.Composable) -> sql.Composed:
+    """Insert the sortable parts of the kept metrics of the runs in ``source``."""
+    value = sort_value(sql.SQL("x.j"))
+    return _fmt(
+        "INSERT INTO {values} ({cols}) "
+        "SELECT n.experiment_id, k.metric, v.category, v.b, v.num, v.str, n.run_id "
+        "FROM {source} n JOIN {kept} k ON k.experiment_id = n.experiment_id AND {which} "
+        "CROSS JOIN LATERAL (SELECT n.metrics -> k.metric AS j) x "
+        "CROSS JOIN LATERAL (SELECT {cat} AS category, {b} AS b, {num} AS num, "
+        "{str} AS str) v "
+        "WHERE v.category IS NOT NULL",
+        values=SORT_VALUES.identifier(schema),
+        cols=column_list(SORT_VALUES.row_names),
+        source=source,
+        kept=SORT_METRICS.identifier(schema),
+        which=which,
+        cat=value.category,
+        b=value.boolean,
+        num=value.number,
+        str=value.text,
+    )
 
 
 def derived_statements(schema: str) -> DerivedStatements:
@@ -583,7 +714,14 @@ def rebuild_statements(schema: str) -> RebuildStatements:
             "LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE",
             tables=sql.SQL(", ").join(
                 spec.identifier(schema)
-                for spec in (*documents, SERIES_CHUNKS, EXPERIMENTS, FIELD_CATALOG)
+                for spec in (
+                    *documents,
+                    SERIES_CHUNKS,
+                    EXPERIMENTS,
+                    FIELD_CATALOG,
+                    SORT_METRICS,
+                    SORT_VALUES,
+                )
             ),
         ),
         # Rows that writers changed since the rebuild started are newer than what it
