@@ -10,7 +10,8 @@ whole stack: guard, routing, worker thread, msgspec encoding; no network):
   &offset=0&limit=50`` (default columns; the filter matches a quarter of the runs).
   Target: ≤ 100 ms from the index. The anchor is the SQL an index would need for the
   page with an exact total: the same top 50 documents and ``count(*)`` of the matches,
-  hand-written on the index's own table;
+  hand-written on the index's ``runs`` table. The first request keeps the order of
+  ``metrics.m01`` (see ``sort_values``); it is timed once and reported in the notes;
 - ``ui.experiments``: the experiments page, ``GET /api/experiments``. Target: ≤ 200 ms
   from the index. The anchor is one ``GROUP BY status`` with the last activity and the
   distinct run tags, hand-written on the index's table.
@@ -21,6 +22,7 @@ The FileStore figures are reported beside them (no target: every record file is 
 from __future__ import annotations
 
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -131,7 +133,12 @@ def _measure(
     def raw_experiments() -> int:
         return len(raw.execute(experiments_sql).fetchall()) + len(raw.execute(tags_sql).fetchall())
 
-    pages = {name: _get(c, runs_path, params) for name, c in ((INDEX, on_index), (FILES, on_files))}
+    # The index's first page keeps the order of the sort metric (once per experiment
+    # and metric); its time is reported, the repeats that follow are the figures.
+    started = time.perf_counter()
+    pages = {INDEX: _get(on_index, runs_path, params)}
+    first = time.perf_counter() - started
+    pages[FILES] = _get(on_files, runs_path, params)
     ids = {name: [row["run_id"] for row in page["rows"]] for name, page in pages.items()}
     if ids[INDEX] != ids[FILES] or [str(r[0]) for r in raw.execute(page_sql, args)] != ids[INDEX]:
         raise RuntimeError(f"ui.runs_page: the subjects disagree: {ids}")
@@ -159,6 +166,7 @@ def _measure(
         {
             RAW_SQL: f"top {LIMIT} documents + count(*); {server}",
             INDEX: f"{LIMIT} of {matches:,} matches, total answered {totals[INDEX]}; "
+            f"the first page, which kept the order of {SORT.lstrip('-')}, took {first:.2f} s; "
             "target <= 100 ms",
             FILES: f"{LIMIT} of {matches:,} matches, total answered {totals[FILES]}",
         },

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 import pytest
 
 import metalab
+from metalab.testing import load_script
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Error, Page, Playwright
@@ -220,18 +221,8 @@ def collection(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
 
 
 def _load_screenshots() -> ModuleType:
-    # Test directories are not packages (importlib import mode), so the script is
-    # loaded from its file, once, under its own name.
-    loaded = sys.modules.get("metalab_ui_screenshots")
-    if loaded is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location("metalab_ui_screenshots", HERE / "screenshots.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["metalab_ui_screenshots"] = module
-    spec.loader.exec_module(module)
-    return module
+    # Test directories are not packages (importlib import mode): loaded by path.
+    return load_script(HERE / "screenshots.py", "metalab_ui_screenshots")
 
 
 if TYPE_CHECKING:

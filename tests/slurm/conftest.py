@@ -14,10 +14,8 @@ a broken set-up and fails them.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,22 +24,14 @@ from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
+from metalab.testing import load_script
+
 HERE = Path(__file__).parent
 
 
 def _load_script() -> ModuleType:
-    # Test directories are not packages (importlib import mode), so the script is
-    # loaded from its file, once, under its own name.
-    loaded = sys.modules.get("slurm_cluster")
-    if loaded is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location("slurm_cluster", HERE / "slurm_cluster.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["slurm_cluster"] = module
-    spec.loader.exec_module(module)
-    return module
+    # Test directories are not packages (importlib import mode): loaded by path.
+    return load_script(HERE / "slurm_cluster.py", "slurm_cluster")
 
 
 if TYPE_CHECKING:

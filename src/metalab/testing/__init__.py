@@ -12,11 +12,14 @@ a store returns, and the oracle, which never calls the codec, sees it.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -28,7 +31,25 @@ if TYPE_CHECKING:
     from metalab.records import RunRecord
     from metalab.store import SupportsQuery
 
-__all__ = ["assert_same_document", "comparable", "query_disagreements", "run_cli"]
+__all__ = ["assert_same_document", "comparable", "load_script", "query_disagreements", "run_cli"]
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """Import a script that lives beside tests (which are not packages) by its path.
+
+    Loaded once, under ``name`` in ``sys.modules``: a second call returns the same
+    module, so a conftest and the script run by hand share one copy.
+    """
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        return loaded
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as a module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def comparable(doc: Any) -> Any:
