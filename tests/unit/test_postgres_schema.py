@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import types
 import typing
+from decimal import Decimal
 from typing import Annotated, Any, NamedTuple
 
 import pytest
@@ -37,9 +38,10 @@ EVERY_TABLE = [*ddl.TABLES, ddl.META]
 
 # The SQL type each Python type of a row field is stored as.
 SQL_TYPES: dict[object, set[str]] = {
-    str: {"text"},
+    str: {"text", 'text COLLATE "C"'},
     bool: {"boolean"},
-    int: {"bigint", "integer"},
+    int: {"bigint", "integer", "smallint"},
+    Decimal: {"numeric"},
     float: {"double precision"},
     bytes: {"bytea"},
     dt.datetime: {"timestamptz"},
