@@ -288,8 +288,9 @@ class PostgresIndex:
             conn.execute(q.experiments.insert_pending, (experiments,))
 
     def _create_triggers(self, conn: Connection) -> None:
-        """The triggers that keep kept orders and catalogs in step with every write."""
-        for statement in self._sql.triggers:
+        """The triggers on ``runs`` that keep ``sort_values`` in step with every write."""
+        conn.execute(self._sql.sort.create_function)
+        for statement in self._sql.sort.create_triggers:
             conn.execute(statement)
 
     def _state(self, conn: Connection, *, created: bool, root: str) -> IndexState:
@@ -727,10 +728,7 @@ class PostgresIndex:
         return [(r.run_id, docs[r.run_id]) for r in chosen]
 
     def fields(self, experiment_id: str) -> list[FieldInfo]:
-        """Return the field catalog of an experiment, kept current by the writes' triggers.
-
-        Recomputed here only when writes took values away (or after a sync); when
-        they only added some, only the samples are read again.
+        """Return the field catalog of an experiment, refreshing it if writes changed it.
 
         Samples are the smallest distinct values in the order described at
         :class:`~metalab.query.FieldInfo` (whatever the database's collation), among
@@ -740,15 +738,14 @@ class PostgresIndex:
         q = self._sql
 
         def work(conn: Connection) -> list[FieldInfo]:
-            args = {"e": experiment_id, "n": CATALOG_SAMPLES, "k": CATALOG_SAMPLE_RUNS}
             with conn.transaction():
                 dirty = conn.execute(q.catalog.lock, (experiment_id,)).fetchone()
                 if dirty is not None and dirty[0]:
                     conn.execute(q.catalog.delete, (experiment_id,))
-                    conn.execute(q.catalog.refresh, args)
-                    conn.execute(q.catalog.clean, (experiment_id,))
-                elif dirty is not None and dirty[1]:
-                    conn.execute(q.catalog.refresh_samples, args)
+                    conn.execute(
+                        q.catalog.refresh,
+                        {"e": experiment_id, "n": CATALOG_SAMPLES, "k": CATALOG_SAMPLE_RUNS},
+                    )
                     conn.execute(q.catalog.clean, (experiment_id,))
             cur = conn.cursor(row_factory=class_row(FieldInfo))
             return [_from_index(info) for info in cur.execute(q.catalog.read, (experiment_id,))]

@@ -26,12 +26,10 @@ numbers and key order and so cannot give the document back):
 - ``runs``: one row per run record, with the columns queries filter on;
 - ``derived``: derived metrics per run;
 - ``manifests``: experiment submission manifests;
-- ``experiments``: every experiment, whether its field catalog is out of date (or
-  only its samples), and whether its files still need indexing;
+- ``experiments``: every experiment, whether its field catalog is out of date and
+  whether its files still need indexing;
 - ``field_catalog``: per experiment, every ``params.``/``metrics.``/``derived.`` key
-  with its value types, count, numeric range and a few distinct values. Triggers
-  merge what each write adds; a write that takes values away marks it out of date,
-  and the next read recomputes it;
+  with its value types, count, numeric range and a few distinct values;
 - ``series``: one row per run's series file (how many points and chunks it holds,
   the generation of its header, its state);
 - ``series_chunks``: the points of a series, loaded with ``COPY``: one row per
@@ -118,9 +116,8 @@ which hold NUL and U+0001 in their index form (:func:`metalab.query.sql.index_te
 where version 1 held U+FFFD for NUL. Version 3 adds ``series`` and
 ``series_chunks``, and ``runs.edited_at`` (when people last edited a run's tags or
 notes), which lets the index refuse a record written before an edit it already took.
-Version 4 adds ``sort_metrics`` and ``sort_values`` (kept metric orders), triggers on
-``runs`` and ``derived`` that keep them and the field catalog in step with writes
-(``experiments.samples_dirty``), and changes two indexes of ``runs``: the
+Version 4 adds ``sort_metrics`` and ``sort_values`` (kept metric orders, with their
+triggers on ``runs``) and changes two indexes of ``runs``: the
 ``(experiment_id, status)`` index includes ``started_at``, ``finished_at`` and
 ``tags`` (run summaries read the index alone), and ``(experiment_id, run_id COLLATE
 "C")`` orders windows by run id.
@@ -405,7 +402,6 @@ class ExperimentRow(NamedTuple):
     experiment_id: Annotated[str, Column("text")]
     catalog_dirty: Annotated[bool, Column("boolean", default="true")]
     needs_sync: Annotated[bool, Column("boolean", default="false")]
-    samples_dirty: Annotated[bool, Column("boolean", default="false")]
 
 
 class SortMetricRow(NamedTuple):

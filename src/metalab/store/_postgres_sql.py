@@ -189,19 +189,18 @@ class SeriesStatements:
 
 @dataclass(frozen=True)
 class CatalogStatements:
-    """The ``field_catalog`` table: kept by triggers, recomputed when they could not."""
+    """The ``field_catalog`` table: refreshed from the runs when it is out of date."""
 
     lock: sql.Composed
     delete: sql.Composed
     refresh: sql.Composed
-    refresh_samples: sql.Composed
     clean: sql.Composed
     read: sql.Composed
 
 
 @dataclass(frozen=True)
 class SortStatements:
-    """Kept metric orders: ``sort_metrics`` and ``sort_values`` (see :func:`trigger_statements`).
+    """Kept metric orders: ``sort_metrics``, ``sort_values`` and the triggers on ``runs``.
 
     The candidates (``candidates[descending]``) are a subquery of the run ids with
     the best values of one kept metric, every run tied with the last one included;
@@ -209,6 +208,8 @@ class SortStatements:
     form) and ``sort_n`` (how many).
     """
 
+    create_function: sql.Composed
+    create_triggers: tuple[sql.Composed, ...]
     is_kept: sql.Composed
     lock_runs: sql.Composed
     keep: sql.Composed
@@ -251,7 +252,6 @@ class Statements:
     series: SeriesStatements
     catalog: CatalogStatements
     sort: SortStatements
-    triggers: tuple[sql.Composed, ...]
     rebuild: RebuildStatements
     file_states: Mapping[str, tuple[sql.Composed, sql.Composed]]
 
@@ -271,7 +271,6 @@ def statements(schema: str) -> Statements:
         series=series,
         catalog=catalog_statements(schema),
         sort=sort_statements(schema),
-        triggers=trigger_statements(schema),
         rebuild=rebuild_statements(schema),
         file_states={
             "runs": runs.file_states,
@@ -389,213 +388,51 @@ _SUMMARY: Final = (
 )
 
 
-_RUNS_FUNCTION: Final = "metalab_runs_changed"
-_DERIVED_FUNCTION: Final = "metalab_derived_changed"
-_EVENTS: Final = (
-    ("insert", "INSERT", "NEW TABLE AS new_rows"),
-    ("update", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
-    ("delete", "DELETE", "OLD TABLE AS old_rows"),
+_SORT_FUNCTION: Final = "metalab_keep_sort_values"
+_SORT_TRIGGERS: Final = (
+    ("metalab_sort_insert", "INSERT", "NEW TABLE AS new_rows"),
+    ("metalab_sort_update", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+    ("metalab_sort_delete", "DELETE", "OLD TABLE AS old_rows"),
 )
 
 
-def trigger_statements(schema: str) -> tuple[sql.Composed, ...]:
-    """The functions and statement triggers that keep derived tables in step with writes.
-
-    After every statement that writes ``runs`` or ``derived`` (its rows in the
-    transition tables ``old_rows`` and ``new_rows``):
-
-    - ``sort_values`` gets the kept metric values of the new rows, and loses those
-      of the old ones;
-    - the field catalog of every experiment whose catalog is current takes the
-      params, metrics and derived values that the rows added (counts, types and
-      ranges merged; the samples marked for a refresh at the next read). A write
-      that took a value away (a delete, a changed or removed key) cannot be merged
-      exactly: it marks the catalog dirty, and the next read recomputes it.
-
-    The experiments' rows are locked first, in order, so concurrent writers of one
-    experiment merge one after the other.
-    """
-    runs, derived, experiments = (spec.identifier(schema) for spec in (RUNS, DERIVED, EXPERIMENTS))
-    kept, values = SORT_METRICS.identifier(schema), SORT_VALUES.identifier(schema)
-    new_pairs = _catalog_pairs(sql.SQL("new_rows"), derived)
-    old_pairs = _catalog_pairs(sql.SQL("old_rows"), derived)
-    new_derived = _derived_pairs(sql.SQL("new_rows"), runs)
-    old_derived = _derived_pairs(sql.SQL("old_rows"), runs)
-    runs_body = _fmt(
+def sort_statements(schema: str) -> SortStatements:
+    """The statements that keep and read the order of the metrics queries sort on."""
+    runs, kept, values = (spec.identifier(schema) for spec in (RUNS, SORT_METRICS, SORT_VALUES))
+    function = sql.Identifier(schema, _SORT_FUNCTION)
+    body = _fmt(
         """
         BEGIN
-            IF EXISTS (SELECT 1 FROM {kept}) THEN
-                IF TG_OP IN ('UPDATE', 'DELETE') THEN
-                    DELETE FROM {values} s USING old_rows o WHERE s.run_id = o.run_id;
-                END IF;
-                IF TG_OP IN ('INSERT', 'UPDATE') THEN
-                    {sort_insert};
-                END IF;
+            IF NOT EXISTS (SELECT 1 FROM {kept}) THEN
+                RETURN NULL;
             END IF;
-            IF TG_OP = 'INSERT' THEN
-                {lock_new};
-                {merge_new};
-                {samples_new};
-            ELSIF TG_OP = 'UPDATE' THEN
-                {lock_new};
-                {dirty_update};
-                {merge_update};
-                {samples_new};
-            ELSE
-                {dirty_old};
+            IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                DELETE FROM {values} s USING old_rows o WHERE s.run_id = o.run_id;
+            END IF;
+            IF TG_OP IN ('INSERT', 'UPDATE') THEN
+                {insert};
             END IF;
             RETURN NULL;
         END
         """,
         kept=kept,
         values=values,
-        sort_insert=_sort_rows(schema, sql.SQL("new_rows"), sql.SQL("true")),
-        lock_new=_lock_experiments(experiments, sql.SQL("SELECT experiment_id FROM new_rows")),
-        merge_new=_merge_catalog(schema, new_pairs),
-        merge_update=_merge_catalog(schema, _except(new_pairs, old_pairs)),
-        dirty_update=_dirty(
-            experiments,
-            _fmt(
-                "SELECT experiment_id FROM ({gone}) AS gone "
-                "UNION SELECT o.experiment_id FROM old_rows o JOIN new_rows n "
-                "ON n.run_id = o.run_id WHERE n.experiment_id <> o.experiment_id",
-                gone=_except(old_pairs, new_pairs),
-            ),
-        ),
-        samples_new=_samples_dirty(experiments, sql.SQL("SELECT experiment_id FROM new_rows")),
-        dirty_old=_dirty(experiments, sql.SQL("SELECT experiment_id FROM old_rows")),
+        insert=_sort_rows(schema, sql.SQL("new_rows"), sql.SQL("true")),
     )
-    of_new = _fmt(
-        "SELECT x.experiment_id FROM new_rows y JOIN {r} x ON x.run_id = y.run_id", r=runs
-    )
-    derived_body = _fmt(
-        """
-        BEGIN
-            IF TG_OP = 'INSERT' THEN
-                {lock_new};
-                {merge_new};
-                {samples_new};
-            ELSIF TG_OP = 'UPDATE' THEN
-                {lock_new};
-                {dirty_update};
-                {merge_update};
-                {samples_new};
-            ELSE
-                {dirty_old};
-            END IF;
-            RETURN NULL;
-        END
-        """,
-        lock_new=_lock_experiments(experiments, of_new),
-        merge_new=_merge_catalog(schema, new_derived),
-        merge_update=_merge_catalog(schema, _except(new_derived, old_derived)),
-        dirty_update=_dirty(
-            experiments,
+    triggers: list[sql.Composed] = []
+    for name, event, referencing in _SORT_TRIGGERS:
+        triggers.append(_fmt("DROP TRIGGER IF EXISTS {t} ON {r}", t=sql.Identifier(name), r=runs))
+        triggers.append(
             _fmt(
-                "SELECT experiment_id FROM ({gone}) AS gone",
-                gone=_except(old_derived, new_derived),
-            ),
-        ),
-        samples_new=_samples_dirty(experiments, of_new),
-        dirty_old=_dirty(
-            experiments,
-            _fmt(
-                "SELECT x.experiment_id FROM old_rows y JOIN {r} x ON x.run_id = y.run_id", r=runs
-            ),
-        ),
-    )
-    statements: list[sql.Composed] = []
-    for table, name, body in (
-        (runs, _RUNS_FUNCTION, runs_body),
-        (derived, _DERIVED_FUNCTION, derived_body),
-    ):
-        function = sql.Identifier(schema, name)
-        statements.append(
-            _fmt(
-                "CREATE OR REPLACE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS {body}",
+                "CREATE TRIGGER {t} AFTER {event} ON {r} REFERENCING {referencing} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION {f}()",
+                t=sql.Identifier(name),
+                event=sql.SQL(event),
+                r=runs,
+                referencing=sql.SQL(referencing),
                 f=function,
-                body=sql.Literal(body.as_string(None)),
             )
         )
-        for suffix, event, referencing in _EVENTS:
-            trigger = sql.Identifier(f"{name}_{suffix}")
-            statements.append(_fmt("DROP TRIGGER IF EXISTS {t} ON {r}", t=trigger, r=table))
-            statements.append(
-                _fmt(
-                    "CREATE TRIGGER {t} AFTER {event} ON {r} REFERENCING {referencing} "
-                    "FOR EACH STATEMENT EXECUTE FUNCTION {f}()",
-                    t=trigger,
-                    event=sql.SQL(event),
-                    r=table,
-                    referencing=sql.SQL(referencing),
-                    f=function,
-                )
-            )
-    return tuple(statements)
-
-
-def _except(rows: sql.Composable, minus: sql.Composable) -> sql.Composed:
-    """The rows of ``rows`` not in ``minus`` (both ``UNION ALL`` queries, kept whole)."""
-    return _fmt("SELECT * FROM ({a}) AS a EXCEPT SELECT * FROM ({b}) AS b", a=rows, b=minus)
-
-
-def _lock_experiments(experiments: sql.Identifier, ids: sql.Composable) -> sql.Composed:
-    """Lock the rows of the experiments ``ids`` lists, in order (``PERFORM`` in plpgsql)."""
-    return _fmt(
-        "PERFORM 1 FROM {e} WHERE experiment_id IN ({ids}) ORDER BY experiment_id FOR UPDATE",
-        e=experiments,
-        ids=ids,
-    )
-
-
-def _dirty(experiments: sql.Identifier, ids: sql.Composable) -> sql.Composed:
-    """Mark the catalogs of the experiments ``ids`` lists dirty (recomputed at the next read)."""
-    return _fmt(
-        "UPDATE {e} SET catalog_dirty = true WHERE experiment_id IN ({ids}) AND NOT catalog_dirty",
-        e=experiments,
-        ids=ids,
-    )
-
-
-def _samples_dirty(experiments: sql.Identifier, ids: sql.Composable) -> sql.Composed:
-    """Mark the samples of the current catalogs of ``ids`` for a refresh at the next read."""
-    return _fmt(
-        "UPDATE {e} SET samples_dirty = true "
-        "WHERE experiment_id IN ({ids}) AND NOT catalog_dirty AND NOT samples_dirty",
-        e=experiments,
-        ids=ids,
-    )
-
-
-def _merge_catalog(schema: str, pairs: sql.Composable) -> sql.Composed:
-    """Merge the values ``pairs`` adds into the current catalogs (dirty ones wait for a read)."""
-    catalog = FIELD_CATALOG.identifier(schema)
-    return _fmt(
-        """
-        INSERT INTO {c} AS c (experiment_id, field, types, count, min_value, max_value, samples)
-        SELECT s.experiment_id, s.field, {types}, s.count, s.min_value, s.max_value, '[]'::jsonb
-        FROM ({stats}) AS s JOIN {e} x ON x.experiment_id = s.experiment_id
-        WHERE NOT x.catalog_dirty
-        ORDER BY s.experiment_id, s.field
-        ON CONFLICT (experiment_id, field) DO UPDATE SET
-            types = ARRAY(
-                SELECT DISTINCT t COLLATE "C" FROM unnest(c.types || EXCLUDED.types) AS u(t)
-                ORDER BY 1
-            ),
-            count = c.count + EXCLUDED.count,
-            min_value = LEAST(c.min_value, EXCLUDED.min_value),
-            max_value = GREATEST(c.max_value, EXCLUDED.max_value)
-        """,
-        c=catalog,
-        types=_TYPES,
-        stats=_field_stats(_fmt("SELECT experiment_id, field, value FROM ({p}) AS p", p=pairs)),
-        e=EXPERIMENTS.identifier(schema),
-    )
-
-
-def sort_statements(schema: str) -> SortStatements:
-    """The statements that keep and read the order of the metrics queries sort on."""
-    runs, kept, values = (spec.identifier(schema) for spec in (RUNS, SORT_METRICS, SORT_VALUES))
     candidates = tuple(
         _fmt(
             "SELECT run_id FROM {values} WHERE experiment_id = %(sort_e)s "
@@ -610,6 +447,12 @@ def sort_statements(schema: str) -> SortStatements:
         for direction in ("ASC", "DESC")
     )
     return SortStatements(
+        create_function=_fmt(
+            "CREATE OR REPLACE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS {body}",
+            f=function,
+            body=sql.Literal(body.as_string(None)),
+        ),
+        create_triggers=tuple(triggers),
         is_kept=_fmt("SELECT 1 FROM {kept} WHERE experiment_id = %s AND metric = %s", kept=kept),
         lock_runs=_fmt("LOCK TABLE {r} IN SHARE MODE", r=runs),
         keep=_fmt(
@@ -657,7 +500,13 @@ def derived_statements(schema: str) -> DerivedStatements:
     stage = sql.Identifier("metalab_stage_derived")
     values = _values_of_a_run(schema, DERIVED)
     return DerivedStatements(
-        upsert=_render(_upsert(derived, DERIVED, _fmt("VALUES ({v})", v=values), restamp=True)),
+        upsert=_render(
+            _fmt(
+                "WITH put AS ({upsert} RETURNING experiment_id) {dirty}",
+                upsert=_upsert(derived, DERIVED, _fmt("VALUES ({v})", v=values), restamp=True),
+                dirty=_dirty_catalogs(schema, sql.Identifier("put")),
+            )
+        ),
         get=_render(_fmt("SELECT doc FROM {d} WHERE run_id = %s", d=derived)),
         get_in=_render(
             _fmt("SELECT doc FROM {d} WHERE run_id = %s AND experiment_id = %s", d=derived)
@@ -738,79 +587,82 @@ def catalog_statements(schema: str) -> CatalogStatements:
     """The statements on the ``field_catalog`` table."""
     runs, derived = RUNS.identifier(schema), DERIVED.identifier(schema)
     experiments, catalog = EXPERIMENTS.identifier(schema), FIELD_CATALOG.identifier(schema)
-    # The samples come from the first runs only (by run id): a DISTINCT ... ORDER BY
-    # over every value of every field sorted millions of jsonb values.
-    samples = _fmt(
-        """
-        first_runs AS (
-            SELECT run_id FROM {r} WHERE experiment_id = %(e)s
-            ORDER BY run_id COLLATE "C" LIMIT %(k)s
-        ), samples AS (
-            -- By type as jsonb orders them, strings in code-point order, lists
-            -- and objects by their text in code-point order (jsonb's own order
-            -- of strings follows the database's collation; Python's does not).
-            SELECT field, to_jsonb((array_agg(value ORDER BY
-                CASE jsonb_typeof(value) WHEN 'null' THEN 0 WHEN 'string' THEN 1
-                    WHEN 'number' THEN 2 WHEN 'boolean' THEN 3 WHEN 'array' THEN 4
-                    ELSE 5 END,
-                CASE jsonb_typeof(value)
-                    WHEN 'string' THEN value #>> '{{}}'
-                    WHEN 'array' THEN value::text
-                    WHEN 'object' THEN value::text
-                END COLLATE "C",
-                value))[1:%(n)s]) AS s
-            FROM (SELECT DISTINCT field, value FROM ({first}) AS f) AS v
-            GROUP BY field
-        )
-        """,
-        r=runs,
-        first=_catalog_pairs(
-            _fmt("(SELECT * FROM {r} WHERE run_id IN (SELECT run_id FROM first_runs))", r=runs),
-            derived,
-        ),
-    )
     return CatalogStatements(
         lock=_fmt(
-            "SELECT catalog_dirty, samples_dirty FROM {e} WHERE experiment_id = %s FOR UPDATE",
-            e=experiments,
+            "SELECT catalog_dirty FROM {e} WHERE experiment_id = %s FOR UPDATE", e=experiments
         ),
         delete=_fmt("DELETE FROM {c} WHERE experiment_id = %s", c=catalog),
-        # Recomputed whole only when writes took values away (or after a sync);
-        # otherwise the triggers merged what writes added (trigger_statements).
+        # One hash aggregation over every value gives types, counts and ranges; the
+        # samples come from the first runs only (by run id): a DISTINCT ... ORDER BY
+        # over every value of every field sorted millions of jsonb values, most of
+        # the refresh's cost on a large experiment.
         refresh=_fmt(
             """
-            WITH {samples_ctes}
+            WITH stats AS (
+                SELECT field,
+                    count(*) AS count,
+                    bool_or(kind = 'null') AS has_null,
+                    bool_or(kind = 'string') AS has_str,
+                    bool_or(kind = 'boolean') AS has_bool,
+                    bool_or(kind = 'array') AS has_list,
+                    -- jsonb keeps a number's scale (1.0) but not its exponent form:
+                    -- scale 0 is an int, as the codec wrote it.
+                    bool_or(scale(num) = 0) AS has_int,
+                    bool_or(scale(num) > 0 OR (kind = 'object' AND {marker})) AS has_float,
+                    bool_or(kind = 'object' AND NOT {marker}) AS has_dict,
+                    min(num)::float8 AS min_value,
+                    max(num)::float8 AS max_value
+                FROM (
+                    -- OFFSET 0 keeps each value's type and number computed once,
+                    -- not once per aggregate that reads them.
+                    SELECT field, value, kind,
+                        CASE WHEN kind = 'number' THEN value::numeric END AS num
+                    FROM (
+                        SELECT field, value, jsonb_typeof(value) AS kind
+                        FROM ({every}) AS v OFFSET 0
+                    ) AS k OFFSET 0
+                ) AS typed
+                GROUP BY field
+            ), first_runs AS (
+                SELECT run_id FROM {r} WHERE experiment_id = %(e)s
+                ORDER BY run_id COLLATE "C" LIMIT %(k)s
+            ), samples AS (
+                -- By type as jsonb orders them, strings in code-point order, lists
+                -- and objects by their text in code-point order (jsonb's own order
+                -- of strings follows the database's collation; Python's does not).
+                SELECT field, to_jsonb((array_agg(value ORDER BY
+                    CASE jsonb_typeof(value) WHEN 'null' THEN 0 WHEN 'string' THEN 1
+                        WHEN 'number' THEN 2 WHEN 'boolean' THEN 3 WHEN 'array' THEN 4
+                        ELSE 5 END,
+                    CASE jsonb_typeof(value)
+                        WHEN 'string' THEN value #>> '{{}}'
+                        WHEN 'array' THEN value::text
+                        WHEN 'object' THEN value::text
+                    END COLLATE "C",
+                    value))[1:%(n)s]) AS s
+                FROM (SELECT DISTINCT field, value FROM ({first}) AS f) AS v
+                GROUP BY field
+            )
             INSERT INTO {c} (experiment_id, field, types, count, min_value, max_value, samples)
-            SELECT %(e)s, field, {types}, count, min_value, max_value,
-                COALESCE(samples.s, '[]'::jsonb)
-            FROM ({stats}) AS stats LEFT JOIN samples USING (field)
+            SELECT %(e)s, field,
+                array_remove(ARRAY[
+                    CASE WHEN has_bool THEN 'bool' END, CASE WHEN has_dict THEN 'dict' END,
+                    CASE WHEN has_float THEN 'float' END, CASE WHEN has_int THEN 'int' END,
+                    CASE WHEN has_list THEN 'list' END, CASE WHEN has_null THEN 'null' END,
+                    CASE WHEN has_str THEN 'str' END
+                ], NULL),
+                count, min_value, max_value, COALESCE(samples.s, '[]'::jsonb)
+            FROM stats LEFT JOIN samples USING (field)
             """,
-            samples_ctes=samples,
-            types=_TYPES,
-            stats=_field_stats(
-                _fmt(
-                    "SELECT experiment_id, field, value FROM ({p}) AS p",
-                    p=_catalog_pairs(
-                        _fmt("(SELECT * FROM {r} WHERE experiment_id = %(e)s)", r=runs), derived
-                    ),
-                )
+            marker=sql.SQL("(value ? '$float' AND value - '$float' = '{}'::jsonb)"),
+            every=_catalog_values(runs, derived, sql.SQL("x.experiment_id = %(e)s")),
+            first=_catalog_values(
+                runs, derived, sql.SQL("x.run_id IN (SELECT run_id FROM first_runs)")
             ),
+            r=runs,
             c=catalog,
         ),
-        refresh_samples=_fmt(
-            """
-            WITH {samples_ctes}
-            UPDATE {c} AS c
-            SET samples = COALESCE((SELECT s FROM samples WHERE samples.field = c.field), '[]')
-            WHERE c.experiment_id = %(e)s
-            """,
-            samples_ctes=samples,
-            c=catalog,
-        ),
-        clean=_fmt(
-            "UPDATE {e} SET catalog_dirty = false, samples_dirty = false WHERE experiment_id = %s",
-            e=experiments,
-        ),
+        clean=_fmt("UPDATE {e} SET catalog_dirty = false WHERE experiment_id = %s", e=experiments),
         read=_fmt(
             "SELECT field, types, count, min_value, max_value, samples "
             'FROM {c} WHERE experiment_id = %s ORDER BY field COLLATE "C"',
@@ -1029,15 +881,22 @@ def _distinct_on_key(stage: sql.Identifier, spec: Table) -> sql.Composed:
 
 
 def _touch(schema: str, experiments: sql.Composable) -> sql.Composed:
-    """List ``experiments`` (a ``VALUES`` or ``SELECT``); a new one's catalog is dirty.
-
-    The catalogs of known experiments follow writes through the triggers
-    (:func:`trigger_statements`).
-    """
+    """List ``experiments`` (a ``VALUES`` or ``SELECT``); a listed one's catalog is dirty."""
     return _fmt(
-        "INSERT INTO {e} (experiment_id) {rows} ON CONFLICT (experiment_id) DO NOTHING",
+        "INSERT INTO {e} (experiment_id) {rows} ON CONFLICT (experiment_id) "
+        "DO UPDATE SET catalog_dirty = true WHERE NOT {e}.catalog_dirty",
         e=EXPERIMENTS.identifier(schema),
         rows=experiments,
+    )
+
+
+def _dirty_catalogs(schema: str, changed: sql.Identifier) -> sql.Composed:
+    """Mark dirty the catalogs of the experiments in the CTE ``changed``."""
+    return _fmt(
+        "UPDATE {x} SET catalog_dirty = true "
+        "WHERE experiment_id IN (SELECT experiment_id FROM {c}) AND NOT catalog_dirty",
+        x=EXPERIMENTS.identifier(schema),
+        c=changed,
     )
 
 
@@ -1073,94 +932,40 @@ def _file_states(schema: str, spec: Table, key: str) -> tuple[sql.Composed, sql.
 
 
 def _delete_by_key(schema: str, spec: Table, key: str) -> sql.Composed:
-    """Delete documents by ``(key, experiment or NULL)`` pairs (triggers mark catalogs dirty)."""
+    """Delete documents by ``(key, experiment or NULL)`` pairs; their catalogs are dirty."""
     return _fmt(
-        "DELETE FROM {t} x USING unnest(%s::text[], %s::text[]) AS k(key, exp) "
-        "WHERE x.{k} = k.key AND (k.exp IS NULL OR x.experiment_id = k.exp)",
+        "WITH gone AS (DELETE FROM {t} x USING unnest(%s::text[], %s::text[]) AS k(key, exp) "
+        "WHERE x.{k} = k.key AND (k.exp IS NULL OR x.experiment_id = k.exp) "
+        "RETURNING x.experiment_id) {dirty}",
         t=spec.identifier(schema),
         k=sql.Identifier(key),
+        dirty=_dirty_catalogs(schema, sql.Identifier("gone")),
     )
 
 
-def _catalog_pairs(runs: sql.Composable, derived: sql.Composable) -> sql.Composed:
-    """Every param, metric and derived value of the runs in ``runs`` (a table or subquery).
-
-    Columns ``experiment_id, run_id, field, value, repr``: ``repr`` is the value's
-    text, which tells ``1`` from ``1.0`` where ``jsonb`` equality does not.
-    """
+def _catalog_values(
+    runs: sql.Composable, derived: sql.Composable, where: sql.Composable
+) -> sql.Composed:
+    """``(field, value)`` of every param, metric and derived metric of the runs ``x`` in ``where``."""
     return sql.SQL(
         """
-        SELECT x.experiment_id, x.run_id, 'params.' || p.key AS field, p.value,
-            p.value::text AS repr
-        FROM {r} x, jsonb_each({params}) p
+        SELECT 'params.' || p.key AS field, p.value
+        FROM {r} x, jsonb_each({params}) p WHERE {where}
         UNION ALL
-        SELECT x.experiment_id, x.run_id, 'metrics.' || m.key, m.value, m.value::text
-        FROM {r} x, jsonb_each({metrics}) m
+        SELECT 'metrics.' || m.key, m.value
+        FROM {r} x, jsonb_each({metrics}) m WHERE {where}
         UNION ALL
-        {derived}
+        SELECT 'derived.' || d.key, d.value
+        FROM {d} y JOIN {r} x ON x.run_id = y.run_id, jsonb_each({extras}) d WHERE {where}
         """
     ).format(
         r=runs,
+        d=derived,
+        where=where,
         params=_unwrapped(sql.SQL("x.params")),
         metrics=_unwrapped(sql.SQL("x.metrics")),
-        derived=_derived_pairs(derived, runs),
+        extras=_unwrapped(sql.SQL("y.metrics")),
     )
-
-
-def _derived_pairs(derived: sql.Composable, runs: sql.Composable) -> sql.Composed:
-    """The derived values of ``derived`` rows whose run is in ``runs`` (as :func:`_catalog_pairs`)."""
-    return sql.SQL(
-        "SELECT x.experiment_id, x.run_id, 'derived.' || d.key AS field, d.value, "
-        "d.value::text AS repr "
-        "FROM {d} y JOIN {r} x ON x.run_id = y.run_id, jsonb_each({extras}) d"
-    ).format(d=derived, r=runs, extras=_unwrapped(sql.SQL("y.metrics")))
-
-
-def _field_stats(values: sql.Composable) -> sql.Composed:
-    """Per experiment and field of ``values`` (``experiment_id, field, value``): the stats.
-
-    One hash aggregation gives the count, a flag per type (``has_int``, ...) and the
-    range of the finite numbers.
-    """
-    return sql.SQL(
-        """
-        SELECT experiment_id, field,
-            count(*) AS count,
-            bool_or(kind = 'null') AS has_null,
-            bool_or(kind = 'string') AS has_str,
-            bool_or(kind = 'boolean') AS has_bool,
-            bool_or(kind = 'array') AS has_list,
-            -- jsonb keeps a number's scale (1.0) but not its exponent form:
-            -- scale 0 is an int, as the codec wrote it.
-            bool_or(scale(num) = 0) AS has_int,
-            bool_or(scale(num) > 0 OR (kind = 'object' AND {marker})) AS has_float,
-            bool_or(kind = 'object' AND NOT {marker}) AS has_dict,
-            min(num)::float8 AS min_value,
-            max(num)::float8 AS max_value
-        FROM (
-            -- OFFSET 0 keeps each value's type and number computed once,
-            -- not once per aggregate that reads them.
-            SELECT experiment_id, field, value, kind,
-                CASE WHEN kind = 'number' THEN value::numeric END AS num
-            FROM (
-                SELECT experiment_id, field, value, jsonb_typeof(value) AS kind
-                FROM ({values}) AS v OFFSET 0
-            ) AS k OFFSET 0
-        ) AS typed
-        GROUP BY experiment_id, field
-        """
-    ).format(values=values, marker=_MARKER)
-
-
-_MARKER: Final = sql.SQL("(value ? '$float' AND value - '$float' = '{}'::jsonb)")
-_TYPES: Final = sql.SQL(
-    """array_remove(ARRAY[
-        CASE WHEN has_bool THEN 'bool' END, CASE WHEN has_dict THEN 'dict' END,
-        CASE WHEN has_float THEN 'float' END, CASE WHEN has_int THEN 'int' END,
-        CASE WHEN has_list THEN 'list' END, CASE WHEN has_null THEN 'null' END,
-        CASE WHEN has_str THEN 'str' END
-    ], NULL)"""
-)
 
 
 def _unwrapped(column: sql.Composable) -> sql.Composed:
