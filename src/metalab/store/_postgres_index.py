@@ -922,8 +922,8 @@ def _top_k(query: Query, scope: str | None) -> _TopK | None:
     The experiment is the store's scope or an ``experiment_id == ...`` term of the
     filter's top-level conjunction; without one, there is no kept order to read.
     """
-    if query.limit is None or not query.order_by:
-        return None
+    if not query.limit or not query.order_by:
+        return None  # no window (or an empty one): nothing to read in order
     first = query.order_by[0]
     if first.field.namespace != "metrics":
         return None
