@@ -117,7 +117,7 @@ def test_version_3_is_version_1_with_series_and_the_runs_edit_time() -> None:
 
 def test_version_4_is_version_3_with_kept_sort_orders_and_two_runs_indexes() -> None:
     v3, v4 = golden_tables(GOLDEN_V3), golden_tables()
-    assert sorted(v4.keys() - v3.keys()) == ["sort_metrics", "sort_values"]
+    assert sorted(v4.keys() - v3.keys()) == ["catalog_changes", "sort_metrics", "sort_values"]
     assert not v3.keys() - v4.keys()
     assert v4["sort_values"]["indexes"]["sort_values_order_idx"].endswith(
         "(experiment_id, metric, category, bool_value, num_value, str_value)"

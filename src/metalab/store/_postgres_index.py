@@ -62,7 +62,7 @@ from metalab.store._postgres_rows import (
     series_rows,
 )
 from metalab.store._postgres_schema import JsonbBinary, ManifestRow, RunRow, SeriesRow
-from metalab.store._postgres_sql import CopyIn, statements
+from metalab.store._postgres_sql import CatalogStatements, CopyIn, statements
 from metalab.store.abc import ProgressCallback
 from metalab.store.locator import redact
 
@@ -288,9 +288,8 @@ class PostgresIndex:
             conn.execute(q.experiments.insert_pending, (experiments,))
 
     def _create_triggers(self, conn: Connection) -> None:
-        """The triggers on ``runs`` that keep ``sort_values`` in step with every write."""
-        conn.execute(self._sql.sort.create_function)
-        for statement in self._sql.sort.create_triggers:
+        """The triggers that log every write for kept orders and catalogs."""
+        for statement in self._sql.triggers:
             conn.execute(statement)
 
     def _state(self, conn: Connection, *, created: bool, root: str) -> IndexState:
@@ -728,7 +727,11 @@ class PostgresIndex:
         return [(r.run_id, docs[r.run_id]) for r in chosen]
 
     def fields(self, experiment_id: str) -> list[FieldInfo]:
-        """Return the field catalog of an experiment, refreshing it if writes changed it.
+        """Return the field catalog of an experiment, with every write it can see folded in.
+
+        Writes log what they changed (``catalog_changes``); a read folds the values of
+        the changed runs only, and recomputes the whole catalog only when a write
+        took a value away (a delete, a changed or removed value) or after a sync.
 
         Samples are the smallest distinct values in the order described at
         :class:`~metalab.query.FieldInfo` (whatever the database's collation), among
@@ -738,14 +741,26 @@ class PostgresIndex:
         q = self._sql
 
         def work(conn: Connection) -> list[FieldInfo]:
+            args = {"e": experiment_id, "n": CATALOG_SAMPLES, "k": CATALOG_SAMPLE_RUNS}
             with conn.transaction():
-                dirty = conn.execute(q.catalog.lock, (experiment_id,)).fetchone()
-                if dirty is not None and dirty[0]:
+                # FOR UPDATE: writes in flight commit first (they hold FOR SHARE).
+                found = conn.execute(q.catalog.lock, (experiment_id,)).fetchone()
+                whole = found is not None and bool(found[0])
+                if found is not None and not whole:
+                    create, take, analyze = q.catalog.take
+                    conn.execute(create)
+                    conn.execute(take, args)
+                    conn.execute(analyze)
+                    whole = _fold_costs_more(conn, q.catalog, experiment_id)
+                    if not whole:
+                        folded = conn.execute(q.catalog.fold, args).fetchone()
+                        assert folded is not None
+                        whole = bool(folded[0])
+                        if not whole and folded[1]:
+                            conn.execute(q.catalog.refresh_samples, args)
+                if whole:
                     conn.execute(q.catalog.delete, (experiment_id,))
-                    conn.execute(
-                        q.catalog.refresh,
-                        {"e": experiment_id, "n": CATALOG_SAMPLES, "k": CATALOG_SAMPLE_RUNS},
-                    )
+                    conn.execute(q.catalog.refresh, args)
                     conn.execute(q.catalog.clean, (experiment_id,))
             cur = conn.cursor(row_factory=class_row(FieldInfo))
             return [_from_index(info) for info in cur.execute(q.catalog.read, (experiment_id,))]
@@ -942,6 +957,25 @@ def _top_k(query: Query, scope: str | None) -> _TopK | None:
     if experiment_id is None:
         return None
     return _TopK(experiment_id, index_text(first.field.path[0]), first.descending)
+
+
+_FOLD_ALWAYS: Final = 1000
+"""Changed runs a catalog read always folds (above, it compares with the experiment)."""
+
+
+def _fold_costs_more(conn: Connection, q: CatalogStatements, experiment_id: str) -> bool:
+    """Whether recomputing the catalog is cheaper than folding the changed runs in.
+
+    Folding reads a changed run's values twice (as they were, as they are) and
+    compares them, several times the cost of a run in a whole recompute: past a
+    quarter of the experiment, the recompute wins.
+    """
+    taken = conn.execute(q.taken).fetchone()
+    changed = 0 if taken is None else int(taken[0])
+    if changed <= _FOLD_ALWAYS:
+        return False
+    total = conn.execute(q.runs, (experiment_id,)).fetchone()
+    return total is not None and changed * 4 > int(total[0])
 
 
 def _values(nums: list[float | None], others: list[str | None]) -> list[MetricValue]:

@@ -30,6 +30,12 @@ numbers and key order and so cannot give the document back):
   whether its files still need indexing;
 - ``field_catalog``: per experiment, every ``params.``/``metrics.``/``derived.`` key
   with its value types, count, numeric range and a few distinct values;
+- ``catalog_changes``: what writes changed since an experiment's catalog was last
+  read: per changed run and part (``runs`` or ``derived``), the part as it was
+  before (or that it did not exist). Triggers on ``runs`` and ``derived`` add a
+  row per written row (a copy, no JSON work); the next catalog read folds them in
+  (the values of the changed runs only), or recomputes the catalog when a write
+  took a value away;
 - ``series``: one row per run's series file (how many points and chunks it holds,
   the generation of its header, its state);
 - ``series_chunks``: the points of a series, loaded with ``COPY``: one row per
@@ -70,6 +76,7 @@ from typing import Annotated, Final, NamedTuple
 from psycopg import sql
 
 __all__ = [
+    "CATALOG_CHANGES",
     "DERIVED",
     "EXPERIMENTS",
     "FIELD_CATALOG",
@@ -84,6 +91,7 @@ __all__ = [
     "SORT_METRICS",
     "SORT_VALUES",
     "TABLES",
+    "CatalogChangeRow",
     "Check",
     "Column",
     "DerivedRow",
@@ -116,8 +124,9 @@ which hold NUL and U+0001 in their index form (:func:`metalab.query.sql.index_te
 where version 1 held U+FFFD for NUL. Version 3 adds ``series`` and
 ``series_chunks``, and ``runs.edited_at`` (when people last edited a run's tags or
 notes), which lets the index refuse a record written before an edit it already took.
-Version 4 adds ``sort_metrics`` and ``sort_values`` (kept metric orders, with their
-triggers on ``runs``) and changes two indexes of ``runs``: the
+Version 4 adds ``sort_metrics`` and ``sort_values`` (kept metric orders) and
+``catalog_changes``, with triggers on ``runs`` and ``derived`` that keep them, and
+changes two indexes of ``runs``: the
 ``(experiment_id, status)`` index includes ``started_at``, ``finished_at`` and
 ``tags`` (run summaries read the index alone), and ``(experiment_id, run_id COLLATE
 "C")`` orders windows by run id.
@@ -404,6 +413,17 @@ class ExperimentRow(NamedTuple):
     needs_sync: Annotated[bool, Column("boolean", default="false")]
 
 
+class CatalogChangeRow(NamedTuple):
+    """One row of ``catalog_changes``: a run's part as it was before a write changed it."""
+
+    experiment_id: Annotated[str, Column("text")]
+    run_id: Annotated[str, Column("text")]
+    kind: Annotated[str, Column("text")]
+    existed: Annotated[bool, Column("boolean")]
+    params: Annotated[JsonbBinary | None, Column("jsonb")]
+    metrics: Annotated[JsonbBinary | None, Column("jsonb")]
+
+
 class SortMetricRow(NamedTuple):
     """One row of ``sort_metrics``: a metric of an experiment whose order is kept."""
 
@@ -502,6 +522,13 @@ EXPERIMENTS: Final = Table("experiments", ExperimentRow, primary_key=("experimen
 FIELD_CATALOG: Final = Table(
     "field_catalog", FieldCatalogRow, primary_key=("experiment_id", "field")
 )
+CATALOG_CHANGES: Final = Table(
+    "catalog_changes",
+    CatalogChangeRow,
+    primary_key=("seq",),
+    extra=(Column("bigint GENERATED ALWAYS AS IDENTITY", name="seq"),),
+    indexes=(Index("experiment", "(experiment_id)"),),
+)
 SORT_METRICS: Final = Table("sort_metrics", SortMetricRow, primary_key=("experiment_id", "metric"))
 SORT_VALUES: Final = Table(
     "sort_values",
@@ -528,6 +555,7 @@ TABLES: Final = (
     SERIES_CHUNKS,
     SORT_METRICS,
     SORT_VALUES,
+    CATALOG_CHANGES,
 )
 """Every table of the index but ``metalab_meta``, which a rebuild keeps."""
 META_TABLE: Final = META.name

@@ -18,6 +18,7 @@ from psycopg import sql
 
 from metalab.query.sql import sort_value
 from metalab.store._postgres_schema import (
+    CATALOG_CHANGES,
     DERIVED,
     EXPERIMENTS,
     FIELD_CATALOG,
@@ -189,18 +190,23 @@ class SeriesStatements:
 
 @dataclass(frozen=True)
 class CatalogStatements:
-    """The ``field_catalog`` table: refreshed from the runs when it is out of date."""
+    """The ``field_catalog`` table: writes logged by triggers are folded in at the next read."""
 
     lock: sql.Composed
     delete: sql.Composed
     refresh: sql.Composed
+    take: tuple[sql.Composed, sql.Composed, sql.Composed]
+    taken: sql.Composed
+    runs: sql.Composed
+    fold: sql.Composed
+    refresh_samples: sql.Composed
     clean: sql.Composed
     read: sql.Composed
 
 
 @dataclass(frozen=True)
 class SortStatements:
-    """Kept metric orders: ``sort_metrics``, ``sort_values`` and the triggers on ``runs``.
+    """Kept metric orders: ``sort_metrics`` and ``sort_values`` (see :func:`trigger_statements`).
 
     The candidates (``candidates[descending]``) are a subquery of the run ids with
     the best values of one kept metric, every run tied with the last one included;
@@ -208,8 +214,6 @@ class SortStatements:
     form) and ``sort_n`` (how many).
     """
 
-    create_function: sql.Composed
-    create_triggers: tuple[sql.Composed, ...]
     is_kept: sql.Composed
     lock_runs: sql.Composed
     keep: sql.Composed
@@ -252,6 +256,7 @@ class Statements:
     series: SeriesStatements
     catalog: CatalogStatements
     sort: SortStatements
+    triggers: tuple[sql.Composed, ...]
     rebuild: RebuildStatements
     file_states: Mapping[str, tuple[sql.Composed, sql.Composed]]
 
@@ -271,6 +276,7 @@ def statements(schema: str) -> Statements:
         series=series,
         catalog=catalog_statements(schema),
         sort=sort_statements(schema),
+        triggers=trigger_statements(schema),
         rebuild=rebuild_statements(schema),
         file_states={
             "runs": runs.file_states,
@@ -388,51 +394,172 @@ _SUMMARY: Final = (
 )
 
 
-_SORT_FUNCTION: Final = "metalab_keep_sort_values"
-_SORT_TRIGGERS: Final = (
-    ("metalab_sort_insert", "INSERT", "NEW TABLE AS new_rows"),
-    ("metalab_sort_update", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
-    ("metalab_sort_delete", "DELETE", "OLD TABLE AS old_rows"),
+_EVENTS: Final = (
+    ("insert", "INSERT", "NEW TABLE AS new_rows"),
+    ("update", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+    ("delete", "DELETE", "OLD TABLE AS old_rows"),
 )
+
+
+def trigger_statements(schema: str) -> tuple[sql.Composed, ...]:
+    """The functions and statement triggers that follow every write of ``runs`` and ``derived``.
+
+    After each statement (its rows in the transition tables ``old_rows`` and
+    ``new_rows``):
+
+    - ``sort_values`` gets the kept metric values of the new ``runs`` rows and loses
+      those of the old ones;
+    - ``catalog_changes`` gets, for an experiment whose catalog is current, each
+      written row's part as it was before (or that it did not exist): a row copy,
+      no JSON work. A delete, or a run that moved to another experiment, marks the
+      catalog dirty instead.
+
+    A write holds ``FOR SHARE`` on its experiments' rows until it commits, and a
+    catalog read takes ``FOR UPDATE`` on its experiment's row: the read sees every
+    write whose change it folds, and a write it does not see logs its change after
+    the read (for the next one).
+    """
+    runs, experiments = RUNS.identifier(schema), EXPERIMENTS.identifier(schema)
+    kept, values = SORT_METRICS.identifier(schema), SORT_VALUES.identifier(schema)
+    changes = CATALOG_CHANGES.identifier(schema)
+
+    def of_derived(rows: str) -> sql.Composed:
+        """The experiments of the runs of derived ``rows`` (a transition table)."""
+        return _fmt(
+            "SELECT x.experiment_id FROM {y} y JOIN {r} x ON x.run_id = y.run_id",
+            y=sql.Identifier(rows),
+            r=runs,
+        )
+
+    bodies = {
+        "runs": _fmt(
+            """
+            BEGIN
+                IF EXISTS (SELECT 1 FROM {kept}) THEN
+                    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                        DELETE FROM {values} s USING old_rows o WHERE s.run_id = o.run_id;
+                    END IF;
+                    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+                        {sort_insert};
+                    END IF;
+                END IF;
+                IF TG_OP = 'DELETE' THEN
+                    {dirty_old};
+                    RETURN NULL;
+                END IF;
+                {share_new};
+                IF TG_OP = 'UPDATE' THEN
+                    {dirty_moved};
+                    INSERT INTO {x} (experiment_id, run_id, kind, existed, params, metrics)
+                    SELECT o.experiment_id, o.run_id, 'runs', true, o.params, o.metrics
+                    FROM old_rows o JOIN {e} e ON e.experiment_id = o.experiment_id
+                    WHERE NOT e.catalog_dirty;
+                ELSE
+                    INSERT INTO {x} (experiment_id, run_id, kind, existed)
+                    SELECT n.experiment_id, n.run_id, 'runs', false
+                    FROM new_rows n JOIN {e} e ON e.experiment_id = n.experiment_id
+                    WHERE NOT e.catalog_dirty;
+                END IF;
+                RETURN NULL;
+            END
+            """,
+            kept=kept,
+            values=values,
+            sort_insert=_sort_rows(schema, sql.SQL("new_rows"), sql.SQL("true")),
+            dirty_old=_dirty(experiments, sql.SQL("SELECT experiment_id FROM old_rows")),
+            share_new=_share(experiments, sql.SQL("SELECT experiment_id FROM new_rows")),
+            dirty_moved=_dirty(
+                experiments,
+                sql.SQL(
+                    "SELECT unnest(ARRAY[o.experiment_id, n.experiment_id]) FROM old_rows o "
+                    "JOIN new_rows n ON n.run_id = o.run_id "
+                    "WHERE n.experiment_id <> o.experiment_id"
+                ),
+            ),
+            x=changes,
+            e=experiments,
+        ),
+        "derived": _fmt(
+            """
+            BEGIN
+                IF TG_OP = 'DELETE' THEN
+                    {dirty_old};
+                    RETURN NULL;
+                END IF;
+                {share_new};
+                IF TG_OP = 'UPDATE' THEN
+                    INSERT INTO {x} (experiment_id, run_id, kind, existed, metrics)
+                    SELECT r.experiment_id, o.run_id, 'derived', true, o.metrics
+                    FROM old_rows o JOIN {r} r ON r.run_id = o.run_id
+                    JOIN {e} e ON e.experiment_id = r.experiment_id
+                    WHERE NOT e.catalog_dirty;
+                ELSE
+                    INSERT INTO {x} (experiment_id, run_id, kind, existed)
+                    SELECT r.experiment_id, n.run_id, 'derived', false
+                    FROM new_rows n JOIN {r} r ON r.run_id = n.run_id
+                    JOIN {e} e ON e.experiment_id = r.experiment_id
+                    WHERE NOT e.catalog_dirty;
+                END IF;
+                RETURN NULL;
+            END
+            """,
+            dirty_old=_dirty(experiments, of_derived("old_rows")),
+            share_new=_share(experiments, of_derived("new_rows")),
+            x=changes,
+            r=runs,
+            e=experiments,
+        ),
+    }
+    statements: list[sql.Composed] = []
+    for table, body in (("runs", bodies["runs"]), ("derived", bodies["derived"])):
+        name = f"metalab_{table}_changed"
+        function = sql.Identifier(schema, name)
+        target = sql.Identifier(schema, table)
+        statements.append(
+            _fmt(
+                "CREATE OR REPLACE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS {body}",
+                f=function,
+                body=sql.Literal(body.as_string(None)),
+            )
+        )
+        for suffix, event, referencing in _EVENTS:
+            trigger = sql.Identifier(f"{name}_{suffix}")
+            statements.append(_fmt("DROP TRIGGER IF EXISTS {t} ON {r}", t=trigger, r=target))
+            statements.append(
+                _fmt(
+                    "CREATE TRIGGER {t} AFTER {event} ON {r} REFERENCING {referencing} "
+                    "FOR EACH STATEMENT EXECUTE FUNCTION {f}()",
+                    t=trigger,
+                    event=sql.SQL(event),
+                    r=target,
+                    referencing=sql.SQL(referencing),
+                    f=function,
+                )
+            )
+    return tuple(statements)
+
+
+def _dirty(experiments: sql.Identifier, ids: sql.Composable) -> sql.Composed:
+    """Mark the catalogs of the experiments ``ids`` lists dirty (recomputed at the next read)."""
+    return _fmt(
+        "UPDATE {e} SET catalog_dirty = true WHERE experiment_id IN ({ids}) AND NOT catalog_dirty",
+        e=experiments,
+        ids=ids,
+    )
+
+
+def _share(experiments: sql.Identifier, ids: sql.Composable) -> sql.Composed:
+    """Hold the rows of the experiments ``ids`` lists until commit (``PERFORM``, plpgsql)."""
+    return _fmt(
+        "PERFORM 1 FROM {e} WHERE experiment_id IN ({ids}) ORDER BY experiment_id FOR SHARE",
+        e=experiments,
+        ids=ids,
+    )
 
 
 def sort_statements(schema: str) -> SortStatements:
     """The statements that keep and read the order of the metrics queries sort on."""
     runs, kept, values = (spec.identifier(schema) for spec in (RUNS, SORT_METRICS, SORT_VALUES))
-    function = sql.Identifier(schema, _SORT_FUNCTION)
-    body = _fmt(
-        """
-        BEGIN
-            IF NOT EXISTS (SELECT 1 FROM {kept}) THEN
-                RETURN NULL;
-            END IF;
-            IF TG_OP IN ('UPDATE', 'DELETE') THEN
-                DELETE FROM {values} s USING old_rows o WHERE s.run_id = o.run_id;
-            END IF;
-            IF TG_OP IN ('INSERT', 'UPDATE') THEN
-                {insert};
-            END IF;
-            RETURN NULL;
-        END
-        """,
-        kept=kept,
-        values=values,
-        insert=_sort_rows(schema, sql.SQL("new_rows"), sql.SQL("true")),
-    )
-    triggers: list[sql.Composed] = []
-    for name, event, referencing in _SORT_TRIGGERS:
-        triggers.append(_fmt("DROP TRIGGER IF EXISTS {t} ON {r}", t=sql.Identifier(name), r=runs))
-        triggers.append(
-            _fmt(
-                "CREATE TRIGGER {t} AFTER {event} ON {r} REFERENCING {referencing} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION {f}()",
-                t=sql.Identifier(name),
-                event=sql.SQL(event),
-                r=runs,
-                referencing=sql.SQL(referencing),
-                f=function,
-            )
-        )
     candidates = tuple(
         _fmt(
             "SELECT run_id FROM {values} WHERE experiment_id = %(sort_e)s "
@@ -447,12 +574,6 @@ def sort_statements(schema: str) -> SortStatements:
         for direction in ("ASC", "DESC")
     )
     return SortStatements(
-        create_function=_fmt(
-            "CREATE OR REPLACE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS {body}",
-            f=function,
-            body=sql.Literal(body.as_string(None)),
-        ),
-        create_triggers=tuple(triggers),
         is_kept=_fmt("SELECT 1 FROM {kept} WHERE experiment_id = %s AND metric = %s", kept=kept),
         lock_runs=_fmt("LOCK TABLE {r} IN SHARE MODE", r=runs),
         keep=_fmt(
@@ -500,13 +621,7 @@ def derived_statements(schema: str) -> DerivedStatements:
     stage = sql.Identifier("metalab_stage_derived")
     values = _values_of_a_run(schema, DERIVED)
     return DerivedStatements(
-        upsert=_render(
-            _fmt(
-                "WITH put AS ({upsert} RETURNING experiment_id) {dirty}",
-                upsert=_upsert(derived, DERIVED, _fmt("VALUES ({v})", v=values), restamp=True),
-                dirty=_dirty_catalogs(schema, sql.Identifier("put")),
-            )
-        ),
+        upsert=_render(_upsert(derived, DERIVED, _fmt("VALUES ({v})", v=values), restamp=True)),
         get=_render(_fmt("SELECT doc FROM {d} WHERE run_id = %s", d=derived)),
         get_in=_render(
             _fmt("SELECT doc FROM {d} WHERE run_id = %s AND experiment_id = %s", d=derived)
@@ -587,79 +702,187 @@ def catalog_statements(schema: str) -> CatalogStatements:
     """The statements on the ``field_catalog`` table."""
     runs, derived = RUNS.identifier(schema), DERIVED.identifier(schema)
     experiments, catalog = EXPERIMENTS.identifier(schema), FIELD_CATALOG.identifier(schema)
+    changes = CATALOG_CHANGES.identifier(schema)
+    # The samples come from the first runs only (by run id): a DISTINCT ... ORDER BY
+    # over every value of every field sorted millions of jsonb values.
+    samples = _fmt(
+        """
+        first_runs AS (
+            SELECT run_id FROM {r} WHERE experiment_id = %(e)s
+            ORDER BY run_id COLLATE "C" LIMIT %(k)s
+        ), samples AS (
+            -- By type as jsonb orders them, strings in code-point order, lists
+            -- and objects by their text in code-point order (jsonb's own order
+            -- of strings follows the database's collation; Python's does not).
+            SELECT field, to_jsonb((array_agg(value ORDER BY
+                CASE jsonb_typeof(value) WHEN 'null' THEN 0 WHEN 'string' THEN 1
+                    WHEN 'number' THEN 2 WHEN 'boolean' THEN 3 WHEN 'array' THEN 4
+                    ELSE 5 END,
+                CASE jsonb_typeof(value)
+                    WHEN 'string' THEN value #>> '{{}}'
+                    WHEN 'array' THEN value::text
+                    WHEN 'object' THEN value::text
+                END COLLATE "C",
+                value))[1:%(n)s]) AS s
+            FROM (SELECT DISTINCT field, value FROM ({first}) AS f) AS v
+            GROUP BY field
+        )
+        """,
+        r=runs,
+        first=_catalog_pairs(
+            _fmt("(SELECT * FROM {r} WHERE run_id IN (SELECT run_id FROM first_runs))", r=runs),
+            derived,
+        ),
+    )
+    # The changes logged before this read: the first logged old version of each
+    # changed run's part (its state at the last read), taken out of the log into a
+    # table of the transaction, analysed so the fold's joins are planned on its size.
+    fold_table = sql.Identifier("metalab_catalog_fold")
+    take = (
+        _fmt(
+            "CREATE TEMP TABLE {t} (run_id text, kind text, existed boolean, params jsonb, "
+            "metrics jsonb) ON COMMIT DROP",
+            t=fold_table,
+        ),
+        _fmt(
+            """
+            WITH gone AS (
+                DELETE FROM {x} WHERE experiment_id = %(e)s
+                RETURNING seq, run_id, kind, existed, params, metrics
+            )
+            INSERT INTO {t}
+            SELECT DISTINCT ON (run_id, kind) run_id, kind, existed, params, metrics
+            FROM gone ORDER BY run_id, kind, seq
+            """,
+            x=changes,
+            t=fold_table,
+        ),
+        _fmt("ANALYZE {t}", t=fold_table),
+    )
+    # Each changed run's parts at the last read: as logged, or as they are now when
+    # no write changed that part.
+    was = _fmt(
+        """
+        was_run AS (
+            SELECT run_id, existed, params, metrics FROM {t} WHERE kind = 'runs'
+            UNION ALL
+            SELECT r.run_id, true, r.params, r.metrics FROM {r} r
+            WHERE r.experiment_id = %(e)s
+                AND r.run_id IN (SELECT run_id FROM {t} WHERE kind = 'derived')
+                AND r.run_id NOT IN (SELECT run_id FROM {t} WHERE kind = 'runs')
+        ), was_derived AS (
+            SELECT run_id, existed, metrics FROM {t} WHERE kind = 'derived'
+            UNION ALL
+            SELECT d.run_id, true, d.metrics FROM {d} d
+            WHERE d.run_id IN (SELECT run_id FROM {t} WHERE kind = 'runs')
+                AND d.run_id NOT IN (SELECT run_id FROM {t} WHERE kind = 'derived')
+        ), old_runs AS (
+            SELECT run_id, %(e)s::text AS experiment_id, params, metrics
+            FROM was_run WHERE existed
+        ), old_derived AS (
+            SELECT run_id, metrics FROM was_derived WHERE existed
+        ), now_runs AS (
+            SELECT * FROM {r} WHERE experiment_id = %(e)s
+                AND run_id IN (SELECT run_id FROM {t})
+        ), old_pairs AS (
+            {old_pairs}
+        ), new_pairs AS (
+            {new_pairs}
+        ), removed AS (
+            {removed}
+        ), added AS (
+            {added}
+        )
+        """,
+        t=fold_table,
+        r=runs,
+        d=derived,
+        old_pairs=_catalog_pairs(sql.SQL("old_runs"), sql.SQL("old_derived")),
+        new_pairs=_catalog_pairs(sql.SQL("now_runs"), derived),
+        # Compared by text (cheaper to hash than jsonb, and it tells 1 from 1.0).
+        removed=_except(
+            sql.SQL("SELECT run_id, field, repr FROM old_pairs"),
+            sql.SQL("SELECT run_id, field, repr FROM new_pairs"),
+        ),
+        added=_fmt(
+            "SELECT %(e)s::text AS experiment_id, field, repr::jsonb AS value FROM ({d}) AS d",
+            d=_except(
+                sql.SQL("SELECT run_id, field, repr FROM new_pairs"),
+                sql.SQL("SELECT run_id, field, repr FROM old_pairs"),
+            ),
+        ),
+    )
     return CatalogStatements(
         lock=_fmt(
             "SELECT catalog_dirty FROM {e} WHERE experiment_id = %s FOR UPDATE", e=experiments
         ),
         delete=_fmt("DELETE FROM {c} WHERE experiment_id = %s", c=catalog),
-        # One hash aggregation over every value gives types, counts and ranges; the
-        # samples come from the first runs only (by run id): a DISTINCT ... ORDER BY
-        # over every value of every field sorted millions of jsonb values, most of
-        # the refresh's cost on a large experiment.
+        # The whole catalog, from every value of the experiment; the changes logged
+        # before it (in this statement's snapshot) are in it, so they are dropped.
         refresh=_fmt(
             """
-            WITH stats AS (
-                SELECT field,
-                    count(*) AS count,
-                    bool_or(kind = 'null') AS has_null,
-                    bool_or(kind = 'string') AS has_str,
-                    bool_or(kind = 'boolean') AS has_bool,
-                    bool_or(kind = 'array') AS has_list,
-                    -- jsonb keeps a number's scale (1.0) but not its exponent form:
-                    -- scale 0 is an int, as the codec wrote it.
-                    bool_or(scale(num) = 0) AS has_int,
-                    bool_or(scale(num) > 0 OR (kind = 'object' AND {marker})) AS has_float,
-                    bool_or(kind = 'object' AND NOT {marker}) AS has_dict,
-                    min(num)::float8 AS min_value,
-                    max(num)::float8 AS max_value
-                FROM (
-                    -- OFFSET 0 keeps each value's type and number computed once,
-                    -- not once per aggregate that reads them.
-                    SELECT field, value, kind,
-                        CASE WHEN kind = 'number' THEN value::numeric END AS num
-                    FROM (
-                        SELECT field, value, jsonb_typeof(value) AS kind
-                        FROM ({every}) AS v OFFSET 0
-                    ) AS k OFFSET 0
-                ) AS typed
-                GROUP BY field
-            ), first_runs AS (
-                SELECT run_id FROM {r} WHERE experiment_id = %(e)s
-                ORDER BY run_id COLLATE "C" LIMIT %(k)s
-            ), samples AS (
-                -- By type as jsonb orders them, strings in code-point order, lists
-                -- and objects by their text in code-point order (jsonb's own order
-                -- of strings follows the database's collation; Python's does not).
-                SELECT field, to_jsonb((array_agg(value ORDER BY
-                    CASE jsonb_typeof(value) WHEN 'null' THEN 0 WHEN 'string' THEN 1
-                        WHEN 'number' THEN 2 WHEN 'boolean' THEN 3 WHEN 'array' THEN 4
-                        ELSE 5 END,
-                    CASE jsonb_typeof(value)
-                        WHEN 'string' THEN value #>> '{{}}'
-                        WHEN 'array' THEN value::text
-                        WHEN 'object' THEN value::text
-                    END COLLATE "C",
-                    value))[1:%(n)s]) AS s
-                FROM (SELECT DISTINCT field, value FROM ({first}) AS f) AS v
-                GROUP BY field
-            )
+            WITH gone AS (
+                DELETE FROM {x} WHERE experiment_id = %(e)s
+            ), {samples_ctes}
             INSERT INTO {c} (experiment_id, field, types, count, min_value, max_value, samples)
-            SELECT %(e)s, field,
-                array_remove(ARRAY[
-                    CASE WHEN has_bool THEN 'bool' END, CASE WHEN has_dict THEN 'dict' END,
-                    CASE WHEN has_float THEN 'float' END, CASE WHEN has_int THEN 'int' END,
-                    CASE WHEN has_list THEN 'list' END, CASE WHEN has_null THEN 'null' END,
-                    CASE WHEN has_str THEN 'str' END
-                ], NULL),
-                count, min_value, max_value, COALESCE(samples.s, '[]'::jsonb)
-            FROM stats LEFT JOIN samples USING (field)
+            SELECT %(e)s, field, {types}, count, min_value, max_value,
+                COALESCE(samples.s, '[]'::jsonb)
+            FROM ({stats}) AS stats LEFT JOIN samples USING (field)
             """,
-            marker=sql.SQL("(value ? '$float' AND value - '$float' = '{}'::jsonb)"),
-            every=_catalog_values(runs, derived, sql.SQL("x.experiment_id = %(e)s")),
-            first=_catalog_values(
-                runs, derived, sql.SQL("x.run_id IN (SELECT run_id FROM first_runs)")
+            x=changes,
+            samples_ctes=samples,
+            types=_TYPES,
+            stats=_field_stats(
+                _fmt(
+                    "SELECT experiment_id, field, value FROM ({p}) AS p",
+                    p=_catalog_pairs(
+                        _fmt("(SELECT * FROM {r} WHERE experiment_id = %(e)s)", r=runs), derived
+                    ),
+                )
             ),
-            r=runs,
+            c=catalog,
+        ),
+        # What writes added since the last read (``take``), merged. No write of the
+        # experiment commits meanwhile: its trigger waits for the read's lock.
+        take=take,
+        taken=_fmt("SELECT count(DISTINCT run_id) FROM {t}", t=fold_table),
+        runs=_fmt("SELECT count(*) FROM {r} WHERE experiment_id = %s", r=runs),
+        # Nothing is merged when a write took a value away: the first column says
+        # so, and the catalog is recomputed.
+        fold=_fmt(
+            """
+            WITH {was}, merged AS (
+                INSERT INTO {c} AS c
+                    (experiment_id, field, types, count, min_value, max_value, samples)
+                SELECT %(e)s, field, {types}, count, min_value, max_value, '[]'::jsonb
+                FROM ({stats}) AS s
+                WHERE NOT EXISTS (SELECT 1 FROM removed)
+                ORDER BY field
+                ON CONFLICT (experiment_id, field) DO UPDATE SET
+                    types = ARRAY(
+                        SELECT DISTINCT t COLLATE "C"
+                        FROM unnest(c.types || EXCLUDED.types) AS u(t) ORDER BY 1
+                    ),
+                    count = c.count + EXCLUDED.count,
+                    min_value = LEAST(c.min_value, EXCLUDED.min_value),
+                    max_value = GREATEST(c.max_value, EXCLUDED.max_value)
+                RETURNING 1
+            )
+            SELECT EXISTS (SELECT 1 FROM removed), (SELECT count(*) FROM merged)
+            """,
+            was=was,
+            c=catalog,
+            types=_TYPES,
+            stats=_field_stats(sql.SQL("SELECT experiment_id, field, value FROM added")),
+        ),
+        refresh_samples=_fmt(
+            """
+            WITH {samples_ctes}
+            UPDATE {c} AS c
+            SET samples = COALESCE((SELECT s FROM samples WHERE samples.field = c.field), '[]')
+            WHERE c.experiment_id = %(e)s
+            """,
+            samples_ctes=samples,
             c=catalog,
         ),
         clean=_fmt("UPDATE {e} SET catalog_dirty = false WHERE experiment_id = %s", e=experiments),
@@ -721,6 +944,7 @@ def rebuild_statements(schema: str) -> RebuildStatements:
                     FIELD_CATALOG,
                     SORT_METRICS,
                     SORT_VALUES,
+                    CATALOG_CHANGES,
                 )
             ),
         ),
@@ -881,22 +1105,15 @@ def _distinct_on_key(stage: sql.Identifier, spec: Table) -> sql.Composed:
 
 
 def _touch(schema: str, experiments: sql.Composable) -> sql.Composed:
-    """List ``experiments`` (a ``VALUES`` or ``SELECT``); a listed one's catalog is dirty."""
+    """List ``experiments`` (a ``VALUES`` or ``SELECT``); a new one's catalog is dirty.
+
+    The writes to known experiments reach their catalogs through the triggers
+    (:func:`trigger_statements`).
+    """
     return _fmt(
-        "INSERT INTO {e} (experiment_id) {rows} ON CONFLICT (experiment_id) "
-        "DO UPDATE SET catalog_dirty = true WHERE NOT {e}.catalog_dirty",
+        "INSERT INTO {e} (experiment_id) {rows} ON CONFLICT (experiment_id) DO NOTHING",
         e=EXPERIMENTS.identifier(schema),
         rows=experiments,
-    )
-
-
-def _dirty_catalogs(schema: str, changed: sql.Identifier) -> sql.Composed:
-    """Mark dirty the catalogs of the experiments in the CTE ``changed``."""
-    return _fmt(
-        "UPDATE {x} SET catalog_dirty = true "
-        "WHERE experiment_id IN (SELECT experiment_id FROM {c}) AND NOT catalog_dirty",
-        x=EXPERIMENTS.identifier(schema),
-        c=changed,
     )
 
 
@@ -932,40 +1149,99 @@ def _file_states(schema: str, spec: Table, key: str) -> tuple[sql.Composed, sql.
 
 
 def _delete_by_key(schema: str, spec: Table, key: str) -> sql.Composed:
-    """Delete documents by ``(key, experiment or NULL)`` pairs; their catalogs are dirty."""
+    """Delete documents by ``(key, experiment or NULL)`` pairs (triggers mark catalogs dirty)."""
     return _fmt(
-        "WITH gone AS (DELETE FROM {t} x USING unnest(%s::text[], %s::text[]) AS k(key, exp) "
-        "WHERE x.{k} = k.key AND (k.exp IS NULL OR x.experiment_id = k.exp) "
-        "RETURNING x.experiment_id) {dirty}",
+        "DELETE FROM {t} x USING unnest(%s::text[], %s::text[]) AS k(key, exp) "
+        "WHERE x.{k} = k.key AND (k.exp IS NULL OR x.experiment_id = k.exp)",
         t=spec.identifier(schema),
         k=sql.Identifier(key),
-        dirty=_dirty_catalogs(schema, sql.Identifier("gone")),
     )
 
 
-def _catalog_values(
-    runs: sql.Composable, derived: sql.Composable, where: sql.Composable
-) -> sql.Composed:
-    """``(field, value)`` of every param, metric and derived metric of the runs ``x`` in ``where``."""
+def _catalog_pairs(runs: sql.Composable, derived: sql.Composable) -> sql.Composed:
+    """Every param, metric and derived value of the runs in ``runs`` (a table or subquery).
+
+    Columns ``experiment_id, run_id, field, value, repr``: ``repr`` is the value's
+    text, which tells ``1`` from ``1.0`` where ``jsonb`` equality does not.
+    """
     return sql.SQL(
         """
-        SELECT 'params.' || p.key AS field, p.value
-        FROM {r} x, jsonb_each({params}) p WHERE {where}
+        SELECT x.experiment_id, x.run_id, 'params.' || p.key AS field, p.value,
+            p.value::text AS repr
+        FROM {r} x, jsonb_each({params}) p
         UNION ALL
-        SELECT 'metrics.' || m.key, m.value
-        FROM {r} x, jsonb_each({metrics}) m WHERE {where}
+        SELECT x.experiment_id, x.run_id, 'metrics.' || m.key, m.value, m.value::text
+        FROM {r} x, jsonb_each({metrics}) m
         UNION ALL
-        SELECT 'derived.' || d.key, d.value
-        FROM {d} y JOIN {r} x ON x.run_id = y.run_id, jsonb_each({extras}) d WHERE {where}
+        {derived}
         """
     ).format(
         r=runs,
-        d=derived,
-        where=where,
         params=_unwrapped(sql.SQL("x.params")),
         metrics=_unwrapped(sql.SQL("x.metrics")),
-        extras=_unwrapped(sql.SQL("y.metrics")),
+        derived=_derived_pairs(derived, runs),
     )
+
+
+def _derived_pairs(derived: sql.Composable, runs: sql.Composable) -> sql.Composed:
+    """The derived values of ``derived`` rows whose run is in ``runs`` (as :func:`_catalog_pairs`)."""
+    return sql.SQL(
+        "SELECT x.experiment_id, x.run_id, 'derived.' || d.key AS field, d.value, "
+        "d.value::text AS repr "
+        "FROM {d} y JOIN {r} x ON x.run_id = y.run_id, jsonb_each({extras}) d"
+    ).format(d=derived, r=runs, extras=_unwrapped(sql.SQL("y.metrics")))
+
+
+def _field_stats(values: sql.Composable) -> sql.Composed:
+    """Per experiment and field of ``values`` (``experiment_id, field, value``): the stats.
+
+    One hash aggregation gives the count, a flag per type (``has_int``, ...) and the
+    range of the finite numbers.
+    """
+    return sql.SQL(
+        """
+        SELECT experiment_id, field,
+            count(*) AS count,
+            bool_or(kind = 'null') AS has_null,
+            bool_or(kind = 'string') AS has_str,
+            bool_or(kind = 'boolean') AS has_bool,
+            bool_or(kind = 'array') AS has_list,
+            -- jsonb keeps a number's scale (1.0) but not its exponent form:
+            -- scale 0 is an int, as the codec wrote it.
+            bool_or(scale(num) = 0) AS has_int,
+            bool_or(scale(num) > 0 OR (kind = 'object' AND {marker})) AS has_float,
+            bool_or(kind = 'object' AND NOT {marker}) AS has_dict,
+            min(num)::float8 AS min_value,
+            max(num)::float8 AS max_value
+        FROM (
+            -- OFFSET 0 keeps each value's type and number computed once,
+            -- not once per aggregate that reads them.
+            SELECT experiment_id, field, value, kind,
+                CASE WHEN kind = 'number' THEN value::numeric END AS num
+            FROM (
+                SELECT experiment_id, field, value, jsonb_typeof(value) AS kind
+                FROM ({values}) AS v OFFSET 0
+            ) AS k OFFSET 0
+        ) AS typed
+        GROUP BY experiment_id, field
+        """
+    ).format(values=values, marker=_MARKER)
+
+
+_MARKER: Final = sql.SQL("(value ? '$float' AND value - '$float' = '{}'::jsonb)")
+_TYPES: Final = sql.SQL(
+    """array_remove(ARRAY[
+        CASE WHEN has_bool THEN 'bool' END, CASE WHEN has_dict THEN 'dict' END,
+        CASE WHEN has_float THEN 'float' END, CASE WHEN has_int THEN 'int' END,
+        CASE WHEN has_list THEN 'list' END, CASE WHEN has_null THEN 'null' END,
+        CASE WHEN has_str THEN 'str' END
+    ], NULL)"""
+)
+
+
+def _except(rows: sql.Composable, minus: sql.Composable) -> sql.Composed:
+    """The rows of ``rows`` not in ``minus`` (both ``UNION ALL`` queries, kept whole)."""
+    return _fmt("SELECT * FROM ({a}) AS a EXCEPT SELECT * FROM ({b}) AS b", a=rows, b=minus)
 
 
 def _unwrapped(column: sql.Composable) -> sql.Composed:
