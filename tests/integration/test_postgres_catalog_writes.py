@@ -23,8 +23,10 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from metalab.query import FieldInfo
+from metalab.query import _catalog as catalog_module
 from metalab.records import MetricValue, RunRecord
 from metalab.store import MemoryStoreConfig, PostgresStore, PostgresStoreConfig, Store
+from metalab.store import _postgres_index as postgres_index
 from metalab.testing import strategies as mst
 
 T0: Final = dt.datetime(2026, 4, 5, tzinfo=dt.UTC)
@@ -219,5 +221,29 @@ def test_reads_racing_writers_miss_nothing(postgres_config: PostgresStoreConfig)
             model.put_run_record(record)
         for run_id, derived in store.list_derived().items():
             model.put_derived(run_id, derived.metrics)
+        assert catalog(store) == catalog(model)
+    model.close()
+
+
+def test_samples_are_read_again_only_when_a_changed_run_is_among_the_first(
+    postgres_config: PostgresStoreConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Samples come from the first runs by id: two here, so runs after them change
+    # counts and ranges but no sample, and a run before them changes the samples.
+    monkeypatch.setattr(catalog_module, "CATALOG_SAMPLE_RUNS", 2)
+    monkeypatch.setattr(postgres_index, "CATALOG_SAMPLE_RUNS", 2)
+    eid = f"samples{uuid.uuid4().hex[:8]}:1"
+    prefix = uuid.uuid4().hex[:8]
+    model = MemoryStoreConfig(name=f"m-{uuid.uuid4().hex}", experiment_id=eid).connect()
+    with postgres_config.scoped(eid).connect() as store:
+        for s in (store, model):
+            for i in (5, 6, 7):
+                s.put_run_record(running(eid, f"{prefix}{i:08x}", {"v": i}))
+        assert catalog(store) == catalog(model)
+        for s in (store, model):
+            s.put_run_record(running(eid, f"{prefix}{9:08x}", {"v": 90, "w": "late"}))
+        assert catalog(store) == catalog(model)
+        for s in (store, model):
+            s.put_run_record(running(eid, f"{prefix}{1:08x}", {"v": -1, "w": "early"}))
         assert catalog(store) == catalog(model)
     model.close()

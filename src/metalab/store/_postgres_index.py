@@ -756,7 +756,7 @@ class PostgresIndex:
                         folded = conn.execute(q.catalog.fold, args).fetchone()
                         assert folded is not None
                         whole = bool(folded[0])
-                        if not whole and folded[1]:
+                        if not whole and folded[1] and folded[2]:
                             conn.execute(q.catalog.refresh_samples, args)
                 if whole:
                     conn.execute(q.catalog.delete, (experiment_id,))

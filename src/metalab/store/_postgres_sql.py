@@ -710,8 +710,9 @@ def catalog_statements(schema: str) -> CatalogStatements:
         first_runs AS (
             SELECT run_id FROM {r} WHERE experiment_id = %(e)s
             ORDER BY run_id COLLATE "C" LIMIT %(k)s
-        ), samples AS (
-            -- By type as jsonb orders them, strings in code-point order, lists
+        ), samples AS MATERIALIZED (
+            -- Computed once (MATERIALIZED: a refresh of the samples reads it per
+            -- field). By type as jsonb orders them, strings in code-point order, lists
             -- and objects by their text in code-point order (jsonb's own order
             -- of strings follows the database's collation; Python's does not).
             SELECT field, to_jsonb((array_agg(value ORDER BY
@@ -868,8 +869,20 @@ def catalog_statements(schema: str) -> CatalogStatements:
                     max_value = GREATEST(c.max_value, EXCLUDED.max_value)
                 RETURNING 1
             )
-            SELECT EXISTS (SELECT 1 FROM removed), (SELECT count(*) FROM merged)
+            SELECT EXISTS (SELECT 1 FROM removed), (SELECT count(*) FROM merged),
+                -- Whether a changed run is among the first runs, where samples come from.
+                EXISTS (
+                    SELECT 1 FROM {t} WHERE (
+                        SELECT run_id FROM {r} WHERE experiment_id = %(e)s
+                        ORDER BY run_id COLLATE "C" OFFSET %(k)s - 1 LIMIT 1
+                    ) IS NULL OR run_id COLLATE "C" <= (
+                        SELECT run_id FROM {r} WHERE experiment_id = %(e)s
+                        ORDER BY run_id COLLATE "C" OFFSET %(k)s - 1 LIMIT 1
+                    )
+                )
             """,
+            t=fold_table,
+            r=runs,
             was=was,
             c=catalog,
             types=_TYPES,
