@@ -247,3 +247,25 @@ def test_samples_are_read_again_only_when_a_changed_run_is_among_the_first(
             s.put_run_record(running(eid, f"{prefix}{1:08x}", {"v": -1, "w": "early"}))
         assert catalog(store) == catalog(model)
     model.close()
+
+
+def test_a_read_after_most_runs_changed_recomputes_the_catalog(
+    postgres_config: PostgresStoreConfig, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres_index, "_FOLD_ALWAYS", 1)
+    eid = f"most{uuid.uuid4().hex[:8]}:1"
+    prefix = uuid.uuid4().hex[:8]
+    model = MemoryStoreConfig(name=f"m-{uuid.uuid4().hex}", experiment_id=eid).connect()
+    with postgres_config.scoped(eid).connect() as store:
+        runs = [running(eid, f"{prefix}{i:08x}", {"v": i}) for i in range(4)]
+        for s in (store, model):
+            s.put_run_records(runs)
+        assert catalog(store) == catalog(model)
+        for s in (store, model):  # 3 of 4 runs changed: more than a quarter
+            s.put_run_records(
+                [r.succeeded(metrics={"m": i}, finished_at=T0) for i, r in enumerate(runs[:3])]
+            )
+        assert state(postgres_url, postgres_config.schema, eid)[1] == 3
+        assert catalog(store) == catalog(model)
+        assert state(postgres_url, postgres_config.schema, eid) == (False, 0)
+    model.close()
