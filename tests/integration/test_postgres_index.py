@@ -81,14 +81,30 @@ class TestSchemaCreation:
         with scoped.connect() as store:
             store.put_run_record(record)
         meta = sql.Identifier(postgres_config.schema, "metalab_meta")
+        old_function = sql.Identifier(postgres_config.schema, "metalab_keep_sort_values")
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(sql.SQL("UPDATE {} SET schema_version = 0").format(meta))
+            # A trigger function of layout 4, which layout 5 no longer has.
+            conn.execute(
+                sql.SQL(
+                    "CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql "
+                    "AS 'BEGIN RETURN NULL; END'"
+                ).format(old_function)
+            )
         with scoped.connect() as store:
             assert store.is_index_stale()
             assert store.sync_index().indexed == 1
             assert store.list_run_records() == [record]
         version = scalar(postgres_url, sql.SQL("SELECT schema_version FROM {}").format(meta))
         assert version == SCHEMA_VERSION
+        functions = sql.SQL(
+            "SELECT array_agg(proname::text ORDER BY proname) FROM pg_proc "
+            "WHERE pronamespace = to_regnamespace(%s)::oid"
+        )
+        with psycopg.connect(postgres_url) as conn:
+            found = conn.execute(functions, (postgres_config.schema,)).fetchone()
+        assert found is not None
+        assert found[0] == ["metalab_derived_changed", "metalab_runs_changed"]
 
     def test_no_extension_is_created_or_needed(
         self, postgres_config: PostgresStoreConfig, postgres_url: str

@@ -91,6 +91,7 @@ __all__ = [
     "SORT_METRICS",
     "SORT_VALUES",
     "TABLES",
+    "TRIGGER_FUNCTIONS",
     "CatalogChangeRow",
     "Check",
     "Column",
@@ -116,7 +117,7 @@ __all__ = [
     "swap_in",
 ]
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 """The version of the index layout; any other version in a database means rebuild.
 
 Version 2 has the tables of version 1; what changed is the query copy's strings,
@@ -124,12 +125,13 @@ which hold NUL and U+0001 in their index form (:func:`metalab.query.sql.index_te
 where version 1 held U+FFFD for NUL. Version 3 adds ``series`` and
 ``series_chunks``, and ``runs.edited_at`` (when people last edited a run's tags or
 notes), which lets the index refuse a record written before an edit it already took.
-Version 4 adds ``sort_metrics`` and ``sort_values`` (kept metric orders) and
-``catalog_changes``, with triggers on ``runs`` and ``derived`` that keep them, and
-changes two indexes of ``runs``: the
+Version 4 adds ``sort_metrics`` and ``sort_values`` (kept metric orders, with
+statement triggers on ``runs``) and changes two indexes of ``runs``: the
 ``(experiment_id, status)`` index includes ``started_at``, ``finished_at`` and
 ``tags`` (run summaries read the index alone), and ``(experiment_id, run_id COLLATE
-"C")`` orders windows by run id.
+"C")`` orders windows by run id. Version 5 adds ``catalog_changes``, filled by the
+triggers on ``runs`` and on ``derived`` (one function per table now), from which a
+catalog read folds in what changed instead of recomputing the catalog after writes.
 """
 
 REBUILD_SUFFIX: Final = "__rebuild"
@@ -561,6 +563,14 @@ TABLES: Final = (
 META_TABLE: Final = META.name
 
 
+TRIGGER_FUNCTIONS: Final = (
+    "metalab_keep_sort_values",  # layout 4
+    "metalab_runs_changed",
+    "metalab_derived_changed",
+)
+"""The trigger functions the index has defined in its schema, in any layout."""
+
+
 def lock_key(schema: str) -> str:
     """The text hashed into the advisory-lock key that serialises DDL on ``schema``."""
     return f"metalab.index:{schema}"
@@ -615,6 +625,12 @@ def drop_tables(schema: str, suffix: str = "", *, meta: bool = False) -> Iterato
         yield sql.SQL("DROP TABLE IF EXISTS {t}").format(t=spec.identifier(schema, suffix))
     if meta:
         yield sql.SQL("DROP TABLE IF EXISTS {t}").format(t=META.identifier(schema))
+        # The trigger functions of every layout that had them (their triggers went
+        # with the tables); the current ones are created again with the tables.
+        for function in TRIGGER_FUNCTIONS:
+            yield sql.SQL("DROP FUNCTION IF EXISTS {f}()").format(
+                f=sql.Identifier(schema, function)
+            )
 
 
 def swap_in(schema: str, suffix: str, *, trigram: bool = False) -> Iterator[sql.Composed]:
