@@ -63,9 +63,18 @@ def test_the_spec_has_the_blocks_this_test_expects() -> None:
 
 
 def _empty_public_schema(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
+    # A run an earlier block started may still be writing (its triggers touch several
+    # tables): dropping them all under it can deadlock, and the drop is then retried.
+    for attempt in range(10):
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("DROP SCHEMA public CASCADE")
+                conn.execute("CREATE SCHEMA public")
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == 9:
+                raise
+            time.sleep(0.2)
 
 
 @pytest.fixture
