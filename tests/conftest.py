@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from metalab.testing import unavailable
+
 pytest_plugins = ["metalab.testing.postgres"]
 
 settings.register_profile("default", max_examples=100, deadline=None)
@@ -48,10 +50,7 @@ def require_module() -> Callable[[str, str], None]:
     def require(module: str, group: str) -> None:
         if importlib.util.find_spec(module) is not None:
             return
-        reason = f"{module} is not installed (it is in the {group!r} dependency group)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
+        unavailable(f"{module} is not installed (it is in the {group!r} dependency group)")
 
     return require
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 import pytest
 
 import metalab
-from metalab.testing import load_script
+from metalab.testing import load_script, unavailable
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Error, Page, Playwright
@@ -84,9 +84,7 @@ START_TIMEOUT: Final = 60.0
 
 
 def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and no browser for the browser tests: {reason}", pytrace=False)
-    pytest.skip(f"no browser: {reason}")
+    unavailable(f"no browser for the browser tests: {reason}")
 
 
 # --- the browser ------------------------------------------------------------------

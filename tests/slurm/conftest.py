@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
-from metalab.testing import load_script
+from metalab.testing import load_script, unavailable
 
 HERE = Path(__file__).parent
 
@@ -51,9 +51,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and no SLURM for the slurm tests: {reason}", pytrace=False)
-    pytest.skip(f"no SLURM: {reason}")
+    unavailable(f"no SLURM for the slurm tests: {reason}")
 
 
 @pytest.fixture(scope="session")

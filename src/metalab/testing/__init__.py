@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgspec
 
@@ -31,7 +31,30 @@ if TYPE_CHECKING:
     from metalab.records import RunRecord
     from metalab.store import SupportsQuery
 
-__all__ = ["assert_same_document", "comparable", "load_script", "query_disagreements", "run_cli"]
+__all__ = [
+    "assert_same_document",
+    "comparable",
+    "load_script",
+    "query_disagreements",
+    "run_cli",
+    "unavailable",
+]
+
+
+def unavailable(reason: str) -> NoReturn:
+    """End a test that cannot run here: skip it, or, under ``CI=true``, fail it.
+
+    CI installs everything the tests need (a PostgreSQL, a browser, SLURM, optional
+    modules), so there a missing tool is a broken set-up that must not pass as a skip.
+
+    Args:
+        reason: What is missing, shown in pytest's summary.
+    """
+    import pytest  # noqa: PLC0415 -- test-only dependency
+
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true, and this test cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def load_script(path: Path, name: str) -> ModuleType:
