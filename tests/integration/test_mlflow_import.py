@@ -111,8 +111,11 @@ def _write_mlruns(mlflow: Any, root: Path, scratch: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    if importlib.util.find_spec("mlflow") is None:
-        pytest.skip("MLflow is not installed")  # each test's require_module fails under CI
+    """The fixture store, logged once per module, and its run ids by role.
+
+    Only ``mlruns`` asks for it, once ``require_module`` found MLflow: a missing
+    MLflow then skips each test, or fails it under ``CI=true``.
+    """
     mlflow = importlib.import_module("mlflow")
     base = tmp_path_factory.mktemp("mlflow")
     root = base / "mlruns"
@@ -125,15 +128,15 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 
 @pytest.fixture
 def mlruns(
-    pristine: tuple[Path, dict[str, str]],
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     require_module: Callable[[str, str], None],
     monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[Path, dict[str, str], Any]:
     """A private copy of the fixture store (tests may damage it), its ids, and mlflow."""
-    mlflow = _mlflow(require_module)
+    mlflow = _mlflow(require_module)  # before the module's fixture store is logged
     monkeypatch.setenv(*_FILE_STORE_ALLOWED)
-    root, ids = pristine
+    root, ids = request.getfixturevalue("pristine")
     copy = tmp_path / "mlruns"
     shutil.copytree(root, copy)
     return copy, ids, mlflow
@@ -436,6 +439,33 @@ class TestCommandLine:
         listed = run_cli("runs", "ls", store, "--experiment", "mnist:1", "--format", "csv")
         assert listed.returncode == 0, listed.stderr
         assert ids["finished"] in listed.stdout
+
+    def test_include_deleted(
+        self, mlruns: tuple[Path, dict[str, str], Any], tmp_path: Path
+    ) -> None:
+        root, ids, _ = mlruns
+        store = str(tmp_path / "store")
+        proc = run_cli("import", "mlflow", str(root), "--to", store, "--include-deleted", "--json")
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads(proc.stdout)
+        assert data["deleted"] == []
+        assert {ids["deleted"], ids["in_deleted_experiment"]} <= set(data["imported"])
+        assert sorted(data["experiments"].values()) == ["gone:1", "mnist:1", "team_other:1"]
+        config = FileStoreConfig(root=store)
+        assert ids["deleted"] in _records(config, "mnist:1")
+        assert list(_records(config, "gone:1")) == [ids["in_deleted_experiment"]]
+
+    def test_one_experiment_by_name(
+        self, mlruns: tuple[Path, dict[str, str], Any], tmp_path: Path
+    ) -> None:
+        root, ids, _ = mlruns
+        store = str(tmp_path / "store")
+        proc = run_cli("import", "mlflow", str(root), "--to", store, "--experiment", "team/other")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split("\n")[1].split() == ["1", "0", "0", "0"]
+        assert "-> team_other:1" in proc.stderr
+        with FileStoreConfig(root=store).connect() as landed:
+            assert [r.run_id for r in landed.list_run_records()] == [ids["other"]]
 
     def test_problems_exit_1_and_are_named(
         self, mlruns: tuple[Path, dict[str, str], Any], tmp_path: Path

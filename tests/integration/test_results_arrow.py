@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +95,71 @@ def test_series_as_arrow(results: metalab.Results) -> None:
     assert table.schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
     assert pa.types.is_dictionary(table.schema.field("run_id").type)
     assert sorted(table.column("step").to_numpy().tolist()) == [0, 0, 1, 1, 2, 2]
+
+
+def test_series_arrow_holds_the_series_dataframe(results: metalab.Results) -> None:
+    table = results.series_arrow()
+    frame = results.series_dataframe()
+    assert table.column_names == list(frame.columns)
+    assert table.schema.field("params.n").type == pa.int64()
+    assert table.schema.field("params.opt").type == pa.string()
+    for name in frame.columns:
+        expected = frame[name].tolist()
+        if name == "timestamp":
+            expected = [stamp.to_pydatetime() for stamp in expected]
+        assert table.column(name).to_pylist() == expected, name
+
+
+def test_series_arrow_never_needs_pandas(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys
+
+        class NoPandas:  # as if not installed (pyarrow probes for it)
+            def find_spec(self, name, path, target=None):
+                if name.partition(".")[0] == "pandas":
+                    raise ModuleNotFoundError(name)
+
+        sys.meta_path.insert(0, NoPandas())
+        import metalab
+
+        def curve(params, capture):
+            for step in range(2):
+                capture.metric("loss", params["lr"] * step, step=step)
+
+        exp = metalab.Experiment(
+            name="np", version="1", operation=metalab.operation(curve),
+            params=metalab.grid(lr=[1.0, 2.0]),
+        )
+        results = metalab.run(exp, store={str(tmp_path)!r}, progress=False).result()
+        table = results.series_arrow("loss")
+        print("|".join(str(field.type) for field in table.schema))
+        print(sorted(zip(table["params.lr"].to_pylist(), table["value"].to_pylist())))
+        print("pandas" in sys.modules)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    types, points, pandas_loaded = proc.stdout.splitlines()
+    dictionary = "dictionary<values=string, indices=int8, ordered=0>"
+    assert types.split("|") == [
+        dictionary,  # run_id
+        dictionary,  # metric
+        "int64",  # step
+        "double",  # value
+        "timestamp[us, tz=UTC]",
+        "double",  # params.lr
+    ]
+    assert points == "[(1.0, 0.0), (1.0, 1.0), (2.0, 0.0), (2.0, 2.0)]"
+    assert pandas_loaded == "False"
+
+
+def test_series_arrow_without_numpy_says_how_to_install_it(
+    results: metalab.Results, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    with pytest.raises(MissingDependencyError, match=r"metalab\[numpy\]"):
+        results.series_arrow()
 
 
 def test_without_pyarrow_the_error_says_how_to_install_it(

@@ -7,6 +7,7 @@ The tests against MLflow's own client are in tests/integration/test_mlflow_impor
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 import textwrap
@@ -191,6 +192,29 @@ def test_artifacts_kept_elsewhere(tmp_path: Path) -> None:
         "png",
         {"mlflow_path": "plots/a.png"},
     )
+
+
+def test_an_artifact_rewritten_with_the_same_size_is_imported_again(tmp_path: Path) -> None:
+    exp = experiment(tmp_path / "mlruns")
+    run(exp, OTHER)  # without artifacts: unchanged throughout
+    artifact = run(exp) / "artifacts" / "model.bin"
+    artifact.parent.mkdir()
+    artifact.write_bytes(b"old weights")
+    store = tmp_path / "store"
+    assert sorted(import_mlruns(tmp_path / "mlruns", store).imported) == sorted([RUN, OTHER])
+    again = import_mlruns(tmp_path / "mlruns", store)
+    assert (again.imported, sorted(again.unchanged)) == ([], sorted([RUN, OTHER]))
+    # Same size, new bytes; the mtime set apart explicitly (a coarse clock may not move).
+    before = artifact.stat().st_mtime_ns
+    artifact.write_bytes(b"new weights")
+    os.utime(artifact, ns=(before + 1_000_000_000, before + 1_000_000_000))
+    third = import_mlruns(tmp_path / "mlruns", store)
+    assert (third.imported, third.unchanged) == ([RUN], [OTHER])
+    with metalab.load_results(FileStoreConfig(root=str(store)), "exp:1") as results:
+        found = results.get(RUN)
+        assert found is not None
+        assert found.artifact("model.bin") == b"new weights"
+    assert import_mlruns(tmp_path / "mlruns", store).imported == []
 
 
 def test_names_and_stores_bound_to_an_experiment(tmp_path: Path) -> None:

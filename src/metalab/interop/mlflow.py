@@ -573,13 +573,23 @@ def _digest(
     """A digest of what the import reads of a run, to tell whether it changed since.
 
     The artifact location is left out (it names the directory the store was written
-    in, which moves when ``mlruns/`` is copied); artifacts count by path and size.
+    in, which moves when ``mlruns/`` is copied). Artifacts count by path, size and
+    modification time (in nanoseconds), which is cheap, unlike reading their bytes:
+    a file rewritten with the same size still shows as changed. A copy that does not
+    keep modification times (``cp`` without ``-p``, ``rsync`` without ``-t``) makes
+    the runs with artifacts import once more, which is harmless.
     """
     described = {
         "meta": {k: v for k, v in sorted(meta.items()) if k != "artifact_uri"},
         "params": params,
         "metrics": metrics,
         "tags": tags,
-        "artifacts": [[a.mlflow_path, a.path.stat().st_size] for a in artifacts],
+        "artifacts": [[a.mlflow_path, *_size_and_mtime(a.path)] for a in artifacts],
     }
     return hashlib.sha256(msgspec.json.encode(described, order="sorted")).hexdigest()
+
+
+def _size_and_mtime(path: Path) -> tuple[int, int]:
+    """A file's size in bytes and its modification time in nanoseconds, from one stat."""
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns

@@ -33,6 +33,7 @@ __all__ = [
     "arrow_table",
     "frame_columns",
     "namespaces_for",
+    "numpy_values",
     "pandas_frame",
     "polars_frame",
     "project",
@@ -272,14 +273,27 @@ def _pandas_column(column: Column) -> np.ndarray[Any, Any] | pd.Index[Any]:
     import numpy as np  # noqa: PLC0415 -- optional (comes with pandas)
     import pandas as pd  # noqa: PLC0415 -- optional (pandas extra)
 
-    if column.block is not None:
-        return column.block.array()[:, column.index]
-    values = column.items
-    if column.kind == "datetime":
+    if column.kind == "datetime" and column.block is None:
+        values = column.items
         if column.missing:
             return pd.DatetimeIndex(values, tz="UTC")
         micros = np.rint(np.array(_seconds(values), dtype=np.float64) * 1e6).astype(np.int64)
         return pd.DatetimeIndex(micros.view("datetime64[us]"), tz="UTC")
+    return numpy_values(column)
+
+
+def numpy_values(column: Column) -> np.ndarray[Any, Any]:
+    """A column other than a datetime one as the NumPy array a pandas frame holds.
+
+    bool and int columns without gaps keep their type (an int beyond int64 becomes
+    objects), numbers with gaps become float64 (NaN for a gap), the rest objects.
+    Needs NumPy only.
+    """
+    import numpy as np  # noqa: PLC0415 -- optional (numpy extra)
+
+    if column.block is not None:
+        return column.block.array()[:, column.index]
+    values = column.items
     if column.kind == "bool" and not column.missing:
         return np.array(values, dtype=np.bool_)
     if column.kind == "int" and not column.missing:

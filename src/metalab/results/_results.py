@@ -26,6 +26,7 @@ from metalab.results._frames import (
     arrow_table,
     frame_columns,
     namespaces_for,
+    numpy_values,
     pandas_frame,
     polars_frame,
     project,
@@ -610,11 +611,20 @@ class Results(Sequence[Run]):
             CapabilityError: The store keeps no series.
         """
         require("pandas", extra="pandas", feature="Results.series_dataframe()")
+        return _long_frame(*self._chosen_series(names, "Results.series_dataframe()"))
 
+    def _chosen_series(
+        self, names: Sequence[str] | str | None, feature: str
+    ) -> tuple[list[str], list[int], list[str], list[SeriesArrays], list[Column]]:
+        """What the long series tables are built of, read 1,000 runs at a time.
+
+        Returns the runs' ids (in order), then one entry per chosen (run, metric)
+        series in three parallel lists: the run's position, the metric's name and
+        its arrays; last the runs' ``params.*`` columns.
+        """
         wanted = [names] if isinstance(names, str) else names
-        store = self.series_store("Results.series_dataframe()")
+        store = self.series_store(feature)
         param_columns = [c for c in self._frame_columns(["params.*"]) if c.name != "run_id"]
-        # One entry per (run, metric) series, as arrays; one pass builds each column.
         rows: list[int] = []
         names_of: list[str] = []
         chosen: list[SeriesArrays] = []
@@ -630,45 +640,27 @@ class Results(Sequence[Run]):
                         rows.append(row)
                         names_of.append(name)
                         chosen.append(series)
-        return _long_frame([r.run_id for r in self._records], rows, names_of, chosen, param_columns)
+        run_ids = [record.run_id for record in self._records]
+        return run_ids, rows, names_of, chosen, param_columns
 
     def series_arrow(self, names: Sequence[str] | str | None = None) -> pa.Table:
-        """Return :meth:`series_dataframe` as a ``pyarrow.Table``.
+        """Return the table of :meth:`series_dataframe` as a ``pyarrow.Table``.
 
-        ``run_id`` and ``metric`` are dictionary-encoded strings, ``timestamp`` is
-        ``timestamp[us, UTC]``; a column mixing types (``value`` when numbers meet
+        It is built from the series' arrays, without pandas. ``run_id`` and
+        ``metric`` are dictionary-encoded strings, ``timestamp`` is
+        ``timestamp[us, UTC]``, the other columns are typed as the frame's would be
+        (NaN becomes null); a column mixing types (``value`` when numbers meet
         strings) becomes strings (JSON for non-strings), with a ``MetalabWarning``.
 
         Raises:
-            MissingDependencyError: pyarrow or pandas is not installed.
+            MissingDependencyError: pyarrow or NumPy is not installed.
             CapabilityError: The store keeps no series.
         """
         require("pyarrow", extra="arrow", feature="Results.series_arrow()")
-        import pandas as pd  # noqa: PLC0415 -- optional (pandas extra), required below
-        import pyarrow as pa  # noqa: PLC0415 -- optional (arrow extra), required above
-
-        frame = self.series_dataframe(names)
-        arrays: dict[str, pa.Array[Any]] = {}
-        mixed: list[str] = []
-        for name in frame.columns:
-            column = frame[name]
-            if isinstance(column.dtype, pd.CategoricalDtype):
-                arrays[name] = pa.DictionaryArray.from_arrays(
-                    column.cat.codes.to_numpy(), pa.array(list(column.cat.categories))
-                )
-            elif name == "timestamp":
-                missing = column.isna().to_numpy()
-                micros = column.dt.tz_convert(None).astype("int64").to_numpy()
-                arrays[name] = pa.array(micros, mask=missing, type=pa.timestamp("us", tz="UTC"))
-            else:
-                values = column.tolist()
-                try:
-                    arrays[name] = pa.array(values, from_pandas=True)
-                except (pa.ArrowException, OverflowError):
-                    mixed.append(name)
-                    arrays[name] = text_array(values)
+        require("numpy", extra="numpy", feature="Results.series_arrow()")
+        table, mixed = _long_table(*self._chosen_series(names, "Results.series_arrow()"))
         _warn_as_text(mixed, "series columns")
-        return pa.table(arrays)
+        return table
 
     def close(self) -> None:
         """Close the store, if these results opened it (``load_results`` of a locator)."""
@@ -901,3 +893,66 @@ def _long_frame(
     for name in per_series.columns:
         columns[name] = per_series[name].repeat(counts.tolist()).reset_index(drop=True)
     return pd.DataFrame(columns)
+
+
+def _long_table(
+    run_ids: list[str],
+    rows: list[int],
+    names: list[str],
+    chosen: list[SeriesArrays],
+    param_columns: list[Column],
+) -> tuple[pa.Table, list[str]]:
+    """The table of ``series_arrow``, and the names of the columns turned into strings.
+
+    The columns of :func:`_long_frame`, built from the same arrays with NumPy and
+    pyarrow only: ids and names as dictionaries (indices as narrow as pandas makes
+    a categorical's codes), each other column typed as Arrow types the frame's
+    (NaN as null; mixed values as strings).
+    """
+    import numpy as np  # noqa: PLC0415 -- optional (numpy extra); the caller required it
+    import pyarrow as pa  # noqa: PLC0415 -- optional (arrow extra); the caller required it
+
+    as_text: list[str] = []
+
+    def inferred(name: str, values: Any) -> pa.Array[Any]:
+        try:
+            array: pa.Array[Any] = pa.array(values, from_pandas=True)
+        except (pa.ArrowException, OverflowError):
+            as_text.append(name)
+            return text_array(values)
+        return array
+
+    def dictionary(codes: Any, words: list[str]) -> pa.Array[Any]:
+        width = next(
+            t for t in (np.int8, np.int16, np.int32, np.int64) if len(words) < np.iinfo(t).max
+        )
+        indices = pa.array(np.asarray(codes, dtype=width))
+        encoded: pa.Array[Any] = pa.DictionaryArray.from_arrays(
+            indices, pa.array(words, type=pa.string())
+        )
+        return encoded
+
+    counts = np.fromiter((len(s) for s in chosen), dtype=np.int64, count=len(chosen))
+    # Categories are unique: a run listed twice (results added together) is one.
+    unique_ids = list(dict.fromkeys(run_ids))
+    position = {run_id: i for i, run_id in enumerate(unique_ids)}
+    # The run (its row in the results) of every point, and its id's and metric's codes.
+    point_rows = np.repeat(np.asarray(rows, dtype=np.int64), counts)
+    id_codes = np.asarray([position[run_id] for run_id in run_ids], dtype=np.int64)
+    metric_names = sorted(set(names))
+    metric_code = {name: i for i, name in enumerate(metric_names)}
+    metric_codes = np.asarray([metric_code[n] for n in names], dtype=np.int64)
+    empty = np.empty(0, dtype=np.int64)
+    micros = np.concatenate([s.micros for s in chosen]) if chosen else empty
+    arrays: dict[str, pa.Array[Any]] = {
+        "run_id": dictionary(id_codes[point_rows], unique_ids),
+        "metric": dictionary(np.repeat(metric_codes, counts), metric_names),
+        "step": pa.array(np.concatenate([s.steps for s in chosen]) if chosen else empty),
+        "value": inferred("value", concat_values([s.values for s in chosen])),  # noqa: PD011
+        "timestamp": pa.array(
+            micros, mask=micros == np.iinfo(np.int64).min, type=pa.timestamp("us", tz="UTC")
+        ),
+    }
+    for column in param_columns:
+        arrays[column.name] = inferred(column.name, numpy_values(column)[point_rows])
+    return pa.table(arrays), as_text
