@@ -18,8 +18,12 @@ records of the shared workload in one experiment, each with its derived metrics:
   values per autocommit statement into a table without indexes; at most 2,000
   records. With synchronous commit on (PostgreSQL's default), every commit waits for
   one WAL flush, which bounds all three from below;
-- get: 10,000 random ``get_run_record`` (index only, the files are not read);
-- list: ``list_run_records(experiment)`` of all ``n`` records.
+- get: 10,000 ``get_run_record`` of random ids (index only, the files are not read),
+  next to a raw ``SELECT doc`` by key on an open connection, per autocommit
+  statement (as a pooled get runs) and all in one transaction;
+- list: ``list_run_records(experiment)`` of all ``n`` records, next to a raw binary
+  ``COPY ... TO STDOUT`` of their bytes and to a raw ``SELECT`` whose rows are
+  decoded by the record codec alone (the floor for records as Python objects).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import psycopg
 from psycopg import sql
 
 from benchmarks import _workload
-from benchmarks._harness import Measurement, Report, time_repeats
+from benchmarks._harness import Measurement, Report, time_interleaved, time_repeats
 from benchmarks._postgres import drop_schema, postgres_server, settings
 from metalab import _codec
 from metalab.store import (
@@ -62,6 +66,10 @@ INDEX_ONLY = "PostgresIndex alone (no files)"
 FILES_ONLY = "FileStore alone (no index)"
 BARE_INSERT = "bare INSERT per row, autocommit, no index"
 ANCHOR = "raw binary COPY, bare table"
+GET_TX = "raw SELECT by key, one transaction"
+GET_AUTO = "raw SELECT by key, autocommit"
+LIST_COPY = "raw binary COPY TO STDOUT (bytes only)"
+LIST_DECODE = "raw SELECT + bare decode of each record"
 
 _RUN_COLUMNS = RUNS.row_names
 _RUN_TYPES = RUNS.copy_types
@@ -175,18 +183,97 @@ def run(report: Report, *, n: int, repeat: int) -> None:
         )
 
         with config.connect() as store:
-            gets_n = min(GETS, 10 * n)
-            run_ids = [_workload.run_id(random.Random(7).randrange(n)) for _ in range(gets_n)]
-            gets = time_repeats(lambda: [store.get_run_record(r) for r in run_ids], repeat=repeat)
-            report.add(Measurement("postgres.get_run_record", STORE, gets_n, gets))
-            lists = time_repeats(lambda: store.list_run_records(EXP), repeat=repeat)
-            report.add(Measurement("postgres.list_run_records", STORE, n, lists))
+            _gets_and_lists(report, url, store, n, repeat)
 
         _bulk(report, url, Path(tmp), n, repeat)
         _single(report, url, Path(tmp), min(n, SINGLE_MAX), repeat)
         drop_schema(url, SCHEMA)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS metalab_bench_bare")
+
+
+def _gets_and_lists(report: Report, url: str, store: PostgresStore, n: int, repeat: int) -> None:
+    """Gets by id and the list of the experiment, each beside its raw anchors."""
+    rng = random.Random(7)
+    gets_n = min(GETS, 10 * n)
+    run_ids = [_workload.run_id(rng.randrange(n)) for _ in range(gets_n)]
+    runs = sql.Identifier(SCHEMA, "runs")
+    by_key = sql.SQL("SELECT doc FROM {} WHERE run_id = %s").format(runs)
+    every = sql.SQL("COPY (SELECT doc FROM {} WHERE experiment_id = {}) TO STDOUT (FORMAT BINARY)")
+    with (
+        psycopg.connect(url) as in_tx,
+        psycopg.connect(url, autocommit=True) as auto,
+    ):
+        auto_cursor = auto.cursor(binary=True)
+
+        def select_in_one_transaction() -> None:
+            cursor = in_tx.cursor(binary=True)
+            for run_id in run_ids:
+                cursor.execute(by_key, (run_id,)).fetchone()
+            in_tx.commit()
+
+        def select_autocommit() -> None:
+            for run_id in run_ids:
+                auto_cursor.execute(by_key, (run_id,)).fetchone()
+
+        def copy_out() -> None:
+            with auto.cursor().copy(every.format(runs, sql.Literal(EXP))) as copy:
+                for _ in copy:
+                    pass
+
+        def fetch_and_decode() -> None:
+            rows = auto_cursor.execute(
+                sql.SQL("SELECT doc FROM {} WHERE experiment_id = %s").format(runs), (EXP,)
+            ).fetchall()
+            decode = _codec.RUN_RECORD.decode
+            for (doc,) in rows:
+                decode(doc)
+
+        gets = time_interleaved(
+            {
+                GET_TX: select_in_one_transaction,
+                GET_AUTO: select_autocommit,
+                STORE: lambda: [store.get_run_record(r) for r in run_ids],
+            },
+            repeat=repeat,
+        )
+        lists = time_interleaved(
+            {
+                LIST_COPY: copy_out,
+                LIST_DECODE: fetch_and_decode,
+                STORE: lambda: store.list_run_records(EXP),
+            },
+            repeat=repeat,
+        )
+    server = settings(url)
+    for subject in (GET_TX, GET_AUTO):
+        report.add(
+            Measurement("postgres.get_run_record", subject, gets_n, gets[subject], notes=server)
+        )
+    report.add(
+        Measurement(
+            "postgres.get_run_record",
+            STORE,
+            gets_n,
+            gets[STORE],
+            GET_TX,
+            "distinct random ids; one pooled autocommit SELECT each, decoded",
+            also_vs=(GET_AUTO,),
+        )
+    )
+    for subject in (LIST_COPY, LIST_DECODE):
+        report.add(Measurement("postgres.list_run_records", subject, n, lists[subject]))
+    report.add(
+        Measurement(
+            "postgres.list_run_records",
+            STORE,
+            n,
+            lists[STORE],
+            LIST_COPY,
+            "records decoded and checked",
+            also_vs=(LIST_DECODE,),
+        )
+    )
 
 
 def _fresh(url: str, tmp: Path, name: str) -> PostgresStore:
