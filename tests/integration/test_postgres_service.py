@@ -10,11 +10,13 @@ and pytest keeps its own temporary root private.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import json
 import os
 import pickle
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -31,7 +33,7 @@ import pytest
 import metalab
 from metalab.errors import ConfigError, ServiceError
 from metalab.services import postgres
-from metalab.store import PostgresStore, create_store
+from metalab.store import FileStoreConfig, PostgresStore, create_store
 from metalab.testing import run_cli
 
 pytestmark = pytest.mark.postgres
@@ -69,6 +71,20 @@ def server_dir() -> Iterator[Path]:
         if (directory / "pgdata").exists():
             with contextlib.suppress(ServiceError, ConfigError):
                 postgres.stop(directory, mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def running_server() -> Iterator[postgres.ServerStatus]:
+    """One server for the tests that only look at it (one start, not one per test)."""
+    _binaries_or_fail()
+    base = Path(tempfile.mkdtemp(prefix="metalab-pg-shared-"))
+    base.chmod(0o755)
+    try:
+        yield _start(base / "server")
+    finally:
+        with contextlib.suppress(ServiceError, ConfigError):
+            postgres.stop(base / "server", mode="immediate")
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -262,35 +278,39 @@ def test_bad_server_directories_are_refused_untouched(server_dir: Path) -> None:
     assert "is a PostgreSQL data directory itself" in direct.stderr
 
 
-def _other_major_binaries() -> Path | None:
-    """A bin directory of another major version than pg_ctl on PATH (pgserver's)."""
-    spec = importlib.util.find_spec("pgserver")
-    on_path = shutil.which("postgres") or shutil.which("pg_ctl")
-    if spec is None or spec.origin is None or on_path is None:
-        return None
-    wheel = Path(spec.origin).parent / "pginstall" / "bin"
-    versions = [
-        subprocess.run([str(p), "--version"], capture_output=True, text=True, check=True)
-        .stdout.split()[-1]
-        .split(".")[0]
-        for p in (wheel / "postgres", Path(os.path.realpath(on_path)).parent / "postgres")
-    ]
-    return wheel if versions[0] != versions[1] else None
+def _snapshot(directory: Path) -> dict[str, tuple[int, int, int, str]]:
+    """Every entry under ``directory``: its mode, size, mtime and content's digest."""
+    found: dict[str, tuple[int, int, int, str]] = {}
+    for path in [directory, *sorted(directory.rglob("*"))]:
+        info = path.lstat()
+        digest = ""
+        if path.is_file() and not path.is_symlink():
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        found[str(path.relative_to(directory))] = (
+            info.st_mode,
+            info.st_size,
+            info.st_mtime_ns,
+            digest,
+        )
+    return found
 
 
 def test_a_cluster_of_another_major_version_is_left_alone(server_dir: Path) -> None:
-    other = _other_major_binaries()
-    if other is None:
-        pytest.skip("one PostgreSQL major version here (PATH and pgserver agree)")
     _start(server_dir)
     postgres.stop(server_dir)
-    marker = server_dir / "pgdata" / "PG_VERSION"
-    before = marker.read_text()
-    proc = run_cli(*_start_args(server_dir, _free_port()), "--bin-dir", str(other))
-    assert proc.returncode == 2
-    assert f"holds a PostgreSQL {before.strip()} cluster" in proc.stderr
+    # What a cluster made by PostgreSQL 9.6 says of itself; the binaries here are newer.
+    (server_dir / "pgdata" / "PG_VERSION").write_text("9.6\n")
+    # As a crash would leave it: a stale pid file, which is not removed either.
+    (server_dir / "pgdata" / "postmaster.pid").write_text("999999999\n")
+    before = _snapshot(server_dir)
+    proc = run_cli(*_start_args(server_dir, _free_port()))
+    assert proc.returncode == 2, proc.stderr
+    assert f"'{server_dir / 'pgdata'}' holds a PostgreSQL 9.6 cluster, and the binaries" in (
+        proc.stderr
+    )
+    assert "pass --bin-dir with PostgreSQL 9.6's binaries" in proc.stderr
     assert "the cluster is left as it is" in proc.stderr
-    assert marker.read_text() == before
+    assert _snapshot(server_dir) == before
     assert not postgres.status(server_dir).running
 
 
@@ -430,3 +450,93 @@ def test_the_dashboard_and_the_runner_take_the_printed_locator(
         answer = client.get("/api/experiments")
     assert answer.status_code == 200, answer.text
     assert "service:1" in answer.text
+
+
+def test_status_json_reports_every_field_of_a_running_server(
+    running_server: postgres.ServerStatus,
+) -> None:
+    directory = running_server.data_dir
+    proc = run_cli("postgres", "status", "--data", str(directory), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    pid_file = (directory / "pgdata" / "postmaster.pid").read_text().splitlines()
+    assert report["pid"] == int(pid_file[0]) == running_server.pid
+    major = (directory / "pgdata" / "PG_VERSION").read_text().strip()
+    assert re.fullmatch(rf"{major}\.\d+", report["version"]), report["version"]
+    assert report["data_dir"] == str(directory)
+    assert report["locator"] == running_server.locator
+    assert report["locator"].endswith(f"?passfile={directory / 'passfile'}")
+    assert 1_000_000 < report["size_bytes"] < 1_000_000_000  # an empty cluster: some 40 MB
+    assert report["log_file"] == str(directory / "server.log")
+    assert (report["running"], report["initialised"]) == (True, True)
+    assert (report["host"], report["port"]) == ("127.0.0.1", running_server.port)
+
+
+def test_the_data_environment_variable_is_the_default_directory(
+    running_server: postgres.ServerStatus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(postgres.DATA_ENV, str(running_server.data_dir))
+    url = run_cli("postgres", "url")  # no --data
+    assert (url.returncode, url.stdout) == (0, f"{running_server.locator}\n"), url.stderr
+    shown = run_cli("postgres", "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["data_dir"] == str(running_server.data_dir)
+    monkeypatch.setenv(postgres.DATA_ENV, "~/elsewhere")
+    assert postgres.default_data_dir() == Path.home() / "elsewhere"
+
+
+def test_the_readme_from_filestore_takes_the_printed_locator(
+    running_server: postgres.ServerStatus, tmp_path: Path
+) -> None:
+    """README: ``PostgresStore.from_filestore(url, FileStoreConfig(root=DIR).connect())``."""
+    files = tmp_path / "experiments"
+    metalab.run(_EXP, store=str(files), progress=False).result()
+    url = run_cli("postgres", "url", "--data", str(running_server.data_dir)).stdout.strip()
+    assert url == running_server.locator  # no file_root: from_filestore adds its root
+    with PostgresStore.from_filestore(url, FileStoreConfig(root=str(files)).connect()) as store:
+        assert store.config.file_root == str(files)
+        assert sorted(r.metrics["y"] for r in store.list_run_records()) == [2, 4, 6]
+
+
+def test_stop_immediate_from_the_cli(server_dir: Path) -> None:
+    first = _start(server_dir)
+    stopped = run_cli("postgres", "stop", "--data", str(server_dir), "--immediate")
+    assert (stopped.returncode, stopped.stderr) == (0, "metalab: the server stopped\n")
+    assert "received immediate shutdown request" in (server_dir / "server.log").read_text()
+    down = run_cli("postgres", "status", "--data", str(server_dir), "--json")
+    assert down.returncode == 3, down.stderr
+    report = json.loads(down.stdout)
+    assert (report["running"], report["pid"], report["initialised"]) == (False, None, True)
+    # No clean shutdown: the next start recovers, with the same locator.
+    again = postgres.start(server_dir)
+    assert again.running
+    assert again.locator == first.locator
+    assert "automatic recovery in progress" in (server_dir / "server.log").read_text()
+
+
+@pytest.mark.skipif(not ROOT, reason="the root rules apply to root")
+def test_binaries_the_server_user_cannot_reach_are_refused(server_dir: Path) -> None:
+    """A bin directory behind a directory of mode 0700 (a venv under /root, say)."""
+    on_path = shutil.which("pg_ctl")
+    spec = importlib.util.find_spec("pgserver")
+    if on_path is not None:
+        real = Path(os.path.realpath(on_path)).parent
+    else:
+        assert spec is not None
+        assert spec.origin is not None
+        real = Path(spec.origin).parent / "pginstall" / "bin"
+    private = server_dir.parent / "private"
+    private.mkdir(mode=0o700)
+    bins = private / "bin"
+    bins.mkdir()
+    for name in ("pg_ctl", "postgres", "initdb"):
+        (bins / name).symlink_to(real / name)
+    proc = run_cli(*_start_args(server_dir, _free_port()), "--bin-dir", str(bins))
+    assert proc.returncode == 2, proc.stderr
+    flat = " ".join(proc.stderr.split())
+    assert (
+        f"the server's user '{RUN_AS}' cannot enter '{private}' (mode 700), on the way to "
+        f"PostgreSQL's binaries in '{bins}'"
+    ) in flat
+    assert "pass --bin-dir with binaries it can reach" in flat
+    assert not (server_dir / "pgdata").exists()  # refused before initdb

@@ -79,6 +79,33 @@ class TestParseLocatorErrors:
         with pytest.raises(LocatorError, match="three slashes"):
             parse_locator("file://server/share")
 
+    @pytest.mark.parametrize(
+        "locator",
+        [
+            "postgresql://metalab@127.0.0.1:5432/metalab?passfile=/srv/pg/passfile?file_root=/d",
+            "postgresql://me:s3cret@db/lab?file_root=/data?schema=x",
+            "memory://lab?experiment_id=a?b",
+        ],
+    )
+    def test_a_second_question_mark_is_refused(self, locator: str) -> None:
+        # Appended with '?' to a locator holding one, file_root would silently
+        # become the end of the passfile's name.
+        with pytest.raises(LocatorError, match="second '\\?' in its query") as info:
+            parse_locator(locator)
+        assert "join its parameters with '&'" in str(info.value)
+        assert "%3F" in str(info.value)
+        assert "s3cret" not in str(info.value)
+
+    def test_a_percent_encoded_question_mark_is_a_value(self) -> None:
+        info = parse_locator(
+            "postgresql://metalab@127.0.0.1:5432/metalab"
+            "?passfile=/srv/why%3F/passfile&file_root=/data/a%3Fb"
+        )
+        assert dict(info.params) == {"passfile": "/srv/why?/passfile", "file_root": "/data/a?b"}
+
+    def test_a_question_mark_in_a_plain_path_is_a_name(self) -> None:
+        assert parse_locator("/data/why?/runs?x").path == "/data/why?/runs?x"
+
     def test_bad_port_hides_the_password(self) -> None:
         with pytest.raises(LocatorError) as info:
             parse_locator("postgresql://me:s3cret@db:notaport/lab")

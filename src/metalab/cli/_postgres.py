@@ -84,8 +84,11 @@ def add_parser(commands: Any) -> None:
     url = sub.add_parser(
         "url",
         help="only the locator, for scripts",
-        epilog='Example: metalab postgres url (then: --store "$(metalab postgres url)'
-        '&file_root=/data")',
+        epilog="Example: metalab postgres url   (postgresql://metalab@...?passfile=...)\n\n"
+        "Use it for a store, joining parameters with '&' (it already holds a '?'):\n"
+        '  metalab runs ls "$(metalab postgres url)&file_root=$PWD/experiments"\n'
+        '  metalab.run(exp, store=f"{url}&file_root=/abs/path/experiments")  # Python',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     url.add_argument("--data", metavar="DIR", help=_DATA_HELP)
     url.set_defaults(handler=_url)

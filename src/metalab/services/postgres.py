@@ -24,7 +24,8 @@ that user in as the administrator ``postgres``.
 Binaries: ``--bin-dir``, else ``pg_ctl`` on ``PATH``, else ``pg_config --bindir``,
 else those of the ``pgserver`` wheel (``metalab[server]``). PostgreSQL refuses to
 run as root; run as root, :func:`start` needs ``run_as`` (``--run-as USER``), and
-makes that system user when it does not exist.
+makes that system user when it does not exist; the server directory and the
+binaries must be reachable by that user.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -274,19 +275,52 @@ def _server_user(run_as: str | None) -> pwd.struct_passwd | None:
     return pwd.getpwnam(run_as)
 
 
+def _barrier(directories: Iterable[Path], user: pwd.struct_passwd) -> Path | None:
+    """The first of ``directories`` that ``user`` cannot enter (no ``x`` for it), if any."""
+    for directory in directories:
+        info = directory.stat()
+        if info.st_uid == user.pw_uid:
+            allowed = info.st_mode & 0o100
+        elif info.st_gid == user.pw_gid:
+            allowed = info.st_mode & 0o010
+        else:
+            allowed = info.st_mode & 0o001
+        if not allowed:
+            return directory
+    return None
+
+
+def _mode(path: Path) -> str:
+    return f"{path.stat().st_mode & 0o777:o}"
+
+
 def _check_reachable(directory: Path, user: pwd.struct_passwd) -> None:
     """Refuse a directory whose parents the server's user cannot enter."""
-    for parent in directory.parents:
-        info = parent.stat()
-        if info.st_uid == user.pw_uid:
-            continue
-        others = info.st_mode & 0o001
-        group = info.st_mode & 0o010 and info.st_gid == user.pw_gid
-        if not (others or group):
+    parent = _barrier(directory.parents, user)
+    if parent is not None:
+        raise ConfigError(
+            f"the server's user {user.pw_name!r} cannot enter {str(parent)!r} (mode "
+            f"{_mode(parent)}), a parent of {str(directory)!r}: choose a "
+            "--data directory it can reach"
+        )
+
+
+def _check_bins_reachable(bins: Path, user: pwd.struct_passwd) -> None:
+    """Refuse binaries the server's user cannot run: a directory on their way it cannot enter.
+
+    Both the path as found and the real one (past symlinks) are walked: the
+    server's user runs ``pg_ctl`` by the one, and the kernel follows the other.
+    """
+    for path in dict.fromkeys((bins, Path(os.path.realpath(bins)))):
+        blocked = _barrier((*reversed(path.parents), path), user)
+        if blocked is not None:
             raise ConfigError(
-                f"the server's user {user.pw_name!r} cannot enter {str(parent)!r} (mode "
-                f"{info.st_mode & 0o777:o}), a parent of {str(directory)!r}: choose a "
-                "--data directory it can reach"
+                f"the server's user {user.pw_name!r} cannot enter {str(blocked)!r} (mode "
+                f"{_mode(blocked)}), on the way to PostgreSQL's binaries in {str(bins)!r} "
+                "(the pgserver wheel of a virtual environment under /root, say): pass "
+                "--bin-dir with binaries it can reach (a system PostgreSQL's, such as "
+                "/usr/lib/postgresql/16/bin), install metalab[server] where it can reach "
+                f"it, or let it in (chmod o+x {blocked})"
             )
 
 
@@ -409,8 +443,9 @@ def start(
 
     Raises:
         ConfigError: A bad directory (a file, not writable, from another major
-            version of PostgreSQL, unreachable by ``run_as``), a port in use (with
-            the next free one), root without ``run_as``.
+            version of PostgreSQL, unreachable by ``run_as``), binaries ``run_as``
+            cannot reach, a port in use (with the next free one), root without
+            ``run_as``.
         ServiceError: initdb or the server failed (the message quotes its log).
         MissingDependencyError: No binaries anywhere, and no pgserver.
     """
@@ -423,6 +458,9 @@ def start(
         previous = _Service.read(layout.state)  # again: another start may have finished
         if _pid(layout) is not None:
             return _status(layout, notes=("already running",))
+        bins = _find_bin_dir(bin_dir if bin_dir is not None else _previous_bins(previous))
+        version = _binary_version(bins)
+        _check_version(layout, version, bins)  # before anything is changed
         stale = [
             path
             for path in (layout.pgdata / "postmaster.pid", *layout.run.glob(".s.PGSQL.*.lock"))
@@ -431,9 +469,6 @@ def start(
         for path in stale:
             path.unlink()
             notes.append(f"removed {path}, left by a server that is gone")
-        bins = _find_bin_dir(bin_dir if bin_dir is not None else _previous_bins(previous))
-        version = _binary_version(bins)
-        _check_version(layout, version, bins)
         chosen_host = host or (previous.host if previous else "127.0.0.1")
         chosen_port = port or (previous.port if previous else DEFAULT_PORT)
         if not _port_free(chosen_host, chosen_port):
@@ -448,6 +483,7 @@ def start(
             )
         if user is not None:
             _check_reachable(layout.dir, user)
+            _check_bins_reachable(bins, user)
         if not (layout.pgdata / "PG_VERSION").exists():
             _initialise(layout, bins, user, timeout)
             notes.append(f"initialised a PostgreSQL {version} cluster in {layout.pgdata}")

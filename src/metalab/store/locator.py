@@ -166,7 +166,8 @@ def parse_locator(locator: str | os.PathLike[str]) -> LocatorInfo:
     ``file://`` URIs all give scheme ``"file"``.
 
     Raises:
-        LocatorError: The locator is empty, holds a NUL byte, is a malformed URI, or
+        LocatorError: The locator is empty, holds a NUL byte, is a malformed URI (a
+            second ``?`` in its query included: parameters are joined with ``&``), or
             is a path holding a password (a libpq key=value connection string).
     """
     raw = os.fspath(locator)
@@ -197,6 +198,14 @@ def parse_locator(locator: str | os.PathLike[str]) -> LocatorInfo:
             f"cannot parse store locator {redact(raw)!r}: its host or port is malformed; "
             f"{_ENCODE_HINT}"
         ) from None
+    if "?" in parts.query:
+        # ``...?passfile=/p?file_root=/d`` would read as one passfile value, the
+        # file_root silently folded into it.
+        raise LocatorError(
+            f"store locator {redact(raw)!r} has a second '?' in its query: join its "
+            "parameters with '&' (postgresql://host/db?passfile=/p&file_root=/data), and "
+            "write a '?' inside a value as %3F"
+        )
     scheme = match["scheme"].lower()
     path = unquote(parts.path)
     if scheme == "file":
