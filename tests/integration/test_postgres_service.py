@@ -34,7 +34,7 @@ import metalab
 from metalab.errors import ConfigError, ServiceError
 from metalab.services import postgres
 from metalab.store import FileStoreConfig, PostgresStore, create_store
-from metalab.testing import run_cli
+from metalab.testing import run_cli, unavailable
 
 pytestmark = pytest.mark.postgres
 
@@ -46,10 +46,7 @@ ROOT = os.geteuid() == 0
 def _binaries_or_fail() -> None:
     if shutil.which("pg_ctl") or importlib.util.find_spec("pgserver"):
         return
-    reason = "no PostgreSQL binaries (pg_ctl on PATH, or the pgserver wheel)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true: {reason}", pytrace=False)
-    pytest.skip(reason)
+    unavailable("no PostgreSQL binaries (pg_ctl on PATH, or the pgserver wheel)")
 
 
 def _free_port() -> int:
