@@ -226,8 +226,8 @@ def _gets_and_lists(report: Report, url: str, store: PostgresStore, n: int, repe
                 sql.SQL("SELECT doc FROM {} WHERE experiment_id = %s").format(runs), (EXP,)
             ).fetchall()
             decode = _codec.RUN_RECORD.decode
-            for (doc,) in rows:
-                decode(doc)
+            kept = [decode(doc) for (doc,) in rows]  # kept, as a list's caller keeps them
+            del kept
 
         gets = time_interleaved(
             {
