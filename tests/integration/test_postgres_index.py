@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import pickle
 import threading
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,6 +21,7 @@ from metalab.query import FieldCatalog
 from metalab.records import RunRecord, Status
 from metalab.store import PostgresIndex, PostgresStore, PostgresStoreConfig, abc
 from metalab.store._documents import Document, FileState
+from metalab.store._postgres_pool import Connection
 from metalab.store._postgres_schema import SCHEMA_VERSION
 from metalab.testing.store import make_record, new_run_id
 
@@ -308,3 +311,19 @@ def test_a_postgres_store_gives_its_catalog_the_notebook_table(
     assert isinstance(catalog, FieldCatalog)
     assert catalog.experiment_id == "html:1"
     assert "field catalog of" in catalog._repr_html_()
+
+
+def test_a_pooled_connection_keeps_one_lookup_cursor_and_is_freed_when_retired(
+    postgres_url: str,
+) -> None:
+    conn = Connection.connect(postgres_url, autocommit=True)
+    cursor = conn.lookup_cursor()
+    assert cursor.execute("SELECT 1").fetchone() == (1,)
+    assert conn.lookup_cursor() is cursor  # kept, not one per lookup
+    retired = weakref.ref(conn)
+    conn.close()
+    del conn, cursor
+    gc.collect()
+    # The kept cursor refers to its connection; nothing else may keep either alive,
+    # or every connection a pool retires would stay in memory.
+    assert retired() is None

@@ -16,15 +16,14 @@ import dataclasses
 import functools
 import logging
 import struct
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any, Final, Literal, Self, TypeVar, cast
 
 import msgspec
-from psycopg import Cursor, errors, sql
+from psycopg import errors, sql
 from psycopg.adapt import Buffer, Dumper
 from psycopg.pq import Format
-from psycopg.rows import TupleRow, class_row
+from psycopg.rows import class_row
 from psycopg.types import TypeInfo
 
 from metalab import _codec
@@ -75,12 +74,6 @@ T = TypeVar("T")
 
 _RUN_AND_DOC: Final = sql.SQL("r.run_id, r.doc")
 _PROGRESS_EVERY: Final = 1_000
-# One cursor per pooled connection for the lookups by key: a new cursor per call
-# copies the connection's adapters, a tenth of a get by id. A connection serves one
-# thread at a time, and a lookup's result (one row) is all a kept cursor holds.
-_LOOKUP_CURSORS: Final[weakref.WeakKeyDictionary[Connection, Cursor[TupleRow]]] = (
-    weakref.WeakKeyDictionary()
-)
 _JSONB_OID: Final = 3802
 
 
@@ -609,9 +602,7 @@ class PostgresIndex:
         group = self._sql.runs if kind == "runs" else self._sql.derived
 
         def work(conn: Connection) -> bytes | None:
-            cur = _LOOKUP_CURSORS.get(conn)
-            if cur is None:
-                cur = _LOOKUP_CURSORS[conn] = conn.cursor(binary=True)
+            cur = conn.lookup_cursor()
             if experiment_id is None:
                 cur.execute(group.get, (key,))
             else:

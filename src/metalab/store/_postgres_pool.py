@@ -34,7 +34,25 @@ __all__ = ["Connection", "Database"]
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Connection = psycopg.Connection[TupleRow]
+
+
+class Connection(psycopg.Connection[TupleRow]):
+    """A pooled connection, which keeps one cursor for the lookups by key.
+
+    A new cursor per statement copies the connection's adapters: a tenth of a get by
+    id. The pool serves a connection to one thread at a time, and a lookup's result
+    (one row) is all the kept cursor holds between calls.
+    """
+
+    _lookup: psycopg.Cursor[TupleRow] | None = None
+
+    def lookup_cursor(self) -> psycopg.Cursor[TupleRow]:
+        """The connection's cursor for single-row lookups (binary results)."""
+        cursor = self._lookup
+        if cursor is None or cursor.closed:
+            cursor = self._lookup = self.cursor(binary=True)
+        return cursor
+
 
 _RETRY_AFTER: Final = 5.0
 """Seconds during which calls skip a server that just failed to answer."""
@@ -145,6 +163,7 @@ class Database:
             self._probe()
             pool: ConnectionPool[Connection] = ConnectionPool(
                 self._conninfo,
+                connection_class=Connection,
                 open=False,
                 min_size=self._min_size,
                 max_size=self._max_size,
