@@ -45,7 +45,7 @@ class TestServerFixture:
     def test_an_unreachable_server_fails_the_test_under_ci(self, tmp_path: Path) -> None:
         proc = run_pytest(tmp_path, CI="true", **{ENV_URL: UNREACHABLE})
         assert proc.returncode == 1, proc.stdout
-        assert "CI=true and no PostgreSQL server" in proc.stdout
+        assert "CI=true, and this test cannot run: no PostgreSQL server" in proc.stdout
         assert "sekret" not in proc.stdout + proc.stderr
 
     def test_tests_using_the_fixture_get_the_postgres_marker(self, tmp_path: Path) -> None:
