@@ -804,10 +804,10 @@ class IndexedStore:
     def rebuild_index(self, progress: ProgressCallback | None = None) -> int:
         """Rebuild the index from the files, atomically.
 
-        The files are streamed (memory does not grow with the number of runs) into
-        an index built beside the live one and swapped in at once: readers see the
-        old index until then, never an empty or partial one, and an interrupted
-        rebuild leaves the old index as it was. A scoped store rebuilds its
+        The files are read one at a time (memory holds the file names of one kind,
+        never the documents) into an index built beside the live one and swapped in
+        at once: readers see the old index until then, never an empty or partial
+        one, and an interrupted rebuild leaves the old index as it was. A scoped store rebuilds its
         experiment only; an unscoped one the whole index. An index built from the
         files of another root (:attr:`foreign_file_root`: the files moved) is
         rebuilt from this store's files, whose root it records from then on (by an

@@ -855,6 +855,9 @@ class PostgresIndex:
             docs = read("runs")
             total = len(docs) if isinstance(docs, Sized) else None
             count = _copy(conn, into[0], runs(docs), total, progress)
+            # The listing holds every run's file name (some 120 MB at a million runs):
+            # let it go before the derived metrics are listed, or both are held at once.
+            del docs
             _copy(conn, into[1], map(derived_row, read("derived")), None, None)
             _copy(conn, into[2], manifests(), None, None)
             files: list[SeriesRow] = []
