@@ -183,7 +183,7 @@ def run(report: Report, *, n: int, repeat: int) -> None:
         )
 
         with config.connect() as store:
-            _gets_and_lists(report, url, store, n, repeat)
+            _gets_and_lists(report, url, server, store, n, repeat)
 
         _bulk(report, url, Path(tmp), n, repeat)
         _single(report, url, Path(tmp), min(n, SINGLE_MAX), repeat)
@@ -192,7 +192,9 @@ def run(report: Report, *, n: int, repeat: int) -> None:
             conn.execute("DROP TABLE IF EXISTS metalab_bench_bare")
 
 
-def _gets_and_lists(report: Report, url: str, store: PostgresStore, n: int, repeat: int) -> None:
+def _gets_and_lists(
+    report: Report, url: str, server: str, store: PostgresStore, n: int, repeat: int
+) -> None:
     """Gets by id and the list of the experiment, each beside its raw anchors."""
     rng = random.Random(7)
     gets_n = min(GETS, 10 * n)
@@ -245,7 +247,6 @@ def _gets_and_lists(report: Report, url: str, store: PostgresStore, n: int, repe
             },
             repeat=repeat,
         )
-    server = settings(url)
     for subject in (GET_TX, GET_AUTO):
         report.add(
             Measurement("postgres.get_run_record", subject, gets_n, gets[subject], notes=server)
