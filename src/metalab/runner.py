@@ -430,7 +430,7 @@ class RunHandle:
             not_started = self._dispatch()
             if not_started and self._error is None:
                 self._record_cancelled(not_started)
-            self._snapshot_series()
+            self._write_snapshots()
         except BaseException as exc:  # handed to result(), which raises it: not swallowed
             self._error = self._error or exc
             logger.debug("sweep of %s stopped by an error", self._experiment_id, exc_info=True)
@@ -454,22 +454,27 @@ class RunHandle:
             self._progress.close(stopped=stopped)
             self._finished.set()
 
-    def _snapshot_series(self) -> None:
-        """Write the FileStore's series snapshot, which frames of the sweep then read.
+    def _write_snapshots(self) -> None:
+        """Write the FileStore's series and records snapshots, which later reads use.
 
-        It is derived (the files are the truth), so failing to write it only costs
-        frames the decoding of the series files.
+        They are derived (the files are the truth), so failing to write one only
+        costs the reads of the sweep's files one by one.
         """
         if not isinstance(self._store, FileStore):
             return
-        try:
-            self._store.snapshot_series(self._experiment_id)
-        except OSError as exc:
-            logger.warning(
-                "%s: the series snapshot was not written (%s); frames read the series files",
-                self._experiment_id,
-                exc,
-            )
+        for what, write in (
+            ("series", self._store.snapshot_series),
+            ("records", self._store.snapshot_records),
+        ):
+            try:
+                write(self._experiment_id)
+            except OSError as exc:
+                logger.warning(
+                    "%s: the %s snapshot was not written (%s); reads use the files",
+                    self._experiment_id,
+                    what,
+                    exc,
+                )
 
     def _dispatch(self) -> list[RunTask]:
         """Feed the executor in batches; return the tasks that never started."""

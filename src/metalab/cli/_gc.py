@@ -1,8 +1,11 @@
 """``metalab store gc``: what crashes leave behind, and runs whose process is gone.
 
-Three kinds of leftovers, each only when older than the cutoff:
+Four kinds of leftovers, each only when older than the cutoff:
 
 - temp files (``.*.partial``) of writes that never finished;
+- records snapshots (``.records-snapshot``) that are stale: unreadable, or holding
+  documents whose files changed or are gone since (they are derived, and the next
+  sweep or ``FileStore.snapshot_records()`` writes a current one);
 - artifact files that no manifest names (a crash while an artifact was put or
   replaced);
 - ``running`` runs whose process is known to be gone (:mod:`metalab._liveness`).
@@ -81,6 +84,7 @@ class GcReport:
     Attributes:
         applied: Whether anything was removed (``False``: a dry run).
         temp_files: Temp files of writes that never finished.
+        stale_snapshots: Records snapshots that are unreadable or outdated.
         unreferenced_artifacts: Artifact files that no manifest names.
         stuck_runs: Runs whose writer is gone (or cannot be judged, with
             ``include_unknown``).
@@ -93,6 +97,7 @@ class GcReport:
 
     applied: bool
     temp_files: list[Path] = field(default_factory=list)
+    stale_snapshots: list[Path] = field(default_factory=list)
     unreferenced_artifacts: list[Path] = field(default_factory=list)
     stuck_runs: list[RunVerdict] = field(default_factory=list)
     changed_runs: list[RunVerdict] = field(default_factory=list)
@@ -119,8 +124,8 @@ def collect_garbage(
         include_unknown: Treat a run whose writer cannot be judged as stuck.
         delete: Deletes a run if its stored record is still the one given; a test
             puts a writer's record in between here.
-        progress: Called as ``progress(step, 4)`` as the steps finish: temp files,
-            artifact files, run records, removals.
+        progress: Called as ``progress(step, 4)`` as the steps finish: temp files
+            and snapshots, artifact files, run records, removals.
 
     Raises:
         CapabilityError: The store has no files, or cannot delete runs.
@@ -145,6 +150,17 @@ def collect_garbage(
             continue
         except OSError as exc:
             report.problems.append(f"cannot remove temp file {str(path)!r}: {exc}")
+    for check in files.check_records_snapshots():
+        path = Path(check.path)
+        try:
+            if check.stale and path.stat().st_mtime < horizon:
+                if apply:
+                    path.unlink(missing_ok=True)
+                report.stale_snapshots.append(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            report.problems.append(f"cannot remove snapshot {str(path)!r}: {exc}")
     step(1, _STEPS)
 
     def unreadable(exc: CorruptRecordError) -> None:

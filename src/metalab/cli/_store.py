@@ -126,7 +126,7 @@ def add_parser(commands: Any) -> None:
 
     verify = sub.add_parser(
         "verify",
-        help="check every record, artifact hash and the index; changes nothing",
+        help="check every record, artifact hash, records snapshot and the index; changes nothing",
         epilog="Example: metalab store verify ./experiments --experiment mnist:1.0\n\n"
         + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -164,10 +164,12 @@ def add_parser(commands: Any) -> None:
 
     gc = sub.add_parser(
         "gc",
-        help="remove leftover temp and artifact files, and runs whose process is gone "
-        "(dry run by default)",
+        help="remove leftover temp and artifact files, stale snapshots, and runs whose "
+        "process is gone (dry run by default)",
         description="Remove what crashes leave behind, if older than --older-than: temp "
-        "files of unfinished writes, artifact files that no manifest names, and runs "
+        "files of unfinished writes, records snapshots that are stale (unreadable, or "
+        "holding documents whose files changed since; they are derived), artifact files "
+        "that no manifest names, and runs "
         "stuck in 'running' whose process is gone. A run counts as stuck only when its "
         "record names a process on this host and that process no longer exists (or its "
         "pid now belongs to a newer process). A running run of another host, or one "
@@ -429,6 +431,7 @@ def _verify(args: argparse.Namespace) -> int:
         start = 0
         for eid, records in listed:
             problems.extend(_verify_runs(session.store, eid, records, checked, bar, total, start))
+            problems.extend(_verify_snapshots(session.store, eid, checked))
             start += len(records)
             if session.index.state == "up to date":
                 problems.extend(_verify_index(session, eid, records, checked))
@@ -484,6 +487,27 @@ def _verify_runs(
                     f"{what} does not match its sha256 (recorded {descriptor.content_hash}, "
                     f"found {found})"
                 )
+    return problems
+
+
+def _verify_snapshots(store: Store, eid: str, checked: Counter[str]) -> list[str]:
+    """Problems of the experiment's records snapshot: unreadable, or holding wrong documents."""
+    files = files_of(store)
+    if files is None:
+        return []
+    problems = []
+    for check in files.check_records_snapshots(eid, compare=True):
+        checked["snapshot documents"] += check.held
+        fix = "it is derived: `metalab store gc --apply` removes it, the next sweep rewrites it"
+        if not check.readable:
+            problems.append(f"records snapshot {check.path} cannot be read ({fix})")
+        if check.differing:
+            shown = ", ".join(check.differing[:5])
+            more = f" and {len(check.differing) - 5} more" if len(check.differing) > 5 else ""
+            problems.append(
+                f"records snapshot {check.path} holds other documents than the unchanged "
+                f"files {shown}{more} ({fix})"
+            )
     return problems
 
 
@@ -634,6 +658,7 @@ def _gc(args: argparse.Namespace) -> int:
                 "older_than": args.older_than,
                 "include_unknown": args.include_unknown,
                 "temp_files": [str(p) for p in report.temp_files],
+                "stale_snapshots": [str(p) for p in report.stale_snapshots],
                 "unreferenced_artifacts": [str(p) for p in report.unreferenced_artifacts],
                 "stuck_runs": [v.as_json() for v in report.stuck_runs],
                 "changed_runs": [v.as_json() for v in report.changed_runs],
@@ -669,6 +694,8 @@ def _print_gc(report: GcReport) -> None:
     out = sys.stdout
     for path in report.temp_files:
         out.write(f"{verb} temp file {path}\n")
+    for path in report.stale_snapshots:
+        out.write(f"{verb} stale records snapshot {path} (derived: rewritten by the next sweep)\n")
     for path in report.unreferenced_artifacts:
         out.write(f"{verb} artifact file {path} (no manifest names it)\n")
     for verdict in report.stuck_runs:
@@ -685,6 +712,7 @@ def _print_gc(report: GcReport) -> None:
     kept = len(report.changed_runs) + len(report.alive_runs) + len(report.unknown_runs)
     out.write(
         f"{verb} {len(report.temp_files)} temp file(s), "
+        f"{len(report.stale_snapshots)} stale snapshot(s), "
         f"{len(report.unreferenced_artifacts)} unreferenced artifact file(s) and "
         f"{len(report.stuck_runs)} stuck run(s); left {kept} running run(s) alone"
         + ("" if report.applied else "; pass --apply to act")

@@ -52,6 +52,7 @@ from metalab.store._factory import coerce_store_config, create_store, parse_to_c
 from metalab.store._file import FileStore, FileStoreConfig, ScanResult
 from metalab.store._memory import MemoryStore, MemoryStoreConfig
 from metalab.store._query import derived_lookup, select_runs
+from metalab.store._records_snapshot import SnapshotCheck
 from metalab.store.abc import (
     ProgressCallback,
     Store,
@@ -95,6 +96,7 @@ __all__ = [
     "PostgresStoreConfig",
     "ProgressCallback",
     "ScanResult",
+    "SnapshotCheck",
     "Store",
     "StoreConfig",
     "StoreLike",

@@ -67,6 +67,16 @@ from metalab.store._fileio import (
 )
 from metalab.store._intents import Landing, abandoned_intents
 from metalab.store._layout import FileStoreLayout, manifest_file_name
+from metalab.store._records_snapshot import SNAPSHOT_NAME as RECORDS_SNAPSHOT
+from metalab.store._records_snapshot import (
+    Kind,
+    SnapshotCheck,
+    SnapshotWriter,
+    check_snapshot,
+    open_snapshot,
+    read_keyed,
+    write_part,
+)
 from metalab.store._rules import (
     REFUSABLE,
     check_filed_under,
@@ -143,6 +153,7 @@ class StoreDirectory:
         self._dir = str(directory)
         self._runs = str(self._layout.runs_dir)
         self._derived = str(self._layout.derived_dir)
+        self._records_snapshot = f"{self._dir}/{RECORDS_SNAPSHOT}"
         self._ready = False
         self._lock = StoreLock(self._layout.lock_path)
         self._artifacts = Artifacts(self._layout, self._lock, durable=durable)
@@ -444,8 +455,28 @@ class StoreDirectory:
         """
         if experiment_id is not None and self._experiment_id not in (None, experiment_id):
             return
+        snapshot = open_snapshot(self._records_snapshot)
+        if snapshot is None:
+            names = list_names(self._runs, ".json")
+        else:
+            with snapshot:
+                current = file_keys(self._runs, ".json")
+                for name, record in snapshot.runs(current):
+                    del current[name]
+                    if experiment_id is None or record.experiment_id == experiment_id:
+                        yield record
+            names = [f"{name}.json" for name in current]
+        yield from self._read_records(names, experiment_id, batch_size, on_error)
+
+    def _read_records(
+        self,
+        names: list[str],
+        experiment_id: str | None,
+        batch_size: int,
+        on_error: ErrorHandler | None,
+    ) -> Iterator[RunRecord]:
+        """Read and decode the record files ``names`` of ``runs/``, ``batch_size`` at a time."""
         directory = self._runs
-        names = list_names(directory, ".json")
         decode = _codec.RUN_RECORD.decode
         for start in range(0, len(names), batch_size):
             batch = names[start : start + batch_size]
@@ -541,18 +572,27 @@ class StoreDirectory:
         """Return run id -> derived metrics of every run (of one experiment) that has them."""
         if experiment_id is not None and self._experiment_id not in (None, experiment_id):
             return {}
-        names = list_names(self._derived, ".json")
-        if experiment_id is not None and self._experiment_id is None:
-            # Derived documents do not name their experiment; the run records do.
-            ran = {f"{r.run_id}.json" for r in self.iter_run_records(experiment_id)}
-            names = [name for name in names if name in ran]
+        found: dict[str, DerivedMetrics] = {}
+        snapshot = open_snapshot(self._records_snapshot)
+        if snapshot is None:
+            names = list_names(self._derived, ".json")
+        else:
+            with snapshot:
+                current = file_keys(self._derived, ".json")
+                for run_id, document in snapshot.derived(current):
+                    del current[run_id]
+                    found[run_id] = document
+            names = [f"{run_id}.json" for run_id in current]
         decode = _codec.DERIVED.decode
-        found = {}
         for name in names:
             path = f"{self._derived}/{name}"
             data = read_bytes(path)
             if data is not None:  # None: deleted since it was listed
                 found[name[:-5]] = decode(data, source=path)
+        if experiment_id is not None and self._experiment_id is None:
+            # Derived documents do not name their experiment; the run records do.
+            ran = {r.run_id for r in self.iter_run_records(experiment_id)}
+            found = {run_id: metrics for run_id, metrics in found.items() if run_id in ran}
         return found
 
     def put_log(self, run_id: str, name: str, text: str) -> None:
@@ -718,6 +758,76 @@ class StoreDirectory:
             runs.append((run_id, key, *carried))
         atomic_write(path, encode_snapshot(runs), durable=False)
         return len(runs)
+
+    def snapshot_records(self) -> int:
+        """Write the records snapshot of this directory; return the documents it holds.
+
+        Documents whose file is unchanged since the last snapshot are carried over
+        as they are; the others are read. A file that cannot be decoded is left out
+        (readers read it, and report it, as without a snapshot), and so is one changed
+        in the last :data:`~metalab.store._records_snapshot.RACY_SECONDS` seconds.
+        """
+        path = self._records_snapshot
+        current = {
+            "runs": file_keys(self._runs, ".json"),  # before reading: later changes miss
+            "derived": file_keys(self._derived, ".json"),
+        }
+        if not current["runs"] and not current["derived"]:
+            remove_file(Path(path))
+            return 0
+        previous = open_snapshot(path)
+        writer = SnapshotWriter(self._dir)
+        try:
+            write_part(writer, "runs", current["runs"], previous, self._keyed_record)
+            write_part(writer, "derived", current["derived"], previous, self._keyed_derived)
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            if previous is not None:
+                previous.close()
+        writer.commit()
+        return writer.documents
+
+    def check_records_snapshot(self, *, compare: bool) -> SnapshotCheck | None:
+        """Check the records snapshot against the files; ``None`` if there is none.
+
+        Args:
+            compare: Also read every file the snapshot holds as unchanged and compare
+                its document with the snapshot's (what ``metalab store verify`` does).
+        """
+
+        def read(kind: Kind, name: str) -> RunRecord | DerivedMetrics | None:
+            found = self._keyed_record(name) if kind == "runs" else self._keyed_derived(name)
+            return None if found is None else found[0]
+
+        parts: dict[Kind, dict[str, FileKey]] = {
+            "runs": file_keys(self._runs, ".json"),
+            "derived": file_keys(self._derived, ".json"),
+        }
+        return check_snapshot(self._records_snapshot, parts, read if compare else None)
+
+    def _keyed_record(self, run_id: str) -> tuple[RunRecord, FileKey] | None:
+        path = f"{self._runs}/{run_id}.json"
+        found = read_keyed(path)
+        if found is None:
+            return None
+        try:
+            record = _codec.RUN_RECORD.decode(found[0], source=path)
+            check_filed_under(record.run_id, run_id, path)
+        except CorruptRecordError:
+            return None
+        return record, found[1]
+
+    def _keyed_derived(self, run_id: str) -> tuple[DerivedMetrics, FileKey] | None:
+        path = f"{self._derived}/{run_id}.json"
+        found = read_keyed(path)
+        if found is None:
+            return None
+        try:
+            return _codec.DERIVED.decode(found[0], source=path), found[1]
+        except CorruptRecordError:
+            return None
 
     def _legacy_series(self, run_id: str) -> dict[str, MetricSeries]:
         found: dict[str, MetricSeries] = {}

@@ -48,6 +48,7 @@ from metalab.store._documents import Document, DocumentKind, DocumentRef, Series
 from metalab.store._fileio import atomic_write
 from metalab.store._intents import Landing
 from metalab.store._layout import META_FILE, FileStoreLayout, safe_experiment_id
+from metalab.store._records_snapshot import SnapshotCheck
 from metalab.store._rules import validate_experiment_id
 from metalab.store._series_file import SeriesScan
 from metalab.store.abc import StoreConfig
@@ -539,6 +540,43 @@ class FileStore(Collection[StoreDirectory]):
             experiment_id: Only this experiment's directory (default: every one).
         """
         return sum(space.snapshot_series() for space in self._spaces_of(experiment_id))
+
+    def snapshot_records(self, experiment_id: str | None = None) -> int:
+        """Write the records snapshot of each experiment directory; return the documents.
+
+        Listing records and derived metrics (``load_results``, queries, the field
+        catalog, summaries) reads ``.records-snapshot`` in the experiment's directory
+        instead of one file per document, for the documents whose file has not
+        changed since; :func:`metalab.run` writes it when a sweep ends. Writing it
+        again reads only what is new or changed. It is derived: the files stay the
+        truth, and deleting it loses nothing.
+
+        Args:
+            experiment_id: Only this experiment's directory (default: every one).
+
+        Returns:
+            The number of run records and derived documents it holds.
+        """
+        return sum(space.snapshot_records() for space in self._spaces_of(experiment_id))
+
+    def check_records_snapshots(
+        self, experiment_id: str | None = None, *, compare: bool = False
+    ) -> list[SnapshotCheck]:
+        """Check each experiment directory's records snapshot against its files.
+
+        Args:
+            experiment_id: Only this experiment's directory (default: every one).
+            compare: Also compare each document the snapshot holds as unchanged with
+                its file's (reads those files).
+
+        Returns:
+            One check per snapshot found (directories without one are left out).
+        """
+        checks = (
+            space.check_records_snapshot(compare=compare)
+            for space in self._spaces_of(experiment_id)
+        )
+        return [check for check in checks if check is not None]
 
     def write_edit(
         self,

@@ -176,20 +176,23 @@ def encode_arrays(found: Mapping[str, MetricSeries]) -> tuple[list[tuple[str, in
     return metrics, b"".join(parts)
 
 
-def file_keys(directory: str) -> dict[str, FileKey]:
-    """The key of every series file in a ``series/`` directory, by run id."""
+def file_keys(directory: str, suffix: str = ".jsonl") -> dict[str, FileKey]:
+    """The key of every file named ``*{suffix}`` in ``directory``, by name without suffix.
+
+    The default lists a ``series/`` directory's series files by run id.
+    """
     keys: dict[str, FileKey] = {}
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
                 name = entry.name
-                if not name.endswith(".jsonl") or name[0] == ".":
+                if not name.endswith(suffix) or name[0] == ".":
                     continue
                 try:
                     stat = entry.stat()
                 except FileNotFoundError:
                     continue
-                keys[name[:-6]] = FileKey(stat.st_size, stat.st_mtime_ns, stat.st_ino)
+                keys[name[: -len(suffix)]] = FileKey(stat.st_size, stat.st_mtime_ns, stat.st_ino)
     except FileNotFoundError:
         pass
     return keys
