@@ -10,7 +10,15 @@ alternating in every repeat (files warm in the page cache, as after a sweep):
   building the frame), and ``to_dataframe()`` again (derived metrics cached: the frame
   build alone);
 - ``to_polars()``, ``to_arrow()`` and ``to_parquet()`` with derived metrics cached;
+- the same ``load_results(...).to_dataframe()`` and ``load_results()`` with the
+  experiment's records snapshot current (``FileStore.snapshot_records()``, which a
+  sweep writes when it ends), and refreshing that snapshot when nothing changed; the
+  other subjects run with the snapshot moved aside;
 - the physical anchor: reading every record and derived file bare (open/read/close).
+
+Then, where this process may drop the kernel's page cache (root on Linux), the same
+three with the page cache dropped before each call (``operation`` ``results.cold``):
+the files as a cluster filesystem or a first read after a reboot serves them.
 
 The original metalab 0.1 measured 7.3 s for ``to_dataframe()`` of 100,000 runs on
 this machine.
@@ -18,8 +26,11 @@ this machine.
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +39,7 @@ from benchmarks import _workload
 from benchmarks._anchors import bare_read_dirs
 from benchmarks._harness import Measurement, Report, time_interleaved
 from metalab.store._file import FileStoreConfig
+from metalab.store._records_snapshot import RACY_SECONDS, SNAPSHOT_NAME
 
 TOTAL = "load_results().to_dataframe()"
 LOAD = "load_results()"
@@ -36,7 +48,11 @@ FRAME_ONLY = "to_dataframe() (derived cached)"
 POLARS = "to_polars() (derived cached)"
 ARROW = "to_arrow() (derived cached)"
 PARQUET = "to_parquet() (derived cached)"
+SNAP_TOTAL = "load_results().to_dataframe(), records snapshot current"
+SNAP_LOAD = "load_results(), records snapshot current"
+SNAP_REFRESH = "snapshot_records(), nothing changed"
 BARE = "bare read of record + derived files"
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 NOTE = "original metalab 0.1: 7.3 s at 100,000 runs"
 
 
@@ -49,12 +65,40 @@ def _prepare(root: Path, n: int) -> FileStoreConfig:
     return config
 
 
+def _without_snapshot(directory: Path, fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` run with the records snapshot moved aside (two renames, some 20 µs)."""
+    snapshot = directory / SNAPSHOT_NAME
+    aside = directory / ".aside"
+
+    def call() -> object:
+        snapshot.rename(aside)
+        try:
+            return fn()
+        finally:
+            aside.rename(snapshot)
+
+    return call
+
+
+def _drop_caches() -> None:
+    """Write dirty pages out and drop the page cache, dentries and inodes."""
+    os.sync()
+    DROP_CACHES.write_text("3")
+
+
+def _can_drop_caches() -> bool:
+    return sys.platform == "linux" and os.access(DROP_CACHES, os.W_OK)
+
+
 def run(report: Report, *, n: int, repeat: int) -> None:
     """Measure the results path for ``n`` runs."""
     root = Path(tempfile.mkdtemp(prefix="metalab-bench-results-"))
     try:
         config = _prepare(root, n)
         directory = root / "bench_1.0"
+        time.sleep(RACY_SECONDS)  # files this young stay out of a snapshot
+        with config.connect() as files:
+            files.snapshot_records()
         loaded = metalab.load_results(config)
         # Warm: derived metrics cached in ``loaded`` from here on, and pandas and
         # polars imported.
@@ -65,11 +109,20 @@ def run(report: Report, *, n: int, repeat: int) -> None:
         def frame_with_derived_read() -> object:
             return metalab.Results(loaded.records, loaded.store).to_dataframe()
 
+        def refresh() -> object:
+            with config.connect() as files:
+                return files.snapshot_records()
+
         subjects: dict[str, Callable[[], object]] = {
             BARE: lambda: bare_read_dirs(f"{directory}/runs", f"{directory}/derived"),
-            TOTAL: lambda: metalab.load_results(config).to_dataframe(),
-            LOAD: lambda: metalab.load_results(config),
-            FRAME: frame_with_derived_read,
+            TOTAL: _without_snapshot(
+                directory, lambda: metalab.load_results(config).to_dataframe()
+            ),
+            SNAP_TOTAL: lambda: metalab.load_results(config).to_dataframe(),
+            LOAD: _without_snapshot(directory, lambda: metalab.load_results(config)),
+            SNAP_LOAD: lambda: metalab.load_results(config),
+            SNAP_REFRESH: refresh,
+            FRAME: _without_snapshot(directory, frame_with_derived_read),
             FRAME_ONLY: loaded.to_dataframe,
             POLARS: loaded.to_polars,
             ARROW: loaded.to_arrow,
@@ -79,5 +132,14 @@ def run(report: Report, *, n: int, repeat: int) -> None:
         for name, seconds in timings.items():
             notes = NOTE if name == TOTAL else ""
             report.add(Measurement("results.frame", name, n, seconds, notes=notes))
+        if not _can_drop_caches():
+            print(
+                "  results.cold: skipped (cannot drop the page cache: needs root on Linux)",
+                file=sys.stderr,
+            )
+            return
+        cold = {name: subjects[name] for name in (BARE, TOTAL, SNAP_TOTAL)}
+        for name, seconds in time_interleaved(cold, repeat=repeat, setup=_drop_caches).items():
+            report.add(Measurement("results.cold", name, n, seconds))
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,10 @@ def test_benchmark_harness_runs_at_small_n(tmp_path: Path) -> None:
         assert (operation, "metalab PostgresStore (SQL on the index)") in ops
         assert (operation, "metalab FileStore (Python over the files)") in ops
     assert ("series.log", "metalab") in ops
+    snapshot = "load_results().to_dataframe(), records snapshot current"
+    assert ("results.frame", snapshot) in ops
+    if os.access("/proc/sys/vm/drop_caches", os.W_OK):  # root: the cold page cache too
+        assert ("results.cold", snapshot) in ops
     assert ("series.frame", "metalab") in ops
     assert ("context.start", "metalab, cache of a first sweep") in ops
     for operation in ("ui.runs_page", "ui.experiments"):

@@ -19,7 +19,7 @@ from metalab.store._series_snapshot import FileKey
 from metalab.testing import assert_same_document
 from metalab.testing import strategies as mst
 
-_OLD = FileKey(10, 1_000_000_000, 1)  # a file written long before the snapshot
+_OLD: FileKey = (10, 1_000_000_000, 1)  # a file written long before the snapshot
 
 
 @settings(max_examples=60, deadline=None)

@@ -25,7 +25,7 @@ Layout (version 1), little-endian::
 
     <chunks: a MessagePack array of up to CHUNK documents each>
     <footer: MessagePack of {"version", "made_ns", "parts": {kind: {"entries":
-        [[name, size, mtime_ns, inode, length], ...], "chunks": [[offset, length,
+        [[name, [size, mtime_ns, inode], length], ...], "chunks": [[offset, length,
         count], ...]}}}>
     <trailer: footer offset (uint64), footer length (uint64), MAGIC (8 bytes)>
 
@@ -80,9 +80,7 @@ D = TypeVar("D", RunRecord, DerivedMetrics)
 
 class _Entry(msgspec.Struct, array_like=True):
     name: str
-    size: int
-    mtime_ns: int
-    inode: int
+    key: FileKey
     length: int
 
 
@@ -160,13 +158,6 @@ class RecordsSnapshot:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def names(self, kind: Kind) -> dict[str, FileKey]:
-        """The documents of ``kind`` the snapshot holds, with their files' keys."""
-        part = self._parts.get(kind)
-        if part is None:
-            return {}
-        return {e.name: FileKey(e.size, e.mtime_ns, e.inode) for e in part.entries}
-
     def _chunks(self, kind: Kind) -> Iterator[tuple[list[_Entry], bytes]]:
         """Each chunk's entries and bytes; raises :class:`_Unreadable` on a bad chunk."""
         part = self._parts.get(kind)
@@ -214,8 +205,7 @@ class RecordsSnapshot:
                 if len(documents) != len(entries):
                     return
                 for entry, document in zip(entries, documents, strict=True):
-                    key = current.get(entry.name)
-                    if key is not None and key == (entry.size, entry.mtime_ns, entry.inode):
+                    if current.get(entry.name) == entry.key:
                         yield entry.name, document
         except (_Unreadable, OSError):
             return
@@ -227,8 +217,7 @@ class RecordsSnapshot:
                 offset = 5
                 for entry in entries:
                     end = offset + entry.length
-                    key = current.get(entry.name)
-                    if key is not None and key == (entry.size, entry.mtime_ns, entry.inode):
+                    if current.get(entry.name) == entry.key:
                         yield entry, data[offset:end]
                     offset = end
         except (_Unreadable, OSError):
@@ -262,8 +251,7 @@ def check_snapshot(
                         end = offset + entry.length
                         held += 1
                         file = f"{kind}/{entry.name}.json"
-                        key = current.get(entry.name)
-                        if key is None or key != (entry.size, entry.mtime_ns, entry.inode):
+                        if current.get(entry.name) != entry.key:
                             outdated.append(file)
                         elif read is not None:
                             document = read(kind, entry.name)
@@ -308,7 +296,7 @@ def read_keyed(path: str) -> tuple[bytes, FileKey] | None:
         parts = []
         while chunk := os.read(fd, max(stat.st_size + 1, 1 << 16)):
             parts.append(chunk)
-        return b"".join(parts), FileKey(stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        return b"".join(parts), (stat.st_size, stat.st_mtime_ns, stat.st_ino)
     finally:
         os.close(fd)
 
@@ -349,13 +337,13 @@ class SnapshotWriter:
         A file changed less than :data:`RACY_SECONDS` before the snapshot began, or a
         document MessagePack cannot hold (an integer beyond 64 bits), is left out.
         """
-        if key.mtime_ns > self.made_ns - RACY_SECONDS * 1_000_000_000:
+        if key[1] > self.made_ns - RACY_SECONDS * 1_000_000_000:
             return False
         try:
             data = _ENCODER.encode(document)
         except (OverflowError, TypeError, ValueError):
             return False
-        self._append(_Entry(name, key.size, key.mtime_ns, key.inode, len(data)), data)
+        self._append(_Entry(name, key, len(data)), data)
         return True
 
     def carry(self, entry: _Entry, data: bytes) -> None:

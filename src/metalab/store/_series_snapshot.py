@@ -26,7 +26,7 @@ import os
 import sys
 from array import array
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, cast
 
 import msgspec
 
@@ -49,12 +49,11 @@ SNAPSHOT_NAME: Final = ".snapshot"
 SNAPSHOT_VERSION: Final = 1
 
 
-class FileKey(NamedTuple):
-    """What identifies the content of a series file: it changed if any of these did."""
+FileKey = tuple[int, int, int]
+"""A file's size, modification time (ns) and inode: it changed if any of these did.
 
-    size: int
-    mtime_ns: int
-    inode: int
+A plain tuple: building a million of them is a third of the cost of a named one.
+"""
 
 
 class _Entry(msgspec.Struct, array_like=True):
@@ -93,7 +92,7 @@ class Snapshot:
         if found is None or key is None:
             return None
         entry, offset = found
-        if FileKey(entry.size, entry.mtime_ns, entry.inode) != key:
+        if (entry.size, entry.mtime_ns, entry.inode) != key:
             return None
         import numpy as np  # noqa: PLC0415 -- comes with pandas, which frames require
 
@@ -114,7 +113,7 @@ class Snapshot:
         if found is None:
             return None
         entry, offset = found
-        if FileKey(entry.size, entry.mtime_ns, entry.inode) != key:
+        if (entry.size, entry.mtime_ns, entry.inode) != key:
             return None
         length = sum(points for _, points in entry.metrics) * _POINT_BYTES
         return entry.metrics, bytes(self._body[offset : offset + length])
@@ -153,7 +152,7 @@ def encode_snapshot(
     entries: list[list[Any]] = []
     bodies: list[bytes] = []
     for run_id, key, metrics, body in runs:
-        entries.append([run_id, key.size, key.mtime_ns, key.inode, metrics])
+        entries.append([run_id, *key, metrics])
         bodies.append(body)
     header = {"metalab_series_snapshot": SNAPSHOT_VERSION, "runs": entries}
     return _ENCODER.encode(header) + b"\n" + b"".join(bodies)
@@ -192,7 +191,7 @@ def file_keys(directory: str, suffix: str = ".jsonl") -> dict[str, FileKey]:
                     stat = entry.stat()
                 except FileNotFoundError:
                     continue
-                keys[name[: -len(suffix)]] = FileKey(stat.st_size, stat.st_mtime_ns, stat.st_ino)
+                keys[name[: -len(suffix)]] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
     except FileNotFoundError:
         pass
     return keys
