@@ -103,7 +103,7 @@ from metalab.store._series_snapshot import (
 )
 from metalab.store.abc import ArtifactSource
 
-__all__ = ["ErrorHandler", "StoreDirectory", "read_meta"]
+__all__ = ["ErrorHandler", "Keys", "StoreDirectory", "read_meta"]
 
 ErrorHandler = Callable[[CorruptRecordError], None]
 
@@ -127,6 +127,45 @@ def read_meta(path: Path) -> StoreMeta | None:
     if data is None:
         return None
     return _codec.STORE_META.decode(data, source=str(path))
+
+
+class Keys:
+    """Document keys packed into a few strings of 4,096 keys each, in listing order.
+
+    A million 64-character keys take 65 MB this way, against 121 MB as a list of
+    strings (each ``str`` costs 49 bytes besides its characters, and the list a
+    pointer): a rebuild holds a kind's keys while it reads them. Iterating unpacks
+    one pack at a time. metalab never names a file with a newline; a key holding one
+    (a file another program put there) is kept aside as it is.
+    """
+
+    _PACK: Final = 4096
+
+    def __init__(self) -> None:
+        self._packs: list[str] = []
+        self._pending: list[str] = []
+        self._aside: list[str] = []
+        self._count = 0
+
+    def add(self, key: str) -> None:
+        """Append a key."""
+        self._count += 1
+        if "\n" in key:
+            self._aside.append(key)
+            return
+        self._pending.append(key)
+        if len(self._pending) == self._PACK:
+            self._packs.append("\n".join(self._pending))
+            self._pending = []
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[str]:
+        for pack in self._packs:
+            yield from pack.split("\n")
+        yield from self._pending
+        yield from self._aside
 
 
 class StoreDirectory:
@@ -957,10 +996,20 @@ class StoreDirectory:
             return str(self._layout.series_dir)
         return str(self._layout.experiments_dir)
 
-    def document_names(self, kind: DocumentKind) -> list[str]:
-        """Return the keys of the documents of ``kind`` (file names without the suffix)."""
+    def document_keys(self, kind: DocumentKind) -> Keys:
+        """The keys of the documents of ``kind`` (file names without the suffix), packed."""
         suffix = _SUFFIXES[kind]
-        return [name[: -len(suffix)] for name in list_names(self._kind_directory(kind), suffix)]
+        cut = -len(suffix)
+        keys = Keys()
+        try:
+            with os.scandir(self._kind_directory(kind)) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.endswith(suffix) and name[0] != ".":
+                        keys.add(name[:cut])
+        except FileNotFoundError:
+            pass
+        return keys
 
     def read_documents(self, kind: DocumentKind, keys: Iterable[str]) -> Iterator[Document]:
         """Read documents of ``kind`` with their file state; those gone since are skipped."""

@@ -43,7 +43,7 @@ from metalab.errors import (
 from metalab.records import ExperimentManifest, MetricValue, RunRecord, StoreMeta
 from metalab.series import MetricSeries, SeriesArrays, SeriesPoint
 from metalab.store._collection import Collection
-from metalab.store._directory import ErrorHandler, StoreDirectory, read_meta
+from metalab.store._directory import ErrorHandler, Keys, StoreDirectory, read_meta
 from metalab.store._documents import Document, DocumentKind, DocumentRef, SeriesAppend
 from metalab.store._fileio import atomic_write
 from metalab.store._intents import Landing
@@ -274,7 +274,7 @@ class DocumentScan:
     one document, whatever the store's size) and skips those deleted since.
     """
 
-    def __init__(self, kind: DocumentKind, listing: list[tuple[StoreDirectory, list[str]]]):
+    def __init__(self, kind: DocumentKind, listing: list[tuple[StoreDirectory, Keys]]):
         self._kind: DocumentKind = kind
         self._listing = listing
 
@@ -630,7 +630,7 @@ class FileStore(Collection[StoreDirectory]):
 
         Documents are handed out as they are on disk, without decoding them.
         """
-        listing = [(space, space.document_names(kind)) for space in self._spaces_of(experiment_id)]
+        listing = [(space, space.document_keys(kind)) for space in self._spaces_of(experiment_id)]
         return DocumentScan(kind, listing)
 
     def document_states(
