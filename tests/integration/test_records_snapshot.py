@@ -18,6 +18,7 @@ import pytest
 import metalab
 from metalab.errors import CorruptRecordError
 from metalab.records import DerivedMetrics, RunRecord
+from metalab.series import SeriesPoint
 from metalab.store import FileStore, FileStoreConfig, _directory, _fileio, _records_snapshot
 from metalab.store._directory import StoreDirectory
 from metalab.testing import assert_same_document, run_cli
@@ -403,3 +404,24 @@ def test_gc_removes_a_stale_snapshot_and_keeps_a_current_one(store: FileStore) -
     assert "stale records snapshot" in applied.stdout
     assert not snapshot.exists()
     _assert_same(_listing(store), _files_only(store))
+
+
+def test_the_cli_writes_both_snapshots(store: FileStore) -> None:
+    directory = _directory_of(store)
+    store.append_series("run00", [SeriesPoint("loss", 0, 0.5, 1.0)])
+    _age(directory)
+    past = time.time() - 60
+    os.utime(directory / "series" / "run00.jsonl", (past, past))
+    done = run_cli("store", "snapshot", str(directory.parent), "--experiment", EXP, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"documents": 21, "series_runs": 1}
+    assert (directory / SNAPSHOT).exists()
+    assert (directory / "series" / ".snapshot").exists()
+    text = run_cli("store", "snapshot", str(directory.parent))
+    assert "records snapshot: 21 document(s); series snapshot: 1 run(s)" in text.stdout
+
+
+def test_the_cli_refuses_a_store_without_files() -> None:
+    done = run_cli("store", "snapshot", "memory://")
+    assert done.returncode != 0
+    assert "metalab store snapshot" in done.stderr

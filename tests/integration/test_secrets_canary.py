@@ -535,6 +535,7 @@ LOCATOR_ARGS: Final[dict[tuple[str, ...], Argv]] = {
     ("store", "info"): lambda loc, _files: [[loc], [loc, "--json"]],
     ("store", "ls"): lambda loc, _files: [[loc], [loc, "--json"]],
     ("store", "rebuild-index"): lambda loc, _files: [[loc]],
+    ("store", "snapshot"): lambda loc, _files: [[loc, "--json"]],
     ("store", "sync-index"): lambda loc, _files: [[loc, "--json"]],
     ("store", "verify"): lambda loc, _files: [[loc, "--json"]],
 }

@@ -162,6 +162,25 @@ def add_parser(commands: Any) -> None:
     sync.add_argument("--json", action="store_true", help="print JSON")
     sync.set_defaults(handler=_sync)
 
+    snapshot = sub.add_parser(
+        "snapshot",
+        help="write the snapshots that repeat reads of the files use (derived)",
+        description="Write each experiment directory's records snapshot (run records and "
+        "derived metrics in one file, read by listings instead of one file per document) "
+        "and series snapshot (float series as arrays, read by series frames). A sweep "
+        "writes both when it ends; this is for runs written otherwise (an import, your "
+        "own puts). Only new or changed files are read; files changed in the last two "
+        "seconds are left out (readers read those files). Both are derived: the files "
+        "stay the truth, and deleting them loses nothing.",
+        epilog="Example: metalab store snapshot ./experiments --experiment mnist:1.0\n\n"
+        + _EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    snapshot.add_argument("locator")
+    snapshot.add_argument("--experiment", metavar="ID", help="only this experiment")
+    snapshot.add_argument("--json", action="store_true", help="print JSON")
+    snapshot.set_defaults(handler=_snapshot)
+
     gc = sub.add_parser(
         "gc",
         help="remove leftover temp and artifact files, stale snapshots, and runs whose "
@@ -630,6 +649,29 @@ def _sync(args: argparse.Namespace) -> int:
         emit_json(data)
     else:
         sys.stdout.write(", ".join(f"{k}: {v}" for k, v in data.items()) + "\n")
+    return 0
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    config = coerce_store_config(args.locator)
+    if args.experiment is not None:
+        config = config.scoped(args.experiment)
+    with open_store(config) as session:
+        files = files_of(session.store)
+        if files is None:
+            raise CapabilityError(
+                type(session.store).__qualname__,
+                "SupportsWorkingDirectory",
+                "metalab store snapshot (snapshots are of files)",
+            )
+        documents = files.snapshot_records(config.experiment_id)
+        series = files.snapshot_series(config.experiment_id)
+    if args.json:
+        emit_json({"documents": documents, "series_runs": series})
+    else:
+        sys.stdout.write(
+            f"records snapshot: {documents} document(s); series snapshot: {series} run(s)\n"
+        )
     return 0
 
 
