@@ -186,7 +186,12 @@ def _damages() -> dict[str, Any]:
         second = data.index(b"\xdd\x00\x00\x00\x02", first + 1)
         return data[: second + 5] + b"\xc1" * 8 + data[second + 13 :]
 
+    def a_value(data: bytes) -> bytes:
+        # Still valid MessagePack, and a valid record: only the checksum tells.
+        return data.replace(b"conformance", b"conformancf", 1)
+
     return {
+        "a value": a_value,
         "empty": lambda _data: b"",
         "truncated": truncate,
         "magic": lambda data: data[:-8] + b"NOTMAGIC",

@@ -26,11 +26,12 @@ Layout (version 1), little-endian::
     <chunks: a MessagePack array of up to CHUNK documents each>
     <footer: MessagePack of {"version", "made_ns", "parts": {kind: {"entries":
         [[name, [size, mtime_ns, inode], length], ...], "chunks": [[offset, length,
-        count], ...]}}}>
+        count, crc32], ...]}}}>
     <trailer: footer offset (uint64), footer length (uint64), MAGIC (8 bytes)>
 
 Entries are sorted by name; each chunk holds the next ``count`` entries' documents,
-whose encoded lengths are the entries' ``length``.
+whose encoded lengths are the entries' ``length``; a chunk whose CRC-32 does not
+match its bytes is unreadable (so a flipped bit never becomes a wrong value).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from __future__ import annotations
 import os
 import struct
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, Self, TypeVar
@@ -88,6 +90,7 @@ class _Chunk(msgspec.Struct, array_like=True):
     offset: int
     length: int
     count: int
+    crc32: int
 
 
 class _Part(msgspec.Struct):
@@ -175,7 +178,11 @@ class RecordsSnapshot:
             ):
                 raise _Unreadable
             data = os.pread(self._fd, chunk.length, chunk.offset)
-            if len(data) != chunk.length or data[:5] != _ARRAY32 + chunk.count.to_bytes(4, "big"):
+            if (
+                len(data) != chunk.length
+                or data[:5] != _ARRAY32 + chunk.count.to_bytes(4, "big")
+                or zlib.crc32(data) != chunk.crc32
+            ):
                 raise _Unreadable
             yield entries, data
         if start != len(part.entries):
@@ -364,7 +371,7 @@ class SnapshotWriter:
             return
         data = _ARRAY32 + len(part.pending).to_bytes(4, "big") + b"".join(part.pending)
         self._stream.write(data)
-        part.chunks.append(_Chunk(self._offset, len(data), len(part.pending)))
+        part.chunks.append(_Chunk(self._offset, len(data), len(part.pending), zlib.crc32(data)))
         self._offset += len(data)
         part.pending = []
 
