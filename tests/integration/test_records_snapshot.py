@@ -430,3 +430,20 @@ def test_the_cli_refuses_a_store_without_files() -> None:
     done = run_cli("store", "snapshot", "memory://")
     assert done.returncode != 0
     assert "metalab store snapshot" in done.stderr
+
+
+@pytest.mark.parametrize("with_snapshot", [False, True])
+def test_a_directory_of_several_experiments_reads_only_the_ones_derived(
+    tmp_path: Path, with_snapshot: bool
+) -> None:
+    directory = StoreDirectory(tmp_path / "mixed", None, durable=False)
+    for eid, run_id in (("a:1", "a0"), ("a:1", "a1"), ("b:1", "b0")):
+        directory.put_run_record(make_record(eid, run_id))
+        directory.put_derived(run_id, {"m": 1.0})
+    if with_snapshot:
+        _age(tmp_path / "mixed")
+        assert directory.snapshot_records() == 6
+    (tmp_path / "mixed" / "derived" / "b0.json").write_bytes(b"{broken")
+    assert sorted(directory.list_derived("a:1")) == ["a0", "a1"]
+    with pytest.raises(CorruptRecordError, match="b0"):
+        directory.list_derived("b:1")

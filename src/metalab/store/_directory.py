@@ -611,27 +611,30 @@ class StoreDirectory:
         """Return run id -> derived metrics of every run (of one experiment) that has them."""
         if experiment_id is not None and self._experiment_id not in (None, experiment_id):
             return {}
+        wanted: set[str] | None = None
+        if experiment_id is not None and self._experiment_id is None:
+            # Derived documents do not name their experiment; the run records do.
+            wanted = {r.run_id for r in self.iter_run_records(experiment_id)}
         found: dict[str, DerivedMetrics] = {}
         snapshot = open_snapshot(self._records_snapshot)
         if snapshot is None:
-            names = list_names(self._derived, ".json")
+            run_ids = [name[:-5] for name in list_names(self._derived, ".json")]
         else:
             with snapshot:
                 current = file_keys(self._derived, ".json")
                 for run_id, document in snapshot.derived(current):
                     del current[run_id]
-                    found[run_id] = document
-            names = [f"{run_id}.json" for run_id in current]
+                    if wanted is None or run_id in wanted:
+                        found[run_id] = document
+            run_ids = list(current)
         decode = _codec.DERIVED.decode
-        for name in names:
-            path = f"{self._derived}/{name}"
+        for run_id in run_ids:
+            if wanted is not None and run_id not in wanted:
+                continue
+            path = f"{self._derived}/{run_id}.json"
             data = read_bytes(path)
             if data is not None:  # None: deleted since it was listed
-                found[name[:-5]] = decode(data, source=path)
-        if experiment_id is not None and self._experiment_id is None:
-            # Derived documents do not name their experiment; the run records do.
-            ran = {r.run_id for r in self.iter_run_records(experiment_id)}
-            found = {run_id: metrics for run_id, metrics in found.items() if run_id in ran}
+                found[run_id] = decode(data, source=path)
         return found
 
     def put_log(self, run_id: str, name: str, text: str) -> None:
