@@ -1,7 +1,17 @@
 """Sweeps on a Dask LocalCluster next to the process pool, on the same machine, in the same run.
 
-``run().result()`` of ``n`` trivial runs (one metric each), for each executor on a fresh
-store, alternating in every repeat:
+``run().result()`` of ``n`` runs, for each executor on a fresh store, alternating in every
+repeat, with two kinds of run:
+
+- **trivial** runs (one metric each), where the hand-off to the workers is all there is;
+- **10 ms CPU** runs, which spin until their thread has used 10 ms of CPU time
+  (``time.thread_time()``) and then log one metric. Busy CPU rather than
+  ``time.sleep``: on a 2-core machine the coordinating process, Dask's scheduler and
+  the workers compete for the same cores, and sleeping runs would hide that cost.
+  Counting CPU time, not wall time, keeps the work of a run the same when the
+  machine is shared.
+
+Each kind is timed for:
 
 - ``ProcessExecutor(2)`` (worker start-up included, as in the e2e suite);
 - ``DaskExecutor`` on a ``LocalCluster`` of 2 single-threaded worker processes. The
@@ -31,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +60,46 @@ SCHEMA = "metalab_bench_dask"
 _SAMPLE_SECONDS = 0.02
 
 
+#: CPU seconds that each run of the ``cpu`` workload spins for.
+RUN_CPU_SECONDS = 0.01
+
+
 @metalab.operation
 def trivial(params: dict[str, Any], capture: metalab.Capture) -> None:
     capture.metric("x", params["i"])
 
 
-def _experiment(n: int) -> metalab.Experiment:
+@metalab.operation
+def cpu_bound(params: dict[str, Any], capture: metalab.Capture) -> None:
+    """Spin until this thread has used :data:`RUN_CPU_SECONDS` of CPU, then log a metric."""
+    deadline = time.thread_time() + RUN_CPU_SECONDS
+    spins = 0
+    while time.thread_time() < deadline:
+        spins += 1
+    capture.metric("x", params["i"])
+    capture.metric("spins", spins)
+
+
+@dataclass(frozen=True)
+class _Workload:
+    """A kind of run: the operation, and the suffix of its measurements' names."""
+
+    operation: metalab.Operation
+    suffix: str
+
+
+WORKLOADS = (
+    _Workload(trivial, ""),
+    _Workload(cpu_bound, f", {RUN_CPU_SECONDS * 1000:.0f} ms CPU runs"),
+)
+
+
+def _experiment(n: int, operation: metalab.Operation) -> metalab.Experiment:
     return metalab.Experiment(
-        name="dask_bench", version="1", operation=trivial, params=metalab.grid(i=range(n))
+        name=f"dask_bench_{operation.name}",
+        version="1",
+        operation=operation,
+        params=metalab.grid(i=range(n)),
     )
 
 
@@ -115,74 +158,92 @@ def _cluster() -> Iterator[tuple[Client, float]]:
 
 
 def run(report: Report, *, n: int, repeat: int) -> None:
-    """Time ``n`` trivial runs per executor and store, ``repeat`` times, interleaved."""
-    exp = _experiment(n)
+    """Time ``n`` runs of each workload per executor and store, ``repeat`` times, interleaved."""
     base = Path(tempfile.mkdtemp(prefix="metalab-bench-dask-"))
-    seconds: dict[tuple[str, str], list[float]] = {}
-    lag_stats: dict[str, list[tuple[float, float, float]]] = {PROCESS: [], DASK: []}
-    peaks: dict[str, list[int]] = {PROCESS: [], DASK: []}
     try:
         with postgres_server() as url, _cluster() as (client, startup):
             executors: dict[str, Callable[[], metalab.Executor]] = {
                 PROCESS: lambda: metalab.ProcessExecutor(2),
                 DASK: lambda: metalab.DaskExecutor(client),
             }
-            _sweep(_experiment(50), base / "warm-up", executors[DASK]())
-            for index in range(repeat):
-                for position, (name, make) in enumerate(executors.items()):
-                    directory = base / f"{index}-{position}"
-                    elapsed = _sweep(exp, directory, make())
-                    seconds.setdefault(("FileStore", name), []).append(elapsed)
-                    shutil.rmtree(directory)
-
-                    schema = f"{SCHEMA}_{index}"
-                    config = PostgresStoreConfig(
-                        connection_string=url, file_root=str(directory), schema=schema
-                    )
-                    sampler = _ConnectionSampler(url)
-                    try:
-                        elapsed = _sweep(exp, config, make())
-                    finally:
-                        peaks[name].append(sampler.close())
-                    seconds.setdefault(("PostgresStore", name), []).append(elapsed)
-                    lags = _lags(url, schema)
-                    lag_stats[name].append(
-                        (statistics.median(lags), _percentile(lags, 0.95), max(lags))
-                    )
-                    drop_schema(url, schema)
-                    shutil.rmtree(directory)
+            _sweep(_experiment(50, trivial), base / "warm-up", executors[DASK]())
             server = settings(url)
+            notes = {
+                PROCESS: "",
+                DASK: f"cluster start-up {startup:.1f} s (untimed)",
+            }
+            for workload in WORKLOADS:
+                _measure(report, workload, n, repeat, url, base, executors, notes, server)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _measure(
+    report: Report,
+    workload: _Workload,
+    n: int,
+    repeat: int,
+    url: str,
+    base: Path,
+    executors: dict[str, Callable[[], metalab.Executor]],
+    notes: dict[str, str],
+    server: str,
+) -> None:
+    """Time one workload on every executor and store; add the measurements to ``report``."""
+    exp = _experiment(n, workload.operation)
+    seconds: dict[tuple[str, str], list[float]] = {}
+    lag_stats: dict[str, list[tuple[float, float, float]]] = {name: [] for name in executors}
+    peaks: dict[str, list[int]] = {name: [] for name in executors}
+    for index in range(repeat):
+        for position, (name, make) in enumerate(executors.items()):
+            directory = base / f"{workload.operation.name}-{index}-{position}"
+            elapsed = _sweep(exp, directory, make())
+            seconds.setdefault(("FileStore", name), []).append(elapsed)
+            shutil.rmtree(directory)
+
+            schema = f"{SCHEMA}_{index}"
+            config = PostgresStoreConfig(
+                connection_string=url, file_root=str(directory), schema=schema
+            )
+            sampler = _ConnectionSampler(url)
+            try:
+                elapsed = _sweep(exp, config, make())
+            finally:
+                peaks[name].append(sampler.close())
+            seconds.setdefault(("PostgresStore", name), []).append(elapsed)
+            lags = _lags(url, schema)
+            lag_stats[name].append((statistics.median(lags), _percentile(lags, 0.95), max(lags)))
+            drop_schema(url, schema)
+            shutil.rmtree(directory)
     for store in ("FileStore", "PostgresStore"):
-        for name in (PROCESS, DASK):
-            notes = f"cluster start-up {startup:.1f} s (untimed)" if name == DASK else ""
+        for name in executors:
+            note = notes[name]
             if store == "PostgresStore":
-                notes = "; ".join(
-                    filter(None, [notes, f"peak DB connections {max(peaks[name])}", server])
+                note = "; ".join(
+                    filter(None, [note, f"peak DB connections {max(peaks[name])}", server])
                 )
             report.add(
                 Measurement(
-                    f"dask.sweep {store}",
+                    f"dask.sweep {store}{workload.suffix}",
                     name,
                     n,
                     tuple(seconds[store, name]),
                     baseline=PROCESS if name == DASK else None,
-                    notes=notes,
+                    notes=note,
                 )
             )
     for position, label in enumerate(("p50", "p95", "max")):
-        for name in (PROCESS, DASK):
+        for name in executors:
             report.add(
                 Measurement(
-                    f"dask.index_lag_{label} (s per run, not per n)",
+                    f"dask.index_lag_{label}{workload.suffix} (s per run, not per n)",
                     name,
                     1,
                     tuple(stats[position] for stats in lag_stats[name]),
                     notes="indexed_at - finished_at of each run, PostgresStore",
                 )
             )
-    print(_summary(n, seconds, lag_stats, peaks), file=sys.stderr, flush=True)
+    print(_summary(n, workload, seconds, lag_stats, peaks), file=sys.stderr, flush=True)
 
 
 def _sweep(
@@ -197,6 +258,7 @@ def _sweep(
 
 def _summary(
     n: int,
+    workload: _Workload,
     seconds: dict[tuple[str, str], list[float]],
     lag_stats: dict[str, list[tuple[float, float, float]]],
     peaks: dict[str, list[int]],
@@ -204,7 +266,7 @@ def _summary(
     lines = [
         "",
         (
-            f"| executor ({n:,} runs) | FileStore runs/s | PostgresStore runs/s | "
+            f"| executor ({n:,} runs{workload.suffix or ', trivial'}) | FileStore runs/s | PostgresStore runs/s | "
             "index lag p50 / p95 / max | peak DB connections |"
         ),
         "|---|---:|---:|---|---:|",
