@@ -280,8 +280,11 @@ class _Indexer:
     """Writes the final records of finished runs to an indexed store, in bulk, from one thread.
 
     Records that arrive after a quiet spell are written at once; later ones are
-    gathered for ``interval`` seconds, so the index gets at most one bulk write per
-    interval however many workers finish runs.
+    gathered until ``interval`` seconds after the previous write *began*, so the index
+    gets at most one bulk write per interval however many workers finish runs, and a
+    write that takes longer than the interval is followed at once by the next one
+    (instead of by a further interval, which would let a backlog grow: records would
+    wait ever longer while runs finish faster than they are indexed).
     """
 
     def __init__(self, store: SupportsBulkPut, interval: float) -> None:
@@ -316,13 +319,16 @@ class _Indexer:
                 batch, self._pending = self._pending, []
                 if not batch:
                     return  # closing, and nothing left to write
+            began = time.monotonic()
             try:
                 self._store.put_run_records(batch)
             except Exception as exc:  # noqa: BLE001 -- handed over: close() and the next batches raise it
                 self.error = exc
                 return
             with self._cond:
-                self._cond.wait_for(lambda: self._closing, timeout=self._interval)
+                rest = began + self._interval - time.monotonic()
+                if rest > 0:
+                    self._cond.wait_for(lambda: self._closing, timeout=rest)
 
 
 @dataclass(eq=False)
@@ -370,7 +376,8 @@ class DaskExecutor:
         max_workers: How many runs execute at once; default: the number of worker
             threads when the sweep starts. Set it for a cluster that scales up
             later (adaptive, or dask-jobqueue jobs still queued).
-        index_interval: Seconds between the bulk index writes of an indexed store.
+        index_interval: Seconds from the start of one bulk index write of an indexed
+            store to the start of the next, at least.
         worker_timeout: Seconds to wait for a first worker when the cluster has
             none and ``max_workers`` is not given; ``None`` waits as long as it takes.
 
@@ -385,7 +392,7 @@ class DaskExecutor:
         client: Client | str,
         *,
         max_workers: int | None = None,
-        index_interval: float = 0.25,
+        index_interval: float = 0.1,
         worker_timeout: float | None = None,
     ) -> None:
         _optional.require("distributed", extra="dask", feature="DaskExecutor")
