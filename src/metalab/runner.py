@@ -82,6 +82,11 @@ logger = logging.getLogger(__name__)
 # a prompt cancel and an even spread of the runs over the workers.
 _BATCH_SECONDS: Final = 0.05
 _MAX_BATCH: Final = 64
+# Batches handed to the executor and not yet back, per worker: one running and the
+# others queued where it runs, so that a worker that finishes a batch starts the next
+# at once, however long its outcome takes to come back and the next batch to reach it
+# (a round trip through a cluster's scheduler can take longer than a batch).
+_IN_FLIGHT_PER_WORKER: Final = 4
 _POLL_SECONDS: Final = 0.1
 
 
@@ -122,6 +127,7 @@ class _Pace:
     hand-off to the executor costs a round trip (a cluster's scheduler), wall time
     per run stays high while batches are small, and batches would stay small. The
     wall time stands in until a batch with a measured work time has come back.
+
     """
 
     def __init__(self, workers: int) -> None:
@@ -481,7 +487,7 @@ class RunHandle:
         executor = self._executor
         queue = deque(self._pending)
         in_flight: dict[Future[BatchOutcome], tuple[RunTask, ...]] = {}
-        window = 2 * executor.max_workers
+        window = _IN_FLIGHT_PER_WORKER * executor.max_workers
         pace = _Pace(executor.max_workers)
         began = time.monotonic()
         not_started: list[RunTask] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 import metalab
+from metalab import runner
 from metalab.executors import BatchOutcome, Executor, RunJob, RunTask, execute_batch
 from metalab.records import RunRecord
 from metalab.seeds import SeedBundle
@@ -281,6 +283,64 @@ class InlineExecutor:
             self.store.close()
 
 
+@metalab.operation
+def nap(params: dict[str, Any], capture: metalab.Capture) -> None:
+    time.sleep(0.01)
+    capture.metric("i", params["i"])
+
+
+NAPS = metalab.Experiment(name="naps", version="1", operation=nap, params=metalab.grid(i=range(40)))
+
+
+class StallingExecutor(InlineExecutor):
+    """Holds the batches it receives until the runner stops sending, then runs them all.
+
+    ``held`` notes how many batches were in flight each time the runner stopped.
+    """
+
+    def __init__(self, workers: int) -> None:
+        super().__init__()
+        self.workers = workers
+        self.held: list[int] = []
+        self._batches: list[tuple[tuple[RunTask, ...], Future[BatchOutcome]]] = []
+        self._last_submit = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._release, daemon=True)
+
+    @property
+    def max_workers(self) -> int:
+        return self.workers
+
+    def start(self, job: RunJob, store: Store) -> None:
+        super().start(job, store)
+        self._thread.start()
+
+    def submit(self, tasks: Sequence[RunTask]) -> Future[BatchOutcome]:
+        future: Future[BatchOutcome] = Future()
+        with self._lock:
+            self._batches.append((tuple(tasks), future))
+            self._last_submit = time.monotonic()
+        return future
+
+    def _release(self) -> None:
+        while not self._stop.wait(0.02):
+            with self._lock:
+                if not self._batches or time.monotonic() - self._last_submit < 0.2:
+                    continue
+                batches, self._batches = self._batches, []
+            self.held.append(len(batches))
+            assert self.job is not None
+            assert self.store is not None
+            for tasks, future in batches:
+                future.set_result(execute_batch(self.job, self.store, tasks, executor_id="inline"))
+
+    def shutdown(self, *, cancel_pending: bool = False) -> None:
+        self._stop.set()
+        self._thread.join()
+        super().shutdown(cancel_pending=cancel_pending)
+
+
 class TestExecutors:
     def test_a_custom_executor_runs_batches_with_execute_batch(self, tmp_path: Path) -> None:
         executor = InlineExecutor()
@@ -290,6 +350,14 @@ class TestExecutors:
         assert {r.provenance.executor_id for r in results} == {"inline"}
         assert sum(len(o.statuses) for o in executor.outcomes) == 6
         assert all(o.seconds > 0 for o in executor.outcomes)
+
+    def test_several_batches_per_worker_are_in_flight(self, tmp_path: Path) -> None:
+        # A worker that ends a batch has the next ones queued, whatever the round trip.
+        executor = StallingExecutor(workers=2)
+        handle = metalab.run(NAPS, store=str(tmp_path), executor=executor, progress=False)
+        assert len(handle.result(timeout=60).successful) == 40
+        assert executor.held[0] == runner._IN_FLIGHT_PER_WORKER * 2
+        assert runner._IN_FLIGHT_PER_WORKER > 2
 
     def test_batches_grow_from_the_work_time_of_runs_however_slow_the_hand_off(
         self, tmp_path: Path

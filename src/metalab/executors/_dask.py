@@ -356,8 +356,9 @@ class DaskExecutor:
     ``DaskExecutor(client)`` uses a connected ``distributed.Client`` (and leaves it
     open); ``DaskExecutor("tcp://host:8786")`` connects to that scheduler for each
     sweep and disconnects afterwards. Each worker thread runs one batch of runs at a
-    time, so the sweep keeps about twice the cluster's thread count of batches in
-    flight.
+    time; the sweep keeps a few more batches per thread in flight, queued on the
+    cluster, so that no worker waits for a round trip to this process between two
+    batches.
 
     Workers connect their own store from the job's config, on a filesystem they
     share with this process (a ``memory://`` store is refused). With a
