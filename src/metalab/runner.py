@@ -45,6 +45,7 @@ from metalab.executors import (
     RecordedWarning,
     RunJob,
     RunTask,
+    SupportsBatchSeconds,
     ThreadExecutor,
 )
 from metalab.experiment import Experiment
@@ -79,7 +80,8 @@ logger = logging.getLogger(__name__)
 
 # A batch should keep a worker busy for about this long (of work, hand-off excluded):
 # long enough to amortise the hand-off to the executor, short enough for live counts,
-# a prompt cancel and an even spread of the runs over the workers.
+# a prompt cancel and an even spread of the runs over the workers. An executor whose
+# hand-off costs more says how long its batches should be (SupportsBatchSeconds).
 _BATCH_SECONDS: Final = 0.05
 _MAX_BATCH: Final = 64
 # Batches handed to the executor and not yet back, per worker: one running and the
@@ -128,10 +130,16 @@ class _Pace:
     per run stays high while batches are small, and batches would stay small. The
     wall time stands in until a batch with a measured work time has come back.
 
+    Args:
+        workers: How many runs the executor executes at once.
+        batch_seconds: Seconds of work a batch should hold: the executor's
+            :attr:`~metalab.executors.SupportsBatchSeconds.batch_seconds`, or
+            :data:`_BATCH_SECONDS`.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, batch_seconds: float = _BATCH_SECONDS) -> None:
         self._workers = workers
+        self._batch_seconds = batch_seconds
         self._ran = 0
         self._timed_ran = 0
         self._timed_seconds = 0.0
@@ -147,7 +155,7 @@ class _Pace:
     def batch_size(self, remaining: int, elapsed: float) -> int:
         """How many of the ``remaining`` runs to hand over next, ``elapsed`` s into the sweep.
 
-        About :data:`_BATCH_SECONDS` of work, at most :data:`_MAX_BATCH` runs, and
+        About ``batch_seconds`` of work, at most :data:`_MAX_BATCH` runs, and
         never more than a fair share of what remains, so that the last runs still
         spread over the workers. One run until the first batch comes back.
         """
@@ -157,7 +165,7 @@ class _Pace:
             seconds_per_run = elapsed * self._workers / self._ran
         else:
             return 1
-        size = int(_BATCH_SECONDS / seconds_per_run) if seconds_per_run > 0 else _MAX_BATCH
+        size = int(self._batch_seconds / seconds_per_run) if seconds_per_run > 0 else _MAX_BATCH
         return max(1, min(size, _MAX_BATCH, math.ceil(remaining / self._workers)))
 
 
@@ -488,7 +496,12 @@ class RunHandle:
         queue = deque(self._pending)
         in_flight: dict[Future[BatchOutcome], tuple[RunTask, ...]] = {}
         window = _IN_FLIGHT_PER_WORKER * executor.max_workers
-        pace = _Pace(executor.max_workers)
+        pace = _Pace(
+            executor.max_workers,
+            executor.batch_seconds
+            if isinstance(executor, SupportsBatchSeconds)
+            else _BATCH_SECONDS,
+        )
         began = time.monotonic()
         not_started: list[RunTask] = []
         stopping = True

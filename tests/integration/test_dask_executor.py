@@ -25,8 +25,9 @@ import pytest
 from distributed import Client, KilledWorker, LocalCluster
 
 import metalab
+from metalab import runner
 from metalab.errors import ConfigError
-from metalab.executors import _dask
+from metalab.executors import SupportsBatchSeconds, _dask
 from metalab.store import (
     PostgresStore,
     PostgresStoreConfig,
@@ -436,6 +437,13 @@ class TestDaskExecutorArguments:
     def test_max_workers_overrides_the_cluster_threads(self) -> None:
         # Nothing connects before a sweep starts: the address is never dialled.
         assert metalab.DaskExecutor(NOWHERE, max_workers=7).max_workers == 7
+
+    def test_it_asks_for_longer_batches_than_the_local_executors(self) -> None:
+        executor = metalab.DaskExecutor(NOWHERE)
+        assert isinstance(executor, SupportsBatchSeconds)
+        assert executor.batch_seconds > runner._BATCH_SECONDS
+        for local in (metalab.ThreadExecutor(2), metalab.ProcessExecutor(2)):
+            assert not isinstance(local, SupportsBatchSeconds)
 
 
 SCRIPT = textwrap.dedent(

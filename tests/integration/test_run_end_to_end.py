@@ -292,6 +292,14 @@ def nap(params: dict[str, Any], capture: metalab.Capture) -> None:
 NAPS = metalab.Experiment(name="naps", version="1", operation=nap, params=metalab.grid(i=range(40)))
 
 
+class LongBatchExecutor(InlineExecutor):
+    """An executor whose hand-off is costly: it asks for batches of a second of work."""
+
+    @property
+    def batch_seconds(self) -> float:
+        return 1.0
+
+
 class StallingExecutor(InlineExecutor):
     """Holds the batches it receives until the runner stops sending, then runs them all.
 
@@ -350,6 +358,18 @@ class TestExecutors:
         assert {r.provenance.executor_id for r in results} == {"inline"}
         assert sum(len(o.statuses) for o in executor.outcomes) == 6
         assert all(o.seconds > 0 for o in executor.outcomes)
+
+    def test_an_executor_that_asks_for_longer_batches_gets_them(self, tmp_path: Path) -> None:
+        default, longer = InlineExecutor(), LongBatchExecutor()
+        for name, executor in (("default", default), ("longer", longer)):
+            handle = metalab.run(
+                NAPS, store=str(tmp_path / name), executor=executor, progress=False
+            )
+            assert len(handle.result(timeout=60).successful) == 40
+        # Runs of 10 ms or more: at most 5 to a batch of the runner's 0.05 s, and far
+        # more to a batch of 1 s (every run left once the first batches are back).
+        assert max(len(o.statuses) for o in default.outcomes) <= 5
+        assert max(len(o.statuses) for o in longer.outcomes) >= 20
 
     def test_several_batches_per_worker_are_in_flight(self, tmp_path: Path) -> None:
         # A worker that ends a batch has the next ones queued, whatever the round trip.

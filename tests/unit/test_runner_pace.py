@@ -30,6 +30,12 @@ class TestBatchSizes:
         # 10 runs in 0.96 batch-times: not 1 (the first batch) nor 25 (the second).
         assert pace.batch_size(1000, elapsed=SLOW_HAND_OFF) == 10
 
+    def test_an_executor_can_ask_for_longer_batches(self) -> None:
+        pace = _Pace(workers=1, batch_seconds=4 * _BATCH_SECONDS)
+        pace.add(BatchOutcome(("success",), seconds=_BATCH_SECONDS / 2.5))
+        # 2 runs by default; 4 times the work, 4 times the runs.
+        assert pace.batch_size(1000, elapsed=SLOW_HAND_OFF) == 10
+
     def test_runs_that_never_started_do_not_count(self) -> None:
         pace = _Pace(workers=1)
         pace.add(BatchOutcome(("success", None, None, None), seconds=_BATCH_SECONDS / 5.5))

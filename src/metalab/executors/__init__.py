@@ -9,7 +9,8 @@ dask-jobqueue (the ``slurm`` extra). A custom executor (a cluster, a job queue)
 implements the protocol and runs each batch it receives with :func:`execute_batch`
 against a store it connects from ``job.store_config`` (with ``record_warnings=True``
 where the batch runs in another process, so that the runner can emit the runs'
-warnings to the caller).
+warnings to the caller). One whose hand-off of a batch is costly also implements
+:class:`SupportsBatchSeconds`, to receive longer batches.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from metalab.executors._base import (
     RecordedWarning,
     RunJob,
     RunTask,
+    SupportsBatchSeconds,
     execute_batch,
 )
 from metalab.executors._dask import DaskExecutor
@@ -35,6 +37,7 @@ __all__ = [
     "RecordedWarning",
     "RunJob",
     "RunTask",
+    "SupportsBatchSeconds",
     "ThreadExecutor",
     "execute_batch",
     "slurm",

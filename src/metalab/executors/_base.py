@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, runtime_checkable
 
 import msgspec
 
@@ -34,7 +34,15 @@ from metalab.records import JSONValue, Provenance, RunRecord, Status
 from metalab.seeds import SeedBundle
 from metalab.store.abc import Store
 
-__all__ = ["BatchOutcome", "Executor", "RecordedWarning", "RunJob", "RunTask", "execute_batch"]
+__all__ = [
+    "BatchOutcome",
+    "Executor",
+    "RecordedWarning",
+    "RunJob",
+    "RunTask",
+    "SupportsBatchSeconds",
+    "execute_batch",
+]
 
 
 class RecordedWarning(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -209,6 +217,23 @@ class Executor(Protocol):
             cancel_pending: Do not start runs that have not started yet; their
                 batches report them as ``None`` (or their futures are cancelled).
         """
+        ...
+
+
+@runtime_checkable
+class SupportsBatchSeconds(Protocol):
+    """The executor says how much work each batch should hold (optional).
+
+    The runner sizes batches to hold about 0.05 s of work (measured where the runs
+    execute), enough to amortise a cheap hand-off such as a local process pool's.
+    An executor whose every batch costs more (a cluster's scheduler, which
+    schedules, ships and tracks each batch as a task) asks for longer batches, so
+    that this cost stays a small share of the work.
+    """
+
+    @property
+    def batch_seconds(self) -> float:
+        """Seconds of work that each batch should hold."""
         ...
 
 

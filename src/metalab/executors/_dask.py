@@ -83,6 +83,13 @@ _CANCEL_POLL_SECONDS: Final = 0.1
 _CANCEL_IDLE_SECONDS: Final = 2.0
 # A worker process keeps what it connected for this many recent sweeps.
 _MAX_WORKER_SWEEPS: Final = 8
+# Seconds of work per batch (the runner's default is 0.05 s). Each batch is a task
+# that the scheduler places, ships and tracks, and whose outcome the coordinating
+# process fetches: a few milliseconds of CPU, on the machine that runs the
+# scheduler (with a LocalCluster, the workers' own), per batch. Longer batches keep
+# that a small share of the work, at the cost of coarser live counts and of a
+# run reaching the index up to one batch later.
+_BATCH_SECONDS: Final = 0.2
 
 
 # Worker side. These functions run in the worker processes, which import this module.
@@ -438,6 +445,11 @@ class DaskExecutor:
     def max_workers(self) -> int:
         """How many runs execute at once (the cluster's threads when the last sweep started)."""
         return self._threads if self._max_workers is None else self._max_workers
+
+    @property
+    def batch_seconds(self) -> float:
+        """Seconds of work per batch: longer than the runner's default, to amortise the scheduler."""
+        return _BATCH_SECONDS
 
     def job_script(self) -> str:
         """The batch script that each job of the cluster runs, from ``dask-jobqueue``.
