@@ -57,8 +57,8 @@ class TestIndexPace:
 
     def test_a_write_longer_than_the_interval_is_followed_at_once_by_the_next(self) -> None:
         # Waiting a further interval after each slow write would let a backlog grow.
-        store = SlowBulkStore(write_seconds=0.5)
-        indexer = _Indexer(store, interval=0.3)
+        store = SlowBulkStore(write_seconds=1.2)
+        indexer = _Indexer(store, interval=1.0)
         indexer.put([make_record(EXP)])
         assert store.first_write.wait(10)
         indexer.put([make_record(EXP), make_record(EXP)])  # arrive during the first write
@@ -67,4 +67,4 @@ class TestIndexPace:
         indexer.close()
         (_, first_ended, _), (second_began, _, second_count) = store.writes
         assert second_count == 2
-        assert second_began - first_ended < 0.15
+        assert second_began - first_ended < 0.5  # the old pace waited 1.0 s here
