@@ -471,8 +471,9 @@ class RunHandle:
     def _write_snapshots(self) -> None:
         """Write the FileStore's series and records snapshots, which later reads use.
 
-        They are derived (the files are the truth), so failing to write one only
-        costs the reads of the sweep's files one by one.
+        They are derived (the files are the truth), so failing to write one, for
+        whatever reason, only costs the reads of the sweep's files one by one: it is
+        logged, and the sweep's result stands.
         """
         if not isinstance(self._store, FileStore):
             return
@@ -482,12 +483,13 @@ class RunHandle:
         ):
             try:
                 write(self._experiment_id)
-            except OSError as exc:
+            except Exception as exc:  # derived: it never fails a sweep
                 logger.warning(
-                    "%s: the %s snapshot was not written (%s); reads use the files",
+                    "%s: the %s snapshot was not written (%r); reads use the files",
                     self._experiment_id,
                     what,
                     exc,
+                    exc_info=not isinstance(exc, OSError),
                 )
 
     def _dispatch(self) -> list[RunTask]:

@@ -447,3 +447,29 @@ def test_a_directory_of_several_experiments_reads_only_the_ones_derived(
     assert sorted(directory.list_derived("a:1")) == ["a0", "a1"]
     with pytest.raises(CorruptRecordError, match="b0"):
         directory.list_derived("b:1")
+
+
+@pytest.mark.parametrize("error", [PermissionError(13, "read-only"), RuntimeError("a bug")])
+def test_a_snapshot_that_cannot_be_written_never_fails_the_sweep(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    error: Exception,
+) -> None:
+    def fail(_self: FileStore, _experiment_id: str | None = None) -> int:
+        raise error
+
+    monkeypatch.setattr(FileStore, "snapshot_records", fail)
+
+    @metalab.operation
+    def op(params: dict[str, Any], capture: metalab.Capture) -> None:
+        capture.metric("x", params["i"])
+
+    sweep = metalab.Experiment(
+        name="nw", version="1", operation=op, params=metalab.grid(i=range(3))
+    )
+    with caplog.at_level("WARNING", logger="metalab.runner"):
+        results = metalab.run(sweep, store=tmp_path, progress=False).result()
+    assert len(results.successful) == 3
+    assert "the records snapshot was not written" in caplog.text
+    assert not (tmp_path / "nw_1" / SNAPSHOT).exists()
