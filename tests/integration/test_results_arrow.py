@@ -15,6 +15,7 @@ import pytest
 
 import metalab
 from metalab.errors import MetalabWarning, MissingDependencyError
+from metalab.testing import hiding_modules
 
 
 @metalab.operation
@@ -111,16 +112,8 @@ def test_series_arrow_holds_the_series_dataframe(results: metalab.Results) -> No
 
 
 def test_series_arrow_never_needs_pandas(tmp_path: Path) -> None:
-    code = textwrap.dedent(
+    code = hiding_modules("pandas") + textwrap.dedent(
         f"""
-        import sys
-
-        class NoPandas:  # as if not installed (pyarrow probes for it)
-            def find_spec(self, name, path, target=None):
-                if name.partition(".")[0] == "pandas":
-                    raise ModuleNotFoundError(name)
-
-        sys.meta_path.insert(0, NoPandas())
         import metalab
 
         def curve(params, capture):

@@ -17,6 +17,7 @@ import pytest
 import metalab
 from metalab.errors import MetalabWarning
 from metalab.store import FileStoreConfig
+from metalab.testing import hiding_modules
 
 
 @metalab.operation
@@ -259,16 +260,8 @@ class TestMissingDependencies:
 
     def test_polars_never_needs_pandas(self, tmp_path: Path) -> None:
         # Through Arrow (pyarrow present) and without it: pandas is never imported.
-        code = textwrap.dedent(
+        code = hiding_modules("pandas") + textwrap.dedent(
             f"""
-            import sys
-
-            class NoPandas:  # as if not installed (pyarrow probes for it)
-                def find_spec(self, name, path, target=None):
-                    if name.partition(".")[0] == "pandas":
-                        raise ModuleNotFoundError(name)
-
-            sys.meta_path.insert(0, NoPandas())
             if sys.argv[1] == "no-arrow":
                 sys.modules["pyarrow"] = None
             import metalab

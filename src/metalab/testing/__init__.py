@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "assert_same_document",
     "comparable",
+    "hiding_modules",
     "load_script",
     "query_disagreements",
     "run_cli",
@@ -55,6 +56,25 @@ def unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true, and this test cannot run: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def hiding_modules(*names: str) -> str:
+    """Python source that makes the top-level packages ``names`` fail to import.
+
+    Put it at the start of the code a test runs in a fresh interpreter
+    (``python -c``) to check that a feature works as if those packages were not
+    installed: importing one of them (or a submodule) raises ``ModuleNotFoundError``,
+    as it would then. Code that probes for an optional package (pyarrow probes for
+    pandas) takes the branch for its absence.
+    """
+    return (
+        "import sys\n"
+        "class _Hidden:\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        f"        if name.partition('.')[0] in {sorted(names)!r}:\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, _Hidden())\n"
+    )
 
 
 def load_script(path: Path, name: str) -> ModuleType:
