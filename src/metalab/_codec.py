@@ -140,6 +140,7 @@ class DocumentCodec(Generic[D]):
         self._check = _no_check if check is None else check
         self._encoder = msgspec.json.Encoder()
         self._decode_fast = msgspec.json.Decoder(doc_type).decode
+        self._decode_array = msgspec.json.Decoder(list[doc_type]).decode  # type: ignore[valid-type]
         self._timestamp_fields: tuple[str, ...] = getattr(doc_type, "timestamp_fields", ())
 
     def encode(self, doc: D) -> bytes:
@@ -179,6 +180,22 @@ class DocumentCodec(Generic[D]):
             if value is not None and value.tzinfo is not dt.UTC:
                 changes[name] = ensure_aware(value, f"{self.doc_type.__name__}.{name}")
         return msgspec.structs.replace(doc, **changes) if changes else doc
+
+    @staticmethod
+    def direct(data: bytes) -> bool:
+        """Whether ``data`` is a current document that decodes as it is (no upgrade, no escape)."""
+        return data.startswith(_FAST_PREFIX) and b"$" not in data
+
+    def decode_array(self, data: bytes | memoryview) -> list[D]:
+        """Decode a JSON array of documents that are each :meth:`direct`, in one call.
+
+        Gives what :meth:`decode` gives each of them, several times faster than one
+        call per document.
+
+        Raises:
+            msgspec.DecodeError: The bytes are not such an array.
+        """
+        return self._decode_array(data)
 
     def decode(self, data: bytes, *, source: str = "<bytes>") -> D:
         """Decode and validate a document, upgrading older formats.

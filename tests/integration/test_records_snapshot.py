@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import metalab
+from metalab import _codec
 from metalab.errors import CorruptRecordError
 from metalab.records import DerivedMetrics, RunRecord
 from metalab.series import SeriesPoint
@@ -182,12 +183,11 @@ def _damages() -> dict[str, Any]:
 
     def second_chunk(data: bytes) -> bytes:
         # The chunks are arrays of 2 documents (CHUNK patched): break the second one.
-        first = data.index(b"\xdd\x00\x00\x00\x02")
-        second = data.index(b"\xdd\x00\x00\x00\x02", first + 1)
+        second = data.index(b"][") + 1
         return data[: second + 5] + b"\xc1" * 8 + data[second + 13 :]
 
     def a_value(data: bytes) -> bytes:
-        # Still valid MessagePack, and a valid record: only the checksum tells.
+        # Still valid JSON, and a valid record: only the checksum tells.
         return data.replace(b"conformance", b"conformancf", 1)
 
     return {
@@ -230,13 +230,39 @@ def test_a_corrupt_record_is_never_served_and_still_reported(store: FileStore) -
     assert len(scan.records) == 12
 
 
-def test_a_record_msgpack_cannot_hold_is_read_from_its_file(store: FileStore) -> None:
+def test_values_json_holds_and_others_do_not_are_served_as_the_files_give_them(
+    store: FileStore,
+) -> None:
     huge = 2**70
-    store.put_run_record(make_record(EXP, "huge", params={"n": huge}))
+    store.put_run_record(make_record(EXP, "huge", params={"n": huge, "$ref": "x"}))
     _age(_directory_of(store))
-    assert store.snapshot_records() == 13 + 8  # "huge" left out
+    assert store.snapshot_records() == 14 + 8
     records = {r.run_id: r for r in store.list_run_records(EXP)}
-    assert records["huge"].params == {"n": huge}
+    assert records["huge"].params == {"n": huge, "$ref": "x"}
+
+
+@pytest.mark.parametrize("nan", [False, True])
+def test_a_chunk_of_current_documents_decodes_in_one_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nan: bool
+) -> None:
+    """Without escapes (no NaN) a chunk is one array decode; with them, one per document."""
+    with FileStoreConfig(root=str(tmp_path), experiment_id=EXP).connect() as files:
+        for i in range(5):
+            metrics: dict[str, Any] = {"loss": math.nan if nan and i == 3 else float(i)}
+            files.put_run_record(make_record(EXP, f"r{i}", metrics=metrics))
+        _age(files.get_working_directory())
+        files.snapshot_records()
+        expected = _files_only(files)
+        calls: list[int] = []
+        real = _codec.RUN_RECORD.decode_array
+
+        def counting(data: Any) -> Any:
+            calls.append(1)
+            return real(data)
+
+        monkeypatch.setattr(_codec.RUN_RECORD, "decode_array", counting)
+        _assert_same(_listing(files), expected)
+        assert calls == ([] if nan else [1])
 
 
 def test_a_sweep_leaves_a_snapshot(tmp_path: Path) -> None:

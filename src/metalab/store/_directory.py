@@ -836,12 +836,11 @@ class StoreDirectory:
 
         Args:
             compare: Also read every file the snapshot holds as unchanged and compare
-                its document with the snapshot's (what ``metalab store verify`` does).
+                its bytes with the snapshot's (what ``metalab store verify`` does).
         """
 
-        def read(kind: Kind, name: str) -> RunRecord | DerivedMetrics | None:
-            found = self._keyed_record(name) if kind == "runs" else self._keyed_derived(name)
-            return None if found is None else found[0]
+        def read(kind: Kind, name: str) -> bytes | None:
+            return read_bytes(f"{self._runs if kind == 'runs' else self._derived}/{name}.json")
 
         parts: dict[Kind, dict[str, FileKey]] = {
             "runs": file_keys(self._runs, ".json"),
@@ -849,7 +848,8 @@ class StoreDirectory:
         }
         return check_snapshot(self._records_snapshot, parts, read if compare else None)
 
-    def _keyed_record(self, run_id: str) -> tuple[RunRecord, FileKey] | None:
+    def _keyed_record(self, run_id: str) -> tuple[bytes, FileKey] | None:
+        """A record file's bytes and key, if it decodes and holds its run."""
         path = f"{self._runs}/{run_id}.json"
         found = read_keyed(path)
         if found is None:
@@ -859,17 +859,19 @@ class StoreDirectory:
             check_filed_under(record.run_id, run_id, path)
         except CorruptRecordError:
             return None
-        return record, found[1]
+        return found
 
-    def _keyed_derived(self, run_id: str) -> tuple[DerivedMetrics, FileKey] | None:
+    def _keyed_derived(self, run_id: str) -> tuple[bytes, FileKey] | None:
+        """A derived file's bytes and key, if it decodes."""
         path = f"{self._derived}/{run_id}.json"
         found = read_keyed(path)
         if found is None:
             return None
         try:
-            return _codec.DERIVED.decode(found[0], source=path), found[1]
+            _codec.DERIVED.decode(found[0], source=path)
         except CorruptRecordError:
             return None
+        return found
 
     def _legacy_series(self, run_id: str) -> dict[str, MetricSeries]:
         found: dict[str, MetricSeries] = {}
