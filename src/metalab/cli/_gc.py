@@ -106,6 +106,28 @@ class GcReport:
     problems: list[str] = field(default_factory=list)
 
 
+def _remove_old(
+    paths: list[Path], horizon: float, apply: bool, what: str, problems: list[str]
+) -> list[Path]:
+    """The ``paths`` last modified before ``horizon``, removed if ``apply``.
+
+    A file gone meanwhile is skipped; one that cannot be checked or removed is a
+    problem naming ``what`` it is.
+    """
+    old: list[Path] = []
+    for path in paths:
+        try:
+            if path.stat().st_mtime < horizon:
+                if apply:
+                    path.unlink(missing_ok=True)
+                old.append(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            problems.append(f"cannot remove {what} {str(path)!r}: {exc}")
+    return old
+
+
 def collect_garbage(
     store: Store,
     *,
@@ -140,27 +162,10 @@ def collect_garbage(
     report = GcReport(applied=apply)
     horizon = time.time() - older_than.total_seconds()
     cutoff = utc_now() - older_than
-    for path in sorted(files.get_working_directory().rglob(".*.partial")):
-        try:
-            if path.stat().st_mtime < horizon:
-                if apply:
-                    path.unlink(missing_ok=True)
-                report.temp_files.append(path)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            report.problems.append(f"cannot remove temp file {str(path)!r}: {exc}")
-    for check in files.check_records_snapshots():
-        path = Path(check.path)
-        try:
-            if check.stale and path.stat().st_mtime < horizon:
-                if apply:
-                    path.unlink(missing_ok=True)
-                report.stale_snapshots.append(path)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            report.problems.append(f"cannot remove snapshot {str(path)!r}: {exc}")
+    temp_files = sorted(files.get_working_directory().rglob(".*.partial"))
+    report.temp_files = _remove_old(temp_files, horizon, apply, "temp file", report.problems)
+    stale = [Path(check.path) for check in files.check_records_snapshots() if check.stale]
+    report.stale_snapshots = _remove_old(stale, horizon, apply, "snapshot", report.problems)
     step(1, _STEPS)
 
     def unreadable(exc: CorruptRecordError) -> None:
