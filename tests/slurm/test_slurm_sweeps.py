@@ -71,9 +71,11 @@ class QueueWatch:
             self.samples.append((time.monotonic(), jobs))
             self._stop.wait(0.2)
 
-    def seen(self, state: str = "RUNNING") -> set[str]:
-        """The ids of the jobs seen in ``state``."""
-        return {job for _, jobs in self.samples for job, s in jobs.items() if s == state}
+    def seen(self, state: str = "RUNNING", until: float = float("inf")) -> set[str]:
+        """The ids of the jobs seen in ``state`` (in the samples taken by ``until``)."""
+        return {
+            job for t, jobs in self.samples if t <= until for job, s in jobs.items() if s == state
+        }
 
     def counts(self, since: float = -1.0, until: float = float("inf")) -> list[int]:
         """How many jobs were pending or running, sample by sample, in a time window."""
@@ -363,18 +365,26 @@ class TestInterruptions:
                 handle.result(timeout=240)
             elapsed = time.monotonic() - began
             job = (tmp_path / "slow-job").read_text()
-            assert watch.seen("RUNNING") == {job}
+            # While the slow job ran, it ran alone (jobs=1). dask-jobqueue submits its
+            # replacement as soon as the worker is lost, which may be running already.
+            ran = [t for t, jobs in watch.samples if jobs.get(job) == "RUNNING"]
+            assert ran, f"job {job} never seen running"
+            assert watch.seen("RUNNING", until=max(ran)) == {job}
             wait_until(
                 lambda: "DUE TO TIME LIMIT" in _job_stderr(logs, job), 30, "no time-limit note"
             )
 
+            # Several batches wait on the worker, and Dask need not run them in the
+            # order they were submitted: which runs finished before run 3 took the
+            # job's one core varies. Each of them finished, and none started twice.
             before = statuses(handle)
             assert before[3] == "running"
-            assert all(before[i] == "success" for i in range(3))
-            # Counted by the coordinator: the runs whose batches came back (run 2
-            # may have shared the lost batch of run 3).
-            assert handle.done in {2, 3}
-            assert starts(counts) == dict.fromkeys(range(4), 1)
+            finished = {i for i, status in before.items() if status == "success"}
+            assert set(before) == finished | {3}
+            # Counted by the coordinator: the runs whose batches came back (a run may
+            # have shared the lost batch of run 3).
+            assert handle.done <= len(finished)
+            assert starts(counts) == dict.fromkeys(before, 1)
 
             # The executor keeps its one job: dask-jobqueue submits another.
             again = metalab.run(exp, store=store, executor=executor, progress=False)
@@ -382,7 +392,7 @@ class TestInterruptions:
 
         assert 55 < elapsed < 200
         assert [r.status for r in results] == ["success"] * n
-        assert (again.skipped, again.done) == (3, n - 3)
+        assert (again.skipped, again.done) == (len(finished), n - len(finished))
         assert starts(counts) == {i: 2 if i == 3 else 1 for i in range(n)}
         rerun = next(r for r in results if r.params["i"] == 3)
         assert str(int(rerun.metrics["slurm_job"])) != job  # on the job that replaced it
