@@ -156,14 +156,13 @@ def test_writing_it_again_reads_only_new_or_changed_files(
     store.put_derived("run04", {"score": -1.0})
     _age(directory)
     read: list[str] = []
-    for name in ("_keyed_record", "_keyed_derived"):
-        real = getattr(StoreDirectory, name)
+    real = StoreDirectory._keyed
 
-        def spy(self: StoreDirectory, run_id: str, real: Any = real) -> Any:
-            read.append(run_id)
-            return real(self, run_id)
+    def spy(self: StoreDirectory, kind: Any, run_id: str) -> Any:
+        read.append(run_id)
+        return real(self, kind, run_id)
 
-        monkeypatch.setattr(StoreDirectory, name, spy)
+    monkeypatch.setattr(StoreDirectory, "_keyed", spy)
     assert store.snapshot_records() == 14 + 8
     assert sorted(read) == ["new", "run01", "run04"]
     _assert_same(_listing(store), _files_only(store))

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from metalab import _codec
 from metalab.records import DerivedMetrics, RunRecord
+from metalab.store._fileio import FileKey
 from metalab.store._records_snapshot import SnapshotWriter, open_snapshot, write_part
-from metalab.store._series_snapshot import FileKey
 from metalab.testing import assert_same_document
 from metalab.testing import strategies as mst
 

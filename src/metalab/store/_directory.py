@@ -14,6 +14,7 @@ index follows (records, derived metrics, manifests) return the
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -50,14 +51,17 @@ from metalab.store._documents import (
     SeriesAppend,
 )
 from metalab.store._fileio import (
+    FileKey,
     StoreLock,
     atomic_write,
     discard,
     exists,
+    file_keys,
     fsync_directory,
     link_into_place,
     list_names,
     read_bytes,
+    read_with_key,
     read_with_state,
     remove_file,
     remove_tree,
@@ -74,7 +78,6 @@ from metalab.store._records_snapshot import (
     SnapshotWriter,
     check_snapshot,
     open_snapshot,
-    read_keyed,
     write_part,
 )
 from metalab.store._rules import (
@@ -94,11 +97,9 @@ from metalab.store._series_file import (
 )
 from metalab.store._series_snapshot import (
     SNAPSHOT_NAME,
-    FileKey,
     encodable,
     encode_arrays,
     encode_snapshot,
-    file_keys,
     read_snapshot,
 )
 from metalab.store.abc import ArtifactSource
@@ -108,6 +109,7 @@ __all__ = ["ErrorHandler", "Keys", "StoreDirectory", "read_meta"]
 ErrorHandler = Callable[[CorruptRecordError], None]
 
 _SCAN_BATCH: Final = 256
+_SNAPSHOT_KINDS: Final[tuple[Kind, ...]] = ("runs", "derived")
 
 
 def read_meta(path: Path) -> StoreMeta | None:
@@ -762,7 +764,7 @@ class StoreDirectory:
         hold) is read from its file.
         """
         directory = str(self._layout.series_dir)
-        keys = file_keys(directory)
+        keys = file_keys(directory, ".jsonl")
         snapshot = read_snapshot(f"{directory}/{SNAPSHOT_NAME}") if keys else None
         found: dict[str, dict[str, SeriesArrays]] = {}
         for run_id in run_ids:
@@ -780,7 +782,7 @@ class StoreDirectory:
         file cannot be decoded, is left out (frames read its file).
         """
         directory = str(self._layout.series_dir)
-        keys = file_keys(directory)  # before reading: a file that grows after misses
+        keys = file_keys(directory, ".jsonl")  # before reading: later growth misses
         path = f"{directory}/{SNAPSHOT_NAME}"
         if not keys:
             remove_file(Path(path))
@@ -810,18 +812,15 @@ class StoreDirectory:
         in the last :data:`~metalab.store._records_snapshot.RACY_SECONDS` seconds.
         """
         path = self._records_snapshot
-        current = {
-            "runs": file_keys(self._runs, ".json"),  # before reading: later changes miss
-            "derived": file_keys(self._derived, ".json"),
-        }
+        current = self._snapshot_keys()  # before reading: later changes miss
         if not current["runs"] and not current["derived"]:
             remove_file(Path(path))
             return 0
         previous = open_snapshot(path)
         writer = SnapshotWriter(self._dir)
         try:
-            write_part(writer, "runs", current["runs"], previous, self._keyed_record)
-            write_part(writer, "derived", current["derived"], previous, self._keyed_derived)
+            for kind, keys in current.items():
+                write_part(writer, kind, keys, previous, functools.partial(self._keyed, kind))
         except BaseException:
             writer.abort()
             raise
@@ -840,35 +839,27 @@ class StoreDirectory:
         """
 
         def read(kind: Kind, name: str) -> bytes | None:
-            return read_bytes(f"{self._runs if kind == 'runs' else self._derived}/{name}.json")
+            return read_bytes(f"{self._kind_directory(kind)}/{name}.json")
 
-        parts: dict[Kind, dict[str, FileKey]] = {
-            "runs": file_keys(self._runs, ".json"),
-            "derived": file_keys(self._derived, ".json"),
-        }
+        parts = self._snapshot_keys()
         return check_snapshot(self._records_snapshot, parts, read if compare else None)
 
-    def _keyed_record(self, run_id: str) -> tuple[bytes, FileKey] | None:
-        """A record file's bytes and key, if it decodes and holds its run."""
-        path = f"{self._runs}/{run_id}.json"
-        found = read_keyed(path)
-        if found is None:
-            return None
-        try:
-            record = _codec.RUN_RECORD.decode(found[0], source=path)
-            check_filed_under(record.run_id, run_id, path)
-        except CorruptRecordError:
-            return None
-        return found
+    def _snapshot_keys(self) -> dict[Kind, dict[str, FileKey]]:
+        """The key of each record and derived file, by kind and name: what a snapshot holds."""
+        return {kind: file_keys(self._kind_directory(kind), ".json") for kind in _SNAPSHOT_KINDS}
 
-    def _keyed_derived(self, run_id: str) -> tuple[bytes, FileKey] | None:
-        """A derived file's bytes and key, if it decodes."""
-        path = f"{self._derived}/{run_id}.json"
-        found = read_keyed(path)
+    def _keyed(self, kind: Kind, key: str) -> tuple[bytes, FileKey] | None:
+        """A record or derived file's bytes and key, if it decodes (a record: as its run)."""
+        path = f"{self._kind_directory(kind)}/{key}.json"
+        found = read_with_key(path)
         if found is None:
             return None
         try:
-            _codec.DERIVED.decode(found[0], source=path)
+            if kind == "runs":
+                record = _codec.RUN_RECORD.decode(found[0], source=path)
+                check_filed_under(record.run_id, key, path)
+            else:
+                _codec.DERIVED.decode(found[0], source=path)
         except CorruptRecordError:
             return None
         return found

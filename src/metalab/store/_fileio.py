@@ -32,16 +32,19 @@ from typing import Final
 from metalab.store._documents import FileState
 
 __all__ = [
+    "FileKey",
     "StoreLock",
     "atomic_copy",
     "atomic_write",
     "copy_to_temp",
     "discard",
     "exists",
+    "file_keys",
     "fsync_directory",
     "link_into_place",
     "list_names",
     "read_bytes",
+    "read_with_key",
     "read_with_state",
     "remove_file",
     "remove_tree",
@@ -258,8 +261,15 @@ def read_bytes(path: str) -> bytes | None:
     return data
 
 
-def read_with_state(path: str) -> tuple[bytes, FileState] | None:
-    """Return a file's bytes and state, or ``None`` if it does not exist."""
+FileKey = tuple[int, int, int]
+"""A file's size, modification time (ns) and inode: it changed if any of these did.
+
+A plain tuple: building a million of them is a third of the cost of a named one.
+"""
+
+
+def _read_with_stat(path: str) -> tuple[bytes, os.stat_result] | None:
+    """A file's bytes and the ``fstat`` of that open file, or ``None`` if it does not exist."""
     try:
         fd = os.open(path, _READ_FLAGS)
     except FileNotFoundError:
@@ -275,7 +285,48 @@ def read_with_state(path: str) -> tuple[bytes, FileState] | None:
             data = b"".join(parts)
     finally:
         os.close(fd)
+    return data, stat
+
+
+def read_with_state(path: str) -> tuple[bytes, FileState] | None:
+    """Return a file's bytes and state, or ``None`` if it does not exist."""
+    found = _read_with_stat(path)
+    if found is None:
+        return None
+    data, stat = found
     return data, FileState(stat.st_mtime_ns, stat.st_size)
+
+
+def read_with_key(path: str) -> tuple[bytes, FileKey] | None:
+    """Return a file's bytes and the key of that very file, or ``None`` if it does not exist."""
+    found = _read_with_stat(path)
+    if found is None:
+        return None
+    data, stat = found
+    return data, (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+def file_keys(directory: str, suffix: str) -> dict[str, FileKey]:
+    """The key of every file named ``*{suffix}`` in ``directory``, by name without suffix.
+
+    Hidden (``.``) names are left out, as every scan does.
+    """
+    keys: dict[str, FileKey] = {}
+    cut = -len(suffix)
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                name = entry.name
+                if not name.endswith(suffix) or name[0] == ".":
+                    continue
+                try:
+                    stat = entry.stat()
+                except FileNotFoundError:
+                    continue
+                keys[name[:cut]] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    except FileNotFoundError:
+        pass
+    return keys
 
 
 def exists(path: str) -> bool:

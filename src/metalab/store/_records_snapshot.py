@@ -55,8 +55,7 @@ import msgspec
 from metalab import _codec
 from metalab.errors import CorruptRecordError
 from metalab.records import DerivedMetrics, RunRecord
-from metalab.store._fileio import discard, replace_into, temp_path
-from metalab.store._series_snapshot import FileKey
+from metalab.store._fileio import FileKey, discard, replace_into, temp_path
 
 __all__ = [
     "CHUNK",
@@ -68,7 +67,6 @@ __all__ = [
     "SnapshotWriter",
     "check_snapshot",
     "open_snapshot",
-    "read_keyed",
     "write_part",
 ]
 
@@ -180,7 +178,6 @@ class RecordsSnapshot:
     def __init__(self, fd: int, size: int, footer: _Footer) -> None:
         self._fd = fd
         self._size = size
-        self.made_ns = footer.made_ns
         self._parts = footer.parts
 
     def close(self) -> None:
@@ -342,22 +339,6 @@ def open_snapshot(path: str) -> RecordsSnapshot | None:
         pass
     os.close(fd)
     return None
-
-
-def read_keyed(path: str) -> tuple[bytes, FileKey] | None:
-    """A file's bytes and the key of that very file; ``None`` if it is gone."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        return None
-    try:
-        stat = os.fstat(fd)
-        parts = []
-        while chunk := os.read(fd, max(stat.st_size + 1, 1 << 16)):
-            parts.append(chunk)
-        return b"".join(parts), (stat.st_size, stat.st_mtime_ns, stat.st_ino)
-    finally:
-        os.close(fd)
 
 
 @dataclass

@@ -22,7 +22,6 @@ Points are in step order, as :class:`~metalab.series.MetricSeries` holds them.
 
 from __future__ import annotations
 
-import os
 import sys
 from array import array
 from collections.abc import Iterable, Mapping
@@ -31,15 +30,14 @@ from typing import Any, Final, cast
 import msgspec
 
 from metalab.series import MetricSeries, SeriesArrays
+from metalab.store._fileio import FileKey
 
 __all__ = [
     "SNAPSHOT_NAME",
-    "FileKey",
     "Snapshot",
     "encodable",
     "encode_arrays",
     "encode_snapshot",
-    "file_keys",
     "read_snapshot",
 ]
 
@@ -47,13 +45,6 @@ SNAPSHOT_NAME: Final = ".snapshot"
 """The snapshot's file name in a ``series/`` directory (hidden: listings skip it)."""
 
 SNAPSHOT_VERSION: Final = 1
-
-
-FileKey = tuple[int, int, int]
-"""A file's size, modification time (ns) and inode: it changed if any of these did.
-
-A plain tuple: building a million of them is a third of the cost of a named one.
-"""
 
 
 class _Entry(msgspec.Struct, array_like=True):
@@ -173,25 +164,3 @@ def encode_arrays(found: Mapping[str, MetricSeries]) -> tuple[list[tuple[str, in
             parts.append(column.tobytes())
         metrics.append((name, len(series)))
     return metrics, b"".join(parts)
-
-
-def file_keys(directory: str, suffix: str = ".jsonl") -> dict[str, FileKey]:
-    """The key of every file named ``*{suffix}`` in ``directory``, by name without suffix.
-
-    The default lists a ``series/`` directory's series files by run id.
-    """
-    keys: dict[str, FileKey] = {}
-    try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                name = entry.name
-                if not name.endswith(suffix) or name[0] == ".":
-                    continue
-                try:
-                    stat = entry.stat()
-                except FileNotFoundError:
-                    continue
-                keys[name[: -len(suffix)]] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
-    except FileNotFoundError:
-        pass
-    return keys
