@@ -14,6 +14,9 @@ alternating in every repeat (files warm in the page cache, as after a sweep):
   experiment's records snapshot current (``FileStore.snapshot_records()``, which a
   sweep writes when it ends), and refreshing that snapshot when nothing changed; the
   other subjects run with the snapshot moved aside;
+- ``load_results(...).to_dataframe()`` when nothing changed since the last such read
+  (the frame cache current); every other subject runs with the frame cache moved
+  aside, and what it writes removed;
 - the physical anchor: reading every record and derived file bare (open/read/close).
 
 Then, where this process may drop the kernel's page cache (root on Linux), the same
@@ -39,6 +42,7 @@ from benchmarks import _workload
 from benchmarks._anchors import bare_read_dirs
 from benchmarks._harness import Measurement, Report, time_interleaved
 from metalab.store._file import FileStoreConfig
+from metalab.store._frame_cache import CACHE_NAME
 from metalab.store._records_snapshot import RACY_SECONDS, SNAPSHOT_NAME
 
 TOTAL = "load_results().to_dataframe()"
@@ -51,6 +55,7 @@ PARQUET = "to_parquet() (derived cached)"
 SNAP_TOTAL = "load_results().to_dataframe(), records snapshot current"
 SNAP_LOAD = "load_results(), records snapshot current"
 SNAP_REFRESH = "snapshot_records(), nothing changed"
+CACHED_TOTAL = "load_results().to_dataframe(), frame cache current (nothing changed)"
 BARE = "bare read of record + derived files"
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 NOTE = "original metalab 0.1: 7.3 s at 100,000 runs"
@@ -65,17 +70,24 @@ def _prepare(root: Path, n: int) -> FileStoreConfig:
     return config
 
 
-def _without_snapshot(directory: Path, fn: Callable[[], object]) -> Callable[[], object]:
-    """``fn`` run with the records snapshot moved aside (two renames, some 20 µs)."""
-    snapshot = directory / SNAPSHOT_NAME
-    aside = directory / ".aside"
+def _without(
+    directory: Path, names: tuple[str, ...], fn: Callable[[], object]
+) -> Callable[[], object]:
+    """``fn`` run with the derived files ``names`` moved aside, and what it writes removed.
+
+    Two renames and an unlink per name, some 30 µs.
+    """
+    moves = [(directory / name, directory / f".aside{name}") for name in names]
 
     def call() -> object:
-        snapshot.rename(aside)
+        for path, aside in moves:
+            path.rename(aside)
         try:
             return fn()
         finally:
-            aside.rename(snapshot)
+            for path, aside in moves:
+                path.unlink(missing_ok=True)
+                aside.rename(path)
 
     return call
 
@@ -96,10 +108,18 @@ def run(report: Report, *, n: int, repeat: int) -> None:
     try:
         config = _prepare(root, n)
         directory = root / "bench_1.0"
-        time.sleep(RACY_SECONDS)  # files this young stay out of a snapshot
+        time.sleep(RACY_SECONDS)  # files this young stay out of a snapshot (and cache)
         with config.connect() as files:
             files.snapshot_records()
-        loaded = metalab.load_results(config)
+        metalab.load_results(config).to_dataframe()  # writes the frame cache
+        if not (directory / CACHE_NAME).is_file():
+            raise RuntimeError(f"no frame cache was written in {directory}")
+        cacheless = (CACHE_NAME,)
+        neither = (CACHE_NAME, SNAPSHOT_NAME)
+        # Results made of records (not loaded) cache no frame, so the frame
+        # subjects below build theirs every time.
+        records = metalab.load_results(config)
+        loaded = metalab.Results(records.records, records.store)
         # Warm: derived metrics cached in ``loaded`` from here on, and pandas and
         # polars imported.
         loaded.to_dataframe()
@@ -115,14 +135,17 @@ def run(report: Report, *, n: int, repeat: int) -> None:
 
         subjects: dict[str, Callable[[], object]] = {
             BARE: lambda: bare_read_dirs(f"{directory}/runs", f"{directory}/derived"),
-            TOTAL: _without_snapshot(
-                directory, lambda: metalab.load_results(config).to_dataframe()
+            TOTAL: _without(
+                directory, neither, lambda: metalab.load_results(config).to_dataframe()
             ),
-            SNAP_TOTAL: lambda: metalab.load_results(config).to_dataframe(),
-            LOAD: _without_snapshot(directory, lambda: metalab.load_results(config)),
-            SNAP_LOAD: lambda: metalab.load_results(config),
+            SNAP_TOTAL: _without(
+                directory, cacheless, lambda: metalab.load_results(config).to_dataframe()
+            ),
+            CACHED_TOTAL: lambda: metalab.load_results(config).to_dataframe(),
+            LOAD: _without(directory, neither, lambda: metalab.load_results(config)),
+            SNAP_LOAD: _without(directory, cacheless, lambda: metalab.load_results(config)),
             SNAP_REFRESH: refresh,
-            FRAME: _without_snapshot(directory, frame_with_derived_read),
+            FRAME: _without(directory, neither, frame_with_derived_read),
             FRAME_ONLY: loaded.to_dataframe,
             POLARS: loaded.to_polars,
             ARROW: loaded.to_arrow,
@@ -138,7 +161,7 @@ def run(report: Report, *, n: int, repeat: int) -> None:
                 file=sys.stderr,
             )
             return
-        cold = {name: subjects[name] for name in (BARE, TOTAL, SNAP_TOTAL)}
+        cold = {name: subjects[name] for name in (BARE, TOTAL, SNAP_TOTAL, CACHED_TOTAL)}
         for name, seconds in time_interleaved(cold, repeat=repeat, setup=_drop_caches).items():
             report.add(Measurement("results.cold", name, n, seconds))
     finally:

@@ -190,6 +190,7 @@ _WHO_HAS: dict[str, str] = {
     "SupportsIndexRebuild": _INDEX,
     "SupportsIndexSync": _INDEX,
     "SupportsWorkingDirectory": "FileStore and PostgresStore have it (files on disk)",
+    "SupportsFrameCache": "only a FileStore has it (a PostgresStore reads its index)",
 }
 _MOST = "FileStore and PostgresStore have it"
 

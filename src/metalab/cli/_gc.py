@@ -1,11 +1,13 @@
 """``metalab store gc``: what crashes leave behind, and runs whose process is gone.
 
-Four kinds of leftovers, each only when older than the cutoff:
+Five kinds of leftovers, each only when older than the cutoff:
 
 - temp files (``.*.partial``) of writes that never finished;
 - records snapshots (``.records-snapshot``) that are stale: unreadable, or holding
   documents whose files changed or are gone since (they are derived, and the next
   sweep or ``FileStore.snapshot_records()`` writes a current one);
+- frame caches (``.frame-cache``) written before the runs or derived metrics last
+  changed (never served again; the next whole frame read writes a current one);
 - artifact files that no manifest names (a crash while an artifact was put or
   replaced);
 - ``running`` runs whose process is known to be gone (:mod:`metalab._liveness`).
@@ -85,6 +87,7 @@ class GcReport:
         applied: Whether anything was removed (``False``: a dry run).
         temp_files: Temp files of writes that never finished.
         stale_snapshots: Records snapshots that are unreadable or outdated.
+        stale_frame_caches: Frame caches of runs that changed since.
         unreferenced_artifacts: Artifact files that no manifest names.
         stuck_runs: Runs whose writer is gone (or cannot be judged, with
             ``include_unknown``).
@@ -98,6 +101,7 @@ class GcReport:
     applied: bool
     temp_files: list[Path] = field(default_factory=list)
     stale_snapshots: list[Path] = field(default_factory=list)
+    stale_frame_caches: list[Path] = field(default_factory=list)
     unreferenced_artifacts: list[Path] = field(default_factory=list)
     stuck_runs: list[RunVerdict] = field(default_factory=list)
     changed_runs: list[RunVerdict] = field(default_factory=list)
@@ -166,6 +170,8 @@ def collect_garbage(
     report.temp_files = _remove_old(temp_files, horizon, apply, "temp file", report.problems)
     stale = [Path(check.path) for check in files.check_records_snapshots() if check.stale]
     report.stale_snapshots = _remove_old(stale, horizon, apply, "snapshot", report.problems)
+    caches = [Path(path) for path in files.stale_frame_caches()]
+    report.stale_frame_caches = _remove_old(caches, horizon, apply, "frame cache", report.problems)
     step(1, _STEPS)
 
     def unreadable(exc: CorruptRecordError) -> None:

@@ -187,7 +187,8 @@ def add_parser(commands: Any) -> None:
         "process is gone (dry run by default)",
         description="Remove what crashes leave behind, if older than --older-than: temp "
         "files of unfinished writes, records snapshots that are stale (unreadable, or "
-        "holding documents whose files changed since; they are derived), artifact files "
+        "holding documents whose files changed since; they are derived), frame caches "
+        "of runs that changed since they were written, artifact files "
         "that no manifest names, and runs "
         "stuck in 'running' whose process is gone. A run counts as stuck only when its "
         "record names a process on this host and that process no longer exists (or its "
@@ -701,6 +702,7 @@ def _gc(args: argparse.Namespace) -> int:
                 "include_unknown": args.include_unknown,
                 "temp_files": [str(p) for p in report.temp_files],
                 "stale_snapshots": [str(p) for p in report.stale_snapshots],
+                "stale_frame_caches": [str(p) for p in report.stale_frame_caches],
                 "unreferenced_artifacts": [str(p) for p in report.unreferenced_artifacts],
                 "stuck_runs": [v.as_json() for v in report.stuck_runs],
                 "changed_runs": [v.as_json() for v in report.changed_runs],
@@ -738,6 +740,8 @@ def _print_gc(report: GcReport) -> None:
         out.write(f"{verb} temp file {path}\n")
     for path in report.stale_snapshots:
         out.write(f"{verb} stale records snapshot {path} (derived: rewritten by the next sweep)\n")
+    for path in report.stale_frame_caches:
+        out.write(f"{verb} stale frame cache {path} (derived: rewritten by the next frame)\n")
     for path in report.unreferenced_artifacts:
         out.write(f"{verb} artifact file {path} (no manifest names it)\n")
     for verdict in report.stuck_runs:
@@ -755,6 +759,7 @@ def _print_gc(report: GcReport) -> None:
     out.write(
         f"{verb} {len(report.temp_files)} temp file(s), "
         f"{len(report.stale_snapshots)} stale snapshot(s), "
+        f"{len(report.stale_frame_caches)} stale frame cache(s), "
         f"{len(report.unreferenced_artifacts)} unreferenced artifact file(s) and "
         f"{len(report.stuck_runs)} stuck run(s); left {kept} running run(s) alone"
         + ("" if report.applied else "; pass --apply to act")

@@ -78,9 +78,15 @@ class _FloatBlock:
 
 
 class Column:
-    """One column of the frame: a name, a kind and its values in a neutral form."""
+    """One column of the frame: a name, a kind and its values in a neutral form.
 
-    __slots__ = ("_items", "block", "index", "kind", "missing", "name")
+    The values are Python ``items``, a column of a float ``block``, or (for a
+    column read back from a frame cache) a NumPy ``array``: bool, int64 or float64
+    for a column of that kind without gaps, int64 microseconds since the epoch (UTC)
+    for a datetime column without gaps.
+    """
+
+    __slots__ = ("_items", "array", "block", "index", "kind", "missing", "name")
 
     def __init__(
         self,
@@ -90,6 +96,7 @@ class Column:
         items: tuple[Any, ...] | list[Any] | None,
         block: _FloatBlock | None = None,
         index: int = 0,
+        array: np.ndarray[Any, Any] | None = None,
     ) -> None:
         self.name = name
         self.kind = kind
@@ -97,14 +104,24 @@ class Column:
         self._items = items
         self.block = block
         self.index = index
+        self.array = array
 
     @property
     def items(self) -> tuple[Any, ...] | list[Any]:
         if self._items is None:
-            if self.block is None:
+            if self.block is not None:
+                self._items = self.block.values(self.index)
+            elif self.array is not None and self.kind == "datetime":
+                micros = self.array.tolist()
+                self._items = [_EPOCH + dt.timedelta(microseconds=m) for m in micros]
+            elif self.array is not None:
+                self._items = self.array.tolist()
+            else:
                 raise AssertionError(f"column {self.name!r} has neither values nor a block")
-            self._items = self.block.values(self.index)
         return self._items
+
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 _NONE: Final = type(None)
@@ -273,6 +290,8 @@ def _pandas_column(column: Column) -> np.ndarray[Any, Any] | pd.Index[Any]:
     import numpy as np  # noqa: PLC0415 -- optional (comes with pandas)
     import pandas as pd  # noqa: PLC0415 -- optional (pandas extra)
 
+    if column.kind == "datetime" and column.array is not None:
+        return pd.DatetimeIndex(column.array.view("datetime64[us]"), tz="UTC")
     if column.kind == "datetime" and column.block is None:
         values = column.items
         if column.missing:
@@ -293,6 +312,8 @@ def numpy_values(column: Column) -> np.ndarray[Any, Any]:
 
     if column.block is not None:
         return column.block.array()[:, column.index]
+    if column.array is not None and column.kind != "datetime":
+        return column.array
     values = column.items
     if column.kind == "bool" and not column.missing:
         return np.array(values, dtype=np.bool_)
@@ -325,6 +346,10 @@ def _polars_series(column: Column, numpy: bool) -> tuple[pl.Series, bool]:
     name, kind = column.name, column.kind
     if column.block is not None and numpy:
         return pl.Series(name, column.block.array()[:, column.index]), False
+    if column.array is not None and numpy:
+        if kind == "datetime":
+            return pl.Series(name, column.array).cast(pl.Datetime("us", "UTC")), False
+        return pl.Series(name, column.array), False
     values = column.items
     if kind == "datetime":
         utc = pl.Datetime("us", "UTC")
@@ -389,6 +414,10 @@ def _arrow_array(column: Column) -> tuple[pa.Array[Any], bool]:
 
     if column.block is not None:
         return pa.array(column.block.array()[:, column.index], type=pa.float64()), False
+    if column.array is not None:
+        if column.kind == "datetime":
+            return pa.array(column.array, type=pa.int64()).cast(pa.timestamp("us", tz="UTC")), False
+        return pa.array(column.array), False
     values = column.items
     kind = column.kind
     if kind == "datetime":

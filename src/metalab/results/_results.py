@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib
+import importlib.util
 import os
 import sys
 import warnings
@@ -19,6 +20,7 @@ from metalab._progress import in_notebook
 from metalab.errors import CapabilityError, ConfigError, ExperimentNotFoundError, MetalabWarning
 from metalab.query import And, Expr, F, OrderBy, Query, build_query, select
 from metalab.records import MetricValue, RunRecord, RunState, Status, metric_value
+from metalab.results._cached_frame import decode_columns, encode_columns, frame_rows
 from metalab.results._derived import DerivedFn
 from metalab.results._frame_0_1 import ArtifactReducer, frame_0_1
 from metalab.results._frames import (
@@ -40,6 +42,7 @@ from metalab.store import (
     StoreConfig,
     StoreLike,
     SupportsExperiments,
+    SupportsFrameCache,
     SupportsLogs,
     SupportsQuery,
     SupportsRunEdits,
@@ -91,13 +94,41 @@ class Results(Sequence[Run]):
         owns_store: bool = False,
         complete: str | None = None,
     ) -> None:
-        self._records = list(records)
+        self._loaded: list[RunRecord] | None = list(records)
         self._store = store
         self._owns_store = owns_store
         # The experiment whose every run these results hold (None for a subset): a
         # query over them can then be answered by the store's own engine.
         self._complete = complete
         self._derived: dict[str, dict[str, MetricValue]] | None = None
+        # A whole experiment's frame, encoded (rows, payload): from the store's frame
+        # cache, or built here; and the key to cache it under once it is built.
+        self._frame: tuple[int, bytes] | None = None
+        self._frame_key: bytes | None = None
+
+    @classmethod
+    def _from_frame(
+        cls, store: Store, experiment_id: str | None, frame: tuple[int, bytes], *, owns_store: bool
+    ) -> Results:
+        """Results of a whole experiment whose frame the store had cached.
+
+        Frames come from the cache; the records are read only when first needed.
+        Should they turn out to be other runs than the frame's (the experiment changed
+        in between), the frame is dropped and later frames are built from them.
+        """
+        results = cls((), store, owns_store=owns_store, complete=experiment_id)
+        results._loaded = None
+        results._frame = frame
+        return results
+
+    @property
+    def _records(self) -> list[RunRecord]:
+        if self._loaded is None:
+            records = sorted(self._store.list_run_records(self._complete), key=_sort_key)
+            self._loaded = records
+            if self._frame is not None and not _frame_of(self._frame[1], records):
+                self._frame = None
+        return self._loaded
 
     def _view(self, records: Iterable[RunRecord]) -> Results:
         view = Results(records, self._store)
@@ -120,6 +151,8 @@ class Results(Sequence[Run]):
         return [r.run_id for r in self._records]
 
     def __len__(self) -> int:
+        if self._loaded is None and self._frame is not None:
+            return self._frame[0]
         return len(self._records)
 
     def __iter__(self) -> Iterator[Run]:
@@ -423,6 +456,7 @@ class Results(Sequence[Run]):
             TypeError: ``fn`` returned something other than a mapping of scalars.
         """
         derived = self._load_derived()
+        self._frame = self._frame_key = None  # the frame changes with the derived metrics
         count = 0
         for record in self._records:
             computed = fn(Run(record, self))
@@ -439,6 +473,11 @@ class Results(Sequence[Run]):
         return count
 
     def _frame_columns(self, columns: Sequence[str] | None = None) -> list[Column]:
+        if self._frame is not None:
+            decoded = decode_columns(self._frame[1])
+            if decoded is not None:
+                return decoded[1] if columns is None else project(decoded[1], columns)
+            self._frame = None
         namespaces = namespaces_for(columns)
         empty: dict[str, MetricValue] = {}
         if "derived" in namespaces:
@@ -447,7 +486,19 @@ class Results(Sequence[Run]):
         else:
             rows = [empty] * len(self._records)
         built = frame_columns(self._records, rows, namespaces)
+        if columns is None:
+            self._keep_frame(built)
         return built if columns is None else project(built, columns)
+
+    def _keep_frame(self, built: list[Column]) -> None:
+        """Cache the whole frame just built in the store, if load_results took a key for it."""
+        key, self._frame_key = self._frame_key, None
+        if key is None or not isinstance(self._store, SupportsFrameCache):
+            return
+        payload = encode_columns(built, len(self._records))
+        if payload is not None:
+            self._frame = (len(self._records), payload)
+            self._store.write_frame_cache(self._complete, key, payload)
 
     def to_dataframe(
         self,
@@ -530,7 +581,7 @@ class Results(Sequence[Run]):
                 progress=bool(progress),
             )
         require("pandas", extra="pandas", feature="Results.to_dataframe()")
-        return pandas_frame(self._frame_columns(columns), len(self._records))
+        return pandas_frame(self._frame_columns(columns), len(self))
 
     def to_polars(self, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """Return a polars DataFrame with one row per run (columns as :meth:`to_dataframe`).
@@ -693,6 +744,19 @@ def _sort_key(record: RunRecord) -> tuple[dt.datetime, str]:
     return record.started_at, record.run_id
 
 
+_HAS_NUMPY: Final = importlib.util.find_spec("numpy") is not None
+"""Frames are cached only with NumPy (which pandas, polars and pyarrow bring)."""
+
+
+def _frame_of(payload: bytes, records: Sequence[RunRecord]) -> bool:
+    """Whether an encoded frame is of exactly ``records``' runs, in their order."""
+    decoded = decode_columns(payload)
+    if decoded is None:
+        return False
+    run_ids = next((c.items for c in decoded[1] if c.name == "run_id"), None)
+    return run_ids is not None and list(run_ids) == [r.run_id for r in records]
+
+
 def _connect_for_reading(config: StoreConfig, experiment_id: str | None) -> Store:
     """Connect ``config`` scoped to ``experiment_id``, if the store holds that experiment.
 
@@ -812,8 +876,17 @@ def load_results(
         )
     try:
         if query is None:
+            cache = store if _HAS_NUMPY and isinstance(store, SupportsFrameCache) else None
+            key = None if cache is None else cache.frame_cache_key(wanted)
+            if cache is not None and key is not None:
+                cached = cache.read_frame_cache(wanted, key)
+                rows = None if cached is None else frame_rows(cached)
+                if cached is not None and rows is not None:
+                    return Results._from_frame(store, wanted, (rows, cached), owns_store=owns)
             records = sorted(store.list_run_records(wanted), key=_sort_key)
-            return Results(records, store, owns_store=owns, complete=wanted)
+            results = Results(records, store, owns_store=owns, complete=wanted)
+            results._frame_key = key
+            return results
         if isinstance(store, SupportsQuery):
             if wanted is not None:
                 scoped = F.experiment_id == wanted

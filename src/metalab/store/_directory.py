@@ -69,6 +69,8 @@ from metalab.store._fileio import (
     write_temp,
     write_temp_with_state,
 )
+from metalab.store._frame_cache import CACHE_NAME as FRAME_CACHE
+from metalab.store._frame_cache import directory_key, is_stale, read_cached, write_cached
 from metalab.store._intents import Landing, abandoned_intents
 from metalab.store._layout import FileStoreLayout, manifest_file_name
 from metalab.store._records_snapshot import SNAPSHOT_NAME as RECORDS_SNAPSHOT
@@ -843,6 +845,28 @@ class StoreDirectory:
 
         parts = self._snapshot_keys()
         return check_snapshot(self._records_snapshot, parts, read if compare else None)
+
+    def frame_key(self, experiment_id: str | None) -> bytes | None:
+        """The key of a frame of ``experiment_id`` built from the files now.
+
+        ``None`` if none can be trusted (see :mod:`~metalab.store._frame_cache`).
+        """
+        if experiment_id is not None and self._experiment_id not in (None, experiment_id):
+            return None
+        return directory_key((self._runs, self._derived), experiment_id or "")
+
+    def read_frame(self, key: bytes) -> bytes | None:
+        """The frame cached under ``key``, if that is the cache's key."""
+        return read_cached(f"{self._dir}/{FRAME_CACHE}", key)
+
+    def write_frame(self, key: bytes, payload: bytes) -> bool:
+        """Cache a frame under ``key``; ``False`` if it could not be written."""
+        return write_cached(f"{self._dir}/{FRAME_CACHE}", key, payload)
+
+    def stale_frame(self) -> str | None:
+        """The frame cache's path if there is one that can no longer be served."""
+        path = f"{self._dir}/{FRAME_CACHE}"
+        return path if is_stale(path, (self._runs, self._derived)) else None
 
     def _snapshot_keys(self) -> dict[Kind, dict[str, FileKey]]:
         """The key of each record and derived file, by kind and name: what a snapshot holds."""

@@ -559,6 +559,35 @@ class FileStore(Collection[StoreDirectory]):
         """
         return sum(space.snapshot_records() for space in self._spaces_of(experiment_id))
 
+    def _only_space(self, experiment_id: str | None) -> StoreDirectory | None:
+        spaces = self._spaces_of(experiment_id)
+        return spaces[0] if len(spaces) == 1 else None
+
+    def frame_cache_key(self, experiment_id: str | None = None) -> bytes | None:
+        """The key a frame of ``experiment_id``'s runs, built from the files now, is cached by.
+
+        ``None`` when no cache can be trusted: the runs span several directories, or
+        ``runs/`` or ``derived/`` changed in the last two seconds (see
+        :class:`~metalab.store.abc.SupportsFrameCache`).
+        """
+        space = self._only_space(experiment_id)
+        return None if space is None else space.frame_key(experiment_id)
+
+    def read_frame_cache(self, experiment_id: str | None, key: bytes) -> bytes | None:
+        """The frame cached for ``experiment_id`` under ``key``; ``None`` if there is none."""
+        space = self._only_space(experiment_id)
+        return None if space is None else space.read_frame(key)
+
+    def write_frame_cache(self, experiment_id: str | None, key: bytes, payload: bytes) -> bool:
+        """Cache a frame of ``experiment_id`` under ``key``; ``False`` if it was not written."""
+        space = self._only_space(experiment_id)
+        return space is not None and space.write_frame(key, payload)
+
+    def stale_frame_caches(self, experiment_id: str | None = None) -> list[str]:
+        """The frame caches that can no longer be served (``metalab store gc`` removes them)."""
+        found = (space.stale_frame() for space in self._spaces_of(experiment_id))
+        return [path for path in found if path is not None]
+
     def check_records_snapshots(
         self, experiment_id: str | None = None, *, compare: bool = False
     ) -> list[SnapshotCheck]:

@@ -53,6 +53,7 @@ __all__ = [
     "SupportsDelete",
     "SupportsExperimentManifests",
     "SupportsExperiments",
+    "SupportsFrameCache",
     "SupportsIndexRebuild",
     "SupportsIndexSync",
     "SupportsIndexedFiles",
@@ -399,6 +400,31 @@ class SupportsDelete(Protocol):
                 that look abandoned must: a run that finished in the meantime, or
                 was started again, is left alone and ``False`` returned.
         """
+        ...
+
+
+@runtime_checkable
+class SupportsFrameCache(Protocol):
+    """A whole experiment's results frame can be kept beside its runs and served again.
+
+    ``load_results(...).to_dataframe()`` (and ``to_polars``/``to_arrow``) of a whole
+    experiment takes :meth:`frame_cache_key` *before* reading the runs, builds the
+    frame, and caches its columns under that key; the next load whose key is the
+    same is served from the cache without reading a record. A key changes with every
+    write of a run record or derived metrics; a store returns ``None`` when it
+    cannot vouch for a key (then nothing is cached or served).
+    """
+
+    def frame_cache_key(self, experiment_id: str | None = None) -> bytes | None:
+        """The key of a frame of ``experiment_id`` built from the store as it is now."""
+        ...
+
+    def read_frame_cache(self, experiment_id: str | None, key: bytes) -> bytes | None:
+        """The payload cached for ``experiment_id`` under ``key``; ``None``: none, or another."""
+        ...
+
+    def write_frame_cache(self, experiment_id: str | None, key: bytes, payload: bytes) -> bool:
+        """Cache ``payload`` under ``key``; ``False`` if it could not be (never an error)."""
         ...
 
 
