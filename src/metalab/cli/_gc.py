@@ -6,8 +6,9 @@ Five kinds of leftovers, each only when older than the cutoff:
 - records snapshots (``.records-snapshot``) that are stale: unreadable, or holding
   documents whose files changed or are gone since (they are derived, and the next
   sweep or ``FileStore.snapshot_records()`` writes a current one);
-- frame caches (``.frame-cache``) written before the runs or derived metrics last
-  changed (never served again; the next whole frame read writes a current one);
+- frame and query caches (``.frame-cache``, ``.query-cache``) written before the
+  runs or derived metrics last changed (never served again; the next whole frame or
+  query writes a current one);
 - artifact files that no manifest names (a crash while an artifact was put or
   replaced);
 - ``running`` runs whose process is known to be gone (:mod:`metalab._liveness`).
@@ -87,7 +88,7 @@ class GcReport:
         applied: Whether anything was removed (``False``: a dry run).
         temp_files: Temp files of writes that never finished.
         stale_snapshots: Records snapshots that are unreadable or outdated.
-        stale_frame_caches: Frame caches of runs that changed since.
+        stale_caches: Frame and query caches of runs that changed since.
         unreferenced_artifacts: Artifact files that no manifest names.
         stuck_runs: Runs whose writer is gone (or cannot be judged, with
             ``include_unknown``).
@@ -101,7 +102,7 @@ class GcReport:
     applied: bool
     temp_files: list[Path] = field(default_factory=list)
     stale_snapshots: list[Path] = field(default_factory=list)
-    stale_frame_caches: list[Path] = field(default_factory=list)
+    stale_caches: list[Path] = field(default_factory=list)
     unreferenced_artifacts: list[Path] = field(default_factory=list)
     stuck_runs: list[RunVerdict] = field(default_factory=list)
     changed_runs: list[RunVerdict] = field(default_factory=list)
@@ -170,8 +171,8 @@ def collect_garbage(
     report.temp_files = _remove_old(temp_files, horizon, apply, "temp file", report.problems)
     stale = [Path(check.path) for check in files.check_records_snapshots() if check.stale]
     report.stale_snapshots = _remove_old(stale, horizon, apply, "snapshot", report.problems)
-    caches = [Path(path) for path in files.stale_frame_caches()]
-    report.stale_frame_caches = _remove_old(caches, horizon, apply, "frame cache", report.problems)
+    caches = [Path(path) for path in files.stale_caches()]
+    report.stale_caches = _remove_old(caches, horizon, apply, "cache", report.problems)
     step(1, _STEPS)
 
     def unreadable(exc: CorruptRecordError) -> None:

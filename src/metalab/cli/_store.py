@@ -29,6 +29,7 @@ from metalab.errors import (
 )
 from metalab.interop.parquet import export_parquet
 from metalab.records import RunRecord
+from metalab.results import frame_cache_matches
 from metalab.series import MetricSeries
 from metalab.store import (
     FileStore,
@@ -126,7 +127,8 @@ def add_parser(commands: Any) -> None:
 
     verify = sub.add_parser(
         "verify",
-        help="check every record, artifact hash, records snapshot and the index; changes nothing",
+        help="check every record, artifact hash, records snapshot, cache and the index; "
+        "changes nothing",
         epilog="Example: metalab store verify ./experiments --experiment mnist:1.0\n\n"
         + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -187,8 +189,8 @@ def add_parser(commands: Any) -> None:
         "process is gone (dry run by default)",
         description="Remove what crashes leave behind, if older than --older-than: temp "
         "files of unfinished writes, records snapshots that are stale (unreadable, or "
-        "holding documents whose files changed since; they are derived), frame caches "
-        "of runs that changed since they were written, artifact files "
+        "holding documents whose files changed since; they are derived), frame and query "
+        "caches of runs that changed since they were written, artifact files "
         "that no manifest names, and runs "
         "stuck in 'running' whose process is gone. A run counts as stuck only when its "
         "record names a process on this host and that process no longer exists (or its "
@@ -452,6 +454,7 @@ def _verify(args: argparse.Namespace) -> int:
         for eid, records in listed:
             problems.extend(_verify_runs(session.store, eid, records, checked, bar, total, start))
             problems.extend(_verify_snapshots(session.store, eid, checked))
+            problems.extend(_verify_frame_cache(session.store, eid, checked))
             start += len(records)
             if session.index.state == "up to date":
                 problems.extend(_verify_index(session, eid, records, checked))
@@ -527,6 +530,31 @@ def _verify_snapshots(store: Store, eid: str, checked: Counter[str]) -> list[str
             problems.append(
                 f"records snapshot {check.path} holds other documents than the unchanged "
                 f"files {shown}{more} ({fix})"
+            )
+    return problems
+
+
+def _verify_frame_cache(store: Store, eid: str, checked: Counter[str]) -> list[str]:
+    """Cached frames and query answers that would be served but differ from the files'."""
+    fix = "it is derived: delete it"
+    problems = []
+    matches = frame_cache_matches(store, eid)
+    if matches is not None:
+        checked["frame caches"] += 1
+        if not matches:
+            problems.append(
+                f"the frame cache of {eid!r} is not the frame its runs build (a record or "
+                f"derived file edited in place?); {fix} (.frame-cache in its directory)"
+            )
+    files = files_of(store)
+    wrong = None if files is None else files.check_query_cache(eid)
+    if wrong is not None:
+        checked["query caches"] += 1
+        if wrong:
+            shown = "; ".join(str(query.where) for query in wrong[:3])
+            problems.append(
+                f"the query cache of {eid!r} holds {len(wrong)} answer(s) the files do not "
+                f"give now ({shown}); {fix} (.query-cache in its directory)"
             )
     return problems
 
@@ -702,7 +730,7 @@ def _gc(args: argparse.Namespace) -> int:
                 "include_unknown": args.include_unknown,
                 "temp_files": [str(p) for p in report.temp_files],
                 "stale_snapshots": [str(p) for p in report.stale_snapshots],
-                "stale_frame_caches": [str(p) for p in report.stale_frame_caches],
+                "stale_caches": [str(p) for p in report.stale_caches],
                 "unreferenced_artifacts": [str(p) for p in report.unreferenced_artifacts],
                 "stuck_runs": [v.as_json() for v in report.stuck_runs],
                 "changed_runs": [v.as_json() for v in report.changed_runs],
@@ -740,8 +768,8 @@ def _print_gc(report: GcReport) -> None:
         out.write(f"{verb} temp file {path}\n")
     for path in report.stale_snapshots:
         out.write(f"{verb} stale records snapshot {path} (derived: rewritten by the next sweep)\n")
-    for path in report.stale_frame_caches:
-        out.write(f"{verb} stale frame cache {path} (derived: rewritten by the next frame)\n")
+    for path in report.stale_caches:
+        out.write(f"{verb} stale cache {path} (derived: rewritten by the next read)\n")
     for path in report.unreferenced_artifacts:
         out.write(f"{verb} artifact file {path} (no manifest names it)\n")
     for verdict in report.stuck_runs:
@@ -759,7 +787,7 @@ def _print_gc(report: GcReport) -> None:
     out.write(
         f"{verb} {len(report.temp_files)} temp file(s), "
         f"{len(report.stale_snapshots)} stale snapshot(s), "
-        f"{len(report.stale_frame_caches)} stale frame cache(s), "
+        f"{len(report.stale_caches)} stale cache(s), "
         f"{len(report.unreferenced_artifacts)} unreferenced artifact file(s) and "
         f"{len(report.stuck_runs)} stuck run(s); left {kept} running run(s) alone"
         + ("" if report.applied else "; pass --apply to act")

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
-__all__ = ["Results", "load_results"]
+__all__ = ["Results", "frame_cache_matches", "load_results"]
 
 
 def _matches(value: object, expected: object) -> bool:
@@ -903,6 +903,35 @@ def load_results(
         if owns:
             store.close()
         raise
+
+
+def frame_cache_matches(store: Store, experiment_id: str | None) -> bool | None:
+    """Whether the frame a store would serve from its cache is the frame its runs build.
+
+    A cached frame is served while ``runs/`` and ``derived/`` stay as they were, which
+    a record or derived file edited *in place* by another program does not change;
+    this builds the frame from the runs and compares (``metalab store verify`` does).
+
+    Args:
+        store: Any store (only a :class:`~metalab.store.abc.SupportsFrameCache` has a
+            cache).
+        experiment_id: The experiment, as ``load_results`` is given it.
+
+    Returns:
+        ``None`` when no cached frame would be served now (none, stale, no NumPy, or
+        a store without a cache), else whether it is the one the runs build.
+    """
+    if not (_HAS_NUMPY and isinstance(store, SupportsFrameCache)):
+        return None
+    key = store.frame_cache_key(experiment_id)
+    cached = None if key is None else store.read_frame_cache(experiment_id, key)
+    if cached is None:
+        return None
+    records = sorted(store.list_run_records(experiment_id), key=_sort_key)
+    lookup = derived_lookup(store, experiment_id)
+    empty: dict[str, MetricValue] = {}
+    derived = [dict(lookup(record) or empty) for record in records]
+    return encode_columns(frame_columns(records, derived), len(records)) == cached
 
 
 _SERIES_BATCH: Final = 1_000

@@ -30,6 +30,7 @@ from metalab.errors import (
     ExperimentMismatchError,
     StoreError,
 )
+from metalab.query import Query
 from metalab.records import (
     ArtifactDescriptor,
     DerivedMetrics,
@@ -73,6 +74,7 @@ from metalab.store._frame_cache import CACHE_NAME as FRAME_CACHE
 from metalab.store._frame_cache import directory_key, is_stale, read_cached, write_cached
 from metalab.store._intents import Landing, abandoned_intents
 from metalab.store._layout import FileStoreLayout, manifest_file_name
+from metalab.store._query_cache import QUERY_CACHE_NAME, cached_answer, cached_queries, store_answer
 from metalab.store._records_snapshot import SNAPSHOT_NAME as RECORDS_SNAPSHOT
 from metalab.store._records_snapshot import (
     Kind,
@@ -863,10 +865,32 @@ class StoreDirectory:
         """Cache a frame under ``key``; ``False`` if it could not be written."""
         return write_cached(f"{self._dir}/{FRAME_CACHE}", key, payload)
 
-    def stale_frame(self) -> str | None:
-        """The frame cache's path if there is one that can no longer be served."""
-        path = f"{self._dir}/{FRAME_CACHE}"
-        return path if is_stale(path, (self._runs, self._derived)) else None
+    def stale_caches(self) -> list[str]:
+        """The frame and query caches that can no longer be served (their paths)."""
+        paths = (f"{self._dir}/{FRAME_CACHE}", f"{self._dir}/{QUERY_CACHE_NAME}")
+        return [path for path in paths if is_stale(path, (self._runs, self._derived))]
+
+    def cached_query(self, key: bytes, query: Query) -> list[RunRecord] | None:
+        """The answer to ``query`` kept under ``key``, read from the records; ``None``: none."""
+        run_ids = cached_answer(f"{self._dir}/{QUERY_CACHE_NAME}", key, query)
+        if run_ids is None:
+            return None
+        records = []
+        for run_id in run_ids:
+            record = self.get_run_record(run_id)
+            if record is None:  # gone: the key cannot have matched (an outside delete)
+                return None
+            records.append(record)
+        return records
+
+    def cache_query(self, key: bytes, query: Query, records: Sequence[RunRecord]) -> None:
+        """Keep the answer to ``query`` under ``key`` (a small one; never an error)."""
+        path = f"{self._dir}/{QUERY_CACHE_NAME}"
+        store_answer(path, key, query, [record.run_id for record in records])
+
+    def cached_queries(self, key: bytes) -> list[tuple[Query, list[str]]]:
+        """The queries kept under ``key`` with their answers' run ids."""
+        return cached_queries(f"{self._dir}/{QUERY_CACHE_NAME}", key)
 
     def _snapshot_keys(self) -> dict[Kind, dict[str, FileKey]]:
         """The key of each record and derived file, by kind and name: what a snapshot holds."""

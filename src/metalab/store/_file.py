@@ -40,6 +40,7 @@ from metalab.errors import (
     StoreError,
     StoreNotFoundError,
 )
+from metalab.query import Query, select
 from metalab.records import ExperimentManifest, MetricValue, RunRecord, StoreMeta
 from metalab.series import MetricSeries, SeriesArrays, SeriesPoint
 from metalab.store._collection import Collection
@@ -48,6 +49,7 @@ from metalab.store._documents import Document, DocumentKind, DocumentRef, Series
 from metalab.store._fileio import atomic_write
 from metalab.store._intents import Landing
 from metalab.store._layout import META_FILE, FileStoreLayout, safe_experiment_id
+from metalab.store._query import derived_lookup
 from metalab.store._records_snapshot import SnapshotCheck
 from metalab.store._rules import validate_experiment_id
 from metalab.store._series_file import SeriesScan
@@ -583,10 +585,48 @@ class FileStore(Collection[StoreDirectory]):
         space = self._only_space(experiment_id)
         return space is not None and space.write_frame(key, payload)
 
-    def stale_frame_caches(self, experiment_id: str | None = None) -> list[str]:
-        """The frame caches that can no longer be served (``metalab store gc`` removes them)."""
-        found = (space.stale_frame() for space in self._spaces_of(experiment_id))
-        return [path for path in found if path is not None]
+    def stale_caches(self, experiment_id: str | None = None) -> list[str]:
+        """The frame and query caches that can no longer be served (gc removes them)."""
+        return [path for space in self._spaces_of(experiment_id) for path in space.stale_caches()]
+
+    def query_runs(self, query: Query) -> list[RunRecord]:
+        """Return the runs matching ``query`` (evaluated in Python over the records).
+
+        The answers of the last few queries (of up to 1,000 runs each) are kept in the
+        experiment directory's ``.query-cache`` under the key of the frame cache, so
+        the same query is answered again by reading only its runs' records while
+        ``runs/`` and ``derived/`` are unchanged.
+        """
+        scope = self._scope()
+        space = self._only_space(scope)
+        key = None if space is None else space.frame_key(scope)
+        if space is None or key is None:
+            return super().query_runs(query)
+        cached = space.cached_query(key, query)
+        if cached is not None:
+            return cached
+        records = super().query_runs(query)
+        space.cache_query(key, query, records)
+        return records
+
+    def check_query_cache(self, experiment_id: str | None = None) -> list[Query] | None:
+        """The cached queries whose answer is not what the files give now.
+
+        ``None`` when no cached answer would be served now. Reads every record once
+        and asks each cached query again (``metalab store verify`` does).
+        """
+        space = self._only_space(experiment_id)
+        key = None if space is None else space.frame_key(experiment_id)
+        cached = [] if space is None or key is None else space.cached_queries(key)
+        if not cached:
+            return None
+        records = self.list_run_records(experiment_id)
+        lookup = derived_lookup(self, experiment_id)
+        return [
+            query
+            for query, run_ids in cached
+            if [record.run_id for record in select(records, query, lookup)] != run_ids
+        ]
 
     def check_records_snapshots(
         self, experiment_id: str | None = None, *, compare: bool = False

@@ -1,4 +1,4 @@
-"""The frame cache: a whole experiment's frame served again while its runs are unchanged.
+"""The frame and query caches: served again while an experiment's runs are unchanged.
 
 Most tests let a directory count as settled at once (``RACY_SECONDS`` 0) and wait a
 few clock ticks after writing, so that a write after the cache always lands on a new
@@ -19,11 +19,12 @@ import polars.testing
 import pytest
 
 import metalab
+import metalab.query
 from metalab.cli import main as cli_main
 from metalab.errors import MetalabWarning
 from metalab.records import RunRecord
-from metalab.results import Results
-from metalab.store import FileStore, FileStoreConfig, _frame_cache
+from metalab.results import Results, frame_cache_matches
+from metalab.store import FileStore, FileStoreConfig, _frame_cache, _query_cache, derived_lookup
 from metalab.store._directory import StoreDirectory
 from metalab.testing.store import make_record
 
@@ -281,13 +282,176 @@ def test_gc_removes_a_stale_cache_and_keeps_a_current_one(
 ) -> None:
     _loaded(root)
     path = _cache(root)
-    assert json.loads(_gc(capsys, root, "--apply", "--json"))["stale_frame_caches"] == []
+    assert json.loads(_gc(capsys, root, "--apply", "--json"))["stale_caches"] == []
     assert path.is_file()
     with FileStoreConfig(root=str(root), experiment_id=EXP).connect() as files:
         _add_run(files)
-    assert f"would remove stale frame cache {path}" in _gc(capsys, root)
+    assert f"would remove stale cache {path}" in _gc(capsys, root)
     assert path.is_file()
-    assert f"removed stale frame cache {path}" in _gc(capsys, root, "--apply")
+    assert f"removed stale cache {path}" in _gc(capsys, root, "--apply")
     assert not path.exists()
     path.write_bytes(b"garbage")
-    assert f"removed stale frame cache {path}" in _gc(capsys, root, "--apply")
+    assert f"removed stale cache {path}" in _gc(capsys, root, "--apply")
+
+
+def test_verify_finds_a_record_edited_in_place_under_a_current_cache(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _loaded(root)
+    with FileStoreConfig(root=str(root), experiment_id=EXP).connect() as files:
+        assert frame_cache_matches(files, EXP) is True
+    assert cli_main(["store", "verify", str(root)]) == 0
+    assert "checked 1 frame caches, 11 records: 0 problem(s)" in capsys.readouterr().out
+    # Written in place, as another program might: runs/ keeps its times, so the key
+    # still matches (only verify can tell).
+    path = root / "frames_1" / "runs" / "run03.json"
+    data = path.read_bytes()
+    with path.open("r+b") as stream:
+        stream.write(data.replace(b'"s":"xxx"', b'"s":"yyy"'))
+    with FileStoreConfig(root=str(root), experiment_id=EXP).connect() as files:
+        assert frame_cache_matches(files, EXP) is False
+    assert cli_main(["store", "verify", str(root)]) != 0
+    captured = capsys.readouterr()
+    assert "the frame cache of 'frames:1' is not the frame its runs build" in (
+        captured.out + captured.err
+    )
+    (root / "frames_1" / CACHE).unlink()
+    with FileStoreConfig(root=str(root), experiment_id=EXP).connect() as files:
+        assert frame_cache_matches(files, EXP) is None
+
+
+# The query cache.
+
+TOP = {
+    "where": "metrics.n >= 2 and params.nested.act == 'relu'",
+    "order_by": "-metrics.loss",
+    "limit": 3,
+}
+
+
+def _answer(root: Path, **query: Any) -> list[str]:
+    with metalab.load_results(str(root), EXP, **query) as results:
+        return results.run_ids
+
+
+def _answer_from_files(root: Path, **query: Any) -> list[str]:
+    """What the query engine answers over the files, never from a cache."""
+    with FileStoreConfig(root=str(root), experiment_id=EXP).connect() as files:
+        built = metalab.query.build_query(
+            query.get("where"), query.get("order_by"), query.get("limit")
+        )
+        found = metalab.query.select(files.list_run_records(EXP), built, derived_lookup(files, EXP))
+        return [record.run_id for record in found]
+
+
+def test_the_same_query_is_answered_again_reading_only_its_runs(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _answer(root, **TOP)
+    assert first == _answer_from_files(root, **TOP) == ["run02", "run03", "run04"]
+    other = {"where": "derived.score > 1", "order_by": "run_id"}
+    expected_other = _answer_from_files(root, **other)
+    assert _answer(root, **other) == expected_other
+    reads: list[str] = []
+    original = StoreDirectory.get_run_record
+
+    def counting(self: StoreDirectory, run_id: str) -> RunRecord | None:
+        reads.append(run_id)
+        return original(self, run_id)
+
+    with monkeypatch.context() as patched:
+        _no_record_read(patched)
+        patched.setattr(StoreDirectory, "get_run_record", counting)
+        assert _answer(root, **TOP) == first
+        assert reads == first
+        assert _answer(root, **other) == expected_other
+
+
+@pytest.mark.parametrize("change", CHANGES, ids=lambda f: f.__name__.strip("_"))
+def test_every_write_after_an_answer_is_seen(root: Path, change: Any) -> None:
+    query = {"where": "status == 'success' or derived.score > 3", "order_by": "-metrics.n"}
+    _answer(root, **query)
+    with FileStoreConfig(root=str(root), experiment_id=EXP).connect() as files:
+        change(files)
+    _settle()
+    assert _answer(root, **query) == _answer_from_files(root, **query)
+
+
+def test_large_answers_are_not_kept_and_old_ones_make_room(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_query_cache, "MAX_RUNS", 3)
+    monkeypatch.setattr(_query_cache, "ENTRIES", 2)
+    path = root / "frames_1" / _query_cache.QUERY_CACHE_NAME
+
+    def kept() -> list[Any]:
+        with FileStoreConfig(root=str(root), experiment_id=EXP).connect() as files:
+            key = files.frame_cache_key(EXP)
+            assert key is not None
+            return [query.limit for query, _ in _directory_of(files).cached_queries(key)]
+
+    _answer(root, order_by="run_id")  # 11 runs: not kept
+    assert not path.exists()
+    for limit in (1, 2, 3):
+        _answer(root, order_by="run_id", limit=limit)
+    assert kept() == [2, 3]
+    _answer(root, order_by="run_id", limit=2)  # answered from the cache: no change
+    assert kept() == [2, 3]
+    _answer(root, order_by="run_id", limit=1)  # asked anew: the oldest makes room
+    assert kept() == [3, 1]
+
+
+def _directory_of(files: FileStore) -> StoreDirectory:
+    spaces = files._spaces_of(EXP)
+    assert len(spaces) == 1
+    return spaces[0]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda data: data[:-1] + bytes([data[-1] ^ 1]), lambda data: data[:20]],
+    ids=["bit", "torn"],
+)
+def test_a_damaged_query_cache_is_not_served(root: Path, damage: Any) -> None:
+    _answer(root, **TOP)
+    path = root / "frames_1" / _query_cache.QUERY_CACHE_NAME
+    path.write_bytes(damage(path.read_bytes()))
+    assert _answer(root, **TOP) == _answer_from_files(root, **TOP)
+
+
+def test_verify_finds_an_answer_the_files_no_longer_give(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _answer(root, **TOP)
+    assert cli_main(["store", "verify", str(root)]) == 0
+    assert "1 query caches" in capsys.readouterr().out
+    path = root / "frames_1" / "runs" / "run03.json"
+    data = path.read_bytes()
+    with path.open("r+b") as stream:  # in place: runs/ keeps its times
+        stream.write(data.replace(b'"n":3', b'"n":0'))
+    assert cli_main(["store", "verify", str(root)]) != 0
+    captured = capsys.readouterr()
+    assert "the query cache of 'frames:1' holds 1 answer(s) the files do not give now" in (
+        captured.out + captured.err
+    )
+
+
+def test_gc_removes_a_stale_query_cache(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _answer(root, **TOP)
+    path = root / "frames_1" / _query_cache.QUERY_CACHE_NAME
+    assert path.is_file()
+    assert json.loads(_gc(capsys, root, "--apply", "--json"))["stale_caches"] == []
+    with FileStoreConfig(root=str(root), experiment_id=EXP).connect() as files:
+        _add_run(files)
+    assert f"removed stale cache {path}" in _gc(capsys, root, "--apply")
+    assert not path.exists()
+
+
+def test_a_directory_changed_in_the_last_seconds_keeps_no_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_frame_cache, "RACY_SECONDS", 2)
+    with FileStoreConfig(root=str(tmp_path), experiment_id=EXP).connect() as files:
+        files.put_run_record(_record(1))
+    assert _answer(tmp_path, order_by="run_id", limit=1) == ["run01"]
+    assert not (tmp_path / "frames_1" / _query_cache.QUERY_CACHE_NAME).exists()
