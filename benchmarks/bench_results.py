@@ -40,7 +40,7 @@ from pathlib import Path
 import metalab
 from benchmarks import _workload
 from benchmarks._anchors import bare_read_dirs
-from benchmarks._harness import Measurement, Report, time_interleaved
+from benchmarks._harness import Measurement, Report, time_interleaved, without_files
 from metalab.store._file import FileStoreConfig
 from metalab.store._frame_cache import CACHE_NAME
 from metalab.store._records_snapshot import RACY_SECONDS, SNAPSHOT_NAME
@@ -68,28 +68,6 @@ def _prepare(root: Path, n: int) -> FileStoreConfig:
         for i in range(n):
             store.put_derived(_workload.run_id(i), _workload.derived(i).metrics)
     return config
-
-
-def _without(
-    directory: Path, names: tuple[str, ...], fn: Callable[[], object]
-) -> Callable[[], object]:
-    """``fn`` run with the derived files ``names`` moved aside, and what it writes removed.
-
-    Two renames and an unlink per name, some 30 µs.
-    """
-    moves = [(directory / name, directory / f".aside{name}") for name in names]
-
-    def call() -> object:
-        for path, aside in moves:
-            path.rename(aside)
-        try:
-            return fn()
-        finally:
-            for path, aside in moves:
-                path.unlink(missing_ok=True)
-                aside.rename(path)
-
-    return call
 
 
 def _drop_caches() -> None:
@@ -135,17 +113,17 @@ def run(report: Report, *, n: int, repeat: int) -> None:
 
         subjects: dict[str, Callable[[], object]] = {
             BARE: lambda: bare_read_dirs(f"{directory}/runs", f"{directory}/derived"),
-            TOTAL: _without(
+            TOTAL: without_files(
                 directory, neither, lambda: metalab.load_results(config).to_dataframe()
             ),
-            SNAP_TOTAL: _without(
+            SNAP_TOTAL: without_files(
                 directory, cacheless, lambda: metalab.load_results(config).to_dataframe()
             ),
             CACHED_TOTAL: lambda: metalab.load_results(config).to_dataframe(),
-            LOAD: _without(directory, neither, lambda: metalab.load_results(config)),
-            SNAP_LOAD: _without(directory, cacheless, lambda: metalab.load_results(config)),
+            LOAD: without_files(directory, neither, lambda: metalab.load_results(config)),
+            SNAP_LOAD: without_files(directory, cacheless, lambda: metalab.load_results(config)),
             SNAP_REFRESH: refresh,
-            FRAME: _without(directory, neither, frame_with_derived_read),
+            FRAME: without_files(directory, neither, frame_with_derived_read),
             FRAME_ONLY: loaded.to_dataframe,
             POLARS: loaded.to_polars,
             ARROW: loaded.to_arrow,
