@@ -101,8 +101,8 @@ class Results(Sequence[Run]):
         # query over them can then be answered by the store's own engine.
         self._complete = complete
         self._derived: dict[str, dict[str, MetricValue]] | None = None
-        # A whole experiment's frame, encoded (rows, payload): from the store's frame
-        # cache, or built here; and the key to cache it under once it is built.
+        # A whole experiment's frame, encoded (rows, payload), from the store's frame
+        # cache; and the key to cache the frame under once it is built here.
         self._frame: tuple[int, bytes] | None = None
         self._frame_key: bytes | None = None
 
@@ -495,9 +495,9 @@ class Results(Sequence[Run]):
         key, self._frame_key = self._frame_key, None
         if key is None or not isinstance(self._store, SupportsFrameCache):
             return
+        # Not kept here as well: at a million runs the encoded frame is some 370 MB.
         payload = encode_columns(built, len(self._records))
         if payload is not None:
-            self._frame = (len(self._records), payload)
             self._store.write_frame_cache(self._complete, key, payload)
 
     def to_dataframe(
