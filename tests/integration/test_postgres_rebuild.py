@@ -53,6 +53,34 @@ def plain_files(postgres_config: PostgresStoreConfig) -> Iterator[FileStore]:
 
 
 class TestRebuildIndex:
+    def test_a_rebuild_reading_the_records_snapshot_equals_the_files(
+        self,
+        scoped: PostgresStore,
+        plain_files: FileStore,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        from metalab.store import _directory  # noqa: PLC0415 -- patched below
+
+        records = [make_record(EXP, f"run{i:02d}") for i in range(20)]
+        scoped.put_run_records(records)
+        for record in records[:10]:
+            scoped.put_derived(record.run_id, {"d": 1.0})
+        directory = Path(plain_files.get_working_directory())
+        old = 1_000_000_000_000_000_000  # 2001: long before the snapshot
+        for path in [*directory.glob("runs/*.json"), *directory.glob("derived/*.json")]:
+            os.utime(path, ns=(old, old))
+        assert plain_files.snapshot_records() == 30
+        # Changes the snapshot does not hold, made to the files alone.
+        plain_files.set_tags("run01", add=["edited"])
+        plain_files.delete_run("run02")
+        plain_files.put_run_record(make_record(EXP, "new"))
+        plain_files.put_derived("run03", {"d": 2.0})
+        monkeypatch.setattr(_directory, "_FROM_SNAPSHOT", 1)
+        assert scoped.rebuild_index() == 20
+        assert by_id(scoped.list_run_records()) == by_id(plain_files.list_run_records())
+        assert scoped.list_derived() == plain_files.list_derived()
+        assert not scoped.is_index_stale()
+
     def test_rebuild_after_dropping_the_schema_restores_every_record(
         self, postgres_config: PostgresStoreConfig, postgres_url: str, scoped: PostgresStore
     ) -> None:

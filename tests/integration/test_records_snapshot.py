@@ -22,6 +22,7 @@ from metalab.records import DerivedMetrics, RunRecord
 from metalab.series import SeriesPoint
 from metalab.store import FileStore, FileStoreConfig, _directory, _fileio, _records_snapshot
 from metalab.store._directory import StoreDirectory
+from metalab.store._documents import DocumentKind
 from metalab.testing import assert_same_document, run_cli
 from metalab.testing.store import make_record
 
@@ -498,3 +499,75 @@ def test_a_snapshot_that_cannot_be_written_never_fails_the_sweep(
     assert len(results.successful) == 3
     assert "the records snapshot was not written" in caplog.text
     assert not (tmp_path / "nw_1" / SNAPSHOT).exists()
+
+
+def _read_from_files(store: FileStore, kind: Any) -> dict[str, tuple[bytes, Any]]:
+    """Each document of ``kind`` as its file holds it now, with that file's state."""
+    directory = _directory_of(store) / kind
+    found = {}
+    for path in directory.glob("*.json"):
+        stat = path.stat()
+        found[path.stem] = (path.read_bytes(), (stat.st_mtime_ns, stat.st_size))
+    return found
+
+
+def test_many_documents_for_a_rebuild_come_from_the_snapshot_where_unchanged(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = _directory_of(store)
+    _age(directory)
+    store.snapshot_records()
+    store.set_tags("run01", add=["edited"])
+    store.delete_run("run02")
+    store.put_run_record(make_record(EXP, "new"))
+    store.put_derived("run04", {"score": -1.0})
+    (directory / "derived" / "run05.json").unlink()
+    path = directory / "runs" / "run07.json"
+    with path.open("r+b") as stream:  # in place: same inode, new time
+        stream.write(path.read_bytes().replace(b'"conformance"', b'"by-hand____"'))
+    monkeypatch.setattr(_directory, "_FROM_SNAPSHOT", 1)
+    reads: list[str] = []
+    real = _fileio.read_with_state
+
+    def counting(where: str) -> Any:
+        reads.append(Path(where).stem)
+        return real(where)
+
+    monkeypatch.setattr(_directory, "read_with_state", counting)
+    kinds: list[tuple[DocumentKind, list[str]]] = [
+        ("runs", ["new", "run01", "run07"]),
+        ("derived", ["run04"]),
+    ]
+    for kind, changed in kinds:
+        reads.clear()
+        scan = store.scan_documents(kind, EXP)
+        documents = {doc.key: (doc.data, (doc.state.mtime_ns, doc.state.size)) for doc in scan}
+        assert documents == _read_from_files(store, kind)
+        assert sorted(reads) == changed
+
+
+def test_a_few_documents_or_a_far_larger_snapshot_are_read_from_the_files(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = _directory_of(store)
+    _age(directory)
+    store.snapshot_records()
+    reads: list[str] = []
+    real = _fileio.read_with_state
+
+    def counting(where: str) -> Any:
+        reads.append(Path(where).stem)
+        return real(where)
+
+    monkeypatch.setattr(_directory, "read_with_state", counting)
+    space = store._spaces_of(EXP)[0]
+    assert len(list(space.read_documents("runs", ["run01", "run03"]))) == 2  # default bar
+    assert reads == ["run01", "run03"]
+    monkeypatch.setattr(_directory, "_FROM_SNAPSHOT", 1)
+    reads.clear()
+    assert len(list(space.read_documents("runs", ["run01", "run03"]))) == 2  # 13 held > 2x2
+    assert reads == ["run01", "run03"]
+    reads.clear()
+    keys = [f"run{i:02d}" for i in range(7)]
+    assert len(list(space.read_documents("runs", keys))) == 7  # 13 held <= 2x7
+    assert reads == []

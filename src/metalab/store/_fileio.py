@@ -49,6 +49,7 @@ __all__ = [
     "remove_file",
     "remove_tree",
     "replace_into",
+    "stat_key",
     "temp_path",
     "write_temp",
     "write_temp_with_state",
@@ -304,6 +305,15 @@ def read_with_key(path: str) -> tuple[bytes, FileKey] | None:
         return None
     data, stat = found
     return data, (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+def stat_key(path: str) -> FileKey | None:
+    """The key (size, modification time, inode) of the file at ``path``; ``None``: none."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
 def file_keys(directory: str, suffix: str) -> dict[str, FileKey]:

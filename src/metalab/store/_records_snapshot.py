@@ -117,15 +117,31 @@ class _Footer(msgspec.Struct):
 
 
 class _Columns:
-    """A decoded part: the names, keys and lengths of its documents, and its chunks."""
+    """A decoded part: the names, keys and lengths of its documents, and its chunks.
+
+    The names stay one string, cut chunk by chunk (:meth:`names_of`): split whole, a
+    million names would be a million string objects, some 110 MB.
+    """
 
     def __init__(self, part: _Part) -> None:
-        self.names = part.names.split("\n") if part.names else []
+        self._joined = part.names
+        self.count = part.names.count("\n") + 1 if part.names else 0
+        self._position = 0
         self.keys = _int64s(part.keys)
         self.lengths = _int64s(part.lengths)
         self.chunks = part.chunks
-        if not (len(self.keys) == 3 * len(self.names) and len(self.lengths) == len(self.names)):
+        if not (len(self.keys) == 3 * self.count and len(self.lengths) == self.count):
             raise _Unreadable
+
+    def names_of(self, count: int) -> list[str]:
+        """The names of the next ``count`` documents."""
+        joined, start = self._joined, self._position
+        stop = start
+        for _ in range(count):
+            found = joined.find("\n", stop)
+            stop = (len(joined) if found < 0 else found) + 1
+        self._position = stop
+        return joined[start : stop - 1].split("\n") if count else []
 
 
 def _int64s(data: bytes) -> array[int]:
@@ -210,7 +226,9 @@ class RecordsSnapshot:
         start = 0
         for chunk in columns.chunks:
             end = start + chunk.count
-            names = columns.names[start:end]
+            if chunk.count < 1 or end > columns.count:
+                raise _Unreadable
+            names = columns.names_of(chunk.count)
             flat = columns.keys[3 * start : 3 * end]
             lengths = columns.lengths[start:end]
             start = end
@@ -227,7 +245,7 @@ class RecordsSnapshot:
                 raise _Unreadable
             keys = list(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
             yield chunk, names, keys, lengths, data
-        if start != len(columns.names):
+        if start != columns.count:
             raise _Unreadable
 
     def runs(self, current: Mapping[str, FileKey]) -> Iterator[tuple[str, RunRecord]]:
@@ -265,13 +283,32 @@ class RecordsSnapshot:
 
     def carried(self, kind: Kind, current: Mapping[str, FileKey]) -> Iterator[tuple[_Entry, bytes]]:
         """The entries and bytes of the documents whose file is unchanged."""
+        for entry, doc in self.entries(kind):
+            if current.get(entry.name) == entry.key:
+                yield entry, doc
+
+    def held(self, kind: Kind) -> int:
+        """How many documents of ``kind`` it holds (0 if its footer cannot be read)."""
+        encoded = self._parts.get(kind)
+        if encoded is None:
+            return 0
+        try:
+            part = _PART.decode(encoded)
+        except msgspec.DecodeError:
+            return 0
+        return part.names.count("\n") + 1 if part.names else 0
+
+    def entries(self, kind: Kind) -> Iterator[tuple[_Entry, bytes]]:
+        """Every document of ``kind`` held, with its bytes, in name order.
+
+        Stops early, without an error, at a chunk that cannot be read.
+        """
         try:
             for _, names, keys, lengths, data in self._chunks(kind):
                 for name, key, length, doc in zip(
                     names, keys, lengths, _split(lengths, data), strict=True
                 ):
-                    if current.get(name) == key:
-                        yield _Entry(name, key, length), doc
+                    yield _Entry(name, key, length), doc
         except (_Unreadable, OSError):
             return
 
