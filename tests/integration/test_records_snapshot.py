@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 import metalab
@@ -190,8 +192,23 @@ def _damages() -> dict[str, Any]:
         # Still valid JSON, and a valid record: only the checksum tells.
         return data.replace(b"conformance", b"conformancf", 1)
 
+    def a_name(data: bytes) -> bytes:
+        # A name in the names blob, still a valid name: only the blob's checksum tells.
+        assert b"going\nrun00\n" in data
+        return data.replace(b"going\nrun00\n", b"going\nrun0O\n", 1)
+
+    def another_version(data: bytes) -> bytes:
+        # Version 1 kept the columns inside the footer: a reader of 2 must not try it.
+        offset, length, magic = struct.unpack("<QQ8s", data[-24:])
+        footer = msgspec.msgpack.decode(data[offset : offset + length])
+        footer["version"] = 1
+        encoded = msgspec.msgpack.encode(footer)
+        return data[:offset] + encoded + struct.pack("<QQ8s", offset, len(encoded), magic)
+
     return {
         "a value": a_value,
+        "a name": a_name,
+        "another version": another_version,
         "empty": lambda _data: b"",
         "truncated": truncate,
         "magic": lambda data: data[:-8] + b"NOTMAGIC",
@@ -511,9 +528,11 @@ def _read_from_files(store: FileStore, kind: Any) -> dict[str, tuple[bytes, Any]
     return found
 
 
+@pytest.mark.parametrize("chunk", [2048, 2])
 def test_many_documents_for_a_rebuild_come_from_the_snapshot_where_unchanged(
-    store: FileStore, monkeypatch: pytest.MonkeyPatch
+    store: FileStore, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
+    monkeypatch.setattr(_records_snapshot, "CHUNK", chunk)
     directory = _directory_of(store)
     _age(directory)
     store.snapshot_records()
@@ -571,3 +590,27 @@ def test_a_few_documents_or_a_far_larger_snapshot_are_read_from_the_files(
     keys = [f"run{i:02d}" for i in range(7)]
     assert len(list(space.read_documents("runs", keys))) == 7  # 13 held <= 2x7
     assert reads == []
+
+
+def test_a_rebuild_reads_from_the_files_past_a_broken_chunk(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_records_snapshot, "CHUNK", 2)
+    directory = _directory_of(store)
+    _age(directory)
+    store.snapshot_records()
+    path = directory / SNAPSHOT
+    path.write_bytes(_damages()["second chunk"](path.read_bytes()))
+    monkeypatch.setattr(_directory, "_FROM_SNAPSHOT", 1)
+    reads: list[str] = []
+    real = _fileio.read_with_state
+
+    def counting(where: str) -> Any:
+        reads.append(Path(where).stem)
+        return real(where)
+
+    monkeypatch.setattr(_directory, "read_with_state", counting)
+    scan = store.scan_documents("runs", EXP)
+    documents = {doc.key: (doc.data, (doc.state.mtime_ns, doc.state.size)) for doc in scan}
+    assert documents == _read_from_files(store, "runs")
+    assert sorted(reads) == sorted(documents)[2:]  # the first chunk's two were served

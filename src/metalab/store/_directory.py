@@ -15,10 +15,9 @@ index follows (records, derived metrics, manifests) return the
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Final
 
@@ -140,11 +139,6 @@ def read_meta(path: Path) -> StoreMeta | None:
     return _codec.STORE_META.decode(data, source=str(path))
 
 
-def _digest(key: str) -> bytes:
-    """A 16-byte digest of a document key (two keys share one with odds of 1 in 2**128)."""
-    return hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=16).digest()
-
-
 class Keys:
     """Document keys packed into a few strings of 4,096 keys each, in listing order.
 
@@ -176,6 +170,18 @@ class Keys:
 
     def __len__(self) -> int:
         return self._count
+
+    def sort(self) -> None:
+        """Sort the keys in place (those held aside, with a newline, stay last)."""
+        ordered = [key for pack in self._packs for key in pack.split("\n")]
+        ordered.extend(self._pending)
+        ordered.sort()
+        aside, self._aside = self._aside, []
+        self._packs, self._pending, self._count = [], [], 0
+        for key in ordered:
+            self.add(key)
+        for key in aside:
+            self.add(key)
 
     def __iter__(self) -> Iterator[str]:
         for pack in self._packs:
@@ -1083,28 +1089,43 @@ class StoreDirectory:
             if snapshot is not None and snapshot.held(part) > 2 * len(keys):
                 snapshot.close()  # it holds far more than asked for: reading it costs more
                 snapshot = None
-        wanted: set[bytes] | None = None
-        if snapshot is not None and part is not None:
-            # 16-byte digests of the keys left to read: a million keys as strings
-            # would cost some 110 MB more.
-            wanted = {_digest(key) for key in keys}
-            with snapshot:
-                for entry, data in snapshot.entries(part):
-                    digest = _digest(entry.name)
-                    if digest not in wanted:
-                        continue
-                    path = f"{directory}/{entry.name}{suffix}"
+        if snapshot is None or part is None:
+            for key in keys:
+                found = self._read_document(kind, directory, key, suffix)
+                if found is not None:
+                    yield found
+            return
+        if isinstance(keys, Keys):
+            keys.sort()  # in place: a sorted copy beside it would double its memory
+            ordered: Iterable[str] = keys
+        else:
+            ordered = sorted(keys)
+        with snapshot:
+            # Both in name order: one pass over each, nothing held but a chunk.
+            entries = snapshot.entries(part)
+            held = next(entries, None)
+            for key in ordered:
+                while held is not None and held[0].name < key:
+                    held = next(entries, None)
+                if held is not None and held[0].name == key:
+                    entry, data = held
+                    path = f"{directory}/{key}{suffix}"
                     if stat_key(path) == entry.key:
-                        wanted.discard(digest)
                         state = FileState(entry.key[1], entry.key[0])
-                        yield Document(kind, entry.name, eid, data, state, path)
-        for key in keys:
-            if wanted is not None and _digest(key) not in wanted:
-                continue
-            path = f"{directory}/{key}{suffix}"
-            found = read_with_state(path)
-            if found is not None:
-                yield Document(kind, key, eid, found[0], found[1], path)
+                        yield Document(kind, key, eid, data, state, path)
+                        continue
+                found = self._read_document(kind, directory, key, suffix)
+                if found is not None:
+                    yield found
+
+    def _read_document(
+        self, kind: DocumentKind, directory: str, key: str, suffix: str
+    ) -> Document | None:
+        path = f"{directory}/{key}{suffix}"
+        found = read_with_state(path)
+        if found is None:
+            return None  # deleted since it was listed
+        return Document(kind, key, self._experiment_id, found[0], found[1], path)
 
     def document_states(self, kind: DocumentKind) -> list[DocumentRef]:
         """Return the documents of ``kind`` with their file state, without reading them."""

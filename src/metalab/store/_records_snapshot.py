@@ -24,18 +24,24 @@ that point on: the rest comes from the files.
 place, so readers see a whole old one or a whole new one, and two writers racing
 leave one of two valid snapshots. Deleting it at any time loses nothing.
 
-Layout (version 1)::
+Layout (version 2)::
 
-    <chunks: "[" doc "," doc "," ... "]", up to CHUNK documents each>
-    <footer: MessagePack of {"version", "made_ns", "parts": {kind: MessagePack of
-        [names joined by newlines, int64 [size, mtime_ns, inode] per document,
-        int64 length per document, [[offset, length, count, crc32, direct], ...]]}}>
+    <chunks: "[" doc "," doc "," ... "]", up to CHUNK documents each, kind by kind>
+    <per kind, three blobs: the names (UTF-8, surrogate escapes kept) joined by
+        newlines; int64 [size, mtime_ns, inode] per document; int64 length per document>
+    <footer: MessagePack of {"version", "made_ns", "parts": {kind: [count, names blob,
+        keys blob, lengths blob, [[offset, length, count, crc32, direct], ...]]}},
+        a blob being [offset, length, crc32]>
     <trailer: footer offset, footer length (little-endian uint64), MAGIC (8 bytes)>
 
 Documents are sorted by name; each chunk holds the next ``count`` documents, and
 ``direct`` says every one of them is a current document
-(:meth:`DocumentCodec.direct`). A chunk whose CRC-32 does not match its bytes is
-unreadable (so a flipped bit never becomes a wrong value).
+(:meth:`DocumentCodec.direct`). A chunk or blob whose CRC-32 does not match its bytes
+is unreadable (so a flipped bit never becomes a wrong value). The columns of a kind
+are read only when that kind is, and held as three buffers (at a million documents
+some 100 MB, against several times that as Python objects). A snapshot of another
+version (version 1 held the columns inside the footer) is not read: it is derived,
+and the next refresh writes it anew.
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ __all__ = [
 SNAPSHOT_NAME: Final = ".records-snapshot"
 """The snapshot's file name in an experiment directory (hidden: scans skip it)."""
 
-VERSION: Final = 1
+VERSION: Final = 2
 CHUNK: Final = 2048
 """Documents per chunk: one decode call each, and what a reader holds at once."""
 RACY_SECONDS: Final = 2
@@ -101,36 +107,48 @@ class _Chunk(msgspec.Struct, array_like=True):
     direct: bool
 
 
-class _Part(msgspec.Struct, array_like=True):
-    """The documents of one kind, as columns (a tenth of the cost of one struct each)."""
+class _Blob(msgspec.Struct, array_like=True):
+    offset: int
+    length: int
+    crc32: int
 
-    names: str  # "\n"-joined, in order
-    keys: bytes  # int64 size, mtime_ns, inode per document, little-endian
-    lengths: bytes  # int64 per document, little-endian
+
+class _Part(msgspec.Struct, array_like=True):
+    """Where the columns of one kind's documents are (a tenth of the cost of a struct each)."""
+
+    count: int
+    names: _Blob  # "\n"-joined, in order
+    keys: _Blob  # int64 size, mtime_ns, inode per document, little-endian
+    lengths: _Blob  # int64 per document, little-endian
     chunks: list[_Chunk]
 
 
 class _Footer(msgspec.Struct):
     version: int
     made_ns: int
-    parts: dict[str, bytes]  # kind -> an encoded _Part, decoded when that kind is read
+    parts: dict[str, _Part]
 
 
 class _Columns:
-    """A decoded part: the names, keys and lengths of its documents, and its chunks.
+    """The names, keys and lengths of one kind's documents, read from their blobs.
 
-    The names stay one string, cut chunk by chunk (:meth:`names_of`): split whole, a
+    The names stay one buffer, cut chunk by chunk (:meth:`names_of`): split whole, a
     million names would be a million string objects, some 110 MB.
     """
 
-    def __init__(self, part: _Part) -> None:
-        self._joined = part.names
-        self.count = part.names.count("\n") + 1 if part.names else 0
+    def __init__(self, fd: int, size: int, part: _Part) -> None:
+        self._joined = _blob(fd, size, part.names)
+        self.count = part.count
         self._position = 0
-        self.keys = _int64s(part.keys)
-        self.lengths = _int64s(part.lengths)
+        self.keys = _int64s(_blob(fd, size, part.keys))
+        self.lengths = _int64s(_blob(fd, size, part.lengths))
         self.chunks = part.chunks
-        if not (len(self.keys) == 3 * self.count and len(self.lengths) == self.count):
+        newlines = self._joined.count(b"\n")
+        if not (
+            len(self.keys) == 3 * self.count
+            and len(self.lengths) == self.count
+            and newlines == (self.count - 1 if self.count else 0)
+        ):
             raise _Unreadable
 
     def names_of(self, count: int) -> list[str]:
@@ -138,10 +156,21 @@ class _Columns:
         joined, start = self._joined, self._position
         stop = start
         for _ in range(count):
-            found = joined.find("\n", stop)
+            found = joined.find(b"\n", stop)
             stop = (len(joined) if found < 0 else found) + 1
         self._position = stop
-        return joined[start : stop - 1].split("\n") if count else []
+        if not count:
+            return []
+        return joined[start : stop - 1].decode("utf-8", "surrogateescape").split("\n")
+
+
+def _blob(fd: int, size: int, blob: _Blob) -> bytes:
+    if blob.offset < 0 or blob.length < 0 or blob.offset + blob.length > size:
+        raise _Unreadable
+    data = os.pread(fd, blob.length, blob.offset)
+    if len(data) != blob.length or zlib.crc32(data) != blob.crc32:
+        raise _Unreadable
+    return data
 
 
 def _int64s(data: bytes) -> array[int]:
@@ -154,7 +183,6 @@ def _int64s(data: bytes) -> array[int]:
 
 
 _FOOTER: Final = msgspec.msgpack.Decoder(_Footer)
-_PART: Final = msgspec.msgpack.Decoder(_Part)
 _ENCODER: Final = msgspec.msgpack.Encoder()
 
 
@@ -216,13 +244,10 @@ class RecordsSnapshot:
         Raises:
             _Unreadable: The footer of ``kind`` or a chunk is not what it should be.
         """
-        encoded = self._parts.get(kind)
-        if encoded is None:
+        part = self._parts.get(kind)
+        if part is None:
             return
-        try:
-            columns = _Columns(_PART.decode(encoded))
-        except msgspec.DecodeError as exc:
-            raise _Unreadable from exc
+        columns = _Columns(self._fd, self._size, part)
         start = 0
         for chunk in columns.chunks:
             end = start + chunk.count
@@ -288,15 +313,9 @@ class RecordsSnapshot:
                 yield entry, doc
 
     def held(self, kind: Kind) -> int:
-        """How many documents of ``kind`` it holds (0 if its footer cannot be read)."""
-        encoded = self._parts.get(kind)
-        if encoded is None:
-            return 0
-        try:
-            part = _PART.decode(encoded)
-        except msgspec.DecodeError:
-            return 0
-        return part.names.count("\n") + 1 if part.names else 0
+        """How many documents of ``kind`` it holds, by its footer."""
+        part = self._parts.get(kind)
+        return 0 if part is None else part.count
 
     def entries(self, kind: Kind) -> Iterator[tuple[_Entry, bytes]]:
         """Every document of ``kind`` held, with its bytes, in name order.
@@ -387,13 +406,14 @@ class _PartWriter:
     pending: list[bytes] = field(default_factory=list)
     direct: bool = True
 
-    def encode(self) -> bytes:
+    def columns(self) -> tuple[bytes, bytes, bytes]:
+        """The names, keys and lengths, as the blobs that hold them."""
         keys, lengths = array("q", self.keys), array("q", self.lengths)
         if sys.byteorder != "little":
             keys.byteswap()
             lengths.byteswap()
-        part = _Part("\n".join(self.names), keys.tobytes(), lengths.tobytes(), self.chunks)
-        return _ENCODER.encode(part)
+        names = "\n".join(self.names).encode("utf-8", "surrogateescape")
+        return names, keys.tobytes(), lengths.tobytes()
 
 
 class SnapshotWriter:
@@ -462,8 +482,8 @@ class SnapshotWriter:
         """Write the footer and move the snapshot into place."""
         try:
             self._flush()
-            footer = _Footer(VERSION, self.made_ns, {k: p.encode() for k, p in self._parts.items()})
-            data = _ENCODER.encode(footer)
+            parts = {kind: self._write_columns(part) for kind, part in self._parts.items()}
+            data = _ENCODER.encode(_Footer(VERSION, self.made_ns, parts))
             self._stream.write(data)
             self._stream.write(_TRAILER.pack(self._offset, len(data), MAGIC))
             self._stream.close()
@@ -471,6 +491,16 @@ class SnapshotWriter:
             self.abort()
             raise
         replace_into(self._tmp, self._path, durable=False)
+
+    def _write_columns(self, part: _PartWriter) -> _Part:
+        names, keys, lengths = (self._write_blob(data) for data in part.columns())
+        return _Part(len(part.names), names, keys, lengths, part.chunks)
+
+    def _write_blob(self, data: bytes) -> _Blob:
+        self._stream.write(data)
+        blob = _Blob(self._offset, len(data), zlib.crc32(data))
+        self._offset += len(data)
+        return blob
 
     def abort(self) -> None:
         """Remove the temp file (nothing was moved into place)."""
