@@ -412,7 +412,9 @@ class SupportsFrameCache(Protocol):
     frame, and caches its columns under that key; the next load whose key is the
     same is served from the cache without reading a record. A key changes with every
     write of a run record or derived metrics; a store returns ``None`` when it
-    cannot vouch for a key (then nothing is cached or served).
+    cannot vouch for a key (then nothing is cached or served). A FileStore has it; a
+    PostgresStore does not (keyed by the files' state, a cache could keep a frame its
+    index answered while lagging behind them).
     """
 
     def frame_cache_key(self, experiment_id: str | None = None) -> bytes | None:
