@@ -15,9 +15,11 @@ index follows (records, derived metrics, manifests) return the
 from __future__ import annotations
 
 import functools
+import heapq
+import itertools
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Final
 
@@ -139,6 +141,15 @@ def read_meta(path: Path) -> StoreMeta | None:
     return _codec.STORE_META.decode(data, source=str(path))
 
 
+def _cut(pack: str) -> Iterator[str]:
+    """The keys of a pack, one at a time."""
+    start = 0
+    while (end := pack.find("\n", start)) >= 0:
+        yield pack[start:end]
+        start = end + 1
+    yield pack[start:]
+
+
 class Keys:
     """Document keys packed into a few strings of 4,096 keys each, in listing order.
 
@@ -171,17 +182,17 @@ class Keys:
     def __len__(self) -> int:
         return self._count
 
-    def sort(self) -> None:
-        """Sort the keys in place (those held aside, with a newline, stay last)."""
-        ordered = [key for pack in self._packs for key in pack.split("\n")]
-        ordered.extend(self._pending)
-        ordered.sort()
-        aside, self._aside = self._aside, []
-        self._packs, self._pending, self._count = [], [], 0
-        for key in ordered:
-            self.add(key)
-        for key in aside:
-            self.add(key)
+    def ordered(self) -> Iterator[str]:
+        """The keys in sorted order (those held aside, with a newline, last).
+
+        Each pack is sorted in place, then the packs are merged as they are cut:
+        memory holds a key per pack, never all of them as strings.
+        """
+        for i, pack in enumerate(self._packs):
+            self._packs[i] = "\n".join(sorted(pack.split("\n")))
+        self._pending.sort()
+        merged = heapq.merge(*map(_cut, self._packs), list(self._pending))
+        return itertools.chain(merged, list(self._aside))
 
     def __iter__(self) -> Iterator[str]:
         for pack in self._packs:
@@ -1095,11 +1106,7 @@ class StoreDirectory:
                 if found is not None:
                     yield found
             return
-        if isinstance(keys, Keys):
-            keys.sort()  # in place: a sorted copy beside it would double its memory
-            ordered: Iterable[str] = keys
-        else:
-            ordered = sorted(keys)
+        ordered = keys.ordered() if isinstance(keys, Keys) else iter(sorted(keys))
         with snapshot:
             # Both in name order: one pass over each, nothing held but a chunk.
             entries = snapshot.entries(part)
