@@ -173,34 +173,25 @@ def run(report: Report, *, n: int, repeat: int) -> None:
         report.add(
             Measurement("postgres.rebuild", ANCHOR, n, anchor, notes=f"rows in memory; {server}")
         )
-        rebuilds = [_rebuild_in_child(config, n) for _ in range(repeat)]
-        peak = max(rss for _, rss in rebuilds)
-        report.add(
-            Measurement(
-                "postgres.rebuild",
-                STORE,
-                n,
-                tuple(seconds for seconds, _ in rebuilds),
-                ANCHOR,
-                f"from files, with derived metrics; peak RSS {peak:.0f} MiB "
-                "(VmHWM of the rebuilding process: interpreter, libraries and rebuild)",
-            )
+        _rebuilds(
+            report,
+            config,
+            n,
+            repeat,
+            STORE,
+            "from files, with derived metrics; peak RSS {peak:.0f} MiB (VmHWM of the "
+            "rebuilding process: interpreter, libraries and rebuild)",
         )
-
         time.sleep(RACY_SECONDS)  # files younger than this stay out of a snapshot
         with FileStoreConfig(root=str(root), experiment_id=EXP).connect() as files:
             files.snapshot_records()
-        rebuilds = [_rebuild_in_child(config, n) for _ in range(repeat)]
-        peak = max(rss for _, rss in rebuilds)
-        report.add(
-            Measurement(
-                "postgres.rebuild",
-                FROM_SNAPSHOT,
-                n,
-                tuple(seconds for seconds, _ in rebuilds),
-                ANCHOR,
-                f"records and derived metrics read from the snapshot; peak RSS {peak:.0f} MiB",
-            )
+        _rebuilds(
+            report,
+            config,
+            n,
+            repeat,
+            FROM_SNAPSHOT,
+            "records and derived metrics read from the snapshot; peak RSS {peak:.0f} MiB",
         )
 
         with config.connect() as store:
@@ -211,6 +202,18 @@ def run(report: Report, *, n: int, repeat: int) -> None:
         drop_schema(url, SCHEMA)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS metalab_bench_bare")
+
+
+def _rebuilds(
+    report: Report, config: PostgresStoreConfig, n: int, repeat: int, subject: str, notes: str
+) -> None:
+    """Time ``repeat`` rebuilds, each in a fresh child; ``notes`` may name ``{peak}``."""
+    rebuilds = [_rebuild_in_child(config, n) for _ in range(repeat)]
+    peak = max(rss for _, rss in rebuilds)
+    seconds = tuple(seconds for seconds, _ in rebuilds)
+    report.add(
+        Measurement("postgres.rebuild", subject, n, seconds, ANCHOR, notes.format(peak=peak))
+    )
 
 
 def _gets_and_lists(

@@ -528,6 +528,19 @@ def _read_from_files(store: FileStore, kind: Any) -> dict[str, tuple[bytes, Any]
     return found
 
 
+def _count_document_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files ``read_documents`` reads from now on."""
+    reads: list[str] = []
+    real = _fileio.read_with_state
+
+    def counting(where: str) -> Any:
+        reads.append(Path(where).stem)
+        return real(where)
+
+    monkeypatch.setattr(_directory, "read_with_state", counting)
+    return reads
+
+
 @pytest.mark.parametrize("chunk", [2048, 2])
 def test_many_documents_for_a_rebuild_come_from_the_snapshot_where_unchanged(
     store: FileStore, monkeypatch: pytest.MonkeyPatch, chunk: int
@@ -545,14 +558,7 @@ def test_many_documents_for_a_rebuild_come_from_the_snapshot_where_unchanged(
     with path.open("r+b") as stream:  # in place: same inode, new time
         stream.write(path.read_bytes().replace(b'"conformance"', b'"by-hand____"'))
     monkeypatch.setattr(_directory, "_FROM_SNAPSHOT", 1)
-    reads: list[str] = []
-    real = _fileio.read_with_state
-
-    def counting(where: str) -> Any:
-        reads.append(Path(where).stem)
-        return real(where)
-
-    monkeypatch.setattr(_directory, "read_with_state", counting)
+    reads = _count_document_reads(monkeypatch)
     kinds: list[tuple[DocumentKind, list[str]]] = [
         ("runs", ["new", "run01", "run07"]),
         ("derived", ["run04"]),
@@ -571,14 +577,7 @@ def test_a_few_documents_or_a_far_larger_snapshot_are_read_from_the_files(
     directory = _directory_of(store)
     _age(directory)
     store.snapshot_records()
-    reads: list[str] = []
-    real = _fileio.read_with_state
-
-    def counting(where: str) -> Any:
-        reads.append(Path(where).stem)
-        return real(where)
-
-    monkeypatch.setattr(_directory, "read_with_state", counting)
+    reads = _count_document_reads(monkeypatch)
     space = store._spaces_of(EXP)[0]
     assert len(list(space.read_documents("runs", ["run01", "run03"]))) == 2  # default bar
     assert reads == ["run01", "run03"]
@@ -602,14 +601,7 @@ def test_a_rebuild_reads_from_the_files_past_a_broken_chunk(
     path = directory / SNAPSHOT
     path.write_bytes(_damages()["second chunk"](path.read_bytes()))
     monkeypatch.setattr(_directory, "_FROM_SNAPSHOT", 1)
-    reads: list[str] = []
-    real = _fileio.read_with_state
-
-    def counting(where: str) -> Any:
-        reads.append(Path(where).stem)
-        return real(where)
-
-    monkeypatch.setattr(_directory, "read_with_state", counting)
+    reads = _count_document_reads(monkeypatch)
     scan = store.scan_documents("runs", EXP)
     documents = {doc.key: (doc.data, (doc.state.mtime_ns, doc.state.size)) for doc in scan}
     assert documents == _read_from_files(store, "runs")
