@@ -843,21 +843,28 @@ class StoreDirectory:
         in the last :data:`~metalab.store._records_snapshot.RACY_SECONDS` seconds.
         """
         path = self._records_snapshot
-        current = self._snapshot_keys()  # before reading: later changes miss
-        if not current["runs"] and not current["derived"]:
-            remove_file(Path(path))
-            return 0
         previous = open_snapshot(path)
-        writer = SnapshotWriter(self._dir)
+        writer: SnapshotWriter | None = None
         try:
-            for kind, keys in current.items():
-                write_part(writer, kind, keys, previous, functools.partial(self._keyed, kind))
+            # Kind by kind, so that one kind's listing is held at a time (at a
+            # million runs some 300 MB each).
+            for kind in _SNAPSHOT_KINDS:
+                keys = file_keys(self._kind_directory(kind), ".json")  # before reading
+                if keys and writer is None:
+                    writer = SnapshotWriter(self._dir)
+                if writer is not None:
+                    write_part(writer, kind, keys, previous, functools.partial(self._keyed, kind))
+                del keys
         except BaseException:
-            writer.abort()
+            if writer is not None:
+                writer.abort()
             raise
         finally:
             if previous is not None:
                 previous.close()
+        if writer is None:  # no record and no derived metrics
+            remove_file(Path(path))
+            return 0
         writer.commit()
         return writer.documents
 

@@ -26,8 +26,8 @@ leave one of two valid snapshots. Deleting it at any time loses nothing.
 
 Layout (version 2)::
 
-    <chunks: "[" doc "," doc "," ... "]", up to CHUNK documents each, kind by kind>
-    <per kind, three blobs: the names (UTF-8, surrogate escapes kept) joined by
+    <per kind: its chunks ("[" doc "," doc "," ... "]", up to CHUNK documents each),
+        then three blobs: the names (UTF-8, surrogate escapes kept) joined by
         newlines; int64 [size, mtime_ns, inode] per document; int64 length per document>
     <footer: MessagePack of {"version", "made_ns", "parts": {kind: [count, names blob,
         keys blob, lengths blob, [[offset, length, count, crc32, direct], ...]]}},
@@ -429,15 +429,24 @@ class SnapshotWriter:
         self._stream = open(self._tmp, "xb")  # noqa: SIM115, PTH123 -- closed in commit/abort
         self._offset = 0
         self._parts: dict[str, _PartWriter] = {}
+        self._written: dict[str, _Part] = {}
         self._kind: str | None = None
         self.made_ns = time.time_ns()
         self.documents = 0
 
     def begin(self, kind: Kind) -> None:
-        """Start the documents of ``kind``."""
-        self._flush()
+        """Start the documents of ``kind`` (the previous kind's are finished)."""
+        self._finish_kind()
         self._kind = kind
         self._parts[kind] = _PartWriter()
+
+    def _finish_kind(self) -> None:
+        """Write the last chunk and the columns of the current kind, and let them go."""
+        self._flush()
+        part = self._parts.pop(self._kind or "", None)
+        if part is not None and self._kind is not None:
+            self._written[self._kind] = self._write_columns(part)
+        self._kind = None
 
     def add(self, name: str, key: FileKey, data: bytes) -> bool:
         """Add the bytes of a valid document read from a file in state ``key``.
@@ -481,9 +490,8 @@ class SnapshotWriter:
     def commit(self) -> None:
         """Write the footer and move the snapshot into place."""
         try:
-            self._flush()
-            parts = {kind: self._write_columns(part) for kind, part in self._parts.items()}
-            data = _ENCODER.encode(_Footer(VERSION, self.made_ns, parts))
+            self._finish_kind()
+            data = _ENCODER.encode(_Footer(VERSION, self.made_ns, self._written))
             self._stream.write(data)
             self._stream.write(_TRAILER.pack(self._offset, len(data), MAGIC))
             self._stream.close()
