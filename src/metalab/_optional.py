@@ -2,16 +2,19 @@
 
 Callers import optional modules for typing under ``TYPE_CHECKING``, call
 :func:`require` (which raises a :class:`~metalab.errors.MissingDependencyError` naming
-the extra to install), then import the module normally inside the function.
+the extra to install), then import the module normally inside the function. Code that
+only does better with a module asks :func:`installed` instead.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 
 from metalab.errors import MissingDependencyError
 
-__all__ = ["require"]
+__all__ = ["installed", "require"]
 
 
 def require(*modules: str, extra: str, feature: str) -> None:
@@ -32,3 +35,14 @@ def require(*modules: str, extra: str, feature: str) -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise MissingDependencyError(module, extra, feature) from exc
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it.
+
+    A module blocked with ``sys.modules[name] = None`` (as tests, or users, do to
+    hide one) counts as not installed.
+    """
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None

@@ -17,12 +17,13 @@ whatever the rate of updates.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Final, Literal
+
+from metalab._optional import installed
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -176,13 +177,6 @@ def in_notebook() -> bool:
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
-def _installed(module: str) -> bool:
-    # A test (or a user) blocks a module with sys.modules[name] = None.
-    if module in sys.modules:
-        return sys.modules[module] is not None
-    return importlib.util.find_spec(module) is not None
-
-
 def open_progress(
     title: str,
     total: int | None = None,
@@ -203,7 +197,7 @@ def open_progress(
         stream: The terminal to draw on; default ``sys.stderr``.
         style: ``"simple"`` draws the plain line even where rich could draw.
     """
-    rich = style != "simple" and _installed("rich")
+    rich = style != "simple" and installed("rich")
     target = sys.stderr if stream is None else stream
     if enabled is False:
         return Progress()
@@ -214,7 +208,7 @@ def open_progress(
     if in_notebook():
         # rich draws in a notebook through ipywidgets; a notebook shows a stream's
         # carriage returns in place, so the plain bar works in every frontend.
-        if rich and _installed("ipywidgets"):
+        if rich and installed("ipywidgets"):
             return _RichBar(title, total, None, transient=transient, notebook=True)
         return _PlainBar(title, total, target)
     return Progress()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,14 @@ from metalab.cli import main as cli_main
 from metalab.errors import MetalabWarning
 from metalab.records import RunRecord
 from metalab.results import Results, frame_cache_matches
-from metalab.store import FileStore, FileStoreConfig, _frame_cache, _query_cache, derived_lookup
+from metalab.store import (
+    FileStore,
+    FileStoreConfig,
+    _directory,
+    _frame_cache,
+    _query_cache,
+    derived_lookup,
+)
 from metalab.store._directory import StoreDirectory
 from metalab.testing.store import make_record
 
@@ -446,3 +454,21 @@ def test_gc_removes_a_stale_query_cache(root: Path, capsys: pytest.CaptureFixtur
         _add_run(files)
     assert f"removed stale cache {path}" in _gc(capsys, root, "--apply")
     assert not path.exists()
+
+
+def test_without_numpy_no_cache_is_read(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _loaded(root)
+    assert _cache(root).is_file()
+    monkeypatch.setitem(sys.modules, "numpy", None)
+
+    def refuse(*_args: object) -> bytes | None:
+        raise AssertionError("the cache was read")
+
+    monkeypatch.setattr(_frame_cache, "read_cached", refuse)
+    monkeypatch.setattr(_directory, "read_cached", refuse)
+    with FileStoreConfig(root=str(root), experiment_id=EXP).connect() as files:
+        expected = sorted(r.run_id for r in files.list_run_records(EXP))
+        with metalab.load_results(files, EXP) as results:
+            assert len(results) == len(expected)
+            assert sorted(results.run_ids) == expected
+        assert frame_cache_matches(files, EXP) is None

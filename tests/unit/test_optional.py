@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 
-from metalab._optional import require
+from metalab._optional import installed, require
 from metalab.errors import MissingDependencyError
 
 
@@ -19,3 +21,13 @@ class TestRequire:
         assert "PostgresStore" in str(exc)
         assert isinstance(exc.__cause__, ImportError)
         assert isinstance(exc, ImportError)
+
+
+class TestInstalled:
+    def test_a_module_that_can_be_imported_is_installed(self) -> None:
+        assert installed("json")
+        assert not installed("metalab_no_such_module")
+
+    def test_a_blocked_module_is_not(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setitem(sys.modules, "numpy", None)
+        assert not installed("numpy")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib
-import importlib.util
 import os
 import sys
 import warnings
@@ -15,7 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, overload
 
 from metalab._display import differing_params, html_table, short_ids, shown, text_table
-from metalab._optional import require
+from metalab._optional import installed, require
 from metalab._progress import in_notebook
 from metalab.errors import CapabilityError, ConfigError, ExperimentNotFoundError, MetalabWarning
 from metalab.query import And, Expr, F, OrderBy, Query, build_query, select
@@ -744,10 +743,6 @@ def _sort_key(record: RunRecord) -> tuple[dt.datetime, str]:
     return record.started_at, record.run_id
 
 
-_HAS_NUMPY: Final = importlib.util.find_spec("numpy") is not None
-"""Frames are cached only with NumPy (which pandas, polars and pyarrow bring)."""
-
-
 def _frame_of(payload: bytes, records: Sequence[RunRecord]) -> bool:
     """Whether an encoded frame is of exactly ``records``' runs, in their order."""
     decoded = decode_columns(payload)
@@ -876,7 +871,8 @@ def load_results(
         )
     try:
         if query is None:
-            cache = store if _HAS_NUMPY and isinstance(store, SupportsFrameCache) else None
+            # Frames are cached only with NumPy (which pandas, polars and pyarrow bring).
+            cache = store if installed("numpy") and isinstance(store, SupportsFrameCache) else None
             key = None if cache is None else cache.frame_cache_key(wanted)
             if cache is not None and key is not None:
                 cached = cache.read_frame_cache(wanted, key)
@@ -921,7 +917,7 @@ def frame_cache_matches(store: Store, experiment_id: str | None) -> bool | None:
         ``None`` when no cached frame would be served now (none, stale, no NumPy, or
         a store without a cache), else whether it is the one the runs build.
     """
-    if not (_HAS_NUMPY and isinstance(store, SupportsFrameCache)):
+    if not (installed("numpy") and isinstance(store, SupportsFrameCache)):
         return None
     key = store.frame_cache_key(experiment_id)
     cached = None if key is None else store.read_frame_cache(experiment_id, key)
