@@ -69,6 +69,7 @@ from metalab.store._fileio import (
     remove_file,
     remove_tree,
     replace_into,
+    stat_entries,
     stat_key,
     write_temp,
     write_temp_with_state,
@@ -1143,24 +1144,12 @@ class StoreDirectory:
 
     def document_states(self, kind: DocumentKind) -> list[DocumentRef]:
         """Return the documents of ``kind`` with their file state, without reading them."""
-        refs: list[DocumentRef] = []
         eid = self._experiment_id
-        suffix = _SUFFIXES[kind]
-        try:
-            with os.scandir(self._kind_directory(kind)) as entries:
-                for entry in entries:
-                    name = entry.name
-                    if not name.endswith(suffix) or name[0] == ".":
-                        continue
-                    try:
-                        stat = entry.stat()
-                    except FileNotFoundError:
-                        continue
-                    state = FileState(stat.st_mtime_ns, stat.st_size)
-                    refs.append(DocumentRef(kind, name[: -len(suffix)], eid, state))
-        except FileNotFoundError:
-            pass
-        return refs
+        entries = stat_entries(self._kind_directory(kind), _SUFFIXES[kind])
+        return [
+            DocumentRef(kind, key, eid, FileState(stat.st_mtime_ns, stat.st_size))
+            for key, stat in entries
+        ]
 
     def has_documents(self) -> bool:
         """Whether the directory holds any record, derived metrics or manifest."""

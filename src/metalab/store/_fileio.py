@@ -25,6 +25,7 @@ import os
 import shutil
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -49,6 +50,7 @@ __all__ = [
     "remove_file",
     "remove_tree",
     "replace_into",
+    "stat_entries",
     "stat_key",
     "temp_path",
     "write_temp",
@@ -304,24 +306,27 @@ def read_with_key(path: str) -> tuple[bytes, FileKey] | None:
     if found is None:
         return None
     data, stat = found
-    return data, (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    return data, _key(stat)
+
+
+def _key(stat: os.stat_result) -> FileKey:
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
 def stat_key(path: str) -> FileKey | None:
     """The key (size, modification time, inode) of the file at ``path``; ``None``: none."""
     try:
-        stat = os.stat(path)
+        return _key(os.stat(path))
     except FileNotFoundError:
         return None
-    return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
-def file_keys(directory: str, suffix: str) -> dict[str, FileKey]:
-    """The key of every file named ``*{suffix}`` in ``directory``, by name without suffix.
+def stat_entries(directory: str, suffix: str) -> Iterator[tuple[str, os.stat_result]]:
+    """Each file named ``*{suffix}`` in ``directory``: its name without suffix, its stat.
 
-    Hidden (``.``) names are left out, as every scan does.
+    Hidden (``.``) names are left out, as every scan does; a file gone between the
+    listing and its ``stat`` is skipped, and so is a directory that does not exist.
     """
-    keys: dict[str, FileKey] = {}
     cut = -len(suffix)
     try:
         with os.scandir(directory) as entries:
@@ -333,10 +338,14 @@ def file_keys(directory: str, suffix: str) -> dict[str, FileKey]:
                     stat = entry.stat()
                 except FileNotFoundError:
                     continue
-                keys[name[:cut]] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+                yield name[:cut], stat
     except FileNotFoundError:
-        pass
-    return keys
+        return
+
+
+def file_keys(directory: str, suffix: str) -> dict[str, FileKey]:
+    """The key of every file named ``*{suffix}`` in ``directory``, by name without suffix."""
+    return {name: _key(stat) for name, stat in stat_entries(directory, suffix)}
 
 
 def exists(path: str) -> bool:
