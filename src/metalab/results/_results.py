@@ -924,10 +924,8 @@ def frame_cache_matches(store: Store, experiment_id: str | None) -> bool | None:
     if cached is None:
         return None
     records = sorted(store.list_run_records(experiment_id), key=_sort_key)
-    lookup = derived_lookup(store, experiment_id)
-    empty: dict[str, MetricValue] = {}
-    derived = [dict(lookup(record) or empty) for record in records]
-    return encode_columns(frame_columns(records, derived), len(records)) == cached
+    built = Results(records, store, complete=experiment_id)._frame_columns()
+    return encode_columns(built, len(records)) == cached
 
 
 _SERIES_BATCH: Final = 1_000
