@@ -8,8 +8,11 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import msgspec
 import psycopg
@@ -18,8 +21,10 @@ from psycopg import sql
 
 from metalab import _codec
 from metalab.errors import CorruptRecordError, IndexUnavailableError, StoreError
-from metalab.records import ExperimentManifest, RunRecord
+from metalab.records import DerivedMetrics, ExperimentManifest, RunRecord
 from metalab.store import FileStore, FileStoreConfig, PostgresStore, PostgresStoreConfig
+from metalab.store._postgres_index import _beside, _until
+from metalab.store._postgres_pool import Connection, Database
 from metalab.testing import comparable
 from metalab.testing.store import T0, make_record
 
@@ -140,11 +145,18 @@ class TestRebuildIndex:
         assert [done for done, _ in calls] == sorted(done for done, _ in calls)
         assert len(calls) >= 3
 
+    # The other experiment's name sorts before and after this one's: the test for
+    # "other experiments are indexed" probes an index on both sides of the name.
+    @pytest.mark.parametrize("other_id", [OTHER, "zeta:3"])
     def test_a_scoped_rebuild_replaces_only_its_experiment(
-        self, postgres_config: PostgresStoreConfig, scoped: PostgresStore, plain_files: FileStore
+        self,
+        postgres_config: PostgresStoreConfig,
+        scoped: PostgresStore,
+        plain_files: FileStore,
+        other_id: str,
     ) -> None:
-        with postgres_config.scoped(OTHER).connect() as other:
-            kept = [make_record(OTHER) for _ in range(3)]
+        with postgres_config.scoped(other_id).connect() as other:
+            kept = [make_record(other_id) for _ in range(3)]
             other.put_run_records(kept)
             stale = make_record(EXP)
             scoped.put_run_record(stale)
@@ -186,22 +198,67 @@ class TestRebuildIndex:
             assert seen == [5]
             assert len(reader.list_run_records(EXP)) == 1_505
 
+    # The derived metrics are copied on a second connection and committed before the
+    # rebuild's own transaction ends; under a server default of repeatable read that
+    # transaction would not see them, and carrying a write over onto one fails.
+    @pytest.mark.parametrize("isolation", ["read committed", "repeatable read"])
     def test_writes_made_while_a_rebuild_runs_are_kept(
-        self, postgres_config: PostgresStoreConfig, plain_files: FileStore
+        self, postgres_config: PostgresStoreConfig, plain_files: FileStore, isolation: str
     ) -> None:
-        plain_files.put_run_records([make_record(EXP) for _ in range(1_500)])
+        url = postgres_config.connection_string
+        options = quote("-c default_transaction_isolation=" + isolation.replace(" ", "\\ "))
+        joined = f"{url}{'&' if '?' in url else '?'}options={options}"
+        config = dataclasses.replace(postgres_config, connection_string=joined)
+        records = [make_record(EXP) for _ in range(1_500)]
+        plain_files.put_run_records(records)
+        for record in records[:10]:
+            plain_files.put_derived(record.run_id, {"d": 1.0})
         late = make_record(EXP)
         done_late = make_record(EXP, late.run_id, status="success")
 
         def write_meanwhile(done: int, _total: int | None) -> None:
             if done == 1_000:
-                with postgres_config.scoped(EXP).connect() as writer:
+                with config.scoped(EXP).connect() as writer:
                     writer.put_run_record(done_late)
+                    writer.put_derived(records[0].run_id, {"d": 2.0})
 
-        with postgres_config.connect() as store:
+        with config.connect() as store:
             store.rebuild_index(write_meanwhile)
             assert store.get_run_record(late.run_id) == done_late
             assert len(store.list_run_records()) == 1_501
+            assert store.get_derived(records[0].run_id) == DerivedMetrics({"d": 2.0})
+            assert store.get_derived(records[1].run_id) == DerivedMetrics({"d": 1.0})
+
+    def test_a_corrupt_derived_file_stops_the_rebuild_and_keeps_the_old_index(
+        self, postgres_config: PostgresStoreConfig, postgres_url: str, plain_files: FileStore
+    ) -> None:
+        records = [make_record(EXP) for _ in range(3)]
+        plain_files.put_run_records(records)
+        with postgres_config.connect() as store:
+            store.rebuild_index()
+            bad = plain_files.layout.derived_path(make_record(EXP).run_id)
+            bad.parent.mkdir(parents=True, exist_ok=True)
+            bad.write_bytes(b'{"metrics":')
+            with pytest.raises(CorruptRecordError, match=bad.name):
+                store.rebuild_index()
+            assert by_id(store.list_run_records()) == by_id(records)
+        for name in ("runs__rebuild", "derived__rebuild"):
+            assert not table_exists(postgres_url, postgres_config.schema, name)
+
+    def test_a_table_left_by_a_killed_rebuild_is_replaced(
+        self, postgres_config: PostgresStoreConfig, postgres_url: str, plain_files: FileStore
+    ) -> None:
+        records = [make_record(EXP) for _ in range(3)]
+        plain_files.put_run_records(records)
+        plain_files.put_derived(records[0].run_id, {"d": 1.0})
+        with postgres_config.connect() as store:
+            store.rebuild_index()
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                left = sql.Identifier(postgres_config.schema, "derived__rebuild")
+                conn.execute(sql.SQL("CREATE TABLE {} (junk int)").format(left))
+            assert store.rebuild_index() == 3
+            assert store.list_derived() == {records[0].run_id: DerivedMetrics({"d": 1.0})}
+        assert not table_exists(postgres_url, postgres_config.schema, "derived__rebuild")
 
     def test_a_corrupt_file_stops_the_rebuild_and_keeps_the_old_index(
         self, scoped: PostgresStore, plain_files: FileStore
@@ -437,3 +494,67 @@ class TestToFilestore:
         exported.close()
         copied = _codec.STORE_META.decode((tmp_path / "export" / "_meta.json").read_bytes())
         assert copied.index_stale is False
+
+
+def _database(url: str) -> Database:
+    return Database(
+        url,
+        name="beside",
+        describe="the test server",
+        min_size=0,
+        max_size=1,
+        connect_timeout=5,
+        pool_timeout=5,
+        configure=lambda _conn: None,
+    )
+
+
+def _fail_once(running: threading.Event, *, settle: float) -> None:
+    """The rebuild's own work failing, once the work beside it is running."""
+    assert running.wait(30)
+    time.sleep(settle)
+    raise RuntimeError("block")
+
+
+class TestWorkBesideARebuild:
+    """The derived metrics are copied on a second connection while the rebuild goes on."""
+
+    def test_its_error_is_raised_when_the_block_ends(self, postgres_url: str) -> None:
+        def fail(conn: Connection, _stop: threading.Event) -> None:
+            conn.execute("SELECT 1")
+            raise ValueError("beside")
+
+        with pytest.raises(ValueError, match="beside"), _beside(_database(postgres_url), fail):
+            pass
+
+    def test_a_failing_block_cancels_its_statement(self, postgres_url: str) -> None:
+        running = threading.Event()
+        outcome: list[str] = []
+
+        def sleep(conn: Connection, _stop: threading.Event) -> None:
+            running.set()
+            try:
+                conn.execute("SELECT pg_sleep(120)")
+            except psycopg.errors.QueryCanceled:
+                outcome.append("cancelled")
+                raise
+
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="block"), _beside(_database(postgres_url), sleep):
+            _fail_once(running, settle=0.5)  # the statement reaches the server
+        assert outcome == ["cancelled"]
+        assert time.monotonic() - started < 60
+
+    def test_a_failing_block_stops_its_rows(self, postgres_url: str) -> None:
+        running = threading.Event()
+        read: list[int] = []
+
+        def rows(_conn: Connection, stop: threading.Event) -> None:
+            for n in _until(stop, range(100_000)):
+                read.append(n)
+                running.set()
+                time.sleep(0.001)
+
+        with pytest.raises(RuntimeError, match="block"), _beside(_database(postgres_url), rows):
+            _fail_once(running, settle=0.0)
+        assert 0 < len(read) < 100_000

@@ -12,11 +12,14 @@ touches the network in ``__init__``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import struct
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Literal, Self, TypeVar, cast
 
 import msgspec
@@ -837,6 +840,9 @@ class PostgresIndex:
             raise ConfigError("a new file_root is recorded by a rebuild of the whole index")
         q = self._sql
         found = set(experiments)
+        suffix = ddl.REBUILD_SUFFIX
+        beside = (ddl.DERIVED,)  # built on a second connection, at the same time
+        own = tuple(spec for spec in ddl.TABLES if spec not in beside)
 
         def runs(docs: Iterable[Document]) -> Iterator[RunRow]:
             for doc in docs:
@@ -850,15 +856,19 @@ class PostgresIndex:
                 found.add(row.experiment_id)
                 yield row
 
-        def copy_all(conn: Connection, into: tuple[CopyIn, ...]) -> int:
+        def copy_runs(conn: Connection, into: CopyIn) -> int:
             # The files are listed only now, after ``started``: see RecordIndex.rebuild.
+            # The listing holds every run's file name (some 120 MB at a million runs)
+            # and goes with this frame, before the derived metrics are listed.
             docs = read("runs")
             total = len(docs) if isinstance(docs, Sized) else None
-            count = _copy(conn, into[0], runs(docs), total, progress)
-            # The listing holds every run's file name (some 120 MB at a million runs):
-            # let it go before the derived metrics are listed, or both are held at once.
-            del docs
-            _copy(conn, into[1], map(derived_row, read("derived")), None, None)
+            return _copy(conn, into, runs(docs), total, progress)
+
+        def copy_derived(conn: Connection, into: CopyIn, stop: threading.Event) -> None:
+            rows = _until(stop, map(derived_row, read("derived")))
+            _copy(conn, into, rows, None, None)
+
+        def copy_others(conn: Connection, into: tuple[CopyIn, ...]) -> None:
             _copy(conn, into[2], manifests(), None, None)
             files: list[SeriesRow] = []
 
@@ -872,10 +882,24 @@ class PostgresIndex:
 
             _copy(conn, into[4], chunks(), None, None)
             _copy(conn, into[3], files, None, None)
-            return count
+
+        def build_beside(conn: Connection, stop: threading.Event) -> None:
+            # On a connection of its own, committed before the swap: a rebuild killed
+            # after this commit leaves the table behind, unused; the next one drops it.
+            with conn.transaction():
+                for statement in ddl.drop_tables(self._schema, suffix, tables=beside):
+                    conn.execute(statement)
+                for statement in ddl.create_tables(self._schema, suffix, beside):
+                    conn.execute(statement)
+                copy_derived(conn, q.rebuild.copy_new[1], stop)
+                for statement in ddl.create_indexes(self._schema, suffix, tables=beside):
+                    conn.execute(statement)
 
         def work(conn: Connection) -> int:
             with conn.transaction():
+                # Read committed whatever the server's default: the table built beside
+                # is committed after this transaction began, and must be seen.
+                conn.execute(q.rebuild.read_committed)
                 conn.execute(q.meta.lock, (ddl.lock_key(self._schema) + ":rebuild",))
                 started = conn.execute(q.rebuild.now).fetchone()
                 assert started is not None
@@ -884,14 +908,19 @@ class PostgresIndex:
                 # (much faster than replacing rows under live indexes).
                 whole = scope is None or not _fetch_bool(conn, q.rebuild.others_exist, {"e": scope})
                 if whole:
-                    for statement in ddl.drop_tables(self._schema, ddl.REBUILD_SUFFIX):
+                    for statement in ddl.drop_tables(self._schema, suffix, tables=own):
                         conn.execute(statement)
-                    for statement in ddl.create_tables(self._schema, ddl.REBUILD_SUFFIX):
+                    for statement in ddl.create_tables(self._schema, suffix, own):
                         conn.execute(statement)
-                    count = copy_all(conn, q.rebuild.copy_new)
-                    suffix = ddl.REBUILD_SUFFIX
-                    for statement in ddl.create_indexes(self._schema, suffix, trigram=trigram):
-                        conn.execute(statement)
+                    count = copy_runs(conn, q.rebuild.copy_new[0])
+                    # The derived metrics are read and copied (Python's work) while
+                    # this connection's server process builds the indexes.
+                    with _beside(self._db, build_beside):
+                        copy_others(conn, q.rebuild.copy_new)
+                        for statement in ddl.create_indexes(
+                            self._schema, suffix, trigram=trigram, tables=own
+                        ):
+                            conn.execute(statement)
                     conn.execute(q.rebuild.lock_live)
                     for statement in q.rebuild.carry_over:
                         conn.execute(statement, (started[0],))
@@ -902,7 +931,9 @@ class PostgresIndex:
                 else:
                     for statement in q.rebuild.create_stages:
                         conn.execute(statement)
-                    count = copy_all(conn, q.rebuild.copy_stage)
+                    count = copy_runs(conn, q.rebuild.copy_stage[0])
+                    copy_derived(conn, q.rebuild.copy_stage[1], threading.Event())
+                    copy_others(conn, q.rebuild.copy_stage)
                     for statement in q.rebuild.replace_scope:
                         conn.execute(statement, (scope, started[0]))
                     for statement in q.rebuild.insert_scope:
@@ -1086,3 +1117,39 @@ def _copy(
     if progress is not None:
         progress(count, total)
     return count
+
+
+@contextlib.contextmanager
+def _beside(db: Database, fn: Callable[[Connection, threading.Event], None]) -> Iterator[None]:
+    """Run ``fn`` on a connection of its own, in a thread, while the block runs.
+
+    Leaving the block waits for ``fn`` and raises what it raised. If the block
+    raises, ``fn`` is stopped (the event it was given is set and its statement
+    cancelled, so its transaction rolls back) and the block's error is raised.
+    """
+    conn = db.connect()
+    stop = threading.Event()
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="metalab-rebuild") as pool:
+            done = pool.submit(fn, conn, stop)
+            try:
+                yield
+            except BaseException:
+                stop.set()
+                conn.cancel_safe()
+                raise
+            done.result()
+    finally:
+        conn.close()
+
+
+class _Stopped(Exception):
+    """Work beside a failed rebuild was told to stop."""
+
+
+def _until(stop: threading.Event, rows: Iterable[T]) -> Iterator[T]:
+    """``rows``, raising :class:`_Stopped` as soon as ``stop`` is set."""
+    for row in rows:
+        if stop.is_set():
+            raise _Stopped
+        yield row

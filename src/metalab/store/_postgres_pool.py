@@ -303,6 +303,29 @@ class Database:
             pool.check()
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def connect(self) -> Connection:
+        """A connection of its own, outside the pool, configured like the pooled ones.
+
+        For work that runs beside a pooled connection's (a rebuild's second
+        ``COPY``): taking it from the pool could wait for ever on a pool of one.
+        Autocommit is on; the caller closes it.
+
+        Raises:
+            IndexUnavailableError: The server cannot be reached.
+        """
+        try:
+            conn = Connection.connect(
+                self._conninfo, autocommit=True, connect_timeout=self._libpq_timeout()
+            )
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            self._configure(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
     def _discard_pool(self, pool: ConnectionPool[Connection]) -> None:
         """Close a pool that failed: the next attempt opens a fresh one.
 

@@ -68,7 +68,7 @@ import dataclasses
 import datetime as dt
 import types
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Final, NamedTuple
@@ -581,27 +581,30 @@ def create_meta_table(schema: str) -> sql.Composed:
     return META.create(schema, if_not_exists=True)
 
 
-def create_tables(schema: str, suffix: str = "") -> Iterator[sql.Composed]:
-    """The ``CREATE TABLE`` statements of every index table (indexes come separately).
+def create_tables(
+    schema: str, suffix: str = "", tables: Sequence[Table] = TABLES
+) -> Iterator[sql.Composed]:
+    """The ``CREATE TABLE`` statements of index tables (indexes come separately).
 
     Args:
         schema: The Postgres schema.
         suffix: Appended to every table name (a rebuild builds ``runs__rebuild``, ...).
+        tables: The tables; every index table by default.
     """
-    for spec in TABLES:
+    for spec in tables:
         yield spec.create(schema, suffix)
 
 
-def _indexes(trigram: bool) -> Iterator[tuple[Table, Index]]:
-    """Every secondary index, the trigram ones last and only if ``trigram``."""
-    every = [(spec, index) for spec in TABLES for index in spec.indexes]
+def _indexes(trigram: bool, tables: Sequence[Table] = TABLES) -> Iterator[tuple[Table, Index]]:
+    """The secondary indexes of ``tables``, the trigram ones last and only if ``trigram``."""
+    every = [(spec, index) for spec in tables for index in spec.indexes]
     yield from ((spec, index) for spec, index in every if not index.trigram)
     if trigram:
         yield from ((spec, index) for spec, index in every if index.trigram)
 
 
 def create_indexes(
-    schema: str, suffix: str = "", *, trigram: bool = False
+    schema: str, suffix: str = "", *, trigram: bool = False, tables: Sequence[Table] = TABLES
 ) -> Iterator[sql.Composed]:
     """The secondary indexes of the tables (the primary keys come with the tables).
 
@@ -610,8 +613,9 @@ def create_indexes(
         suffix: The table-name suffix the tables were created with.
         trigram: Also index ``experiment_id`` with ``gin_trgm_ops`` (only when the
             ``pg_trgm`` extension is installed; nothing requires it).
+        tables: The tables; every index table by default.
     """
-    for spec, index in _indexes(trigram):
+    for spec, index in _indexes(trigram, tables):
         yield sql.SQL("CREATE INDEX {idx} ON {t} {how}").format(
             idx=sql.Identifier(index.name(spec.name, suffix)),
             t=spec.identifier(schema, suffix),
@@ -619,9 +623,11 @@ def create_indexes(
         )
 
 
-def drop_tables(schema: str, suffix: str = "", *, meta: bool = False) -> Iterator[sql.Composed]:
-    """``DROP TABLE IF EXISTS`` for every index table (and ``metalab_meta`` if asked)."""
-    for spec in TABLES:
+def drop_tables(
+    schema: str, suffix: str = "", *, meta: bool = False, tables: Sequence[Table] = TABLES
+) -> Iterator[sql.Composed]:
+    """``DROP TABLE IF EXISTS`` for index tables (and ``metalab_meta`` if asked)."""
+    for spec in tables:
         yield sql.SQL("DROP TABLE IF EXISTS {t}").format(t=spec.identifier(schema, suffix))
     if meta:
         yield sql.SQL("DROP TABLE IF EXISTS {t}").format(t=META.identifier(schema))

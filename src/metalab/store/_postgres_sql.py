@@ -226,6 +226,7 @@ class SortStatements:
 class RebuildStatements:
     """A rebuild: whole (tables built beside the live ones) or of one experiment."""
 
+    read_committed: sql.SQL
     now: sql.SQL
     others_exist: sql.Composed
     copy_new: tuple[CopyIn, CopyIn, CopyIn, CopyIn, CopyIn]
@@ -920,18 +921,21 @@ def rebuild_statements(schema: str) -> RebuildStatements:
     # The chunks of the series rows that writers changed since the rebuild started.
     changed = _fmt("SELECT run_id FROM {s} WHERE indexed_at >= %s", s=series)
     return RebuildStatements(
+        read_committed=sql.SQL("SET TRANSACTION ISOLATION LEVEL READ COMMITTED"),
         now=sql.SQL("SELECT clock_timestamp()"),
+        # Each test is a range on an index that starts with experiment_id (one
+        # index probe; ``<>`` would scan the table: seconds at a million runs).
         others_exist=_fmt(
-            "SELECT EXISTS (SELECT 1 FROM {r} WHERE experiment_id <> %(e)s) "
-            "OR EXISTS (SELECT 1 FROM {d} WHERE experiment_id IS DISTINCT FROM %(e)s) "
-            "OR EXISTS (SELECT 1 FROM {m} WHERE experiment_id <> %(e)s) "
-            "OR EXISTS (SELECT 1 FROM {s} WHERE experiment_id IS DISTINCT FROM %(e)s) "
-            "OR EXISTS (SELECT 1 FROM {x} WHERE experiment_id <> %(e)s)",
-            r=RUNS.identifier(schema),
-            d=DERIVED.identifier(schema),
-            m=MANIFESTS.identifier(schema),
-            s=series,
-            x=EXPERIMENTS.identifier(schema),
+            "SELECT {tests}",
+            tests=sql.SQL(" OR ").join(
+                _fmt(
+                    "EXISTS (SELECT 1 FROM {t} WHERE experiment_id {test})",
+                    t=spec.identifier(schema),
+                    test=sql.SQL(test),
+                )
+                for spec in (*documents, EXPERIMENTS)
+                for test in ("< %(e)s", "> %(e)s", "IS NULL")
+            ),
         ),
         # The new tables were created in the same transaction: their rows can be
         # written frozen and all-visible, so index-only scans (run summaries) need
