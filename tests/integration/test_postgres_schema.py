@@ -1,4 +1,4 @@
-"""The index tables are those of layout version 5, catalog entry for catalog entry.
+"""The index tables are those of layout version 6, catalog entry for catalog entry.
 
 An index created by any metalab with a given ``SCHEMA_VERSION`` is used as it is by
 every other, so the tables, columns, types, nullability, defaults, constraints,
@@ -6,7 +6,7 @@ indexes and storage options the code creates must never drift. The golden files
 were dumped when each version was defined (version 1's from the hand-written DDL that
 first defined it; version 2 changed what the query copy's strings hold, not the
 tables); they are never edited, and what version 3 changed from version 1 is checked
-here too, and what versions 4 and 5 changed.
+here too, and what versions 4, 5 and 6 changed.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from metalab.testing.store import make_record
 GOLDEN_V1 = Path(__file__).parent / "data" / "postgres_index_catalog_v1.json"
 GOLDEN_V3 = Path(__file__).parent / "data" / "postgres_index_catalog_v3.json"
 GOLDEN_V4 = Path(__file__).parent / "data" / "postgres_index_catalog_v4.json"
-GOLDEN = Path(__file__).parent / "data" / "postgres_index_catalog_v5.json"
+GOLDEN_V5 = Path(__file__).parent / "data" / "postgres_index_catalog_v5.json"
+GOLDEN = Path(__file__).parent / "data" / "postgres_index_catalog_v6.json"
 SCHEMA_PLACEHOLDER = "<schema>"
 TRIGRAM_INDEX = "runs_experiment_trgm_idx"
 EXP = "schema:1"
@@ -141,7 +142,7 @@ def test_version_4_is_version_3_with_kept_sort_orders_and_two_runs_indexes() -> 
 
 
 def test_version_5_is_version_4_with_the_catalog_change_log() -> None:
-    v4, v5 = golden_tables(GOLDEN_V4), golden_tables()
+    v4, v5 = golden_tables(GOLDEN_V4), golden_tables(GOLDEN_V5)
     assert sorted(v5.keys() - v4.keys()) == ["catalog_changes"]
     assert all(v5[name] == v4[name] for name in v4)
     assert [c["name"] for c in v5["catalog_changes"]["columns"]] == [
@@ -155,6 +156,24 @@ def test_version_5_is_version_4_with_the_catalog_change_log() -> None:
     ]
 
 
+def test_version_6_is_version_5_with_the_document_tables_indexed_by_time() -> None:
+    v5, v6 = golden_tables(GOLDEN_V5), golden_tables()
+    assert v6.keys() == v5.keys()
+    added: dict[str, str] = {}
+    for name, table in v6.items():
+        assert {k: v for k, v in table.items() if k != "indexes"} == {
+            k: v for k, v in v5[name].items() if k != "indexes"
+        }, name
+        old, new = v5[name]["indexes"], table["indexes"]
+        assert old.items() <= new.items(), name
+        added.update({k: v for k, v in new.items() if k not in old})
+    assert added == {
+        f"{t}_indexed_at_idx": f"CREATE INDEX {t}_indexed_at_idx ON <schema>.{t} "
+        "USING btree (indexed_at)"
+        for t in ("derived", "manifests", "runs", "series")
+    }
+
+
 def without_trigram(conn: psycopg.Connection[Any], tables: dict[str, Any]) -> dict[str, Any]:
     """The dump without the trigram index, which exists only where ``pg_trgm`` is installed."""
     if TypeInfo.fetch(conn, "gtrgm") is not None:
@@ -164,7 +183,7 @@ def without_trigram(conn: psycopg.Connection[Any], tables: dict[str, Any]) -> di
 
 
 class TestIndexCatalog:
-    def test_a_new_index_creates_exactly_the_v5_tables(
+    def test_a_new_index_creates_exactly_the_v6_tables(
         self, postgres_url: str, postgres_schema: str
     ) -> None:
         index = PostgresIndex(postgres_url, schema=postgres_schema)
@@ -175,7 +194,7 @@ class TestIndexCatalog:
         with psycopg.connect(postgres_url) as conn:
             assert without_trigram(conn, dump_catalog(conn, postgres_schema)) == golden_tables()
 
-    def test_a_rebuilt_index_swaps_in_exactly_the_v5_tables(
+    def test_a_rebuilt_index_swaps_in_exactly_the_v6_tables(
         self, postgres_config: PostgresStoreConfig, postgres_url: str
     ) -> None:
         with postgres_config.scoped(EXP).connect() as store:

@@ -117,7 +117,7 @@ __all__ = [
     "swap_in",
 ]
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 """The version of the index layout; any other version in a database means rebuild.
 
 Version 2 has the tables of version 1; what changed is the query copy's strings,
@@ -132,6 +132,9 @@ statement triggers on ``runs``) and changes two indexes of ``runs``: the
 "C")`` orders windows by run id. Version 5 adds ``catalog_changes``, filled by the
 triggers on ``runs`` and on ``derived`` (one function per table now), from which a
 catalog read folds in what changed instead of recomputing the catalog after writes.
+Version 6 indexes ``indexed_at`` of the four document tables: a rebuild carries over
+the rows written while it ran by an index range instead of reading every live row
+(seconds at a million runs).
 """
 
 REBUILD_SUFFIX: Final = "__rebuild"
@@ -475,6 +478,8 @@ class MetaRow(NamedTuple):
 
 _INDEXED_AT: Final = Column("timestamptz", default="clock_timestamp()", name="indexed_at")
 _ROW_STORAGE: Final = (("toast_tuple_target", 8160),)
+_BY_INDEXED_AT: Final = Index("indexed_at", "(indexed_at)")
+"""The rows written since a time: what a rebuild carries over (layout 6)."""
 
 RUNS: Final = Table(
     "runs",
@@ -491,6 +496,7 @@ RUNS: Final = Table(
         ),
         Index("experiment_run", '(experiment_id, run_id COLLATE "C")'),
         Index("params", "USING gin (params jsonb_path_ops)"),
+        _BY_INDEXED_AT,
         Index("experiment_trgm", "USING gin (experiment_id gin_trgm_ops)", trigram=True),
     ),
     storage=_ROW_STORAGE,
@@ -500,7 +506,7 @@ DERIVED: Final = Table(
     DerivedRow,
     primary_key=("run_id",),
     extra=(_INDEXED_AT,),
-    indexes=(Index("experiment", "(experiment_id)"),),
+    indexes=(Index("experiment", "(experiment_id)"), _BY_INDEXED_AT),
     storage=_ROW_STORAGE,
 )
 MANIFESTS: Final = Table(
@@ -508,6 +514,7 @@ MANIFESTS: Final = Table(
     ManifestRow,
     primary_key=("experiment_id", "name"),
     extra=(_INDEXED_AT,),
+    indexes=(_BY_INDEXED_AT,),
     storage=_ROW_STORAGE,
 )
 SERIES: Final = Table(
@@ -515,7 +522,7 @@ SERIES: Final = Table(
     SeriesRow,
     primary_key=("run_id",),
     extra=(_INDEXED_AT,),
-    indexes=(Index("experiment", "(experiment_id)"),),
+    indexes=(Index("experiment", "(experiment_id)"), _BY_INDEXED_AT),
 )
 SERIES_CHUNKS: Final = Table(
     "series_chunks", SeriesChunkRow, primary_key=("run_id", "seq", "metric")
