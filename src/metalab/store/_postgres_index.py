@@ -825,6 +825,12 @@ class PostgresIndex:
         the rebuild ran are carried over. If anything fails, or the process dies,
         the transaction rolls back and the old index stays as it was.
 
+        A whole rebuild fills the derived metrics' new table on a second connection
+        (its own transaction, committed before the swap) while the first copies the
+        rest and builds their indexes. A rebuild that dies after that commit leaves
+        the ``derived__rebuild`` table behind, used by nothing; the next rebuild
+        replaces it.
+
         Args:
             read: The documents of a kind, as read from the files.
             scope: The experiment being rebuilt, or ``None`` for the whole index.
