@@ -9,20 +9,23 @@ imported by the workers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dask
 import pytest
 from distributed import Client, KilledWorker, LocalCluster
+from distributed import Future as DaskFuture
 
 import metalab
 from metalab import runner
@@ -290,6 +293,52 @@ class TestDaskFailures:
         assert marker.exists()
         assert [r.status for r in results] == ["success"] * 60
         assert [p.stem for p in record_files(tmp_path / "runs")] == sorted(results.run_ids)
+
+    def test_a_batch_whose_worker_dies_once_its_outcome_arrived_is_not_failed(
+        self, tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The worker that holds a finished batch dies just after this process fetched it.
+
+        The scheduler then reports the batch's result lost and runs the batch again; the
+        outcome already fetched must settle the batch (this window once failed a sweep
+        with a ``TypeError`` from distributed's ``concurrent.futures`` bridge). The fetch
+        is wrapped so that the worker dies inside it, every time.
+        """
+        pids: dict[str, int] = client.run(os.getpid)
+        gather = cast("Callable[..., Awaitable[Any]]", Client._gather)
+        lost: list[str] = []
+
+        async def gather_then_kill_the_holder(
+            self: Client, futures: object, *args: Any, **kwargs: Any
+        ) -> Any:
+            gathered = await gather(self, futures, *args, **kwargs)
+            # One batch's future, alone or in a list of one.
+            future = futures[0] if isinstance(futures, list) and len(futures) == 1 else futures
+            if (
+                lost
+                or not isinstance(future, DaskFuture)
+                or not str(future.key).startswith("metalab-batch-")
+            ):
+                return gathered
+            assert self.scheduler is not None
+            (holder,) = (await self.scheduler.who_has(keys=[future.key]))[future.key]
+            os.kill(pids[holder], signal.SIGKILL)
+            lost.append(str(future.key))
+            deadline = time.monotonic() + 60
+            while future.status == "finished":
+                assert time.monotonic() < deadline, "the scheduler never reported the loss"
+                await asyncio.sleep(0.01)
+            return gathered
+
+        monkeypatch.setattr(Client, "_gather", gather_then_kill_the_holder)
+        exp = experiment(recording_operation(), i=list(range(40)))
+        handle = metalab.run(
+            exp, store=str(tmp_path), executor=metalab.DaskExecutor(client), progress=False
+        )
+        results = handle.result(timeout=120)
+        assert len(lost) == 1
+        assert [r.status for r in results] == ["success"] * 40
+        assert [p.stem for p in record_files(tmp_path)] == sorted(results.run_ids)
 
     def test_a_run_that_keeps_killing_workers_is_rerun_by_the_next_resume(
         self,

@@ -37,7 +37,6 @@ the next resume runs it again.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import logging
 import math
@@ -70,7 +69,6 @@ from metalab.store import (
 if TYPE_CHECKING:
     from distributed import Client, Event
     from distributed import Future as DaskFuture
-    from distributed.cfexecutor import ClientExecutor
 
 __all__ = ["DaskExecutor"]
 
@@ -344,13 +342,15 @@ class _Sweep:
 
     client: Client
     owns_client: bool
-    pool: ClientExecutor
     job: DaskFuture[RunJob]
     token: str
     threads: int
     indexed: _IndexedFiles | None
     indexer: _Indexer | None
     outstanding: set[Future[BatchOutcome]] = field(default_factory=set)
+    # The Dask futures of the batches not yet settled: the scheduler keeps a batch
+    # while a client holds its future.
+    batches: dict[str, DaskFuture[_BatchResult]] = field(default_factory=dict)
     serial: itertools.count[int] = field(default_factory=itertools.count)
     cancelled: bool = False
     lost: bool = False
@@ -528,7 +528,6 @@ class DaskExecutor:
             job_future: DaskFuture[RunJob] = client.submit(
                 _provide_job, shipped, key=f"metalab-job-{token}", pure=False
             )
-            pool = client.get_executor(pure=False, retries=0)
         except BaseException:
             if owns_client:
                 client.close()
@@ -537,7 +536,6 @@ class DaskExecutor:
         return _Sweep(
             client=client,
             owns_client=owns_client,
-            pool=pool,
             job=job_future,
             token=token,
             threads=threads,
@@ -575,39 +573,72 @@ class DaskExecutor:
             key = f"metalab-batch-{sweep.token}-{next(sweep.serial)}"
             outer: Future[BatchOutcome] = Future()
             sweep.outstanding.add(outer)
-        # Outside the lock, which _settle() takes on Dask's event loop: nothing here
-        # may wait for that loop while holding it.
+        # Outside the lock, which _settle() takes: nothing here may wait for Dask's
+        # event loop while holding it.
         try:
-            inner: Future[_BatchResult] = sweep.pool.submit(
-                _run_batch, sweep.job, sweep.token, sweep.indexer is not None, tuple(tasks), key=key
+            batch: DaskFuture[_BatchResult] = sweep.client.submit(
+                _run_batch,
+                sweep.job,
+                sweep.token,
+                sweep.indexer is not None,
+                tuple(tasks),
+                key=key,
+                pure=False,
+                retries=0,
             )
+            with self._lock:
+                sweep.batches[key] = batch
+            loop = sweep.client.loop
+            assert loop is not None, "a connected client has an event loop"
+            loop.add_callback(self._fetch, sweep, outer, key, batch)
         except BaseException:
             with self._lock:
                 sweep.outstanding.discard(outer)
+                sweep.batches.pop(key, None)
             raise
-        inner.add_done_callback(functools.partial(self._settle, sweep, outer, key))
         return outer
+
+    async def _fetch(
+        self,
+        sweep: _Sweep,
+        outer: Future[BatchOutcome],
+        key: str,
+        batch: DaskFuture[_BatchResult],
+    ) -> None:
+        """Wait for a batch on Dask's event loop, fetch its outcome and settle it.
+
+        What settles the batch is what the fetch returned, never the future's status
+        read afterwards: the worker that holds a finished batch can die just after its
+        outcome arrived, and the scheduler then reports the batch lost and runs it
+        again, which must not turn an outcome in hand into a failure. A batch lost
+        before its outcome arrived is fetched once it has run again.
+        """
+        result: _BatchResult | None = None
+        error: BaseException | None = None
+        try:
+            result = await sweep.client.gather(batch, asynchronous=True)
+        except BaseException as exc:  # noqa: BLE001 -- the batch's error ends the sweep
+            error = exc
+            if batch.cancelled():
+                error = CancelledError(
+                    f"dask cancelled batch {key!r} (its client was closed or restarted, or "
+                    "lost the scheduler); runs it did not finish run again on resume"
+                )
+        self._settle(sweep, outer, key, result, error)
 
     def _settle(
         self,
         sweep: _Sweep,
         outer: Future[BatchOutcome],
         key: str,
-        inner: Future[_BatchResult],
+        result: _BatchResult | None,
+        error: BaseException | None,
     ) -> None:
         """Pass a batch's outcome on to the runner; called on Dask's event loop, so quick."""
-        error: BaseException | None = None
-        result: _BatchResult | None = None
-        if inner.cancelled():
-            error = CancelledError(
-                f"dask cancelled batch {key!r} (its client was closed or restarted, or lost "
-                "the scheduler); runs it did not finish run again on resume"
-            )
-        else:
-            error = inner.exception()
-            if error is None:
-                result = inner.result()
-                error = result.interrupted
+        if result is not None:
+            error = result.interrupted
+        with self._lock:
+            sweep.batches.pop(key, None)
         if error is not None or result is None or result.outcome is None:
             logger.debug("dask batch %s ended with %r", key, error)
             with self._lock:
@@ -751,7 +782,13 @@ def _series_written(store: _IndexedFiles) -> bool:
 
 def _release(sweep: _Sweep) -> None:
     """Free what the sweep holds on the cluster and leave it."""
-    sweep.pool.shutdown(wait=True)
+    from distributed import wait  # noqa: PLC0415 -- optional (dask extra)
+
+    # Batches still on the cluster (the wait for them was interrupted) finish first,
+    # so that none of them writes after the sweep has ended.
+    batches = list(sweep.batches.values())
+    if batches:
+        wait(batches)
     sweep.job.release()
     if sweep.cancelled:
         from distributed import Event  # noqa: PLC0415 -- optional (dask extra)
