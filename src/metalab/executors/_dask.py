@@ -29,7 +29,9 @@ with their batch's outcome, and the coordinating process emits each distinct one
 once per sweep, where the caller of ``run()`` sees it.
 
 **When a worker dies**, Dask runs its batches again on another worker, up to the
-scheduler's ``distributed.scheduler.allowed-failures``. A run that keeps killing its
+scheduler's ``distributed.scheduler.allowed-failures``; a batch whose outcome has
+already reached the coordinating process counts as done, even when the scheduler
+reports it lost with its worker and runs it again. A run that keeps killing its
 workers ends the sweep with Dask's ``KilledWorker``; its ``running`` record stays, and
 the next resume runs it again.
 """
