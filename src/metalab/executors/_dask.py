@@ -30,8 +30,8 @@ once per sweep, where the caller of ``run()`` sees it.
 
 **When a worker dies**, Dask runs its batches again on another worker, up to the
 scheduler's ``distributed.scheduler.allowed-failures``; a batch whose outcome has
-already reached the coordinating process counts as done, even when the scheduler
-reports it lost with its worker and runs it again. A run that keeps killing its
+already reached the coordinating process counts as done, even when its worker dies
+afterwards and the scheduler reports it lost. A run that keeps killing its
 workers ends the sweep with Dask's ``KilledWorker``; its ``running`` record stays, and
 the next resume runs it again.
 """
