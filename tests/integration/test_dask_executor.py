@@ -121,6 +121,46 @@ def backdoor_for(
     )
 
 
+def kill_the_holder_of_the_first_batch_fetched(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """Make the worker holding a finished batch die just after this process fetched it.
+
+    ``Client._gather`` is wrapped: once the first batch's outcome has arrived, the
+    worker that holds the batch is killed, and the fetch returns only after the client
+    has heard from the scheduler that the batch is lost (the scheduler then runs it
+    again). Returns the keys of the batches so lost, filled in as the sweep runs.
+    """
+    pids: dict[str, int] = client.run(os.getpid)
+    gather = cast("Callable[..., Awaitable[Any]]", Client._gather)
+    lost: list[str] = []
+
+    async def gather_then_kill_the_holder(
+        self: Client, futures: object, *args: Any, **kwargs: Any
+    ) -> Any:
+        gathered = await gather(self, futures, *args, **kwargs)
+        # One batch's future, alone or in a list of one.
+        future = futures[0] if isinstance(futures, list) and len(futures) == 1 else futures
+        if (
+            lost
+            or not isinstance(future, DaskFuture)
+            or not str(future.key).startswith("metalab-batch-")
+        ):
+            return gathered
+        assert self.scheduler is not None
+        (holder,) = (await self.scheduler.who_has(keys=[future.key]))[future.key]
+        os.kill(pids[holder], signal.SIGKILL)
+        lost.append(str(future.key))
+        deadline = time.monotonic() + 60
+        while future.status == "finished":
+            assert time.monotonic() < deadline, "the scheduler never reported the loss"
+            await asyncio.sleep(0.01)
+        return gathered
+
+    monkeypatch.setattr(Client, "_gather", gather_then_kill_the_holder)
+    return lost
+
+
 class TestDaskSweepToFileStore:
     def test_every_run_executes_on_the_workers_and_is_recorded_in_the_files(
         self, tmp_path: Path, client: Client
@@ -297,40 +337,8 @@ class TestDaskFailures:
     def test_a_batch_whose_worker_dies_once_its_outcome_arrived_is_not_failed(
         self, tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """The worker that holds a finished batch dies just after this process fetched it.
-
-        The scheduler then reports the batch's result lost and runs the batch again; the
-        outcome already fetched must settle the batch (this window once failed a sweep
-        with a ``TypeError`` from distributed's ``concurrent.futures`` bridge). The fetch
-        is wrapped so that the worker dies inside it, every time.
-        """
-        pids: dict[str, int] = client.run(os.getpid)
-        gather = cast("Callable[..., Awaitable[Any]]", Client._gather)
-        lost: list[str] = []
-
-        async def gather_then_kill_the_holder(
-            self: Client, futures: object, *args: Any, **kwargs: Any
-        ) -> Any:
-            gathered = await gather(self, futures, *args, **kwargs)
-            # One batch's future, alone or in a list of one.
-            future = futures[0] if isinstance(futures, list) and len(futures) == 1 else futures
-            if (
-                lost
-                or not isinstance(future, DaskFuture)
-                or not str(future.key).startswith("metalab-batch-")
-            ):
-                return gathered
-            assert self.scheduler is not None
-            (holder,) = (await self.scheduler.who_has(keys=[future.key]))[future.key]
-            os.kill(pids[holder], signal.SIGKILL)
-            lost.append(str(future.key))
-            deadline = time.monotonic() + 60
-            while future.status == "finished":
-                assert time.monotonic() < deadline, "the scheduler never reported the loss"
-                await asyncio.sleep(0.01)
-            return gathered
-
-        monkeypatch.setattr(Client, "_gather", gather_then_kill_the_holder)
+        """This once failed a sweep with a ``TypeError`` from distributed's bridge."""
+        lost = kill_the_holder_of_the_first_batch_fetched(client, monkeypatch)
         exp = experiment(recording_operation(), i=list(range(40)))
         handle = metalab.run(
             exp, store=str(tmp_path), executor=metalab.DaskExecutor(client), progress=False
@@ -339,6 +347,32 @@ class TestDaskFailures:
         assert len(lost) == 1
         assert [r.status for r in results] == ["success"] * 40
         assert [p.stem for p in record_files(tmp_path)] == sorted(results.run_ids)
+
+    def test_the_index_matches_the_files_when_a_batch_is_lost_after_its_outcome_arrived(
+        self,
+        client: Client,
+        monkeypatch: pytest.MonkeyPatch,
+        postgres_config: PostgresStoreConfig,
+        postgres_url: str,
+    ) -> None:
+        """Batches lost with the killed worker run again and write their runs once more.
+
+        Each run records the pid of its worker, so a second execution changes its
+        record; the index must hold the records the files hold when the sweep returns.
+        """
+        lost = kill_the_holder_of_the_first_batch_fetched(client, monkeypatch)
+        exp = experiment(recording_operation(), i=list(range(40)))
+        handle = metalab.run(
+            exp, store=postgres_config, executor=metalab.DaskExecutor(client), progress=False
+        )
+        results = handle.result(timeout=120)
+        assert len(lost) == 1
+        assert [r.status for r in results] == ["success"] * 40
+        backdoor = backdoor_for(handle, postgres_url, postgres_config)
+        try:
+            assert backdoor.index_docs("runs") == backdoor.file_docs("runs")
+        finally:
+            backdoor.close()
 
     def test_a_run_that_keeps_killing_workers_is_rerun_by_the_next_resume(
         self,
