@@ -350,8 +350,8 @@ class _Sweep:
     indexed: _IndexedFiles | None
     indexer: _Indexer | None
     outstanding: set[Future[BatchOutcome]] = field(default_factory=set)
-    # The Dask futures of the batches not yet settled: the scheduler keeps a batch
-    # while a client holds its future.
+    # The Dask futures of the batches not yet settled, for _release() to wait on if
+    # shutdown() is interrupted while they run.
     batches: dict[str, DaskFuture[_BatchResult]] = field(default_factory=dict)
     serial: itertools.count[int] = field(default_factory=itertools.count)
     cancelled: bool = False
