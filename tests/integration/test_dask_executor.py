@@ -26,6 +26,7 @@ import dask
 import pytest
 from distributed import Client, KilledWorker, LocalCluster
 from distributed import Future as DaskFuture
+from distributed.client import FutureState
 
 import metalab
 from metalab import runner
@@ -130,10 +131,19 @@ def kill_the_holder_of_the_first_batch_fetched(
     worker that holds the batch is killed, and the fetch returns only after the client
     has heard from the scheduler that the batch is lost (the scheduler then runs it
     again). Returns the keys of the batches so lost, filled in as the sweep runs.
+
+    The loss is seen by wrapping ``FutureState.lose``, not by polling the future's
+    status: the batch may run again and finish between two polls.
     """
     pids: dict[str, int] = client.run(os.getpid)
     gather = cast("Callable[..., Awaitable[Any]]", Client._gather)
+    lose = cast("Callable[[FutureState], None]", FutureState.lose)
     lost: list[str] = []
+    reported: set[str] = set()
+
+    def lose_and_report(self: FutureState) -> None:
+        reported.add(str(self.key))
+        lose(self)
 
     async def gather_then_kill_the_holder(
         self: Client, futures: object, *args: Any, **kwargs: Any
@@ -147,16 +157,20 @@ def kill_the_holder_of_the_first_batch_fetched(
             or not str(future.key).startswith("metalab-batch-")
         ):
             return gathered
+        # Claimed before the first await: fetches run concurrently on the loop, and a
+        # second one finishing meanwhile must not kill another worker.
+        key = str(future.key)
+        lost.append(key)
         assert self.scheduler is not None
         (holder,) = (await self.scheduler.who_has(keys=[future.key]))[future.key]
         os.kill(pids[holder], signal.SIGKILL)
-        lost.append(str(future.key))
         deadline = time.monotonic() + 60
-        while future.status == "finished":
+        while key not in reported:
             assert time.monotonic() < deadline, "the scheduler never reported the loss"
             await asyncio.sleep(0.01)
         return gathered
 
+    monkeypatch.setattr(FutureState, "lose", lose_and_report)
     monkeypatch.setattr(Client, "_gather", gather_then_kill_the_holder)
     return lost
 
