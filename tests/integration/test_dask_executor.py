@@ -19,6 +19,7 @@ import textwrap
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -122,15 +123,24 @@ def backdoor_for(
     )
 
 
+@dataclass(frozen=True)
+class LostBatch:
+    """A batch whose worker was killed just after its outcome arrived."""
+
+    key: str
+    pid: int  # the killed worker's
+    run_ids: frozenset[str]  # the runs its first outcome recorded (for the index)
+
+
 def kill_the_holder_of_the_first_batch_fetched(
     client: Client, monkeypatch: pytest.MonkeyPatch
-) -> list[str]:
+) -> list[LostBatch]:
     """Make the worker holding a finished batch die just after this process fetched it.
 
     ``Client._gather`` is wrapped: once the first batch's outcome has arrived, the
     worker that holds the batch is killed, and the fetch returns only after the client
     has heard from the scheduler that the batch is lost (the scheduler then runs it
-    again). Returns the keys of the batches so lost, filled in as the sweep runs.
+    again). Returns the batches so lost, filled in as the sweep runs.
 
     The loss is seen by wrapping ``FutureState.lose``, not by polling the future's
     status: the batch may run again and finish between two polls.
@@ -138,7 +148,8 @@ def kill_the_holder_of_the_first_batch_fetched(
     pids: dict[str, int] = client.run(os.getpid)
     gather = cast("Callable[..., Awaitable[Any]]", Client._gather)
     lose = cast("Callable[[FutureState], None]", FutureState.lose)
-    lost: list[str] = []
+    lost: list[LostBatch] = []
+    claimed: list[str] = []
     reported: set[str] = set()
 
     def lose_and_report(self: FutureState) -> None:
@@ -152,7 +163,7 @@ def kill_the_holder_of_the_first_batch_fetched(
         # One batch's future, alone or in a list of one.
         future = futures[0] if isinstance(futures, list) and len(futures) == 1 else futures
         if (
-            lost
+            claimed
             or not isinstance(future, DaskFuture)
             or not str(future.key).startswith("metalab-batch-")
         ):
@@ -160,10 +171,13 @@ def kill_the_holder_of_the_first_batch_fetched(
         # Claimed before the first await: fetches run concurrently on the loop, and a
         # second one finishing meanwhile must not kill another worker.
         key = str(future.key)
-        lost.append(key)
+        claimed.append(key)
         assert self.scheduler is not None
         (holder,) = (await self.scheduler.who_has(keys=[future.key]))[future.key]
         os.kill(pids[holder], signal.SIGKILL)
+        assert isinstance(gathered, _dask._BatchResult)
+        run_ids = frozenset(record.run_id for record in gathered.records)
+        lost.append(LostBatch(key, pids[holder], run_ids))
         deadline = time.monotonic() + 60
         while key not in reported:
             assert time.monotonic() < deadline, "the scheduler never reported the loss"
@@ -372,7 +386,8 @@ class TestDaskFailures:
         """Batches lost with the killed worker run again and write their runs once more.
 
         Each run records the pid of its worker, so a second execution changes its
-        record; the index must hold the records the files hold when the sweep returns.
+        record; the index must hold the records the files hold when the sweep returns,
+        the batch fetched just before the kill included.
         """
         lost = kill_the_holder_of_the_first_batch_fetched(client, monkeypatch)
         exp = experiment(recording_operation(), i=list(range(40)))
@@ -382,6 +397,11 @@ class TestDaskFailures:
         results = handle.result(timeout=120)
         assert len(lost) == 1
         assert [r.status for r in results] == ["success"] * 40
+        # The lost batch ran again on the other worker, and that outcome was indexed.
+        (batch,) = lost
+        assert batch.run_ids
+        again = {r.run_id: r.metrics["pid"] for r in results if r.run_id in batch.run_ids}
+        assert batch.pid not in again.values(), f"{batch.key} is indexed as first written"
         backdoor = backdoor_for(handle, postgres_url, postgres_config)
         try:
             assert backdoor.index_docs("runs") == backdoor.file_docs("runs")

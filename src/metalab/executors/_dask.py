@@ -31,7 +31,11 @@ once per sweep, where the caller of ``run()`` sees it.
 **When a worker dies**, Dask runs its batches again on another worker, up to the
 scheduler's ``distributed.scheduler.allowed-failures``; a batch whose outcome has
 already reached the coordinating process counts as done, even when its worker dies
-afterwards and the scheduler reports it lost. A run that keeps killing its
+afterwards and the scheduler reports it lost. If that report is in when the outcome is
+settled, the batch's second execution (which rewrites its runs) is waited for and its
+outcome is the one indexed; a report that comes later, while the batch is released,
+can still let the scheduler start it again, and then its runs are written twice
+(``sync_index()`` brings the index up to such a rewrite). A run that keeps killing its
 workers ends the sweep with Dask's ``KilledWorker``; its ``running`` record stays, and
 the next resume runs it again.
 """
@@ -609,11 +613,14 @@ class DaskExecutor:
     ) -> None:
         """Wait for a batch on Dask's event loop, fetch its outcome and settle it.
 
-        What settles the batch is what the fetch returned, never the future's status
-        read afterwards: the worker that holds a finished batch can die just after its
-        outcome arrived, and the scheduler then reports the batch lost and runs it
-        again, which must not turn an outcome in hand into a failure. A batch lost
-        before its outcome arrived is fetched once it has run again.
+        What settles the batch is an outcome the fetch returned, never the future's
+        status read afterwards: the worker that holds a finished batch can die just
+        after its outcome arrived, and the scheduler then reports the batch lost and
+        runs it again, which must not turn an outcome in hand into a failure. That
+        second execution rewrites the batch's runs, so when the loss is already known
+        the batch is settled from the second outcome, which holds the records the files
+        now hold. A batch lost before its outcome arrived is fetched once it has run
+        again.
         """
         result: _BatchResult | None = None
         error: BaseException | None = None
@@ -626,6 +633,15 @@ class DaskExecutor:
                     f"dask cancelled batch {key!r} (its client was closed or restarted, or "
                     "lost the scheduler); runs it did not finish run again on resume"
                 )
+        if result is not None and batch.status == "lost":
+            try:
+                result = await sweep.client.gather(batch, asynchronous=True)
+            except BaseException:  # the first outcome stands
+                # The second execution may have rewritten some runs before it failed:
+                # shutdown() then re-reads the sweep's files into the index.
+                logger.debug("dask batch %s failed when it ran again", key, exc_info=True)
+                with self._lock:
+                    sweep.lost = True
         self._settle(sweep, outer, key, result, error)
 
     def _settle(
