@@ -133,14 +133,16 @@ class LostBatch:
 
 
 def kill_the_holder_of_the_first_batch_fetched(
-    client: Client, monkeypatch: pytest.MonkeyPatch
+    client: Client, monkeypatch: pytest.MonkeyPatch, *, fail_its_second_fetch: bool = False
 ) -> list[LostBatch]:
     """Make the worker holding a finished batch die just after this process fetched it.
 
     ``Client._gather`` is wrapped: once the first batch's outcome has arrived, the
     worker that holds the batch is killed, and the fetch returns only after the client
     has heard from the scheduler that the batch is lost (the scheduler then runs it
-    again). Returns the batches so lost, filled in as the sweep runs.
+    again). Returns the batches so lost, filled in as the sweep runs. With
+    ``fail_its_second_fetch``, the next fetch of that batch waits for its second
+    execution and then raises, as if that execution had failed.
 
     The loss is seen by wrapping ``FutureState.lose``, not by polling the future's
     status: the batch may run again and finish between two polls.
@@ -162,6 +164,13 @@ def kill_the_holder_of_the_first_batch_fetched(
         gathered = await gather(self, futures, *args, **kwargs)
         # One batch's future, alone or in a list of one.
         future = futures[0] if isinstance(futures, list) and len(futures) == 1 else futures
+        if (
+            fail_its_second_fetch
+            and lost
+            and isinstance(future, DaskFuture)
+            and str(future.key) == lost[0].key
+        ):
+            raise RuntimeError("the second execution failed (the test says so)")
         if (
             claimed
             or not isinstance(future, DaskFuture)
@@ -405,6 +414,40 @@ class TestDaskFailures:
         backdoor = backdoor_for(handle, postgres_url, postgres_config)
         try:
             assert backdoor.index_docs("runs") == backdoor.file_docs("runs")
+        finally:
+            backdoor.close()
+
+    def test_a_lost_batch_whose_second_execution_fails_keeps_its_first_outcome(
+        self,
+        client: Client,
+        monkeypatch: pytest.MonkeyPatch,
+        postgres_config: PostgresStoreConfig,
+        postgres_url: str,
+    ) -> None:
+        """The sweep completes, and the first outcome is what the files and index hold.
+
+        The coordinating process writes the records it settles to the files as it
+        indexes them, so what the failed execution rewrote is written over.
+        """
+        lost = kill_the_holder_of_the_first_batch_fetched(
+            client, monkeypatch, fail_its_second_fetch=True
+        )
+        exp = experiment(recording_operation(), i=list(range(40)))
+        handle = metalab.run(
+            exp, store=postgres_config, executor=metalab.DaskExecutor(client), progress=False
+        )
+        results = handle.result(timeout=120)
+        assert len(lost) == 1
+        assert [r.status for r in results] == ["success"] * 40
+        backdoor = backdoor_for(handle, postgres_url, postgres_config)
+        try:
+            assert backdoor.index_docs("runs") == backdoor.file_docs("runs")
+            (batch,) = lost
+            assert batch.run_ids
+            for run_id in batch.run_ids:
+                record = backdoor.read_run_record(run_id)
+                assert record is not None
+                assert record.metrics["pid"] == batch.pid
         finally:
             backdoor.close()
 

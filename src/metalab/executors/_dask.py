@@ -637,8 +637,9 @@ class DaskExecutor:
             try:
                 result = await sweep.client.gather(batch, asynchronous=True)
             except BaseException:  # the first outcome stands
-                # The second execution may have rewritten some runs before it failed:
-                # shutdown() then re-reads the sweep's files into the index.
+                # Settling writes the first outcome's records over what the second
+                # execution wrote; its series, logs and artifacts are re-read from the
+                # files into the index by shutdown().
                 logger.debug("dask batch %s failed when it ran again", key, exc_info=True)
                 with self._lock:
                     sweep.lost = True
