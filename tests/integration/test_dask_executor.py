@@ -385,8 +385,12 @@ class TestDaskFailures:
         assert [r.status for r in results] == ["success"] * 40
         assert [p.stem for p in record_files(tmp_path)] == sorted(results.run_ids)
 
+    @pytest.mark.parametrize(
+        "second_fetch_fails", [False, True], ids=["run-again", "second-execution-fails"]
+    )
     def test_the_index_matches_the_files_when_a_batch_is_lost_after_its_outcome_arrived(
         self,
+        second_fetch_fails: bool,
         client: Client,
         monkeypatch: pytest.MonkeyPatch,
         postgres_config: PostgresStoreConfig,
@@ -395,42 +399,13 @@ class TestDaskFailures:
         """Batches lost with the killed worker run again and write their runs once more.
 
         Each run records the pid of its worker, so a second execution changes its
-        record; the index must hold the records the files hold when the sweep returns,
-        the batch fetched just before the kill included.
-        """
-        lost = kill_the_holder_of_the_first_batch_fetched(client, monkeypatch)
-        exp = experiment(recording_operation(), i=list(range(40)))
-        handle = metalab.run(
-            exp, store=postgres_config, executor=metalab.DaskExecutor(client), progress=False
-        )
-        results = handle.result(timeout=120)
-        assert len(lost) == 1
-        assert [r.status for r in results] == ["success"] * 40
-        # The lost batch ran again on the other worker, and that outcome was indexed.
-        (batch,) = lost
-        assert batch.run_ids
-        again = {r.run_id: r.metrics["pid"] for r in results if r.run_id in batch.run_ids}
-        assert batch.pid not in again.values(), f"{batch.key} is indexed as first written"
-        backdoor = backdoor_for(handle, postgres_url, postgres_config)
-        try:
-            assert backdoor.index_docs("runs") == backdoor.file_docs("runs")
-        finally:
-            backdoor.close()
-
-    def test_a_lost_batch_whose_second_execution_fails_keeps_its_first_outcome(
-        self,
-        client: Client,
-        monkeypatch: pytest.MonkeyPatch,
-        postgres_config: PostgresStoreConfig,
-        postgres_url: str,
-    ) -> None:
-        """The sweep completes, and the first outcome is what the files and index hold.
-
-        The coordinating process writes the records it settles to the files as it
-        indexes them, so what the failed execution rewrote is written over.
+        record; the index must hold the records the files hold when the sweep returns.
+        The batch fetched just before the kill is indexed as it ran again, or, if that
+        execution fails, as it first ran: the coordinating process writes the records
+        it settles to the files as it indexes them, over what the failed one wrote.
         """
         lost = kill_the_holder_of_the_first_batch_fetched(
-            client, monkeypatch, fail_its_second_fetch=True
+            client, monkeypatch, fail_its_second_fetch=second_fetch_fails
         )
         exp = experiment(recording_operation(), i=list(range(40)))
         handle = metalab.run(
@@ -439,17 +414,17 @@ class TestDaskFailures:
         results = handle.result(timeout=120)
         assert len(lost) == 1
         assert [r.status for r in results] == ["success"] * 40
+        (batch,) = lost
+        assert batch.run_ids
         backdoor = backdoor_for(handle, postgres_url, postgres_config)
         try:
             assert backdoor.index_docs("runs") == backdoor.file_docs("runs")
-            (batch,) = lost
-            assert batch.run_ids
-            for run_id in batch.run_ids:
-                record = backdoor.read_run_record(run_id)
-                assert record is not None
-                assert record.metrics["pid"] == batch.pid
+            records = [backdoor.read_run_record(run_id) for run_id in batch.run_ids]
         finally:
             backdoor.close()
+        pids = {record.metrics["pid"] for record in records if record is not None}
+        assert len(pids) == 1
+        assert (pids == {batch.pid}) == second_fetch_fails
 
     def test_a_run_that_keeps_killing_workers_is_rerun_by_the_next_resume(
         self,
