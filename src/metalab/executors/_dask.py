@@ -32,7 +32,7 @@ once per sweep, where the caller of ``run()`` sees it.
 scheduler's ``distributed.scheduler.allowed-failures``; a batch whose outcome has
 already reached the coordinating process counts as done, even when its worker dies
 afterwards and the scheduler reports it lost. If that report is in when the outcome is
-settled, the batch's second execution (which rewrites its runs) is waited for and its
+settled, the batch's next execution (which rewrites its runs) is waited for and its
 outcome is the one indexed; a report that comes later, while the batch is released,
 can still let the scheduler start it again, and then its runs are written twice
 (``sync_index()`` brings the index up to such a rewrite). A run that keeps killing its
@@ -617,10 +617,10 @@ class DaskExecutor:
         status read afterwards: the worker that holds a finished batch can die just
         after its outcome arrived, and the scheduler then reports the batch lost and
         runs it again, which must not turn an outcome in hand into a failure. That
-        second execution rewrites the batch's runs, so when the loss is already known
-        the batch is settled from the second outcome, which holds the records the files
-        now hold. A batch lost before its outcome arrived is fetched once it has run
-        again.
+        execution rewrites the batch's runs, so while the loss is known the batch is
+        fetched again and settled from its latest outcome, which holds the records the
+        files now hold. A batch lost before its outcome arrived is fetched once it has
+        run again.
         """
         result: _BatchResult | None = None
         error: BaseException | None = None
@@ -633,16 +633,17 @@ class DaskExecutor:
                     f"dask cancelled batch {key!r} (its client was closed or restarted, or "
                     "lost the scheduler); runs it did not finish run again on resume"
                 )
-        if result is not None and batch.status == "lost":
+        while result is not None and batch.status == "lost":
             try:
                 result = await sweep.client.gather(batch, asynchronous=True)
-            except BaseException:  # the first outcome stands
-                # Settling writes the first outcome's records over what the second
-                # execution wrote; its series, logs and artifacts are re-read from the
+            except BaseException:  # the outcome in hand stands
+                # Settling writes its records over what the failed execution wrote;
+                # that execution's series, logs and artifacts are re-read from the
                 # files into the index by shutdown().
                 logger.debug("dask batch %s failed when it ran again", key, exc_info=True)
                 with self._lock:
                     sweep.lost = True
+                break
         self._settle(sweep, outer, key, result, error)
 
     def _settle(
